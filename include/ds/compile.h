@@ -1,0 +1,58 @@
+// compile(): Graph -> Executable for a target ("cpu", "gpu"/"cuda", "auto").
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ds/graph.h"
+
+namespace ds {
+
+struct CompileOptions {
+  int opt_level = 2;         // 0..3
+  int64_t memory_budget = 0; // bytes; 0: unlimited
+};
+
+struct ExecutableStats {
+  int kernels = 0;            // launches per run
+  double flops = 0;           // per run, from the OpDef cost model (static shapes)
+  double bytes = 0;
+  int64_t peak_bytes = 0;     // measured on the last run
+};
+
+struct IOSpec {
+  std::string name;
+  TensorType type;
+};
+
+class Executable {
+ public:
+  struct Impl;
+  explicit Executable(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+  // Feeds by placeholder name. Validates names, shapes and dtypes; float feeds of
+  // another float (or an integer) dtype are cast to the placeholder's dtype.
+  std::map<std::string, Tensor> run(const std::map<std::string, Tensor>& feeds) const;
+  // Feeds in placeholder order; outputs in output order.
+  std::vector<Tensor> run(const std::vector<Tensor>& feeds) const;
+
+  const std::vector<IOSpec>& inputs() const;
+  const std::vector<IOSpec>& outputs() const;
+  const std::string& target() const;  // "cpu" or "cuda:0"
+  std::string explain() const;        // why this target, which kernel per node
+  ExecutableStats stats() const;
+  const Graph& graph() const;         // the optimized graph that runs
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+Executable compile(const Graph& graph, const std::string& target = "auto",
+                   const CompileOptions& options = {});
+
+// The targets this build and machine can compile for, e.g. {"cpu", "auto"}.
+std::vector<std::string> available_targets();
+
+}  // namespace ds

@@ -1,0 +1,102 @@
+// Machine and build information for `ds info`.
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "ds/compile.h"
+#include "ds/runtime.h"
+
+#ifndef DS_VERSION
+#define DS_VERSION "0.0.0"
+#endif
+
+namespace ds {
+
+bool CpuInfo::has(const std::string& f) const {
+  for (const auto& x : features)
+    if (x == f) return true;
+  return false;
+}
+
+const CpuInfo& cpu_info() {
+  static const CpuInfo info = [] {
+    CpuInfo c;
+    c.cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    std::ifstream f("/proc/cpuinfo");
+    std::string line, flags;
+    while (std::getline(f, line)) {
+      auto colon = line.find(':');
+      if (colon == std::string::npos) continue;
+      std::string key = line.substr(0, line.find_last_not_of(" \t", colon - 1) + 1);
+      std::string val = colon + 2 <= line.size() ? line.substr(colon + 2) : "";
+      if (key == "model name" && c.model.empty()) c.model = val;
+      if (key == "flags" && flags.empty()) flags = val;
+    }
+    if (c.model.empty()) c.model = "unknown CPU";
+    std::istringstream is(flags);
+    std::string flag;
+    const char* interesting[] = {"sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw",
+                                 "avx512vl", "avx512_bf16", "avx512_fp16", "avx512_vnni",
+                                 "amx_bf16", "amx_tile", "avx_vnni"};
+    while (is >> flag)
+      for (const char* want : interesting)
+        if (flag == want) c.features.push_back(flag);
+    return c;
+  }();
+  return info;
+}
+
+const BuildInfo& build_info() {
+  static const BuildInfo info = [] {
+    BuildInfo b;
+    b.version = DS_VERSION;
+#ifdef DS_HAVE_ONEDNN
+    b.components.emplace_back("oneDNN", true);
+#else
+    b.components.emplace_back("oneDNN", false);
+#endif
+#ifdef DS_HAVE_OPENBLAS
+    b.components.emplace_back("OpenBLAS", true);
+#else
+    b.components.emplace_back("OpenBLAS", false);
+#endif
+#ifdef DS_HAVE_LLVM
+    b.components.emplace_back("LLVM JIT", true);
+#else
+    b.components.emplace_back("LLVM JIT", false);
+#endif
+#ifdef DS_HAVE_CUDA
+    b.components.emplace_back("CUDA", true);
+#else
+    b.components.emplace_back("CUDA", false);
+#endif
+#ifdef DS_HAVE_MPI
+    b.components.emplace_back("MPI", true);
+#else
+    b.components.emplace_back("MPI", false);
+#endif
+    return b;
+  }();
+  return info;
+}
+
+std::string info_text() {
+  std::ostringstream os;
+  const auto& c = cpu_info();
+  const auto& b = build_info();
+  os << "deepseek " << b.version << "\n";
+  os << "cpu:       " << c.model << "\n";
+  os << "cores:     " << c.cores << "\n";
+  os << "features:  ";
+  for (size_t i = 0; i < c.features.size(); ++i) os << (i ? " " : "") << c.features[i];
+  os << "\nthreads:   " << num_threads() << " (DS_NUM_THREADS)\n";
+  os << "targets:   ";
+  const auto t = available_targets();
+  for (size_t i = 0; i < t.size(); ++i) os << (i ? ", " : "") << t[i];
+  os << "\ncomponents:";
+  for (const auto& [name, on] : b.components) os << " " << name << (on ? "=on" : "=off");
+  os << "\n";
+  return os.str();
+}
+
+}  // namespace ds

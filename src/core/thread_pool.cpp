@@ -1,0 +1,144 @@
+#include "core/thread_pool.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "ds/runtime.h"
+
+namespace ds {
+namespace {
+
+thread_local bool t_in_parallel = false;
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int workers) {
+    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { loop(); });
+  }
+  ~ThreadPool() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  int workers() const { return static_cast<int>(threads_.size()); }
+
+  // Runs task(i) for i in [0, tasks) on the callers + `helpers` workers.
+  void run(int tasks, int helpers, const std::function<void(int)>& task) {
+    std::unique_lock<std::mutex> run_lock(run_mu_);  // one parallel region at a time
+    std::atomic<int> next{0};
+    std::atomic<int> done{0};
+    std::exception_ptr error;
+    std::mutex error_mu;
+    auto work = [&] {
+      t_in_parallel = true;
+      for (int i; (i = next.fetch_add(1)) < tasks;) {
+        try {
+          task(i);
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(error_mu);
+          if (!error) error = std::current_exception();
+        }
+        done.fetch_add(1);
+      }
+      t_in_parallel = false;
+    };
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      job_ = work;
+      wanted_ = helpers;
+      ++generation_;
+    }
+    cv_.notify_all();
+    work();
+    std::unique_lock<std::mutex> lock(mu_);
+    done_cv_.wait(lock, [&] { return active_ == 0 && done.load() == tasks; });
+    wanted_ = 0;
+    job_ = nullptr;
+    if (error) std::rethrow_exception(error);
+  }
+
+ private:
+  void loop() {
+    uint64_t seen = 0;
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stop_ || (generation_ != seen && wanted_ > 0); });
+      if (stop_) return;
+      seen = generation_;
+      --wanted_;
+      ++active_;
+      auto job = job_;
+      lock.unlock();
+      job();
+      lock.lock();
+      --active_;
+      done_cv_.notify_all();
+    }
+  }
+
+  std::vector<std::thread> threads_;
+  std::mutex mu_, run_mu_;
+  std::condition_variable cv_, done_cv_;
+  std::function<void()> job_;
+  uint64_t generation_ = 0;
+  int wanted_ = 0;
+  int active_ = 0;
+  bool stop_ = false;
+};
+
+int default_threads() {
+  if (const char* env = std::getenv("DS_NUM_THREADS")) {
+    int n = std::atoi(env);
+    if (n > 0) return n;
+  }
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+std::atomic<int> g_threads{0};
+
+ThreadPool& pool() {
+  // Never destroyed (static destruction order); more threads than workers + 1 just queue.
+  static ThreadPool* p = new ThreadPool(
+      std::max(default_threads(), static_cast<int>(std::thread::hardware_concurrency())) - 1);
+  return *p;
+}
+
+}  // namespace
+
+int num_threads() {
+  int n = g_threads.load();
+  if (n == 0) {
+    n = default_threads();
+    g_threads.store(n);
+  }
+  return n;
+}
+
+void set_num_threads(int n) { g_threads.store(n > 0 ? n : default_threads()); }
+
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  const int threads = num_threads();
+  const int64_t max_chunks = (n + grain - 1) / grain;
+  if (threads <= 1 || max_chunks <= 1 || t_in_parallel) {
+    fn(0, n);
+    return;
+  }
+  const int tasks = static_cast<int>(std::min<int64_t>(max_chunks, threads));
+  const int64_t chunk = (n + tasks - 1) / tasks;
+  pool().run(tasks, std::min(tasks - 1, pool().workers()), [&](int i) {
+    const int64_t b = i * chunk, e = std::min(n, b + chunk);
+    if (b < e) fn(b, e);
+  });
+}
+
+}  // namespace ds

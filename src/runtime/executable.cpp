@@ -1,0 +1,247 @@
+// compile() and Executable::run: an ordered list of kernel launches over value
+// slots. Buffers are released right after their last use, so a run holds only
+// the live working set.
+#include <algorithm>
+#include <atomic>
+#include <set>
+#include <sstream>
+
+#include "ds/compile.h"
+#include "ds/op.h"
+#include "ds/ops.h"
+#include "ds/runtime.h"
+#include "runtime/dispatch.h"
+
+namespace ds {
+
+struct Step {
+  int node;
+  std::vector<int> in_slots;
+  std::vector<int> out_slots;
+  std::vector<int> release;  // slots whose last use is this step
+  const KernelEntry* kernel = nullptr;  // chosen at compile time for static shapes
+};
+
+struct Executable::Impl {
+  Graph graph;
+  std::string target;
+  std::string reason;
+  std::vector<IOSpec> inputs, outputs;
+  std::vector<int> input_slots, output_slots;
+  std::vector<std::pair<int, Tensor>> constant_slots;
+  std::vector<Step> steps;
+  int num_slots = 0;
+  bool dynamic = false;
+  ExecutableStats stats;
+  mutable std::atomic<int64_t> last_peak{0};
+};
+
+namespace {
+
+bool feed_cast_allowed(DType from, DType to) {
+  if (from == to) return true;
+  if (is_floating(to)) return true;                    // any number -> float
+  if (is_integral(to)) return !is_floating(from);      // int/bool -> int
+  return to == DType::Bool && from == DType::Bool;
+}
+
+std::string list(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
+}  // namespace
+
+std::vector<std::string> available_targets() { return {"cpu", "auto"}; }
+
+Executable compile(const Graph& graph, const std::string& target, const CompileOptions& options) {
+  DS_CHECK(options.opt_level >= 0 && options.opt_level <= 3, ValueError,
+           "compile: opt_level must be 0..3, got ", options.opt_level);
+  const auto targets = available_targets();
+  if (target == "gpu" || target.rfind("cuda", 0) == 0) {
+    throw UnavailableError("compile: target '" + target +
+                           "' is not available: this build was made without CUDA (or no GPU is "
+                           "present). Available targets here: " + list(targets));
+  }
+  if (std::find(targets.begin(), targets.end(), target) == targets.end())
+    throw NotFoundError("compile: unknown target '" + target +
+                        "'. Available targets here: " + list(targets));
+  graph.verify();
+
+  auto impl = std::make_shared<Executable::Impl>();
+  impl->graph = graph;
+  impl->target = "cpu";
+  impl->reason = target == "auto" ? "target 'auto': the CPU is the only device in this build"
+                                  : "target 'cpu' requested";
+  const auto outs = graph.outputs();
+  DS_CHECK(!outs.empty(), ValueError, "compile: the graph has no outputs");
+
+  // Live nodes: those reaching an output (dead-code elimination).
+  const auto& nodes = graph.nodes();
+  std::vector<bool> live(nodes.size(), false);
+  for (const auto& [_, v] : outs) live[v.node] = true;
+  for (int i = static_cast<int>(nodes.size()) - 1; i >= 0; --i)
+    if (live[i])
+      for (const ValueRef& v : nodes[i].inputs) live[v.node] = true;
+
+  std::map<std::pair<int, int>, int> slot_of;
+  auto slot = [&](ValueRef v) {
+    auto [it, added] = slot_of.try_emplace({v.node, v.output}, impl->num_slots);
+    if (added) ++impl->num_slots;
+    return it->second;
+  };
+  // Every placeholder is an input (even unused ones, so feeds stay stable).
+  for (int id : graph.placeholder_ids()) {
+    const Node& n = nodes[id];
+    impl->inputs.push_back({n.name, n.outputs[0]});
+    impl->input_slots.push_back(slot({id, 0}));
+    if (!is_static(n.outputs[0].shape)) impl->dynamic = true;
+  }
+  for (const Node& n : nodes) {
+    if (!live[n.id] || n.op->name == "placeholder") continue;
+    if (n.op->name == "constant") {
+      impl->constant_slots.emplace_back(slot({n.id, 0}), std::get<Tensor>(n.attrs.at("value")));
+      continue;
+    }
+    Step s;
+    s.node = n.id;
+    for (const ValueRef& v : n.inputs) s.in_slots.push_back(slot(v));
+    for (int i = 0; i < static_cast<int>(n.outputs.size()); ++i) s.out_slots.push_back(slot({n.id, i}));
+    std::vector<TensorType> in;
+    for (const ValueRef& v : n.inputs) in.push_back(graph.type(v));
+    OpContext ctx{*n.op, n.attrs, in, n.label()};
+    bool is_static_node = true;
+    for (const auto& t : in) is_static_node &= is_static(t.shape);
+    if (is_static_node) {
+      s.kernel = &select_kernel(ctx, DeviceKind::CPU);
+      Cost c = n.op->estimate(ctx, n.outputs);
+      impl->stats.flops += c.flops;
+      impl->stats.bytes += c.bytes;
+    }
+    impl->steps.push_back(std::move(s));
+  }
+  for (const auto& [name, v] : outs) {
+    impl->outputs.push_back({name, graph.type(v)});
+    impl->output_slots.push_back(slot(v));
+  }
+  // Release each intermediate slot after its last reader; inputs, constants and
+  // outputs stay with the caller.
+  std::set<int> keep(impl->output_slots.begin(), impl->output_slots.end());
+  keep.insert(impl->input_slots.begin(), impl->input_slots.end());
+  for (const auto& [s, _] : impl->constant_slots) keep.insert(s);
+  std::map<int, int> last_use;
+  for (int i = 0; i < static_cast<int>(impl->steps.size()); ++i) {
+    for (int s : impl->steps[i].in_slots) last_use[s] = i;
+    for (int s : impl->steps[i].out_slots) last_use.try_emplace(s, i);
+  }
+  for (const auto& [s, i] : last_use)
+    if (!keep.count(s)) impl->steps[i].release.push_back(s);
+  impl->stats.kernels = static_cast<int>(impl->steps.size());
+  return Executable(impl);
+}
+
+std::vector<Tensor> Executable::run(const std::vector<Tensor>& feeds) const {
+  const Impl& m = *impl_;
+  DS_CHECK(feeds.size() == m.inputs.size(), ValueError, "run: expected ", m.inputs.size(),
+           " feeds (", [&] {
+             std::vector<std::string> n;
+             for (const auto& i : m.inputs) n.push_back(i.name);
+             return list(n);
+           }(), "), got ", feeds.size());
+  std::vector<Tensor> slots(m.num_slots);
+  for (size_t i = 0; i < feeds.size(); ++i) {
+    const IOSpec& spec = m.inputs[i];
+    const Tensor& f = feeds[i];
+    DS_CHECK(f.defined() && !f.is_symbolic(), ValueError, "run: feed for placeholder '", spec.name,
+             "' is not a concrete tensor");
+    bool shape_ok = f.ndim() == static_cast<int>(spec.type.shape.size());
+    for (int d = 0; shape_ok && d < f.ndim(); ++d)
+      shape_ok = spec.type.shape[d] == dyn || spec.type.shape[d] == f.shape()[d];
+    DS_CHECK(shape_ok, ShapeError, "run: placeholder '", spec.name, "' expects shape ",
+             shape_str(spec.type.shape), ", got ", shape_str(f.shape()));
+    DS_CHECK(feed_cast_allowed(f.dtype(), spec.type.dtype), TypeError, "run: placeholder '",
+             spec.name, "' expects dtype ", dtype_name(spec.type.dtype), ", got ",
+             dtype_name(f.dtype()), " (which does not convert safely)");
+    slots[m.input_slots[i]] = f.dtype() == spec.type.dtype ? f.contiguous() : cast(f, spec.type.dtype);
+  }
+  for (const auto& [s, t] : m.constant_slots) slots[s] = t;
+
+  int64_t live_bytes = 0, peak = 0;
+  const auto& nodes = m.graph.nodes();
+  for (const Step& st : m.steps) {
+    const Node& n = nodes[st.node];
+    std::vector<Tensor> in;
+    in.reserve(st.in_slots.size());
+    std::vector<TensorType> in_types;
+    for (int s : st.in_slots) {
+      in.push_back(slots[s]);
+      in_types.push_back({slots[s].dtype(), slots[s].shape()});
+    }
+    OpContext ctx{*n.op, n.attrs, in_types, n.label()};
+    std::vector<TensorType> out_types = st.kernel ? n.outputs : n.op->infer(ctx);
+    const KernelEntry& k = st.kernel ? *st.kernel : select_kernel(ctx, DeviceKind::CPU);
+    auto outs = run_kernel(ctx, k, in, out_types);
+    for (size_t i = 0; i < outs.size(); ++i) {
+      live_bytes += static_cast<int64_t>(outs[i].nbytes());
+      slots[st.out_slots[i]] = std::move(outs[i]);
+    }
+    peak = std::max(peak, live_bytes);
+    for (int s : st.release) {
+      live_bytes -= static_cast<int64_t>(slots[s].nbytes());
+      slots[s] = Tensor();
+    }
+  }
+  m.last_peak.store(peak);
+  std::vector<Tensor> result;
+  for (int s : m.output_slots) result.push_back(slots[s]);
+  return result;
+}
+
+std::map<std::string, Tensor> Executable::run(const std::map<std::string, Tensor>& feeds) const {
+  const Impl& m = *impl_;
+  for (const auto& [name, _] : feeds) {
+    bool known = false;
+    for (const auto& i : m.inputs) known |= i.name == name;
+    if (!known) {
+      std::vector<std::string> n;
+      for (const auto& i : m.inputs) n.push_back(i.name);
+      throw NotFoundError("run: feed '" + name + "' matches no placeholder; the placeholders are: " +
+                          list(n));
+    }
+  }
+  std::vector<Tensor> ordered;
+  for (const auto& spec : m.inputs) {
+    auto it = feeds.find(spec.name);
+    DS_CHECK(it != feeds.end(), NotFoundError, "run: missing feed for placeholder '", spec.name,
+             "' (", spec.type.str(), ")");
+    ordered.push_back(it->second);
+  }
+  auto outs = run(ordered);
+  std::map<std::string, Tensor> named;
+  for (size_t i = 0; i < outs.size(); ++i) named[m.outputs[i].name] = outs[i];
+  return named;
+}
+
+const std::vector<IOSpec>& Executable::inputs() const { return impl_->inputs; }
+const std::vector<IOSpec>& Executable::outputs() const { return impl_->outputs; }
+const std::string& Executable::target() const { return impl_->target; }
+const Graph& Executable::graph() const { return impl_->graph; }
+
+ExecutableStats Executable::stats() const {
+  ExecutableStats s = impl_->stats;
+  s.peak_bytes = impl_->last_peak.load();
+  return s;
+}
+
+std::string Executable::explain() const {
+  std::ostringstream os;
+  os << "target: " << impl_->target << " (" << impl_->reason << ")\n";
+  const auto& nodes = impl_->graph.nodes();
+  for (const Step& s : impl_->steps)
+    os << "  " << nodes[s.node].label() << " -> "
+       << (s.kernel ? s.kernel->impl : std::string("chosen per run (symbolic shape)")) << "\n";
+  return os.str();
+}
+
+}  // namespace ds
