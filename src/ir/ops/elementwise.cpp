@@ -75,7 +75,7 @@ std::vector<UnaryDef> unary_defs() {
        [](const VjpArgs& a) -> std::vector<Tensor> {
          return {mul(G(a), mul(Y(a), 1.0 - Y(a)))};
        }},
-      {"relu", ResultType::Same, [](double x, C) { return x > 0 ? x : 0.0; },
+      {"relu", ResultType::Same, [](double x, C) { return x > 0 || std::isnan(x) ? x : 0.0; },
        [](const VjpArgs& a) -> std::vector<Tensor> {
          return {where(gt(X(a), scalar_like(0.0, X(a))), G(a), zeros_like(G(a)))};
        }},
