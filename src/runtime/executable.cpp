@@ -10,6 +10,7 @@
 #include "ds/op.h"
 #include "ds/ops.h"
 #include "ds/runtime.h"
+#include "passes/pass_manager.h"
 #include "runtime/dispatch.h"
 
 namespace ds {
@@ -33,6 +34,7 @@ struct Executable::Impl {
   int num_slots = 0;
   bool dynamic = false;
   ExecutableStats stats;
+  std::vector<passes::PassTiming> pass_timings;
   mutable std::atomic<int64_t> last_peak{0};
 };
 
@@ -70,20 +72,15 @@ Executable compile(const Graph& graph, const std::string& target, const CompileO
   graph.verify();
 
   auto impl = std::make_shared<Executable::Impl>();
-  impl->graph = graph;
+  impl->graph = passes::run_pipeline(graph, options.opt_level, &impl->pass_timings);
   impl->target = "cpu";
   impl->reason = target == "auto" ? "target 'auto': the CPU is the only device in this build"
                                   : "target 'cpu' requested";
-  const auto outs = graph.outputs();
-  DS_CHECK(!outs.empty(), ValueError, "compile: the graph has no outputs");
+  DS_CHECK(!graph.outputs().empty(), ValueError, "compile: the graph has no outputs");
+  const Graph& g = impl->graph;
+  const auto outs = g.outputs();
 
-  // Live nodes: those reaching an output (dead-code elimination).
-  const auto& nodes = graph.nodes();
-  std::vector<bool> live(nodes.size(), false);
-  for (const auto& [_, v] : outs) live[v.node] = true;
-  for (int i = static_cast<int>(nodes.size()) - 1; i >= 0; --i)
-    if (live[i])
-      for (const ValueRef& v : nodes[i].inputs) live[v.node] = true;
+  const auto& nodes = g.nodes();  // dead code is gone: every node is live
 
   std::map<std::pair<int, int>, int> slot_of;
   auto slot = [&](ValueRef v) {
@@ -92,14 +89,14 @@ Executable compile(const Graph& graph, const std::string& target, const CompileO
     return it->second;
   };
   // Every placeholder is an input (even unused ones, so feeds stay stable).
-  for (int id : graph.placeholder_ids()) {
+  for (int id : g.placeholder_ids()) {
     const Node& n = nodes[id];
     impl->inputs.push_back({n.name, n.outputs[0]});
     impl->input_slots.push_back(slot({id, 0}));
     if (!is_static(n.outputs[0].shape)) impl->dynamic = true;
   }
   for (const Node& n : nodes) {
-    if (!live[n.id] || n.op->name == "placeholder") continue;
+    if (n.op->name == "placeholder") continue;
     if (n.op->name == "constant") {
       impl->constant_slots.emplace_back(slot({n.id, 0}), std::get<Tensor>(n.attrs.at("value")));
       continue;
@@ -109,7 +106,7 @@ Executable compile(const Graph& graph, const std::string& target, const CompileO
     for (const ValueRef& v : n.inputs) s.in_slots.push_back(slot(v));
     for (int i = 0; i < static_cast<int>(n.outputs.size()); ++i) s.out_slots.push_back(slot({n.id, i}));
     std::vector<TensorType> in;
-    for (const ValueRef& v : n.inputs) in.push_back(graph.type(v));
+    for (const ValueRef& v : n.inputs) in.push_back(g.type(v));
     OpContext ctx{*n.op, n.attrs, in, n.label()};
     bool is_static_node = true;
     for (const auto& t : in) is_static_node &= is_static(t.shape);
@@ -122,7 +119,7 @@ Executable compile(const Graph& graph, const std::string& target, const CompileO
     impl->steps.push_back(std::move(s));
   }
   for (const auto& [name, v] : outs) {
-    impl->outputs.push_back({name, graph.type(v)});
+    impl->outputs.push_back({name, g.type(v)});
     impl->output_slots.push_back(slot(v));
   }
   // Release each intermediate slot after its last reader; inputs, constants and
@@ -236,7 +233,11 @@ ExecutableStats Executable::stats() const {
 
 std::string Executable::explain() const {
   std::ostringstream os;
-  os << "target: " << impl_->target << " (" << impl_->reason << ")\n";
+  os << "target: " << impl_->target << " (" << impl_->reason << ")\npasses:\n";
+  for (const auto& t : impl_->pass_timings)
+    os << "  " << t.name << ": " << t.nodes_before << " -> " << t.nodes_after << " nodes, " << t.ms
+       << " ms\n";
+  os << "kernels:\n";
   const auto& nodes = impl_->graph.nodes();
   for (const Step& s : impl_->steps)
     os << "  " << nodes[s.node].label() << " -> "

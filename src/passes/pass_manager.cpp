@@ -1,0 +1,59 @@
+#include "passes/pass_manager.h"
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace ds::passes {
+namespace {
+
+bool dump_wanted(const std::string& pass) {
+  const char* env = std::getenv("DS_DUMP_IR");
+  if (!env || !*env) return false;
+  std::string list = std::string(",") + env + ",";
+  return list == ",all," || list.find("," + pass + ",") != std::string::npos;
+}
+
+void dump(const Graph& g, const std::string& pass, int index, uint64_t id) {
+  const char* dir_env = std::getenv("DS_DUMP_DIR");
+  std::filesystem::path dir = dir_env && *dir_env ? dir_env : "ds_dump";
+  std::filesystem::create_directories(dir);
+  std::ostringstream name;
+  name << std::hex << id << std::dec << "_" << index << "_" << pass << ".txt";
+  std::ofstream(dir / name.str()) << g.str();
+}
+
+}  // namespace
+
+const std::vector<Pass>& pipeline() {
+  static const std::vector<Pass> p = {
+      {"constant_folding", 1, constant_folding},
+      {"algebraic_simplification", 1, algebraic_simplification},
+      {"cse", 1, common_subexpression_elimination},
+      {"dce", 0, dead_code_elimination},
+  };
+  return p;
+}
+
+Graph run_pipeline(const Graph& input, int opt_level, std::vector<PassTiming>* timings) {
+  Graph g = input;
+  const uint64_t id = input.hash();
+  if (dump_wanted("input")) dump(g, "input", 0, id);
+  int index = 1;
+  for (const Pass& p : pipeline()) {
+    if (opt_level < p.min_opt_level) continue;
+    const auto t0 = std::chrono::steady_clock::now();
+    const int before = static_cast<int>(g.nodes().size());
+    g = p.run(g);
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (timings) timings->push_back({p.name, ms, before, static_cast<int>(g.nodes().size())});
+    if (dump_wanted(p.name)) dump(g, p.name, index, id);
+    ++index;
+  }
+  return g;
+}
+
+}  // namespace ds::passes

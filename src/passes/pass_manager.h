@@ -1,0 +1,35 @@
+// Named, timed graph passes run by opt level. DS_DUMP_IR=all (or a comma list of
+// pass names) writes the IR after each pass into DS_DUMP_DIR (default ./ds_dump).
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ds/graph.h"
+
+namespace ds::passes {
+
+struct Pass {
+  std::string name;
+  int min_opt_level;  // runs when opt_level >= this
+  std::function<Graph(const Graph&)> run;
+};
+
+struct PassTiming {
+  std::string name;
+  double ms;
+  int nodes_before, nodes_after;
+};
+
+// The pipeline, in order.
+const std::vector<Pass>& pipeline();
+Graph run_pipeline(const Graph& g, int opt_level, std::vector<PassTiming>* timings);
+
+// Individual passes (each in its own file).
+Graph dead_code_elimination(const Graph& g);
+Graph constant_folding(const Graph& g);
+Graph common_subexpression_elimination(const Graph& g);
+Graph algebraic_simplification(const Graph& g);
+
+}  // namespace ds::passes
