@@ -1,0 +1,86 @@
+// Losses as ds-op compositions.
+#include "ds/nn/losses.h"
+
+#include "ds/ops.h"
+
+namespace ds::nn {
+namespace {
+
+Tensor reduce(const Tensor& per_item, const std::string& reduction, const std::string& loss) {
+  if (reduction == "mean") return mean(per_item);
+  if (reduction == "sum") return sum(per_item);
+  if (reduction == "none") return per_item;
+  throw ValueError(loss + ": reduction must be 'mean', 'sum' or 'none', got '" + reduction + "'");
+}
+
+void check_same_shape(const Tensor& a, const Tensor& b, const std::string& loss) {
+  DS_CHECK(a.shape() == b.shape(), ShapeError, loss, ": input ", shape_str(a.shape()),
+           " and target ", shape_str(b.shape()), " must have the same shape");
+}
+
+// -logp[target] per row, with ignored rows masked; the masked mean divides by the kept count.
+Tensor nll_rows(const Tensor& log_probs, const Tensor& target, int64_t ignore_index,
+                double label_smoothing, const std::string& reduction, const std::string& loss) {
+  DS_CHECK(log_probs.ndim() == 2, ShapeError, loss, ": expected input [N, C], got ",
+           shape_str(log_probs.shape()));
+  DS_CHECK(target.ndim() == 1 && target.shape()[0] == log_probs.shape()[0], ShapeError, loss,
+           ": expected target [", log_probs.shape()[0], "] for input ",
+           shape_str(log_probs.shape()), ", got ", shape_str(target.shape()));
+  DS_CHECK(is_integral(target.dtype()), TypeError, loss,
+           ": target must hold class indices (an integer dtype), got ", dtype_name(target.dtype()));
+  const int64_t classes = log_probs.shape()[1];
+  const Tensor keep = ne(target, scalar_like(static_cast<double>(ignore_index), target));
+  const Tensor safe = where(keep, target, scalar_like(0.0, target));
+  Tensor per = neg(sum(one_hot(safe, classes, log_probs.dtype()) * log_probs, {1}));
+  if (label_smoothing > 0)
+    per = per * (1.0 - label_smoothing) + neg(mean(log_probs, {1})) * label_smoothing;
+  const Tensor keepf = cast(keep, log_probs.dtype());
+  per = per * keepf;
+  if (reduction == "mean") return sum(per) / sum(keepf);
+  return reduce(per, reduction, loss);
+}
+
+}  // namespace
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_smoothing,
+                     int64_t ignore_index, const std::string& reduction) {
+  DS_CHECK(label_smoothing >= 0 && label_smoothing <= 1, ValueError,
+           "cross_entropy: label_smoothing must be in [0, 1], got ", label_smoothing);
+  return nll_rows(log_softmax(logits, 1), target, ignore_index, label_smoothing, reduction,
+                  "cross_entropy");
+}
+
+Tensor nll_loss(const Tensor& log_probs, const Tensor& target, int64_t ignore_index,
+                const std::string& reduction) {
+  return nll_rows(log_probs, target, ignore_index, 0.0, reduction, "nll_loss");
+}
+
+Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& reduction) {
+  check_same_shape(input, target, "mse_loss");
+  return reduce(square(input - target), reduction, "mse_loss");
+}
+
+Tensor l1_loss(const Tensor& input, const Tensor& target, const std::string& reduction) {
+  check_same_shape(input, target, "l1_loss");
+  return reduce(abs(input - target), reduction, "l1_loss");
+}
+
+Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, double beta,
+                      const std::string& reduction) {
+  check_same_shape(input, target, "smooth_l1_loss");
+  DS_CHECK(beta >= 0, ValueError, "smooth_l1_loss: beta must be >= 0, got ", beta);
+  const Tensor d = abs(input - target);
+  if (beta == 0) return reduce(d, reduction, "smooth_l1_loss");
+  const Tensor quadratic = square(d) * (0.5 / beta);
+  return reduce(where(lt(d, scalar_like(beta, d)), quadratic, d - 0.5 * beta), reduction,
+                "smooth_l1_loss");
+}
+
+Tensor binary_cross_entropy_with_logits(const Tensor& x, const Tensor& y,
+                                        const std::string& reduction) {
+  check_same_shape(x, y, "binary_cross_entropy_with_logits");
+  return reduce(relu(x) - x * y + log1p(exp(neg(abs(x)))), reduction,
+                "binary_cross_entropy_with_logits");
+}
+
+}  // namespace ds::nn
