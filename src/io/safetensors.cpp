@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <limits>
 #include <tuple>
+#include <utility>
 #include <nlohmann/json.hpp>
 #include <vector>
 
