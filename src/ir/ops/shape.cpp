@@ -1,4 +1,5 @@
-// Shape ops: reshape, permute, broadcast, concat/split, slicing, indexing, padding.
+// Shape ops: reshape, flatten, squeeze, permute, broadcast, concat/stack/split, slicing,
+// padding, tril/triu. Indexing ops (gather, scatter) live in index.cpp.
 #include <limits>
 
 #include "ir/ops/op_helpers.h"
@@ -36,7 +37,54 @@ Shape resolve_reshape(const Shape& in, const Shape& target, const std::string& w
   return out;
 }
 
-}  // namespace
+// Extents agree when equal or when either is symbolic (checked at run time).
+bool extents_match(int64_t a, int64_t b) { return a == b || a == dyn || b == dyn; }
+
+int64_t sum_extents(int64_t a, int64_t b) { return a == dyn || b == dyn ? dyn : a + b; }
+
+// Checks that `t` matches `first` on every axis except `skip` (-1: none).
+void check_same_extents(const TensorType& first, const TensorType& t, int skip, size_t index,
+                        const OpContext& c) {
+  DS_CHECK(t.shape.size() == first.shape.size(), ShapeError, c.where(), "input ", index,
+           " has rank ", t.shape.size(), " but input 0 has rank ", first.shape.size(), " (",
+           shape_str(t.shape), " vs ", shape_str(first.shape), ")");
+  for (int d = 0; d < static_cast<int>(t.shape.size()); ++d)
+    DS_CHECK(d == skip || extents_match(t.shape[d], first.shape[d]), ShapeError, c.where(),
+             "input ", index, " has shape ", shape_str(t.shape), " but input 0 has ",
+             shape_str(first.shape), "; they must agree on axis ", d);
+}
+
+DType promoted_dtype(const std::vector<TensorType>& in) {
+  DType t = in[0].dtype;
+  for (const auto& x : in) t = promote_types(t, x.dtype);
+  return t;
+}
+
+// The gradient of a concat/stack input: cast back to its dtype; none for integers.
+Tensor grad_as(const Tensor& g, const Tensor& input) {
+  if (!is_floating(input.dtype())) return Tensor();
+  return cast(g, input.dtype());
+}
+
+// Keeps x[..., i, j] where keep(j - i), zero elsewhere (over the last two axes).
+template <typename Keep> void triangle_reference(const KernelCall& k, Keep keep) {
+  const Shape& s = k.inputs[0].shape();
+  const int64_t rows = s[s.size() - 2], cols = s[s.size() - 1];
+  auto v = to_f64(k.inputs[0]);
+  for (size_t idx = 0; idx < v.size(); ++idx) {
+    const int64_t j = static_cast<int64_t>(idx) % cols;
+    const int64_t i = (static_cast<int64_t>(idx) / cols) % rows;
+    if (!keep(j - i)) v[idx] = 0.0;
+  }
+  from_f64(v, k.outputs[0]);
+}
+
+std::vector<TensorType> infer_triangle(const OpContext& c) {
+  DS_CHECK(c.inputs[0].shape.size() >= 2, ShapeError, c.where(),
+           "input must have rank >= 2 (a matrix or a batch of them), got ",
+           shape_str(c.inputs[0].shape));
+  return one(c.inputs[0].dtype, c.inputs[0].shape);
+}
 
 const OpRegistrar reg([] {
   register_op({
@@ -252,8 +300,223 @@ const OpRegistrar reg([] {
       },
       .onnx = "Pad",
   });
+
+  register_op({
+      .name = "flatten",
+      .traits = kShapeOnly | kFusible,
+      .num_inputs = 1,
+      .attrs = {{"start_axis", AttrKind::Int, int64_t{1}}, {"end_axis", AttrKind::Int, int64_t{-1}}},
+      .infer =
+          [](const OpContext& c) {
+            const Shape& in = c.inputs[0].shape;
+            const int r = static_cast<int>(in.size());
+            const int b = normalize_axis(c.i("start_axis"), r, c.where());
+            const int e = normalize_axis(c.i("end_axis"), r, c.where());
+            DS_CHECK(b <= e, ValueError, c.where(), "start_axis ", c.i("start_axis"),
+                     " comes after end_axis ", c.i("end_axis"), " for rank ", r);
+            Shape out(in.begin(), in.begin() + b);
+            int64_t n = 1;
+            for (int d = b; d <= e; ++d) n = (n == dyn || in[d] == dyn) ? dyn : n * in[d];
+            out.push_back(n);
+            out.insert(out.end(), in.begin() + e + 1, in.end());
+            return one(c.inputs[0].dtype, out);
+          },
+      .reference = [](const KernelCall& k) {
+        copy_into(k.inputs[0].reshape(k.outputs[0].shape()), k.outputs[0]);
+      },
+      .vjp = [](const VjpArgs& a) -> std::vector<Tensor> {
+        return {reshape(a.grads[0], a.inputs[0].shape())};
+      },
+      .onnx = "Flatten",
+  });
+
+  register_op({
+      .name = "squeeze",
+      .traits = kShapeOnly | kFusible,
+      .num_inputs = 1,
+      .attrs = {{"axes", AttrKind::Ints, std::vector<int64_t>{}}},
+      .infer =
+          [](const OpContext& c) {
+            const Shape& in = c.inputs[0].shape;
+            const int r = static_cast<int>(in.size());
+            std::vector<bool> drop(in.size(), false);
+            if (c.ints("axes").empty()) {
+              for (int d = 0; d < r; ++d) drop[d] = in[d] == 1;
+            } else {
+              for (int d : norm_axes(c.ints("axes"), r, c.where())) {
+                DS_CHECK(in[d] == 1, ShapeError, c.where(), "cannot squeeze axis ", d,
+                         " of shape ", shape_str(in), ": its extent is ",
+                         in[d] == dyn ? std::string("symbolic") : std::to_string(in[d]),
+                         ", expected 1");
+                drop[d] = true;
+              }
+            }
+            Shape out;
+            for (int d = 0; d < r; ++d)
+              if (!drop[d]) out.push_back(in[d]);
+            return one(c.inputs[0].dtype, out);
+          },
+      .reference = [](const KernelCall& k) {
+        copy_into(k.inputs[0].reshape(k.outputs[0].shape()), k.outputs[0]);
+      },
+      .vjp = [](const VjpArgs& a) -> std::vector<Tensor> {
+        return {reshape(a.grads[0], a.inputs[0].shape())};
+      },
+      .onnx = "Squeeze",
+  });
+
+  register_op({
+      .name = "concat",
+      .traits = kShapeOnly,
+      .num_inputs = -1,
+      .attrs = {{"axis", AttrKind::Int, int64_t{0}}},
+      .infer =
+          [](const OpContext& c) {
+            DS_CHECK(!c.inputs.empty(), ValueError, c.where(), "needs at least one input");
+            const TensorType& first = c.inputs[0];
+            DS_CHECK(!first.shape.empty(), ShapeError, c.where(),
+                     "cannot concatenate rank-0 tensors (use stack)");
+            const int axis = normalize_axis(c.i("axis"), static_cast<int>(first.shape.size()),
+                                            c.where());
+            Shape out = first.shape;
+            for (size_t i = 1; i < c.inputs.size(); ++i) {
+              check_same_extents(first, c.inputs[i], axis, i, c);
+              out[axis] = sum_extents(out[axis], c.inputs[i].shape[axis]);
+            }
+            return one(promoted_dtype(c.inputs), out);
+          },
+      .reference = [](const KernelCall& k) {
+        const int axis = normalize_axis(k.ctx.i("axis"), k.outputs[0].ndim(), "");
+        int64_t offset = 0;
+        for (const Tensor& x : k.inputs) {
+          Tensor dst = k.outputs[0].slice(axis, offset, offset + x.shape()[axis]);
+          copy_into(x, dst);
+          offset += x.shape()[axis];
+        }
+      },
+      .vjp = [](const VjpArgs& a) -> std::vector<Tensor> {
+        const int axis = normalize_axis(a.ctx.i("axis"), a.grads[0].ndim(), "");
+        std::vector<Tensor> grads;
+        int64_t offset = 0;
+        for (const Tensor& x : a.inputs) {
+          const int64_t n = x.shape()[axis];
+          grads.push_back(grad_as(slice(a.grads[0], axis, offset, offset + n), x));
+          offset += n;
+        }
+        return grads;
+      },
+      .onnx = "Concat",
+  });
+
+  register_op({
+      .name = "stack",
+      .traits = kShapeOnly,
+      .num_inputs = -1,
+      .attrs = {{"axis", AttrKind::Int, int64_t{0}}},
+      .infer =
+          [](const OpContext& c) {
+            DS_CHECK(!c.inputs.empty(), ValueError, c.where(), "needs at least one input");
+            const TensorType& first = c.inputs[0];
+            for (size_t i = 1; i < c.inputs.size(); ++i) check_same_extents(first, c.inputs[i], -1, i, c);
+            const int axis = normalize_axis(c.i("axis"), static_cast<int>(first.shape.size()) + 1,
+                                            c.where());
+            Shape out = first.shape;
+            out.insert(out.begin() + axis, static_cast<int64_t>(c.inputs.size()));
+            return one(promoted_dtype(c.inputs), out);
+          },
+      .reference = [](const KernelCall& k) {
+        const int axis = normalize_axis(k.ctx.i("axis"), k.outputs[0].ndim(), "");
+        for (size_t i = 0; i < k.inputs.size(); ++i) {
+          const int64_t at = static_cast<int64_t>(i);
+          Tensor dst = k.outputs[0].slice(axis, at, at + 1);
+          copy_into(k.inputs[i].reshape(dst.shape()), dst);
+        }
+      },
+      .vjp = [](const VjpArgs& a) -> std::vector<Tensor> {
+        const int axis = normalize_axis(a.ctx.i("axis"), a.grads[0].ndim(), "");
+        std::vector<Tensor> grads;
+        for (size_t i = 0; i < a.inputs.size(); ++i) {
+          const int64_t at = static_cast<int64_t>(i);
+          Tensor g = reshape(slice(a.grads[0], axis, at, at + 1), a.inputs[i].shape());
+          grads.push_back(grad_as(g, a.inputs[i]));
+        }
+        return grads;
+      },
+  });
+
+  register_op({
+      .name = "split",
+      .traits = kShapeOnly,
+      .num_inputs = 1,
+      .attrs = {{"sizes", AttrKind::Ints, std::nullopt}, {"axis", AttrKind::Int, int64_t{0}}},
+      .infer =
+          [](const OpContext& c) {
+            const Shape& in = c.inputs[0].shape;
+            const int axis = normalize_axis(c.i("axis"), static_cast<int>(in.size()), c.where());
+            const auto& sizes = c.ints("sizes");
+            DS_CHECK(!sizes.empty(), ValueError, c.where(), "sizes must list at least one part");
+            DS_CHECK(in[axis] != dyn, ShapeError, c.where(), "cannot split the symbolic axis ", axis);
+            int64_t total = 0;
+            std::vector<TensorType> outs;
+            for (int64_t n : sizes) {
+              DS_CHECK(n >= 0, ValueError, c.where(), "negative part size ", n);
+              total += n;
+              Shape s = in;
+              s[axis] = n;
+              outs.push_back({c.inputs[0].dtype, s});
+            }
+            DS_CHECK(total == in[axis], ShapeError, c.where(), "sizes add up to ", total,
+                     " but axis ", axis, " of ", shape_str(in), " has extent ", in[axis]);
+            return outs;
+          },
+      .reference = [](const KernelCall& k) {
+        const int axis = normalize_axis(k.ctx.i("axis"), k.inputs[0].ndim(), "");
+        int64_t offset = 0;
+        for (Tensor& out : k.outputs) {
+          const int64_t n = out.shape()[axis];
+          copy_into(k.inputs[0].slice(axis, offset, offset + n), out);
+          offset += n;
+        }
+      },
+      .vjp = [](const VjpArgs& a) -> std::vector<Tensor> {
+        std::vector<Tensor> parts;
+        for (size_t i = 0; i < a.outputs.size(); ++i)
+          parts.push_back(a.grads[i].defined()
+                              ? a.grads[i]
+                              : zeros(a.outputs[i].shape(), a.outputs[i].dtype()));
+        return {concat(parts, a.ctx.i("axis"))};
+      },
+      .onnx = "Split",
+  });
+
+  register_op({
+      .name = "tril",
+      .traits = kFusible,
+      .num_inputs = 1,
+      .attrs = {{"k", AttrKind::Int, int64_t{0}}},
+      .infer = infer_triangle,
+      .reference = [](const KernelCall& k) {
+        const int64_t diag = k.ctx.i("k");
+        triangle_reference(k, [diag](int64_t j_minus_i) { return j_minus_i <= diag; });
+      },
+      .vjp = [](const VjpArgs& a) -> std::vector<Tensor> { return {tril(a.grads[0], a.ctx.i("k"))}; },
+  });
+
+  register_op({
+      .name = "triu",
+      .traits = kFusible,
+      .num_inputs = 1,
+      .attrs = {{"k", AttrKind::Int, int64_t{0}}},
+      .infer = infer_triangle,
+      .reference = [](const KernelCall& k) {
+        const int64_t diag = k.ctx.i("k");
+        triangle_reference(k, [diag](int64_t j_minus_i) { return j_minus_i >= diag; });
+      },
+      .vjp = [](const VjpArgs& a) -> std::vector<Tensor> { return {triu(a.grads[0], a.ctx.i("k"))}; },
+  });
 });
 
+}  // namespace
 }  // namespace ops
 
 Tensor permute(const Tensor& x, const std::vector<int64_t>& axes) {
@@ -287,5 +550,21 @@ Tensor unsqueeze(const Tensor& x, int64_t axis) {
 Tensor reshape(const Tensor& x, const Shape& shape) {
   return apply1("reshape", {x}, {{"shape", shape}});
 }
+
+Tensor flatten(const Tensor& x, int64_t start_axis, int64_t end_axis) {
+  return apply1("flatten", {x}, {{"start_axis", start_axis}, {"end_axis", end_axis}});
+}
+Tensor squeeze(const Tensor& x, const Axes& axes) { return apply1("squeeze", {x}, {{"axes", axes}}); }
+Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
+  return apply1("concat", xs, {{"axis", axis}});
+}
+Tensor stack(const std::vector<Tensor>& xs, int64_t axis) {
+  return apply1("stack", xs, {{"axis", axis}});
+}
+std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t axis) {
+  return apply("split", {x}, {{"sizes", sizes}, {"axis", axis}});
+}
+Tensor tril(const Tensor& x, int64_t k) { return apply1("tril", {x}, {{"k", k}}); }
+Tensor triu(const Tensor& x, int64_t k) { return apply1("triu", {x}, {{"k", k}}); }
 
 }  // namespace ds
