@@ -19,7 +19,9 @@ struct ExecutableStats {
   int kernels = 0;            // launches per run
   double flops = 0;           // per run, from the OpDef cost model (static shapes)
   double bytes = 0;
-  int64_t peak_bytes = 0;     // measured on the last run
+  int64_t peak_bytes = 0;     // live intermediate bytes at the high-water mark, last run
+  int64_t arena_bytes = 0;    // the planned arena for intermediates (static shapes)
+  int64_t unplanned_bytes = 0;  // what the intermediates take without reuse
 };
 
 struct IOSpec {

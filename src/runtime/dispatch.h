@@ -12,4 +12,8 @@ std::vector<Tensor> run_kernel(const OpContext& ctx, const KernelEntry& kernel,
                                const std::vector<Tensor>& inputs,
                                const std::vector<TensorType>& types);
 
+// Runs `kernel` writing into preallocated `outputs`.
+void run_kernel_into(const OpContext& ctx, const KernelEntry& kernel,
+                     const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs);
+
 }  // namespace ds

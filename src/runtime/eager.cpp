@@ -5,16 +5,21 @@
 
 namespace ds {
 
-std::vector<Tensor> run_kernel(const OpContext& ctx, const KernelEntry& kernel,
-                               const std::vector<Tensor>& inputs,
-                               const std::vector<TensorType>& types) {
+void run_kernel_into(const OpContext& ctx, const KernelEntry& kernel,
+                     const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) {
   std::vector<Tensor> in;
   in.reserve(inputs.size());
   for (const Tensor& t : inputs) in.push_back(t.contiguous());
+  kernel.fn(KernelCall{ctx, in, outputs});
+}
+
+std::vector<Tensor> run_kernel(const OpContext& ctx, const KernelEntry& kernel,
+                               const std::vector<Tensor>& inputs,
+                               const std::vector<TensorType>& types) {
   std::vector<Tensor> out;
   out.reserve(types.size());
   for (const TensorType& t : types) out.push_back(Tensor::empty(t.shape, t.dtype));
-  kernel.fn(KernelCall{ctx, in, out});
+  run_kernel_into(ctx, kernel, inputs, out);
   return out;
 }
 

@@ -12,6 +12,7 @@
 #include "ds/runtime.h"
 #include "passes/pass_manager.h"
 #include "runtime/dispatch.h"
+#include "runtime/memory_plan.h"
 
 namespace ds {
 
@@ -33,6 +34,9 @@ struct Executable::Impl {
   std::vector<Step> steps;
   int num_slots = 0;
   bool dynamic = false;
+  // Static shapes: intermediates live at planned offsets in one arena per run.
+  std::vector<int64_t> arena_offset;  // per slot; -1: allocated on its own
+  int64_t arena_bytes = 0;
   ExecutableStats stats;
   std::vector<passes::PassTiming> pass_timings;
   mutable std::atomic<int64_t> last_peak{0};
@@ -51,6 +55,48 @@ std::string list(const std::vector<std::string>& v) {
   std::string s;
   for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
   return s;
+}
+
+
+// Places every intermediate slot in one arena. An elementwise op may write over
+// an input that dies at that step and has its exact type (in place).
+void plan_arena(Executable::Impl& m, const std::set<int>& keep, const std::map<int, int>& last_use) {
+  std::vector<BufferRequest> req;
+  std::map<int, int> req_of;  // slot -> request
+  std::set<int> aliased;      // requests already taken over in place
+  const auto& nodes = m.graph.nodes();
+  for (int i = 0; i < static_cast<int>(m.steps.size()); ++i) {
+    const Step& st = m.steps[i];
+    const Node& n = nodes[st.node];
+    for (size_t o = 0; o < st.out_slots.size(); ++o) {
+      const int slot = st.out_slots[o];
+      if (keep.count(slot)) continue;
+      const TensorType& t = n.outputs[o];
+      BufferRequest r{static_cast<int64_t>(numel(t.shape) * dtype_size(t.dtype)), i,
+                      last_use.at(slot), -1};
+      if (n.op->has(kElementwise) && st.out_slots.size() == 1) {
+        for (size_t k = 0; k < st.in_slots.size(); ++k) {
+          auto it = req_of.find(st.in_slots[k]);
+          if (it == req_of.end() || aliased.count(it->second) || last_use.at(st.in_slots[k]) != i)
+            continue;
+          const TensorType& in_t = m.graph.type(n.inputs[k]);
+          if (in_t == t) {
+            r.alias_of = it->second;
+            aliased.insert(it->second);
+            break;
+          }
+        }
+      }
+      req_of[slot] = static_cast<int>(req.size());
+      req.push_back(r);
+    }
+  }
+  const MemoryPlan plan = plan_memory(req);
+  m.arena_offset.assign(m.num_slots, -1);
+  for (const auto& [slot, r] : req_of) m.arena_offset[slot] = plan.offsets[r];
+  m.arena_bytes = plan.arena_bytes;
+  m.stats.arena_bytes = plan.arena_bytes;
+  m.stats.unplanned_bytes = plan.unplanned_bytes;
 }
 
 }  // namespace
@@ -135,6 +181,7 @@ Executable compile(const Graph& graph, const std::string& target, const CompileO
   for (const auto& [s, i] : last_use)
     if (!keep.count(s)) impl->steps[i].release.push_back(s);
   impl->stats.kernels = static_cast<int>(impl->steps.size());
+  if (!impl->dynamic) plan_arena(*impl, keep, last_use);
   return Executable(impl);
 }
 
@@ -166,6 +213,8 @@ std::vector<Tensor> Executable::run(const std::vector<Tensor>& feeds) const {
 
   int64_t live_bytes = 0, peak = 0;
   const auto& nodes = m.graph.nodes();
+  std::shared_ptr<Storage> arena;
+  if (m.arena_bytes > 0) arena = allocate_storage(static_cast<size_t>(m.arena_bytes));
   for (const Step& st : m.steps) {
     const Node& n = nodes[st.node];
     std::vector<Tensor> in;
@@ -178,7 +227,23 @@ std::vector<Tensor> Executable::run(const std::vector<Tensor>& feeds) const {
     OpContext ctx{*n.op, n.attrs, in_types, n.label()};
     std::vector<TensorType> out_types = st.kernel ? n.outputs : n.op->infer(ctx);
     const KernelEntry& k = st.kernel ? *st.kernel : select_kernel(ctx, DeviceKind::CPU);
-    auto outs = run_kernel(ctx, k, in, out_types);
+    std::vector<Tensor> outs;
+    for (size_t o = 0; o < out_types.size(); ++o) {
+      const TensorType& t = out_types[o];
+      const int64_t off = m.arena_offset.empty() ? -1 : m.arena_offset[st.out_slots[o]];
+      if (off < 0) {
+        outs.push_back(Tensor::empty(t.shape, t.dtype));
+        continue;
+      }
+      auto impl = std::make_shared<TensorImpl>();
+      impl->storage = arena;
+      impl->offset = off / static_cast<int64_t>(dtype_size(t.dtype));
+      impl->shape = t.shape;
+      impl->strides = contiguous_strides(t.shape);
+      impl->dtype = t.dtype;
+      outs.emplace_back(std::move(impl));
+    }
+    run_kernel_into(ctx, k, in, outs);
     for (size_t i = 0; i < outs.size(); ++i) {
       live_bytes += static_cast<int64_t>(outs[i].nbytes());
       slots[st.out_slots[i]] = std::move(outs[i]);
