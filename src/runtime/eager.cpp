@@ -1,6 +1,7 @@
 // Eager dispatch: ops on concrete tensors run at once through the same OpDefs;
 // ops on symbolic tensors add nodes to their graph.
 #include "ds/ops.h"
+#include "ds/profile.h"
 #include "runtime/dispatch.h"
 
 namespace ds {
@@ -40,7 +41,9 @@ std::vector<Tensor> apply(const std::string& op_name, const std::vector<Tensor>&
   AttrMap full = complete_attrs(op, attrs, where);
   OpContext ctx{op, full, types, ""};
   const auto out_types = op.infer(ctx);
-  return run_kernel(ctx, select_kernel(ctx, DeviceKind::CPU), in, out_types);
+  const KernelEntry& kernel = select_kernel(ctx, DeviceKind::CPU);
+  OpEventScope profile_event(ctx, kernel, out_types);
+  return run_kernel(ctx, kernel, in, out_types);
 }
 
 Tensor apply1(const std::string& op, const std::vector<Tensor>& inputs, const AttrMap& attrs,

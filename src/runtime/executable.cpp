@@ -9,6 +9,7 @@
 #include "ds/compile.h"
 #include "ds/op.h"
 #include "ds/ops.h"
+#include "ds/profile.h"
 #include "ds/runtime.h"
 #include "passes/pass_manager.h"
 #include "runtime/dispatch.h"
@@ -186,6 +187,7 @@ Executable compile(const Graph& graph, const std::string& target, const CompileO
 }
 
 std::vector<Tensor> Executable::run(const std::vector<Tensor>& feeds) const {
+  RecordFunction profile_range("Executable.run");
   const Impl& m = *impl_;
   DS_CHECK(feeds.size() == m.inputs.size(), ValueError, "run: expected ", m.inputs.size(),
            " feeds (", [&] {
@@ -243,7 +245,10 @@ std::vector<Tensor> Executable::run(const std::vector<Tensor>& feeds) const {
       impl->dtype = t.dtype;
       outs.emplace_back(std::move(impl));
     }
-    run_kernel_into(ctx, k, in, outs);
+    {
+      OpEventScope profile_event(ctx, k, out_types);
+      run_kernel_into(ctx, k, in, outs);
+    }
     for (size_t i = 0; i < outs.size(); ++i) {
       live_bytes += static_cast<int64_t>(outs[i].nbytes());
       slots[st.out_slots[i]] = std::move(outs[i]);

@@ -1,0 +1,328 @@
+// Profiler recording: one recording at a time, per-thread event buffers.
+//
+// Each thread appends to its own buffer under the buffer's own (uncontended)
+// mutex, so recording threads never wait on each other. Stopping a recording
+// clears the global generation first and then takes every buffer's mutex, so
+// once it returns no thread can still be reading the recording's settings.
+#include <algorithm>
+#include <chrono>
+#include <mutex>
+
+#include "ds/error.h"
+#include "ds/profile.h"
+#include "ds/tensor.h"
+#include "tools/profiler_state.h"
+
+namespace ds {
+
+namespace detail {
+std::atomic<bool> g_profiling{false};
+}
+
+namespace {
+
+struct ThreadBuffer;
+
+struct RecordingConfig {
+  ProfileClock clock;
+  bool record_shapes = false;
+  bool profile_memory = true;
+  int64_t max_events = 0;
+};
+
+struct Registry {
+  std::mutex mu;  // guards buffers, orphans, owner and next_thread
+  std::vector<ThreadBuffer*> buffers;
+  // Events of threads that exited during a recording, tagged with its generation.
+  std::vector<std::pair<uint64_t, std::vector<ProfileEvent>>> orphans;
+  const void* owner = nullptr;  // the Profiler that holds the recorder
+  int next_thread = 0;
+  uint64_t last_generation = 0;
+  // Nonzero while recording; written only with every buffer mutex released.
+  std::atomic<uint64_t> generation{0};
+  RecordingConfig config;  // written only while generation is 0
+  std::atomic<int64_t> count{0};
+  std::atomic<int64_t> dropped{0};
+};
+
+// Never destroyed: thread buffers unregister during static destruction.
+Registry& registry() {
+  static Registry* r = new Registry;
+  return *r;
+}
+
+constexpr int64_t kOpen = -1;
+
+struct ThreadBuffer {
+  std::mutex mu;
+  uint64_t generation = 0;  // the recording `events` belong to
+  int thread = 0;
+  std::vector<ProfileEvent> events;
+  std::vector<int> open;  // indices of events begun and not yet ended, innermost last
+
+  ThreadBuffer() {
+    Registry& r = registry();
+    std::lock_guard<std::mutex> lock(r.mu);
+    thread = r.next_thread++;
+    r.buffers.push_back(this);
+  }
+  ~ThreadBuffer() {
+    Registry& r = registry();
+    std::lock_guard<std::mutex> lock(r.mu);
+    r.buffers.erase(std::find(r.buffers.begin(), r.buffers.end(), this));
+    std::lock_guard<std::mutex> own(mu);
+    if (generation != 0 && generation == r.generation.load() && !events.empty())
+      r.orphans.emplace_back(generation, std::move(events));
+  }
+};
+
+ThreadBuffer& local_buffer() {
+  thread_local ThreadBuffer buffer;
+  return buffer;
+}
+
+int64_t steady_now() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t live_bytes() { return memory_stats().current_bytes; }
+
+// Starts an event on this thread; `fill` sets its details (called only when the
+// event is kept). Returns an empty token when not recording or over the cap.
+template <typename Fill>
+detail::EventToken begin_event(EventKind kind, std::string_view name, Fill&& fill) {
+  Registry& r = registry();
+  ThreadBuffer& b = local_buffer();
+  std::lock_guard<std::mutex> lock(b.mu);
+  const uint64_t gen = r.generation.load(std::memory_order_acquire);
+  if (gen == 0) return {};
+  if (b.generation != gen) {
+    b.events.clear();
+    b.open.clear();
+    b.generation = gen;
+  }
+  const RecordingConfig& c = r.config;
+  if (r.count.fetch_add(1, std::memory_order_relaxed) >= c.max_events) {
+    r.dropped.fetch_add(1, std::memory_order_relaxed);
+    return {};
+  }
+  ProfileEvent& e = b.events.emplace_back();
+  e.kind = kind;
+  e.name = name;
+  e.thread = b.thread;
+  e.parent = b.open.empty() ? -1 : b.open.back();
+  fill(e, c);
+  const int index = static_cast<int>(b.events.size()) - 1;
+  b.open.push_back(index);
+  if (c.profile_memory) e.mem_after = live_bytes();  // the start value until the event ends
+  e.end_ns = kOpen;
+  // Last, so the bookkeeping above is charged to the parent, not to this event.
+  e.start_ns = c.clock();
+  return {&b, gen, index};
+}
+
+// Takes the events of recording `gen` from every thread; the caller has set the
+// generation to 0. Unfinished events are left out (their finished descendants
+// move up to the top level: their ancestors are unfinished too).
+std::vector<ProfileEvent> collect_events(uint64_t gen) {
+  Registry& r = registry();
+  std::vector<std::vector<ProfileEvent>> per_thread;
+  {
+    std::lock_guard<std::mutex> lock(r.mu);
+    for (ThreadBuffer* b : r.buffers) {
+      std::lock_guard<std::mutex> own(b->mu);
+      if (b->generation == gen) per_thread.push_back(std::move(b->events));
+      b->events.clear();
+      b->open.clear();
+      b->generation = 0;
+    }
+    for (auto& [g, events] : r.orphans)
+      if (g == gen) per_thread.push_back(std::move(events));
+    r.orphans.clear();
+  }
+  std::vector<ProfileEvent> all;
+  for (auto& events : per_thread) {
+    std::vector<int> new_index(events.size(), -1);
+    const int base = static_cast<int>(all.size());
+    int kept = 0;
+    for (size_t i = 0; i < events.size(); ++i)
+      if (events[i].end_ns != kOpen) new_index[i] = base + kept++;
+    for (size_t i = 0; i < events.size(); ++i) {
+      if (new_index[i] < 0) continue;
+      ProfileEvent& e = events[i];
+      e.parent = e.parent >= 0 ? new_index[e.parent] : -1;
+      all.push_back(std::move(e));
+    }
+  }
+  return all;
+}
+
+}  // namespace
+
+// ---- events -------------------------------------------------------------------
+
+void RecordFunction::begin(std::string_view name) {
+  token_ = begin_event(EventKind::Range, name, [](ProfileEvent&, const RecordingConfig&) {});
+}
+
+void detail::end_event(const EventToken& t) {
+  auto& b = *static_cast<ThreadBuffer*>(t.buffer);
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(b.mu);
+  // The recording this event belongs to may have ended (or a new one begun).
+  if (b.generation != t.generation || r.generation.load(std::memory_order_acquire) != t.generation)
+    return;
+  const RecordingConfig& c = r.config;
+  ProfileEvent& e = b.events[t.index];
+  e.end_ns = c.clock();
+  if (c.profile_memory) {
+    const int64_t now = live_bytes();
+    e.mem_delta = now - e.mem_after;
+    e.mem_after = now;
+  }
+  // Scopes end in reverse order of their start on one thread.
+  if (!b.open.empty() && b.open.back() == t.index) b.open.pop_back();
+}
+
+void OpEventScope::begin(const OpContext& ctx, const KernelEntry& kernel,
+                         const std::vector<TensorType>& outputs) {
+  token_ = begin_event(EventKind::Op, ctx.op.name, [&](ProfileEvent& e, const RecordingConfig& c) {
+    e.node = ctx.node;
+    e.impl = kernel.impl;
+    const Cost cost = ctx.op.estimate(ctx, outputs);
+    e.flops = cost.flops;
+    e.bytes = cost.bytes;
+    if (c.record_shapes)
+      for (const TensorType& t : ctx.inputs) e.shapes += (e.shapes.empty() ? "" : ", ") + t.str();
+  });
+}
+
+// ---- schedule -----------------------------------------------------------------
+
+ProfilerAction schedule_action(const ProfileSchedule& s, int64_t step) {
+  DS_CHECK(s.wait >= 0 && s.warmup >= 0 && s.repeat >= 0 && s.active >= 1, ValueError,
+           "profiler schedule: expected wait, warmup, repeat >= 0 and active >= 1, got wait=",
+           s.wait, " warmup=", s.warmup, " active=", s.active, " repeat=", s.repeat);
+  DS_CHECK(step >= 0, ValueError, "profiler schedule: step must be >= 0, got ", step);
+  const int64_t cycle = int64_t{s.wait} + s.warmup + s.active;
+  if (s.repeat > 0 && step / cycle >= s.repeat) return ProfilerAction::None;
+  const int64_t pos = step % cycle;
+  if (pos < s.wait) return ProfilerAction::None;
+  if (pos < s.wait + s.warmup) return ProfilerAction::Warmup;
+  return pos < cycle - 1 ? ProfilerAction::Record : ProfilerAction::RecordAndSave;
+}
+
+const char* action_name(ProfilerAction a) {
+  switch (a) {
+    case ProfilerAction::None: return "none";
+    case ProfilerAction::Warmup: return "warmup";
+    case ProfilerAction::Record: return "record";
+    case ProfilerAction::RecordAndSave: return "record_and_save";
+  }
+  return "?";
+}
+
+// ---- the Profiler ---------------------------------------------------------------
+
+
+namespace {
+
+void start_recording(Profiler::State& s) {
+  Registry& r = registry();
+  {
+    std::lock_guard<std::mutex> lock(r.mu);
+    s.generation = ++r.last_generation;
+    r.config = {s.clock, s.options.record_shapes, s.options.profile_memory, s.options.max_events};
+    r.count.store(0);
+    r.dropped.store(0);
+  }
+  s.recording_start = s.clock();
+  r.generation.store(s.generation, std::memory_order_release);
+  detail::g_profiling.store(true, std::memory_order_relaxed);
+}
+
+// Ends the recording; returns its events (or discards them).
+void stop_recording(Profiler::State& s, bool keep) {
+  Registry& r = registry();
+  detail::g_profiling.store(false, std::memory_order_relaxed);
+  r.generation.store(0, std::memory_order_release);
+  auto events = collect_events(s.generation);
+  s.generation = 0;
+  if (!keep) return;
+  s.events = std::move(events);
+  s.dropped = r.dropped.load();
+  s.events_start = s.recording_start;
+}
+
+}  // namespace
+
+Profiler::Profiler(ProfilerOptions options) : state_(std::make_unique<State>()) {
+  DS_CHECK(options.max_events > 0, ValueError, "Profiler: max_events must be > 0, got ",
+           options.max_events);
+  state_->options = std::move(options);
+  state_->clock = state_->options.clock ? state_->options.clock : ProfileClock(steady_now);
+  {
+    Registry& r = registry();
+    std::lock_guard<std::mutex> lock(r.mu);
+    DS_CHECK(r.owner == nullptr, ValueError,
+             "Profiler: another Profiler is already active; stop it before starting a new one");
+    r.owner = this;
+  }
+  const auto& sched = state_->options.schedule;
+  if (!sched || schedule_action(*sched, 0) != ProfilerAction::None) start_recording(*state_);
+}
+
+Profiler::~Profiler() { stop(); }
+
+void Profiler::step() {
+  State& s = *state_;
+  if (!s.options.schedule || s.finished) return;
+  const ProfilerAction current = schedule_action(*s.options.schedule, s.step);
+  const ProfilerAction next = schedule_action(*s.options.schedule, ++s.step);
+  const bool next_records = next == ProfilerAction::Record || next == ProfilerAction::RecordAndSave;
+  if (current == ProfilerAction::RecordAndSave) {
+    stop_recording(s, true);
+    if (s.options.on_trace_ready) s.options.on_trace_ready(*this);
+  } else if (s.generation != 0 && (next == ProfilerAction::None ||
+                                   (current == ProfilerAction::Warmup && next_records))) {
+    stop_recording(s, false);  // warmup events are discarded
+  }
+  if (next != ProfilerAction::None && s.generation == 0) start_recording(s);
+}
+
+void Profiler::stop() {
+  State& s = *state_;
+  if (s.finished) return;
+  s.finished = true;
+  if (s.generation != 0) {
+    // Inside a schedule, a partly recorded active period is kept; warmup is not.
+    const ProfilerAction a =
+        s.options.schedule ? schedule_action(*s.options.schedule, s.step) : ProfilerAction::Record;
+    const bool keep = a == ProfilerAction::Record || a == ProfilerAction::RecordAndSave;
+    stop_recording(s, keep);
+    if (keep && s.options.schedule && s.options.on_trace_ready) s.options.on_trace_ready(*this);
+  }
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  if (r.owner == this) r.owner = nullptr;
+}
+
+bool Profiler::recording() const { return state_->generation != 0; }
+
+const std::vector<ProfileEvent>& Profiler::events() const {
+  DS_CHECK(state_->generation == 0 || state_->options.schedule, ValueError,
+           "Profiler: events are available after stop() (the profiler is still recording)");
+  return state_->events;
+}
+
+int64_t Profiler::dropped_events() const { return state_->dropped; }
+int64_t Profiler::start_ns() const { return state_->events_start; }
+
+void Profiler::add_counters(std::vector<CounterSample> samples) {
+  auto& c = state_->counters;
+  c.insert(c.end(), std::make_move_iterator(samples.begin()), std::make_move_iterator(samples.end()));
+}
+
+}  // namespace ds
