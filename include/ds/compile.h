@@ -1,6 +1,7 @@
 // compile(): Graph -> Executable for a target ("cpu", "gpu"/"cuda", "auto").
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -53,6 +54,23 @@ class Executable {
 
 Executable compile(const Graph& graph, const std::string& target = "auto",
                    const CompileOptions& options = {});
+
+// Tracing compile: `fn` is traced on symbolic tensors typed like the arguments into
+// a Graph and compiled once per input signature (dtypes, shapes). With
+// `symbolic_batch`, axis 0 of every argument is traced as ds::dyn, so one
+// executable serves every batch size.
+using TensorFn = std::function<std::vector<Tensor>(const std::vector<Tensor>&)>;
+class CompiledFunction {
+ public:
+  struct Impl;
+  explicit CompiledFunction(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  std::vector<Tensor> operator()(const std::vector<Tensor>& args) const;
+  int compilations() const;  // distinct signatures compiled so far
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+CompiledFunction compile(TensorFn fn, const std::string& target = "auto",
+                         const CompileOptions& options = {}, bool symbolic_batch = false);
 
 // The targets this build and machine can compile for, e.g. {"cpu", "auto"}.
 std::vector<std::string> available_targets();
