@@ -1,0 +1,228 @@
+// Fast CPU kernels for sum/mean/max/min over any axes, float32 and float64.
+//
+// The axes are merged into alternating kept/reduced blocks and reduced one block
+// at a time (innermost first), each step an [outer, n, inner] reduction:
+//   inner == 1: contiguous rows, reduced pairwise with independent lanes;
+//   inner  > 1: a strided reduction vectorized along the inner (kept) axis.
+// Sums accumulate in double (float32 input) or pairwise/blocked double (float64),
+// so they stay within a few ulps of the float64 reference. Work splits into
+// chunks fixed by the shape alone, so results do not depend on the thread count.
+#include <cmath>
+#include <limits>
+
+#include "core/thread_pool.h"
+#include "ds/op.h"
+
+namespace ds {
+namespace {
+
+// Independent accumulators per row: the compiler turns them into vector registers.
+constexpr int kLanes = 16;
+// Rows longer than this are reduced as pairwise halves (bounded error growth).
+constexpr int64_t kPairwiseLeaf = 2048;
+// Contiguous chunk of a long row given to one task.
+constexpr int64_t kRowChunk = int64_t{1} << 16;
+// Inner (kept) elements one task accumulates at once in the strided case.
+constexpr int64_t kInnerTile = 512;
+// Reduced rows folded per block in the strided case (two-level accumulation).
+constexpr int64_t kStrideBlock = 1024;
+
+struct SumOp {
+  using Acc = double;
+  static Acc init() { return 0; }
+  static Acc combine(Acc a, Acc v) { return a + v; }
+};
+// max/min keep NaN once seen, like numpy.
+template <typename T> struct MaxOp {
+  using Acc = T;
+  static Acc init() { return -std::numeric_limits<T>::infinity(); }
+  static Acc combine(Acc a, Acc v) { return (v > a || v != v) ? v : a; }
+};
+template <typename T> struct MinOp {
+  using Acc = T;
+  static Acc init() { return std::numeric_limits<T>::infinity(); }
+  static Acc combine(Acc a, Acc v) { return (v < a || v != v) ? v : a; }
+};
+
+template <class Op, typename In> typename Op::Acc reduce_contiguous(const In* x, int64_t n) {
+  using Acc = typename Op::Acc;
+  if (n > kPairwiseLeaf) {
+    const int64_t half = n / 2 / kLanes * kLanes;
+    return Op::combine(reduce_contiguous<Op>(x, half), reduce_contiguous<Op>(x + half, n - half));
+  }
+  Acc lanes[kLanes];
+  for (Acc& l : lanes) l = Op::init();
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) lanes[j] = Op::combine(lanes[j], static_cast<Acc>(x[i + j]));
+  Acc r = Op::init();
+  for (int j = 0; j < kLanes; ++j) r = Op::combine(r, lanes[j]);
+  for (; i < n; ++i) r = Op::combine(r, static_cast<Acc>(x[i]));
+  return r;
+}
+
+// y[o] = fold(x[o, :]) * scale for `outer` rows of length n.
+template <class Op, typename In, typename Out>
+void reduce_rows(const In* x, Out* y, int64_t outer, int64_t n, double scale) {
+  using Acc = typename Op::Acc;
+  const int64_t chunks = std::max<int64_t>(1, (n + kRowChunk - 1) / kRowChunk);
+  std::vector<Acc> partial(static_cast<size_t>(outer * chunks));
+  const int64_t grain = std::max<int64_t>(1, kRowChunk / std::max<int64_t>(n, 1));
+  parallel_for(outer * chunks, grain, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t o = t / chunks, c = t % chunks;
+      const int64_t begin = c * kRowChunk, len = std::min(n - begin, kRowChunk);
+      partial[t] = reduce_contiguous<Op>(x + o * n + begin, std::max<int64_t>(len, 0));
+    }
+  });
+  for (int64_t o = 0; o < outer; ++o) {
+    Acc r = Op::init();
+    for (int64_t c = 0; c < chunks; ++c) r = Op::combine(r, partial[o * chunks + c]);
+    y[o] = static_cast<Out>(r * scale);
+  }
+}
+
+// acc[0, len) = fold over r in [r0, r1) of x[r * inner + i], two-level blocked.
+template <class Op, typename In>
+void reduce_strided_tile(const In* x, int64_t inner, int64_t r0, int64_t r1, int64_t len,
+                         typename Op::Acc* acc) {
+  using Acc = typename Op::Acc;
+  Acc block[kInnerTile];
+  for (int64_t i = 0; i < len; ++i) acc[i] = Op::init();
+  for (int64_t rb = r0; rb < r1; rb += kStrideBlock) {
+    for (int64_t i = 0; i < len; ++i) block[i] = Op::init();
+    const int64_t re = std::min(r1, rb + kStrideBlock);
+    for (int64_t r = rb; r < re; ++r) {
+      const In* row = x + r * inner;
+      for (int64_t i = 0; i < len; ++i) block[i] = Op::combine(block[i], static_cast<Acc>(row[i]));
+    }
+    for (int64_t i = 0; i < len; ++i) acc[i] = Op::combine(acc[i], block[i]);
+  }
+}
+
+// y[o, i] = fold over r of x[o, r, i] * scale.
+template <class Op, typename In, typename Out>
+void reduce_strided(const In* x, Out* y, int64_t outer, int64_t n, int64_t inner, double scale) {
+  using Acc = typename Op::Acc;
+  const int64_t tiles = (inner + kInnerTile - 1) / kInnerTile;
+  // Few (outer, tile) pairs: also split the reduced axis so every core has work.
+  const int64_t rchunks =
+      outer * tiles < 16 ? std::max<int64_t>(1, (n + kStrideBlock * 4 - 1) / (kStrideBlock * 4)) : 1;
+  const int64_t rlen = (n + rchunks - 1) / rchunks;
+  std::vector<Acc> partial(static_cast<size_t>(rchunks * outer * inner));
+  parallel_for(outer * tiles * rchunks, 1, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t c = t % rchunks, tile = t / rchunks % tiles, o = t / rchunks / tiles;
+      const int64_t i0 = tile * kInnerTile, len = std::min(kInnerTile, inner - i0);
+      const int64_t r0 = std::min(n, c * rlen), r1 = std::min(n, r0 + rlen);
+      reduce_strided_tile<Op>(x + o * n * inner + i0, inner, r0, r1, len,
+                              partial.data() + (c * outer + o) * inner + i0);
+    }
+  });
+  parallel_for(outer * inner, 4096, [&](int64_t b, int64_t e) {
+    for (int64_t j = b; j < e; ++j) {
+      Acc r = Op::init();
+      for (int64_t c = 0; c < rchunks; ++c) r = Op::combine(r, partial[c * outer * inner + j]);
+      y[j] = static_cast<Out>(r * scale);
+    }
+  });
+}
+
+template <class Op, typename In, typename Out>
+void reduce_step(const In* x, Out* y, int64_t outer, int64_t n, int64_t inner, double scale) {
+  if (outer * inner == 0) return;
+  if (inner == 1)
+    reduce_rows<Op>(x, y, outer, n, scale);
+  else
+    reduce_strided<Op>(x, y, outer, n, inner, scale);
+}
+
+struct Block {
+  int64_t extent;
+  bool reduced;
+};
+
+// The shape as alternating kept/reduced blocks (extent-1 axes dropped, neighbours of
+// one kind merged).
+std::vector<Block> merge_blocks(const Shape& shape, const std::vector<int64_t>& axes_attr) {
+  const int rank = static_cast<int>(shape.size());
+  if (rank == 0) return {};
+  std::vector<bool> reduced(static_cast<size_t>(rank), axes_attr.empty());
+  for (int64_t a : axes_attr) reduced[normalize_axis(a, rank, "reduce")] = true;
+  std::vector<Block> blocks;
+  for (int d = 0; d < rank; ++d) {
+    if (shape[d] == 1) continue;
+    if (!blocks.empty() && blocks.back().reduced == reduced[d])
+      blocks.back().extent *= shape[d];
+    else
+      blocks.push_back({shape[d], reduced[d]});
+  }
+  return blocks;
+}
+
+// Reduces the reduced blocks innermost first; intermediates keep the accumulator type.
+template <class Op, typename T> void reduce_any(const KernelCall& k, bool mean) {
+  using Acc = typename Op::Acc;
+  std::vector<Block> blocks = merge_blocks(k.inputs[0].shape(), k.ctx.ints("axes"));
+  int64_t count = 1;
+  for (const Block& b : blocks) count *= b.reduced ? b.extent : 1;
+  const double scale = mean ? 1.0 / static_cast<double>(count) : 1.0;
+  const T* x = k.inputs[0].data<T>();
+  T* y = k.outputs[0].data<T>();
+  int steps = 0;
+  for (const Block& b : blocks) steps += b.reduced;
+  if (steps == 0) {  // nothing reduced (or only extent-1 axes): a copy, scaled for mean
+    for (int64_t i = 0; i < k.outputs[0].numel(); ++i) y[i] = static_cast<T>(x[i] * scale);
+    return;
+  }
+  std::vector<Acc> cur, next;
+  for (int step = 0; step < steps; ++step) {
+    int last = static_cast<int>(blocks.size()) - 1;
+    while (!blocks[last].reduced) --last;
+    int64_t outer = 1, inner = 1;
+    for (int d = 0; d < last; ++d) outer *= blocks[d].extent;
+    for (int d = last + 1; d < static_cast<int>(blocks.size()); ++d) inner *= blocks[d].extent;
+    const int64_t n = blocks[last].extent;
+    const bool first = step == 0, final = step == steps - 1;
+    if (!final) next.assign(static_cast<size_t>(outer * inner), Op::init());
+    if (first && final)
+      reduce_step<Op>(x, y, outer, n, inner, scale);
+    else if (first)
+      reduce_step<Op>(x, next.data(), outer, n, inner, 1.0);
+    else if (final)
+      reduce_step<Op>(cur.data(), y, outer, n, inner, scale);
+    else
+      reduce_step<Op>(cur.data(), next.data(), outer, n, inner, 1.0);
+    cur.swap(next);
+    blocks.erase(blocks.begin() + last);
+    if (last > 0 && last < static_cast<int>(blocks.size())) {  // kept neighbours meet
+      blocks[last - 1].extent *= blocks[last].extent;
+      blocks.erase(blocks.begin() + last);
+    }
+  }
+}
+
+bool float_input(const OpContext& c) {
+  const DType t = c.inputs[0].dtype;
+  return t == DType::Float32 || t == DType::Float64;
+}
+
+template <template <typename> class OpOf> KernelFn typed_kernel(bool mean) {
+  return [mean](const KernelCall& k) {
+    if (k.inputs[0].dtype() == DType::Float32)
+      reduce_any<OpOf<float>, float>(k, mean);
+    else
+      reduce_any<OpOf<double>, double>(k, mean);
+  };
+}
+template <typename> using SumOf = SumOp;
+
+const OpRegistrar reg([] {
+  register_kernel("sum", DeviceKind::CPU, {typed_kernel<SumOf>(false), float_input, "vectorized", 10});
+  register_kernel("mean", DeviceKind::CPU, {typed_kernel<SumOf>(true), float_input, "vectorized", 10});
+  register_kernel("max", DeviceKind::CPU, {typed_kernel<MaxOp>(false), float_input, "vectorized", 10});
+  register_kernel("min", DeviceKind::CPU, {typed_kernel<MinOp>(false), float_input, "vectorized", 10});
+});
+
+}  // namespace
+}  // namespace ds

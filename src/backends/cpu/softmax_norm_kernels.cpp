@@ -1,0 +1,181 @@
+// Fast CPU kernels for row-wise ops on contiguous rows, float32 and float64:
+// softmax/log_softmax over the last axis, layer_norm/rms_norm over trailing dims.
+// Rows run in parallel; row statistics accumulate in double with independent
+// lanes (vectorized), so results stay within a few ulps of the float64 reference.
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "core/thread_pool.h"
+#include "ds/op.h"
+
+namespace ds {
+namespace {
+
+constexpr int kLanes = 16;
+
+template <typename T> double row_sum(const T* x, int64_t n) {
+  double lanes[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) lanes[j] += static_cast<double>(x[i + j]);
+  double s = 0;
+  for (double l : lanes) s += l;
+  for (; i < n; ++i) s += static_cast<double>(x[i]);
+  return s;
+}
+
+// sum((x - c)^2): the second pass of a two-pass variance (c = mean), or sum(x^2).
+template <typename T> double row_sum_sq(const T* x, int64_t n, double c) {
+  double lanes[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) {
+      const double d = static_cast<double>(x[i + j]) - c;
+      lanes[j] += d * d;
+    }
+  double s = 0;
+  for (double l : lanes) s += l;
+  for (; i < n; ++i) s += (static_cast<double>(x[i]) - c) * (static_cast<double>(x[i]) - c);
+  return s;
+}
+
+// The row maximum; NaN if the row has one (then the whole softmax row is NaN, as in
+// the reference).
+template <typename T> T row_max(const T* x, int64_t n) {
+  T lanes[kLanes];
+  for (T& l : lanes) l = -std::numeric_limits<T>::infinity();
+  int64_t i = 0;
+  auto pick = [](T a, T v) { return (v > a || v != v) ? v : a; };
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) lanes[j] = pick(lanes[j], x[i + j]);
+  T m = -std::numeric_limits<T>::infinity();
+  for (T l : lanes) m = pick(m, l);
+  for (; i < n; ++i) m = pick(m, x[i]);
+  return m;
+}
+
+// exp for x <= 0 (softmax arguments), branch-free so loops over it vectorize:
+// Cephes' expf polynomial after reducing x = k ln2 + r; about 1 ulp. Results below
+// float's normal range flush to 0; NaN stays NaN.
+inline float exp_nonpositive(float x) {
+  constexpr float kLog2e = 1.44269504088896341f, kRound = 12582912.0f;  // 1.5 * 2^23
+  const bool underflow = x < -87.33654f;
+  const float xc = underflow ? -87.33654f : x;
+  const float t = xc * kLog2e + kRound;  // round to nearest integer k, held in t's low bits
+  const float k = t - kRound;
+  float r = xc - k * 0.693359375f;
+  r = r - k * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t ki = std::bit_cast<int32_t>(t) - std::bit_cast<int32_t>(kRound);
+  const float scale = std::bit_cast<float>((ki + 127) << 23);
+  return underflow ? 0.0f : p * scale;
+}
+inline double exp_nonpositive(double x) { return std::exp(x); }
+
+// y = exp(x - max) and returns sum(y), accumulated in double.
+template <typename T> double exp_shifted(const T* x, T* y, int64_t n, T m) {
+  for (int64_t i = 0; i < n; ++i) y[i] = exp_nonpositive(x[i] - m);
+  return row_sum(y, n);
+}
+
+template <typename T> void softmax_rows(const KernelCall& k, bool log_form) {
+  const Tensor& in = k.inputs[0];
+  const int64_t n = in.ndim() ? in.shape().back() : 1;
+  const int64_t rows = n ? in.numel() / n : 0;
+  const T* x = in.data<T>();
+  T* y = k.outputs[0].data<T>();
+  parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(n, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const T* xr = x + r * n;
+      T* yr = y + r * n;
+      const T m = row_max(xr, n);
+      const double s = exp_shifted(xr, yr, n, m);
+      if (log_form) {
+        // One rounding: x - shift in float would lose x's low bits to the shift's ulp.
+        const double shift = static_cast<double>(m) + std::log(s);
+        for (int64_t i = 0; i < n; ++i) yr[i] = static_cast<T>(static_cast<double>(xr[i]) - shift);
+      } else {
+        const T inv = static_cast<T>(1.0 / s);
+        for (int64_t i = 0; i < n; ++i) yr[i] *= inv;
+      }
+    }
+  });
+}
+
+// layer_norm (centered) or rms_norm over rows of `len` = numel(normalized_shape).
+template <typename T> void norm_rows(const KernelCall& k, bool centered) {
+  const Tensor& in = k.inputs[0];
+  int64_t len = 1;
+  for (int64_t e : k.ctx.ints("normalized_shape")) len *= e;
+  const int64_t rows = len ? in.numel() / len : 0;
+  const double eps = k.ctx.f("eps");
+  const T* x = in.data<T>();
+  const T* w = k.inputs.size() > 1 ? k.inputs[1].data<T>() : nullptr;
+  const T* b = k.inputs.size() > 2 ? k.inputs[2].data<T>() : nullptr;
+  T* y = k.outputs[0].data<T>();
+  parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(len, 1)), [&](int64_t rb, int64_t re) {
+    for (int64_t r = rb; r < re; ++r) {
+      const T* xr = x + r * len;
+      T* yr = y + r * len;
+      const double mu = centered ? row_sum(xr, len) / static_cast<double>(len) : 0.0;
+      const double rstd = 1.0 / std::sqrt(row_sum_sq(xr, len, mu) / static_cast<double>(len) + eps);
+      const T m = static_cast<T>(mu), s = static_cast<T>(rstd);
+      if (w && b)
+        for (int64_t i = 0; i < len; ++i) yr[i] = (xr[i] - m) * s * w[i] + b[i];
+      else if (w)
+        for (int64_t i = 0; i < len; ++i) yr[i] = (xr[i] - m) * s * w[i];
+      else
+        for (int64_t i = 0; i < len; ++i) yr[i] = (xr[i] - m) * s;
+    }
+  });
+}
+
+// All inputs of one float type (float32 or float64).
+bool same_float_inputs(const OpContext& c) {
+  const DType t = c.inputs[0].dtype;
+  if (t != DType::Float32 && t != DType::Float64) return false;
+  for (const auto& i : c.inputs)
+    if (i.dtype != t) return false;
+  return true;
+}
+
+bool last_axis(const OpContext& c) {
+  const int rank = static_cast<int>(c.inputs[0].shape.size());
+  const int64_t a = c.i("axis");
+  return same_float_inputs(c) && (rank == 0 || a == -1 || a == rank - 1);
+}
+
+template <typename Fn> KernelFn by_type(Fn fn) {
+  return [fn](const KernelCall& k) {
+    if (k.inputs[0].dtype() == DType::Float32)
+      fn(k, float{});
+    else
+      fn(k, double{});
+  };
+}
+
+const OpRegistrar reg([] {
+  register_kernel("softmax", DeviceKind::CPU,
+                  {by_type([](const KernelCall& k, auto t) { softmax_rows<decltype(t)>(k, false); }),
+                   last_axis, "vectorized", 10});
+  register_kernel("log_softmax", DeviceKind::CPU,
+                  {by_type([](const KernelCall& k, auto t) { softmax_rows<decltype(t)>(k, true); }),
+                   last_axis, "vectorized", 10});
+  register_kernel("layer_norm", DeviceKind::CPU,
+                  {by_type([](const KernelCall& k, auto t) { norm_rows<decltype(t)>(k, true); }),
+                   same_float_inputs, "vectorized", 10});
+  register_kernel("rms_norm", DeviceKind::CPU,
+                  {by_type([](const KernelCall& k, auto t) { norm_rows<decltype(t)>(k, false); }),
+                   same_float_inputs, "vectorized", 10});
+});
+
+}  // namespace
+}  // namespace ds
