@@ -28,10 +28,12 @@ void Optimizer::step(const std::vector<Tensor*>& params, const std::vector<Tenso
   DS_CHECK(params.size() == grads.size(), ValueError, "optimizer step: ", params.size(),
            " parameters but ", grads.size(), " gradients");
   ++steps_;
-  std::vector<Tensor> sc;
-  for (double v : scalars(steps_)) sc.push_back(Tensor::scalar(v));
+  const std::vector<double> values = scalars(steps_);
   for (size_t i = 0; i < params.size(); ++i) {
     Tensor& p = *params[i];
+    // Scalars in the parameter's dtype: exact for float64, and no promotion of float32.
+    std::vector<Tensor> sc;
+    for (double v : values) sc.push_back(Tensor::scalar(v, p.dtype()));
     DS_CHECK(grads[i].shape() == p.shape(), ShapeError, "optimizer step: gradient ", i,
              " has shape ", shape_str(grads[i].shape()), ", its parameter ", shape_str(p.shape()));
     std::vector<Tensor>& state = state_for(params[i], p);
