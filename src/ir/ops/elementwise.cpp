@@ -21,10 +21,12 @@ DType result_dtype(ResultType r, DType in) {
   return in;
 }
 
-double gelu_erf(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
+// Written with erfc and the logistic form: 1 + erf(x) and 1 + tanh(u) cancel to
+// 0 for x << 0 (below about -8), where gelu is still a normal float32.
+double gelu_erf(double x) { return 0.5 * x * std::erfc(-x / std::sqrt(2.0)); }
 double gelu_tanh(double x) {
-  const double k = std::sqrt(2.0 / M_PI);
-  return 0.5 * x * (1.0 + std::tanh(k * (x + 0.044715 * x * x * x)));
+  const double k = std::sqrt(2.0 / M_PI);  // 0.5 (1 + tanh(u)) = 1 / (1 + e^{-2u})
+  return x / (1.0 + std::exp(-2.0 * k * (x + 0.044715 * x * x * x)));
 }
 double sigmoid_d(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 

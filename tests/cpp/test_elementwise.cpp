@@ -1,0 +1,295 @@
+// The vectorized CPU elementwise kernels against the float64 reference kernels:
+// float32 transcendentals within a few ulps (random, tiny, huge and special
+// inputs), exact results where the arithmetic is exact, integer and bool dtypes,
+// broadcasting shapes, thread-count independence, and that they are selected.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <limits>
+
+#include "op_test_util.h"
+
+namespace ds {
+namespace {
+
+using test::run_reference;
+using test::values;
+
+const float kInf = std::numeric_limits<float>::infinity();
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+// Distance in representable float32 values; 0 when both are NaN.
+int64_t ulps(float a, float b) {
+  if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b) ? 0 : INT64_MAX;
+  auto key = [](float f) {
+    int32_t i;
+    std::memcpy(&i, &f, 4);
+    return i < 0 ? int64_t{INT32_MIN} - i : int64_t{i};
+  };
+  return std::abs(key(a) - key(b));
+}
+
+std::string impl_of(const std::string& op, const std::vector<Tensor>& inputs, const AttrMap& attrs) {
+  const OpDef& def = get_op(op);
+  AttrMap full = complete_attrs(def, attrs, "");
+  std::vector<TensorType> types;
+  for (const Tensor& t : inputs) types.push_back({t.dtype(), t.shape()});
+  return select_kernel(OpContext{def, full, types, ""}, DeviceKind::CPU).impl;
+}
+
+// Random values over many magnitudes plus the special values, n of them.
+Tensor float32_inputs(int64_t n, std::mt19937& rng) {
+  const float specials[] = {0.0f, -0.0f, kInf, -kInf, kNaN, 1e-45f, -1e-45f, 1e-38f, -3e-39f,
+                            1e30f, -1e30f, 3.4e38f, -3.4e38f, 88.7f, -88.7f, 103.0f, -103.0f,
+                            1.0f, -1.0f, 0.5f, -0.5f};
+  std::uniform_real_distribution<double> unit(-1.0, 1.0);
+  std::uniform_int_distribution<int> exponent(-40, 40);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const int kind = static_cast<int>(i % 4);
+    if (i < static_cast<int64_t>(std::size(specials)) && n > 64)
+      v[i] = specials[i];
+    else if (kind == 0)
+      v[i] = static_cast<float>(10 * unit(rng));
+    else if (kind == 1)
+      v[i] = static_cast<float>(120 * unit(rng));
+    else if (kind == 2)
+      v[i] = static_cast<float>(unit(rng) * std::ldexp(1.0, exponent(rng)));
+    else
+      v[i] = static_cast<float>(3 * unit(rng));
+  }
+  return Tensor::from_vector(v, {n});
+}
+
+struct UnaryCase {
+  std::string op;
+  AttrMap attrs;
+  int64_t max_ulps;
+};
+
+const std::vector<UnaryCase>& float_unary_cases() {
+  static const std::vector<UnaryCase> cases = {
+      {"neg", {}, 0},          {"abs", {}, 0},          {"relu", {}, 0},
+      {"square", {}, 0},       {"sign", {}, 0},         {"floor", {}, 0},
+      {"ceil", {}, 0},         {"round", {}, 0},        {"sqrt", {}, 0},
+      {"reciprocal", {}, 0},   {"rsqrt", {}, 1},        {"exp", {}, 4},
+      {"log", {}, 4},          {"log1p", {}, 4},        {"expm1", {}, 4},
+      {"sin", {}, 4},          {"cos", {}, 4},          {"tanh", {}, 4},
+      {"erf", {}, 4},          {"sigmoid", {}, 4},      {"silu", {}, 1},
+      {"leaky_relu", {{"negative_slope", 0.1}}, 1},     {"elu", {{"alpha", 1.5}}, 4},
+      {"gelu", {}, 1},         {"gelu", {{"approximate", std::string("tanh")}}, 1},
+      {"softplus", {{"beta", 2.0}, {"threshold", 15.0}}, 1},
+  };
+  return cases;
+}
+
+TEST(ElementwiseUnary, Float32WithinUlpsOfFloat64Reference) {
+  std::mt19937 rng(11);
+  for (int64_t n : {0, 1, 7, 8, 9, 33, 200003}) {
+    Tensor x = float32_inputs(n, rng);
+    for (const auto& c : float_unary_cases()) {
+      ASSERT_EQ(impl_of(c.op, {x}, c.attrs), "vectorized") << c.op;
+      Tensor fast = apply1(c.op, {x}, c.attrs);
+      Tensor ref = run_reference(c.op, {x}, c.attrs)[0];
+      ASSERT_EQ(fast.dtype(), DType::Float32);
+      ASSERT_EQ(fast.shape(), x.shape());
+      int64_t worst = 0, at = -1;
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t u = ulps(fast.data<float>()[i], ref.data<float>()[i]);
+        if (u > worst) worst = u, at = i;
+      }
+      EXPECT_LE(worst, c.max_ulps) << c.op << " n=" << n << " worst at x=" << x.data<float>()[at]
+                                   << ": got " << fast.data<float>()[at] << ", want "
+                                   << ref.data<float>()[at];
+    }
+  }
+}
+
+TEST(ElementwiseUnary, Float64MatchesReference) {
+  std::mt19937 rng(12);
+  Tensor x = float32_inputs(50001, rng).to(DType::Float64);
+  for (const auto& c : float_unary_cases()) {
+    Tensor fast = apply1(c.op, {x}, c.attrs);
+    ASSERT_EQ(fast.dtype(), DType::Float64);
+    test::expect_values(fast, values(run_reference(c.op, {x}, c.attrs)[0]), 1e-15, c.op);
+  }
+}
+
+TEST(ElementwiseUnary, IntegersAndBool) {
+  std::mt19937 rng(13);
+  for (DType t : {DType::Int32, DType::Int64}) {
+    Tensor x = test::random_tensor({1001}, t, rng, -1000, 1000);
+    for (const char* op : {"neg", "abs", "relu", "square", "sign", "floor", "ceil", "round"}) {
+      Tensor fast = apply1(op, {x});
+      EXPECT_EQ(fast.dtype(), t) << op;
+      test::expect_values(fast, values(run_reference(op, {x})[0]), 0.0, op);
+    }
+    // Float-result ops compute in float32.
+    Tensor small = test::random_tensor({1001}, t, rng, -20, 20);
+    for (const char* op : {"exp", "sigmoid", "tanh", "sqrt", "reciprocal"}) {
+      ASSERT_EQ(impl_of(op, {small}, {}), "vectorized") << op;
+      Tensor fast = apply1(op, {small});
+      EXPECT_EQ(fast.dtype(), DType::Float32) << op;
+      test::expect_values(fast, values(run_reference(op, {small})[0]), 1e-6, op);
+    }
+  }
+  for (DType t : {DType::Float32, DType::Float64, DType::Int32, DType::Int64, DType::Bool}) {
+    Tensor x = test::random_tensor({999}, t, rng, -2, 2);
+    if (is_floating(t)) x = where(gt(x, scalar_like(1.5, x)), full({999}, NAN, t), x);
+    for (const char* op : {"logical_not", "isnan"}) {
+      ASSERT_EQ(impl_of(op, {x}, {}), "vectorized") << op;
+      Tensor fast = apply1(op, {x});
+      EXPECT_EQ(fast.dtype(), DType::Bool);
+      test::expect_values(fast, values(run_reference(op, {x})[0]), 0.0, op);
+    }
+  }
+}
+
+TEST(ElementwiseUnary, SameBitsOnEveryThreadCount) {
+  std::mt19937 rng(14);
+  Tensor x = float32_inputs(300007, rng);
+  const int saved = num_threads();
+  for (const char* op : {"exp", "gelu", "tanh"}) {
+    set_num_threads(1);
+    Tensor one = apply1(op, {x});
+    set_num_threads(3);
+    Tensor three = apply1(op, {x});
+    EXPECT_EQ(std::memcmp(one.raw_data(), three.raw_data(), one.nbytes()), 0) << op;
+  }
+  set_num_threads(saved);
+}
+
+TEST(ElementwiseUnary, Float16FallsBackToReference) {
+  Tensor h = Tensor::full({1}, 0.5, DType::Float16);
+  EXPECT_EQ(impl_of("exp", {h}, {}), "reference");
+  EXPECT_NEAR(apply1("exp", {h}).item<double>(), std::exp(0.5), 2e-3);
+}
+
+// ---- binary
+
+struct Operands {
+  Shape a, b;
+};
+const Operands kShapes[] = {
+    {{257, 129}, {257, 129}},  // same shape
+    {{}, {31, 7}},             // scalar operand (left)
+    {{9, 33}, {}},             // scalar operand (right)
+    {{65, 130}, {130}},        // row broadcast
+    {{65, 130}, {65, 1}},      // column broadcast
+    {{5, 1, 7}, {3, 1}},       // both broadcast
+    {{4, 3, 5, 2}, {3, 1, 2}}, // mixed, general strides
+    {{0, 3}, {3}},             // empty
+    {{1}, {1}},
+    {{100003}, {100003}},      // spans several threads' chunks
+};
+
+void set_element(Tensor& t, int64_t i, double v) {
+  visit_dtype(t.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    static_cast<T*>(t.raw_data())[i] = static_cast<T>(static_cast<float>(v));
+  });
+}
+
+// Left operands get a NaN and -inf (floats); right operands a zero (division, mod).
+Tensor operand(const Shape& s, DType t, std::mt19937& rng, const std::string& op, bool right) {
+  if (op == "pow") return test::random_tensor(s, t, rng, right ? -3 : (is_floating(t) ? 0.1 : -6), right ? 5 : 6);
+  Tensor x = test::random_tensor(s, t, rng, -50, 50);
+  if (x.numel() > 2) {
+    if (right) set_element(x, 2, 0.0);
+    if (!right && is_floating(t)) {
+      set_element(x, 0, NAN);
+      set_element(x, 1, -INFINITY);
+    }
+  }
+  return x;
+}
+
+TEST(ElementwiseBinary, FastMatchesReferenceOnBroadcastShapes) {
+  const char* ops[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "mod",
+                       "eq",  "ne",  "lt",  "le",  "gt",  "ge",      "logical_and", "logical_or"};
+  std::mt19937 rng(15);
+  for (DType t : {DType::Float32, DType::Float64, DType::Int32, DType::Int64}) {
+    for (const char* op : ops) {
+      for (const Operands& s : kShapes) {
+        Tensor a = operand(s.a, t, rng, op, false);
+        Tensor b = operand(s.b, t, rng, op, true);
+        ASSERT_EQ(impl_of(op, {a, b}, {}), "vectorized") << op;
+        Tensor fast = apply1(op, {a, b});
+        Tensor ref = run_reference(op, {a, b})[0];
+        ASSERT_EQ(fast.dtype(), ref.dtype()) << op;
+        ASSERT_EQ(fast.shape(), ref.shape()) << op;
+        const double tol = std::string(op) == "pow" && t == DType::Float32 ? 1.2e-7 : 0.0;
+        test::expect_values(fast, values(ref), tol,
+                            std::string(op) + " " + dtype_name(t) + " " + shape_str(s.a) + " " +
+                                shape_str(s.b));
+      }
+    }
+  }
+}
+
+TEST(ElementwiseBinary, MixedDtypesAndBool) {
+  std::mt19937 rng(16);
+  Tensor i = test::random_tensor({6, 5}, DType::Int32, rng, -9, 9);
+  Tensor f = test::random_tensor({5}, DType::Float32, rng, -9, 9);
+  Tensor l = test::random_tensor({6, 1}, DType::Int64, rng, -9, 9);
+  Tensor b = test::random_tensor({6, 5}, DType::Bool, rng);
+  for (const char* op : {"add", "mul", "div", "maximum", "lt", "eq", "logical_and"}) {
+    for (auto [x, y] : {std::pair{i, f}, std::pair{l, i}, std::pair{b, f}, std::pair{i, b}}) {
+      ASSERT_EQ(impl_of(op, {x, y}, {}), "vectorized") << op;
+      Tensor fast = apply1(op, {x, y});
+      Tensor ref = run_reference(op, {x, y})[0];
+      EXPECT_EQ(fast.dtype(), ref.dtype()) << op;
+      test::expect_values(fast, values(ref), 1e-7, op);
+    }
+  }
+  Tensor bb = test::random_tensor({6, 5}, DType::Bool, rng);
+  test::expect_values(logical_or(b, bb), values(run_reference("logical_or", {b, bb})[0]));
+  EXPECT_EQ(impl_of("maximum", {b, bb}, {}), "reference");  // bool arithmetic
+}
+
+TEST(ElementwiseBinary, KnownValues) {
+  Tensor a = Tensor::from_vector(std::vector<float>{-7, 7, -7, 7, 5.5f, kNaN, 0.0f}, {7});
+  Tensor b = Tensor::from_vector(std::vector<float>{3, -3, -3, 3, 2, 1, -0.0f}, {7});
+  test::expect_values(mod(a, b), {2, -2, -1, 1, 1.5, NAN, NAN});
+  test::expect_values(maximum(a, b), {3, 7, -3, 7, 5.5, NAN, 0});
+  Tensor ia = Tensor::from_vector(std::vector<int32_t>{-7, 7, 5, INT32_MIN, 2}, {5});
+  Tensor ib = Tensor::from_vector(std::vector<int32_t>{3, -3, 0, -1, -2}, {5});
+  test::expect_values(mod(ia, ib), {2, -2, 0, 0, 0});
+  test::expect_values(pow(ia, ib), {-343, 0, 1, 0, 0});
+  test::expect_values(add(Tensor::full({2}, INT32_MAX, DType::Int32), Tensor::full({2}, 1, DType::Int32)),
+                      {INT32_MIN, INT32_MIN});
+}
+
+TEST(ElementwiseBinary, WhereAndCast) {
+  std::mt19937 rng(17);
+  const DType types[] = {DType::Float32, DType::Float64, DType::Int32, DType::Int64, DType::Bool};
+  for (DType t : types) {
+    for (const Operands& s : kShapes) {
+      // -1, 0 or 1 as int32: nonzero is true.
+      Tensor c = test::random_tensor(s.a, DType::Int32, rng, -1, 2);
+      Tensor a = test::random_tensor(s.b, t, rng, -30, 30);
+      Tensor b = test::random_tensor({1}, t, rng, -30, 30);
+      ASSERT_EQ(impl_of("where", {c, a, b}, {}), "vectorized");
+      Tensor fast = where(c, a, b);
+      test::expect_values(fast, values(run_reference("where", {c, a, b})[0]), 0.0,
+                          std::string("where ") + dtype_name(t));
+    }
+    for (DType from : types) {
+      Tensor x = test::random_tensor({1003}, from, rng, -100, 100);
+      ASSERT_EQ(impl_of("cast", {x}, {{"dtype", t}}), "vectorized");
+      Tensor fast = cast(x, t);
+      EXPECT_EQ(fast.dtype(), t);
+      test::expect_values(fast, values(run_reference("cast", {x}, {{"dtype", t}})[0]), 0.0,
+                          std::string("cast ") + dtype_name(from) + " -> " + dtype_name(t));
+    }
+  }
+}
+
+TEST(ElementwiseBinary, BadInputsNameOpAndShapes) {
+  test::expect_error<ShapeError>([] { add(Tensor::zeros({2, 3}), Tensor::zeros({4})); },
+                                 {"add", "[2, 3]", "[4]"});
+  test::expect_error<TypeError>([] { exp(Tensor::zeros({2}, DType::Bool)); }, {"exp", "bool"});
+}
+
+}  // namespace
+}  // namespace ds
