@@ -184,6 +184,7 @@ struct PolicyDecision {
 struct BatchOutcome {
   int64_t batch_size = 0;        // rows
   double service_us = 0;         // compute time of the batch
+  double held_us = 0;            // time a free instance held waiting work back (queue delay)
   int64_t requests = 0;
   int64_t deadlines_met = 0;     // requests answered in time (or without a deadline)
   int64_t deadlines_missed = 0;  // answered late, or expired while waiting
@@ -213,13 +214,15 @@ struct QLearningOptions {
   double epsilon = 0.1;            // exploration rate
   double throughput_weight = 0.5;  // reward per served row, relative to a met deadline
   double miss_penalty = 4.0;       // reward per missed deadline is -miss_penalty
+  double latency_weight = 0.05;    // cost per request per fastest-batch time of latency
+  double initial_value = 20;       // optimistic, above any return, to explore every action
   double max_rate = 2000;          // requests/s at the top arrival-rate bucket
   uint64_t seed = 1;
 };
 // Tabular Q-learning, online: state = (queue depth bucket per level, arrival-rate
-// bucket, utilization bucket); action = (batch cap, queue delay); reward = met
-// deadlines + throughput - missed deadlines, credited to the decision that
-// formed each batch.
+// bucket, utilization bucket); action = (batch cap, queue delay); reward = (met
+// deadlines + throughput - missed deadlines - latency) per unit of device time,
+// credited to the decision that formed each batch.
 class QLearningPolicy : public Policy {
  public:
   explicit QLearningPolicy(QLearningOptions options = {});
@@ -266,5 +269,68 @@ class DynamicBatcher {
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };
+
+// ---- discrete-event simulation of one batched model
+
+// Service time of a batch of b rows: linear interpolation in a measured t(b)
+// table, linear extrapolation past its ends.
+class ServiceModel {
+ public:
+  explicit ServiceModel(std::vector<std::pair<int64_t, double>> table_us);
+  double operator()(int64_t rows) const;
+  const std::vector<std::pair<int64_t, double>>& table() const { return table_; }
+  // "1:100,16:400" (rows:microseconds)
+  static ServiceModel parse(const std::string& spec);
+
+ private:
+  std::vector<std::pair<int64_t, double>> table_;
+};
+// Times `fn` on batches of each size (a median of `repeats` runs after a warm-up).
+ServiceModel measure_service_model(const BatchFn& fn, const Outputs& one_row_inputs,
+                                   const std::vector<int64_t>& batch_sizes, int repeats = 5);
+
+struct SimClass {
+  std::string name;
+  int priority = 1;
+  double share = 1;                  // fraction of the arrivals
+  int64_t rows = 1;                  // rows per request
+  std::optional<int64_t> timeout_us;  // deadline after arrival
+};
+
+struct SimPhase {
+  double seconds = 1;
+  double rate = 100;  // requests per second, Poisson
+};
+
+struct SimOptions {
+  std::vector<SimClass> classes = {SimClass{}};
+  std::vector<SimPhase> phases = {SimPhase{}};
+  int workers = 1;
+  int priority_levels = 3;
+  size_t max_queue_size = 1024;  // per level
+  std::vector<int64_t> preferred_batch_sizes;
+  uint64_t seed = 1;
+};
+
+struct SimClassResult {
+  std::string name;
+  int64_t requests = 0, completed = 0, rejected = 0, expired = 0, late = 0;
+  double p50_us = 0, p90_us = 0, p99_us = 0;
+  double throughput = 0;  // completed requests per second
+};
+
+struct SimResult {
+  std::string policy;
+  std::vector<SimClassResult> classes;
+  int64_t batches = 0;
+  double avg_batch_size = 0;
+  double utilization = 0;  // busy fraction of the workers
+  double seconds = 0;      // simulated time until the last answer
+  double deadline_hit_rate = 0;  // answered in time / requests (all classes)
+};
+
+// Replays Poisson arrivals (deterministic by seed) against `service` with the
+// same batch rule as DynamicBatcher, asking `policy` for each batch.
+SimResult simulate(const SimOptions& options, const ServiceModel& service, Policy& policy);
 
 }  // namespace ds::sched

@@ -1,0 +1,178 @@
+// ds sched-sim: compare batching policies on a simulated model, deterministic by seed.
+#include <cstring>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "ds/sched.h"
+
+namespace ds::cli {
+namespace {
+
+using namespace ds::sched;
+
+constexpr const char* kUsage = R"(usage: ds sched-sim [options]
+  --service SPEC        t(b) table "rows:us,..." (default 1:400,16:1600: t(16) = 4 t(1))
+  --rate R              requests/s, one phase of --seconds (default 0.8 x no-batching capacity)
+  --load L              rate as a fraction of the no-batching capacity (workers / t(1))
+  --phases S:R,...      phases of seconds:rate (a load that shifts); overrides --rate
+  --seconds S           length of the single phase (default 20)
+  --high-share F        fraction of high-priority (level 1) requests (default 0.2)
+  --high-timeout-us T   deadline of high-priority requests (default 10 x t(1))
+  --low-timeout-us T    deadline of low-priority requests (default 0: none)
+  --workers N           model instances (default 1)
+  --policy P            static | aimd | qlearning | all (default all)
+  --max-batch B --delay-us D   static policy knobs (default 16, 0)
+  --target-us T         AIMD latency target (default the high-priority timeout / 2)
+  --train-runs N        Q-learning training episodes before the greedy run (default 20)
+  --save-table F --load-table F   Q-table file
+  --seed S              (default 1)
+  --json F              also write the results as JSON
+)";
+
+struct Args {
+  std::map<std::string, std::string> kv;
+  std::string get(const std::string& k, const std::string& d) const {
+    auto it = kv.find(k);
+    return it == kv.end() ? d : it->second;
+  }
+  double num(const std::string& k, double d) const {
+    auto it = kv.find(k);
+    if (it == kv.end()) return d;
+    try {
+      return std::stod(it->second);
+    } catch (const std::logic_error&) {
+      throw ValueError("sched-sim: --" + k + " expects a number, got '" + it->second + "'");
+    }
+  }
+};
+
+std::vector<SimPhase> parse_phases(const std::string& spec) {
+  std::vector<SimPhase> p;
+  std::istringstream is(spec);
+  std::string item;
+  while (std::getline(is, item, ',')) {
+    SimPhase ph;
+    char colon = 0;
+    std::istringstream one(item);
+    DS_CHECK((one >> ph.seconds >> colon >> ph.rate) && colon == ':', ValueError,
+             "sched-sim: --phases item '", item, "' is not seconds:rate");
+    p.push_back(ph);
+  }
+  return p;
+}
+
+void print(const SimResult& r, std::ostream& os) {
+  for (const auto& c : r.classes)
+    os << std::left << std::setw(26) << r.policy << std::setw(6) << c.name << std::right
+       << std::fixed << std::setprecision(0) << std::setw(9) << c.p50_us << std::setw(10)
+       << c.p99_us << std::setprecision(1) << std::setw(9) << c.throughput << std::setw(8)
+       << c.rejected << std::setw(8) << c.expired << std::setw(7) << c.late << std::setprecision(2)
+       << std::setw(7) << r.avg_batch_size << std::setw(6) << r.utilization << std::setw(7)
+       << r.deadline_hit_rate << "\n";
+}
+
+std::string json(const SimResult& r) {
+  std::ostringstream os;
+  os << "{\"policy\":\"" << r.policy << "\",\"avg_batch_size\":" << r.avg_batch_size
+     << ",\"utilization\":" << r.utilization << ",\"deadline_hit_rate\":" << r.deadline_hit_rate
+     << ",\"classes\":[";
+  for (size_t i = 0; i < r.classes.size(); ++i) {
+    const auto& c = r.classes[i];
+    os << (i ? "," : "") << "{\"name\":\"" << c.name << "\",\"requests\":" << c.requests
+       << ",\"completed\":" << c.completed << ",\"rejected\":" << c.rejected
+       << ",\"expired\":" << c.expired << ",\"late\":" << c.late << ",\"p50_us\":" << c.p50_us
+       << ",\"p90_us\":" << c.p90_us << ",\"p99_us\":" << c.p99_us
+       << ",\"throughput\":" << c.throughput << "}";
+  }
+  os << "]}";
+  return os.str();
+}
+
+int run(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string k = argv[i];
+    if (k == "-h" || k == "--help") {
+      std::cout << kUsage;
+      return 0;
+    }
+    if (k.rfind("--", 0) != 0 || i + 1 >= argc) {
+      std::cerr << "sched-sim: expected --option value, got '" << k << "'\n" << kUsage;
+      return 2;
+    }
+    a.kv[k.substr(2)] = argv[++i];
+  }
+  const ServiceModel service = ServiceModel::parse(a.get("service", "1:400,16:1600"));
+  SimOptions o;
+  o.workers = static_cast<int>(a.num("workers", 1));
+  o.seed = static_cast<uint64_t>(a.num("seed", 1));
+  const double capacity = o.workers * 1e6 / service(1);
+  if (a.kv.count("phases")) {
+    o.phases = parse_phases(a.get("phases", ""));
+  } else {
+    o.phases = {{a.num("seconds", 20), a.num("rate", a.num("load", 0.8) * capacity)}};
+  }
+  const double high_share = a.num("high-share", 0.2);
+  const double high_timeout = a.num("high-timeout-us", 10 * service(1));
+  const double low_timeout = a.num("low-timeout-us", 0);
+  o.classes = {{"high", 1, high_share, 1, static_cast<int64_t>(high_timeout)},
+               {"low", 3, 1 - high_share, 1, std::nullopt}};
+  if (low_timeout > 0) o.classes[1].timeout_us = static_cast<int64_t>(low_timeout);
+
+  const std::string which = a.get("policy", "all");
+  std::vector<SimResult> results;
+  auto add = [&](Policy& p) { results.push_back(simulate(o, service, p)); };
+  if (which == "static" || which == "all") {
+    auto p = static_policy(static_cast<int64_t>(a.num("max-batch", 16)),
+                           static_cast<int64_t>(a.num("delay-us", 0)));
+    add(*p);
+    if (which == "all")
+      for (int64_t b : {1, 4, 8, 32}) add(*static_policy(b, 0));
+  }
+  if (which == "aimd" || which == "all")
+    add(*aimd_policy(a.num("target-us", high_timeout / 2), 32, 0));
+  if (which == "qlearning" || which == "all") {
+    QLearningOptions qo;
+    qo.max_rate = 2 * capacity;
+    qo.seed = o.seed;
+    QLearningPolicy q(qo);
+    if (a.kv.count("load-table")) q.load(a.get("load-table", ""));
+    const int episodes = static_cast<int>(a.num("train-runs", 20));
+    for (int e = 0; e < episodes; ++e) {
+      SimOptions train = o;
+      train.seed = o.seed + 1000 + e;  // never the evaluation arrivals
+      simulate(train, service, q);
+    }
+    if (a.kv.count("save-table")) q.save(a.get("save-table", ""));
+    q.set_exploration(0);
+    add(q);
+  }
+  if (results.empty()) throw ValueError("sched-sim: unknown --policy '" + which + "'");
+  std::cout << "capacity without batching: " << std::fixed << std::setprecision(0) << capacity
+            << " req/s; offered: ";
+  for (const auto& p : o.phases) std::cout << p.rate << " req/s x " << p.seconds << " s  ";
+  std::cout << "\n"
+            << std::left << std::setw(26) << "policy" << std::setw(6) << "class" << std::right
+            << std::setw(9) << "p50_us" << std::setw(10) << "p99_us" << std::setw(9) << "req/s"
+            << std::setw(8) << "reject" << std::setw(8) << "expire" << std::setw(7) << "late"
+            << std::setw(7) << "batch" << std::setw(6) << "util" << std::setw(7) << "hit"
+            << "\n";
+  for (const auto& r : results) print(r, std::cout);
+  if (a.kv.count("json")) {
+    std::ofstream f(a.get("json", ""));
+    DS_CHECK(f, IOError, "sched-sim: cannot write '", a.get("json", ""), "'");
+    f << "[";
+    for (size_t i = 0; i < results.size(); ++i) f << (i ? ",\n" : "") << json(results[i]);
+    f << "]\n";
+  }
+  return 0;
+}
+
+const CommandRegistrar reg{{"sched-sim", "compare batching policies in a discrete-event simulation", run}};
+
+}  // namespace
+}  // namespace ds::cli
