@@ -41,3 +41,12 @@ def test_auto_target_runs():
     exe = ds.compile(graph)
     out = exe.run({"a": np.eye(1024), "b": np.full((1024, 1024), 2.0)})
     np.testing.assert_array_equal(out["c"], np.full((1024, 1024), 2.0, np.float32))
+
+
+def test_quickstart_example_runs(capsys):
+    import pathlib
+    import runpy
+    path = pathlib.Path(__file__).resolve().parents[2] / "examples" / "quickstart.py"
+    runpy.run_path(str(path), run_name="__main__")
+    out = capsys.readouterr().out
+    assert out.startswith("[2. 4. 6.]") and "{'c': (1024, 1024)}" in out

@@ -141,3 +141,18 @@ def test_module_level_information():
     info = ds.op_info("softmax")
     assert info["attrs"] == [("axis", "int", -1)] and info["num_inputs"] == 1
     assert ds.hdl.matmul is ds.matmul and "conv2d" in ds.hdl.__all__
+
+
+def test_run_from_many_threads():
+    from concurrent.futures import ThreadPoolExecutor
+    g = ds.Graph()
+    x = g.placeholder("x", [None, 64])
+    w = g.constant(np.random.rand(64, 64).astype(np.float32))
+    g.output(ds.tanh(x @ w), "y")
+    exe = ds.compile(g, target="cpu")
+    inputs = [np.random.rand(8, 64).astype(np.float32) for _ in range(16)]
+    want = [exe.run({"x": i})["y"] for i in inputs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda i: exe.run({"x": i})["y"], inputs))
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
