@@ -127,13 +127,14 @@ template <typename T> void norm_rows(const KernelCall& k, bool centered) {
       T* yr = y + r * len;
       const double mu = centered ? row_sum(xr, len) / static_cast<double>(len) : 0.0;
       const double rstd = 1.0 / std::sqrt(row_sum_sq(xr, len, mu) / static_cast<double>(len) + eps);
-      const T m = static_cast<T>(mu), s = static_cast<T>(rstd);
+      // In double with one final rounding: a float mean would cost |mean| * 2^-24.
+      auto xhat = [&](int64_t i) { return (static_cast<double>(xr[i]) - mu) * rstd; };
       if (w && b)
-        for (int64_t i = 0; i < len; ++i) yr[i] = (xr[i] - m) * s * w[i] + b[i];
+        for (int64_t i = 0; i < len; ++i) yr[i] = static_cast<T>(xhat(i) * w[i] + b[i]);
       else if (w)
-        for (int64_t i = 0; i < len; ++i) yr[i] = (xr[i] - m) * s * w[i];
+        for (int64_t i = 0; i < len; ++i) yr[i] = static_cast<T>(xhat(i) * w[i]);
       else
-        for (int64_t i = 0; i < len; ++i) yr[i] = (xr[i] - m) * s;
+        for (int64_t i = 0; i < len; ++i) yr[i] = static_cast<T>(xhat(i));
     }
   });
 }
