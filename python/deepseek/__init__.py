@@ -22,6 +22,10 @@ from ._core import (  # noqa: F401
     bool, uint8, int8, int32, int64, float16, bfloat16, float32, float64,
 )
 from . import hdl, ops  # noqa: F401
+from ._core import (  # noqa: F401
+    load_safetensors, load_safetensors_metadata, read_idx, save_safetensors,
+)
+from . import tensorboard  # noqa: F401
 from .ops import *  # noqa: F401,F403
 from . import _methods
 
