@@ -252,6 +252,57 @@ TEST(ShapeIndex, ScatterAddsAccumulateDuplicates) {
                 {3, 0, 3, 0, 15, 0});
 }
 
+TEST(ShapeIndex, FastKernelsMatchReference) {
+  std::mt19937 rng(9);
+  auto impl = [](const std::string& op, const std::vector<Tensor>& in, const AttrMap& attrs) {
+    const OpDef& def = get_op(op);
+    AttrMap full = complete_attrs(def, attrs, "");
+    std::vector<TensorType> types;
+    for (const Tensor& t : in) types.push_back({t.dtype(), t.shape()});
+    return select_kernel(OpContext{def, full, types, ""}, DeviceKind::CPU).impl;
+  };
+  auto check = [&](const std::string& op, const std::vector<Tensor>& in, const AttrMap& attrs,
+                   const std::string& want_impl, double tol) {
+    ASSERT_EQ(impl(op, in, attrs), want_impl) << op;
+    Tensor fast = apply1(op, in, attrs);
+    Tensor ref = test::run_reference(op, in, attrs)[0];
+    ASSERT_EQ(fast.shape(), ref.shape()) << op;
+    ASSERT_EQ(fast.dtype(), ref.dtype()) << op;
+    expect_values(fast, values(ref), tol, op + " " + dtype_name(in[0].dtype()));
+  };
+  auto indices = [&](const Shape& s, int64_t extent, bool negative, DType t) {
+    std::uniform_int_distribution<int64_t> pick(negative ? -extent : 0, extent - 1);
+    std::vector<int64_t> v(static_cast<size_t>(numel(s)));
+    for (auto& x : v) x = pick(rng);
+    return index_tensor(v, s, t);
+  };
+  for (DType it : {DType::Int32, DType::Int64}) {
+    for (DType t : {DType::Float32, DType::Float64, DType::Int32, DType::Int64, DType::Float16,
+                    DType::Bool, DType::UInt8}) {
+      Tensor x = random_tensor({7, 300, 5}, t, rng, t == DType::UInt8 ? 0 : -2, 2);
+      check("take_along_axis", {x, indices({7, 41, 5}, 300, true, it)}, {{"axis", int64_t{1}}},
+            "gather", 0.0);
+      check("take_along_axis", {x, indices({7, 300, 9}, 5, true, it)}, {{"axis", int64_t{-1}}},
+            "gather", 0.0);
+      check("index_select", {x, indices({513}, 300, true, it)}, {{"axis", int64_t{1}}}, "gather", 0.0);
+      check("index_select", {x, indices({0}, 7, true, it)}, {{"axis", int64_t{0}}}, "gather", 0.0);
+      check("embedding", {indices({33, 17}, 7, false, it), x}, {}, "gather", 0.0);
+    }
+    for (DType t : {DType::Float32, DType::Float64, DType::Int32, DType::Int64}) {
+      const double tol = t == DType::Float32 ? 1e-5 : (t == DType::Float64 ? 1e-13 : 0.0);
+      Tensor upd = random_tensor({6, 700, 3}, t, rng);
+      check("scatter_add_along_axis", {indices({6, 700, 3}, 50, true, it), upd},
+            {{"axis", int64_t{1}}, {"size", int64_t{50}}}, "scatter", tol);
+      check("scatter_add_along_axis", {indices({6, 700, 3}, 4, true, it), upd},
+            {{"axis", int64_t{2}}, {"size", int64_t{4}}}, "scatter", tol);
+      check("index_add", {indices({700}, 90, true, it), upd},
+            {{"axis", int64_t{1}}, {"size", int64_t{90}}}, "scatter", tol);
+      check("index_add", {indices({6}, 2, false, it), upd},
+            {{"axis", int64_t{0}}, {"size", int64_t{2}}}, "scatter", tol);
+    }
+  }
+}
+
 TEST(ShapeIndex, OutOfRangeIndicesNameOpIndexAndExtent) {
   Tensor x = Tensor::zeros({3, 4});
   expect_error<ValueError>([&] { take_along_axis(x, index_tensor({0, 4, 1}, {3, 1}), 1); },
