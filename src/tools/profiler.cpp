@@ -6,6 +6,7 @@
 // once it returns no thread can still be reading the recording's settings.
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <mutex>
 
 #include "ds/error.h"
@@ -53,11 +54,45 @@ Registry& registry() {
 
 constexpr int64_t kOpen = -1;
 
+// A thread's events in fixed chunks: appending never moves earlier events, and
+// chunks below malloc's mmap threshold are reused from the heap by the next
+// recording instead of being faulted in afresh.
+class EventLog {
+ public:
+  ProfileEvent& push() {
+    if (size_ == chunks_.size() * kChunk) chunks_.push_back(std::make_unique<ProfileEvent[]>(kChunk));
+    ProfileEvent& e = (*this)[size_++];
+    e = ProfileEvent{};
+    return e;
+  }
+  ProfileEvent& operator[](size_t i) { return chunks_[i / kChunk][i % kChunk]; }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  // Moves the events out; keeps a few chunks for the next recording.
+  std::vector<ProfileEvent> take() {
+    std::vector<ProfileEvent> out;
+    out.reserve(size_);
+    for (size_t i = 0; i < size_; ++i) out.push_back(std::move((*this)[i]));
+    clear();
+    return out;
+  }
+  void clear() {
+    size_ = 0;
+    if (chunks_.size() > kChunksKept) chunks_.resize(kChunksKept);
+  }
+
+ private:
+  static constexpr size_t kChunk = 128;
+  static constexpr size_t kChunksKept = 16;
+  std::vector<std::unique_ptr<ProfileEvent[]>> chunks_;
+  size_t size_ = 0;
+};
+
 struct ThreadBuffer {
   std::mutex mu;
   uint64_t generation = 0;  // the recording `events` belong to
   int thread = 0;
-  std::vector<ProfileEvent> events;
+  EventLog events;
   std::vector<int> open;  // indices of events begun and not yet ended, innermost last
 
   ThreadBuffer() {
@@ -72,7 +107,7 @@ struct ThreadBuffer {
     r.buffers.erase(std::find(r.buffers.begin(), r.buffers.end(), this));
     std::lock_guard<std::mutex> own(mu);
     if (generation != 0 && generation == r.generation.load() && !events.empty())
-      r.orphans.emplace_back(generation, std::move(events));
+      r.orphans.emplace_back(generation, events.take());
   }
 };
 
@@ -108,7 +143,7 @@ detail::EventToken begin_event(EventKind kind, std::string_view name, Fill&& fil
     r.dropped.fetch_add(1, std::memory_order_relaxed);
     return {};
   }
-  ProfileEvent& e = b.events.emplace_back();
+  ProfileEvent& e = b.events.push();
   e.kind = kind;
   e.name = name;
   e.thread = b.thread;
@@ -133,7 +168,7 @@ std::vector<ProfileEvent> collect_events(uint64_t gen) {
     std::lock_guard<std::mutex> lock(r.mu);
     for (ThreadBuffer* b : r.buffers) {
       std::lock_guard<std::mutex> own(b->mu);
-      if (b->generation == gen) per_thread.push_back(std::move(b->events));
+      if (b->generation == gen) per_thread.push_back(b->events.take());
       b->events.clear();
       b->open.clear();
       b->generation = 0;
