@@ -7,13 +7,13 @@
 #include <cstring>
 #include <limits>
 
-#include "op_test_util.h"
+#include "shape_test_util.h"
 
 namespace ds {
 namespace {
 
-using test::run_reference;
-using test::values;
+using shape_test::run_reference;
+using shape_test::values;
 
 const float kInf = std::numeric_limits<float>::infinity();
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
@@ -111,36 +111,36 @@ TEST(ElementwiseUnary, Float64MatchesReference) {
   for (const auto& c : float_unary_cases()) {
     Tensor fast = apply1(c.op, {x}, c.attrs);
     ASSERT_EQ(fast.dtype(), DType::Float64);
-    test::expect_values(fast, values(run_reference(c.op, {x}, c.attrs)[0]), 1e-15, c.op);
+    shape_test::expect_values(fast, values(run_reference(c.op, {x}, c.attrs)[0]), 1e-15, c.op);
   }
 }
 
 TEST(ElementwiseUnary, IntegersAndBool) {
   std::mt19937 rng(13);
   for (DType t : {DType::Int32, DType::Int64}) {
-    Tensor x = test::random_tensor({1001}, t, rng, -1000, 1000);
+    Tensor x = shape_test::random_tensor({1001}, t, rng, -1000, 1000);
     for (const char* op : {"neg", "abs", "relu", "square", "sign", "floor", "ceil", "round"}) {
       Tensor fast = apply1(op, {x});
       EXPECT_EQ(fast.dtype(), t) << op;
-      test::expect_values(fast, values(run_reference(op, {x})[0]), 0.0, op);
+      shape_test::expect_values(fast, values(run_reference(op, {x})[0]), 0.0, op);
     }
     // Float-result ops compute in float32.
-    Tensor small = test::random_tensor({1001}, t, rng, -20, 20);
+    Tensor small = shape_test::random_tensor({1001}, t, rng, -20, 20);
     for (const char* op : {"exp", "sigmoid", "tanh", "sqrt", "reciprocal"}) {
       ASSERT_EQ(impl_of(op, {small}, {}), "vectorized") << op;
       Tensor fast = apply1(op, {small});
       EXPECT_EQ(fast.dtype(), DType::Float32) << op;
-      test::expect_values(fast, values(run_reference(op, {small})[0]), 1e-6, op);
+      shape_test::expect_values(fast, values(run_reference(op, {small})[0]), 1e-6, op);
     }
   }
   for (DType t : {DType::Float32, DType::Float64, DType::Int32, DType::Int64, DType::Bool}) {
-    Tensor x = test::random_tensor({999}, t, rng, -2, 2);
+    Tensor x = shape_test::random_tensor({999}, t, rng, -2, 2);
     if (is_floating(t)) x = where(gt(x, scalar_like(1.5, x)), full({999}, NAN, t), x);
     for (const char* op : {"logical_not", "isnan"}) {
       ASSERT_EQ(impl_of(op, {x}, {}), "vectorized") << op;
       Tensor fast = apply1(op, {x});
       EXPECT_EQ(fast.dtype(), DType::Bool);
-      test::expect_values(fast, values(run_reference(op, {x})[0]), 0.0, op);
+      shape_test::expect_values(fast, values(run_reference(op, {x})[0]), 0.0, op);
     }
   }
 }
@@ -192,8 +192,8 @@ void set_element(Tensor& t, int64_t i, double v) {
 
 // Left operands get a NaN and -inf (floats); right operands a zero (division, mod).
 Tensor operand(const Shape& s, DType t, std::mt19937& rng, const std::string& op, bool right) {
-  if (op == "pow") return test::random_tensor(s, t, rng, right ? -3 : (is_floating(t) ? 0.1 : -6), right ? 5 : 6);
-  Tensor x = test::random_tensor(s, t, rng, -50, 50);
+  if (op == "pow") return shape_test::random_tensor(s, t, rng, right ? -3 : (is_floating(t) ? 0.1 : -6), right ? 5 : 6);
+  Tensor x = shape_test::random_tensor(s, t, rng, -50, 50);
   if (x.numel() > 2) {
     if (right) set_element(x, 2, 0.0);
     if (!right && is_floating(t)) {
@@ -219,7 +219,7 @@ TEST(ElementwiseBinary, FastMatchesReferenceOnBroadcastShapes) {
         ASSERT_EQ(fast.dtype(), ref.dtype()) << op;
         ASSERT_EQ(fast.shape(), ref.shape()) << op;
         const double tol = std::string(op) == "pow" && t == DType::Float32 ? 1.2e-7 : 0.0;
-        test::expect_values(fast, values(ref), tol,
+        shape_test::expect_values(fast, values(ref), tol,
                             std::string(op) + " " + dtype_name(t) + " " + shape_str(s.a) + " " +
                                 shape_str(s.b));
       }
@@ -229,34 +229,34 @@ TEST(ElementwiseBinary, FastMatchesReferenceOnBroadcastShapes) {
 
 TEST(ElementwiseBinary, MixedDtypesAndBool) {
   std::mt19937 rng(16);
-  Tensor i = test::random_tensor({6, 5}, DType::Int32, rng, -9, 9);
-  Tensor f = test::random_tensor({5}, DType::Float32, rng, -9, 9);
-  Tensor l = test::random_tensor({6, 1}, DType::Int64, rng, -9, 9);
-  Tensor b = test::random_tensor({6, 5}, DType::Bool, rng);
+  Tensor i = shape_test::random_tensor({6, 5}, DType::Int32, rng, -9, 9);
+  Tensor f = shape_test::random_tensor({5}, DType::Float32, rng, -9, 9);
+  Tensor l = shape_test::random_tensor({6, 1}, DType::Int64, rng, -9, 9);
+  Tensor b = shape_test::random_tensor({6, 5}, DType::Bool, rng);
   for (const char* op : {"add", "mul", "div", "maximum", "lt", "eq", "logical_and"}) {
     for (auto [x, y] : {std::pair{i, f}, std::pair{l, i}, std::pair{b, f}, std::pair{i, b}}) {
       ASSERT_EQ(impl_of(op, {x, y}, {}), "vectorized") << op;
       Tensor fast = apply1(op, {x, y});
       Tensor ref = run_reference(op, {x, y})[0];
       EXPECT_EQ(fast.dtype(), ref.dtype()) << op;
-      test::expect_values(fast, values(ref), 1e-7, op);
+      shape_test::expect_values(fast, values(ref), 1e-7, op);
     }
   }
-  Tensor bb = test::random_tensor({6, 5}, DType::Bool, rng);
-  test::expect_values(logical_or(b, bb), values(run_reference("logical_or", {b, bb})[0]));
+  Tensor bb = shape_test::random_tensor({6, 5}, DType::Bool, rng);
+  shape_test::expect_values(logical_or(b, bb), values(run_reference("logical_or", {b, bb})[0]));
   EXPECT_EQ(impl_of("maximum", {b, bb}, {}), "reference");  // bool arithmetic
 }
 
 TEST(ElementwiseBinary, KnownValues) {
   Tensor a = Tensor::from_vector(std::vector<float>{-7, 7, -7, 7, 5.5f, kNaN, 0.0f}, {7});
   Tensor b = Tensor::from_vector(std::vector<float>{3, -3, -3, 3, 2, 1, -0.0f}, {7});
-  test::expect_values(mod(a, b), {2, -2, -1, 1, 1.5, NAN, NAN});
-  test::expect_values(maximum(a, b), {3, 7, -3, 7, 5.5, NAN, 0});
+  shape_test::expect_values(mod(a, b), {2, -2, -1, 1, 1.5, NAN, NAN});
+  shape_test::expect_values(maximum(a, b), {3, 7, -3, 7, 5.5, NAN, 0});
   Tensor ia = Tensor::from_vector(std::vector<int32_t>{-7, 7, 5, INT32_MIN, 2}, {5});
   Tensor ib = Tensor::from_vector(std::vector<int32_t>{3, -3, 0, -1, -2}, {5});
-  test::expect_values(mod(ia, ib), {2, -2, 0, 0, 0});
-  test::expect_values(pow(ia, ib), {-343, 0, 1, 0, 0});
-  test::expect_values(add(Tensor::full({2}, INT32_MAX, DType::Int32), Tensor::full({2}, 1, DType::Int32)),
+  shape_test::expect_values(mod(ia, ib), {2, -2, 0, 0, 0});
+  shape_test::expect_values(pow(ia, ib), {-343, 0, 1, 0, 0});
+  shape_test::expect_values(add(Tensor::full({2}, INT32_MAX, DType::Int32), Tensor::full({2}, 1, DType::Int32)),
                       {INT32_MIN, INT32_MIN});
 }
 
@@ -266,29 +266,29 @@ TEST(ElementwiseBinary, WhereAndCast) {
   for (DType t : types) {
     for (const Operands& s : kShapes) {
       // -1, 0 or 1 as int32: nonzero is true.
-      Tensor c = test::random_tensor(s.a, DType::Int32, rng, -1, 2);
-      Tensor a = test::random_tensor(s.b, t, rng, -30, 30);
-      Tensor b = test::random_tensor({1}, t, rng, -30, 30);
+      Tensor c = shape_test::random_tensor(s.a, DType::Int32, rng, -1, 2);
+      Tensor a = shape_test::random_tensor(s.b, t, rng, -30, 30);
+      Tensor b = shape_test::random_tensor({1}, t, rng, -30, 30);
       ASSERT_EQ(impl_of("where", {c, a, b}, {}), "vectorized");
       Tensor fast = where(c, a, b);
-      test::expect_values(fast, values(run_reference("where", {c, a, b})[0]), 0.0,
+      shape_test::expect_values(fast, values(run_reference("where", {c, a, b})[0]), 0.0,
                           std::string("where ") + dtype_name(t));
     }
     for (DType from : types) {
-      Tensor x = test::random_tensor({1003}, from, rng, -100, 100);
+      Tensor x = shape_test::random_tensor({1003}, from, rng, -100, 100);
       ASSERT_EQ(impl_of("cast", {x}, {{"dtype", t}}), "vectorized");
       Tensor fast = cast(x, t);
       EXPECT_EQ(fast.dtype(), t);
-      test::expect_values(fast, values(run_reference("cast", {x}, {{"dtype", t}})[0]), 0.0,
+      shape_test::expect_values(fast, values(run_reference("cast", {x}, {{"dtype", t}})[0]), 0.0,
                           std::string("cast ") + dtype_name(from) + " -> " + dtype_name(t));
     }
   }
 }
 
 TEST(ElementwiseBinary, BadInputsNameOpAndShapes) {
-  test::expect_error<ShapeError>([] { add(Tensor::zeros({2, 3}), Tensor::zeros({4})); },
+  shape_test::expect_error<ShapeError>([] { add(Tensor::zeros({2, 3}), Tensor::zeros({4})); },
                                  {"add", "[2, 3]", "[4]"});
-  test::expect_error<TypeError>([] { exp(Tensor::zeros({2}, DType::Bool)); }, {"exp", "bool"});
+  shape_test::expect_error<TypeError>([] { exp(Tensor::zeros({2}, DType::Bool)); }, {"exp", "bool"});
 }
 
 }  // namespace

@@ -5,13 +5,13 @@
 #include <cmath>
 
 #include "core/philox.h"
-#include "op_test_util.h"
+#include "shape_test_util.h"
 
 namespace ds {
 namespace {
 
-using test::expect_error;
-using test::values;
+using shape_test::expect_error;
+using shape_test::values;
 
 // Random123's kat_vectors for philox4x32_10.
 TEST(RandomPhilox, KnownAnswerVectors) {

@@ -4,16 +4,16 @@
 
 #include <numeric>
 
-#include "op_test_util.h"
+#include "shape_test_util.h"
 
 namespace ds {
 namespace {
 
-using test::expect_error;
-using test::expect_values;
-using test::gradcheck;
-using test::random_tensor;
-using test::values;
+using shape_test::expect_error;
+using shape_test::expect_values;
+using shape_test::gradcheck;
+using shape_test::random_tensor;
+using shape_test::values;
 
 const DType kDataTypes[] = {DType::Float32, DType::Float64, DType::Int32, DType::Int64};
 
@@ -172,7 +172,7 @@ TEST(ShapeOps, Gradients) {
 TEST(ShapeOps, SplitGradientWithUnusedPart) {
   Tensor x = Tensor::from_vector(std::vector<double>{1, 2, 3, 4}, {4});
   Tensor g0 = Tensor::from_vector(std::vector<double>{10, 20}, {2});
-  auto grads = test::vjp("split", {x}, {{"sizes", std::vector<int64_t>{2, 2}}}, {g0, Tensor()});
+  auto grads = shape_test::vjp("split", {x}, {{"sizes", std::vector<int64_t>{2, 2}}}, {g0, Tensor()});
   expect_values(grads[0], {10, 20, 0, 0});
 }
 
@@ -201,7 +201,7 @@ TEST(ShapeIndex, TakeAlongAxisMatchesLoops) {
           want[f] = xv[flat(xs, c)];
         }
         expect_values(y, want);
-        expect_values(test::run_reference("take_along_axis", {x, idx}, {{"axis", int64_t{axis}}})[0],
+        expect_values(shape_test::run_reference("take_along_axis", {x, idx}, {{"axis", int64_t{axis}}})[0],
                       want);
       }
     }
@@ -231,7 +231,7 @@ TEST(ShapeIndex, IndexSelectAndEmbeddingMatchLoops) {
     for (int64_t j : {6, 0, 3, 3, 1, 2})
       for (int64_t i = 0; i < 3; ++i) ewant.push_back(wv[j * 3 + i]);
     expect_values(e, ewant);
-    expect_values(test::run_reference("embedding", {ids, w})[0], ewant);
+    expect_values(shape_test::run_reference("embedding", {ids, w})[0], ewant);
   }
   EXPECT_EQ(embedding(Tensor::zeros({0}, DType::Int64), Tensor::zeros({4, 2})).shape(),
             (Shape{0, 2}));
@@ -247,7 +247,7 @@ TEST(ShapeIndex, ScatterAddsAccumulateDuplicates) {
   Tensor upd2 = Tensor::from_vector(std::vector<double>{1, 2, 3, 4, 5, 6}, {2, 3});
   Tensor s = apply1("scatter_add_along_axis", {idx2, upd2}, {{"axis", int64_t{1}}, {"size", int64_t{3}}});
   expect_values(s, {3, 0, 3, 0, 15, 0});
-  expect_values(test::run_reference("scatter_add_along_axis", {idx2, upd2},
+  expect_values(shape_test::run_reference("scatter_add_along_axis", {idx2, upd2},
                                     {{"axis", int64_t{1}}, {"size", int64_t{3}}})[0],
                 {3, 0, 3, 0, 15, 0});
 }
@@ -265,7 +265,7 @@ TEST(ShapeIndex, FastKernelsMatchReference) {
                    const std::string& want_impl, double tol) {
     ASSERT_EQ(impl(op, in, attrs), want_impl) << op;
     Tensor fast = apply1(op, in, attrs);
-    Tensor ref = test::run_reference(op, in, attrs)[0];
+    Tensor ref = shape_test::run_reference(op, in, attrs)[0];
     ASSERT_EQ(fast.shape(), ref.shape()) << op;
     ASSERT_EQ(fast.dtype(), ref.dtype()) << op;
     expect_values(fast, values(ref), tol, op + " " + dtype_name(in[0].dtype()));

@@ -11,7 +11,7 @@
 
 #include "ds/ds.h"
 
-namespace ds::test {
+namespace ds::shape_test {
 
 inline Tensor random_tensor(const Shape& shape, DType dtype, std::mt19937& rng, double lo = -2.0,
                             double hi = 2.0) {
@@ -136,4 +136,4 @@ void expect_error(F&& fn, const std::vector<std::string>& parts) {
   }
 }
 
-}  // namespace ds::test
+}  // namespace ds::shape_test
