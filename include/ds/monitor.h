@@ -22,6 +22,9 @@
 namespace ds {
 
 class Profiler;
+namespace tensorboard {
+class SummaryWriter;
+}
 
 struct GpuSample {
   int index = 0;
@@ -139,10 +142,14 @@ class ResourceMonitor {
 
   // The samples as Chrome trace counter tracks ("cpu", "memory", "gpu0", ...).
   void export_counters(Profiler& profiler) const;
-  // The samples as scalars, e.g. ("monitor/process_cpu_pct", 37.5, step) with
-  // step = the sample's index since the monitor started.
+  // The stored samples from step `from_step` on as scalars, e.g.
+  // ("monitor/process_cpu_pct", 37.5, step) with step = the sample's index since
+  // the monitor started. Returns the step to pass next time, so that periodic
+  // calls write each sample once.
   using ScalarSink = std::function<void(const std::string& tag, double value, int64_t step)>;
-  void write_scalars(const ScalarSink& sink) const;
+  int64_t write_scalars(const ScalarSink& sink, int64_t from_step = 0) const;
+  // The same into a TensorBoard run, with each sample's own wall time.
+  int64_t write_scalars(tensorboard::SummaryWriter& writer, int64_t from_step = 0) const;
 
   struct Impl;
 

@@ -15,6 +15,7 @@
 #include "ds/monitor.h"
 #include "ds/profile.h"
 #include "ds/tensor.h"
+#include "ds/tensorboard.h"
 
 namespace ds {
 
@@ -265,7 +266,7 @@ void ResourceMonitor::export_counters(Profiler& profiler) const {
   profiler.add_counters(std::move(out));
 }
 
-void ResourceMonitor::write_scalars(const ScalarSink& sink) const {
+int64_t ResourceMonitor::write_scalars(const ScalarSink& sink, int64_t from_step) const {
   int64_t first = 0;
   std::vector<ResourceSample> all;
   {
@@ -273,9 +274,35 @@ void ResourceMonitor::write_scalars(const ScalarSink& sink) const {
     first = impl_->first_index;
     all.assign(impl_->ring.begin(), impl_->ring.end());
   }
-  for (size_t i = 0; i < all.size(); ++i)
-    for (const Metric& m : flatten(all[i]))
-      sink("monitor/" + m.key, m.value, first + static_cast<int64_t>(i));
+  for (size_t i = 0; i < all.size(); ++i) {
+    const int64_t step = first + static_cast<int64_t>(i);
+    if (step < from_step) continue;
+    for (const Metric& m : flatten(all[i])) sink("monitor/" + m.key, m.value, step);
+  }
+  return std::max(from_step, first + static_cast<int64_t>(all.size()));
+}
+
+int64_t ResourceMonitor::write_scalars(tensorboard::SummaryWriter& writer, int64_t from_step) const {
+  // Sample times are steady-clock; TensorBoard wants seconds since the epoch.
+  const double now_wall = std::chrono::duration<double>(
+                              std::chrono::system_clock::now().time_since_epoch()).count();
+  const int64_t now_steady = impl_->clock();
+  std::map<int64_t, double> wall_of_step;
+  int64_t first = 0;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    first = impl_->first_index;
+    for (size_t i = 0; i < impl_->ring.size(); ++i)
+      wall_of_step[first + static_cast<int64_t>(i)] =
+          now_wall - (now_steady - impl_->ring[i].time_ns) / 1e9;
+  }
+  return write_scalars(
+      [&](const std::string& tag, double value, int64_t step) {
+        auto it = wall_of_step.find(step);
+        writer.add_scalar(tag, value, step,
+                          it == wall_of_step.end() ? std::nullopt : std::optional<double>(it->second));
+      },
+      from_step);
 }
 
 }  // namespace ds

@@ -13,6 +13,7 @@
 #include "ds/error.h"
 #include "ds/monitor.h"
 #include "ds/profile.h"
+#include "ds/tensorboard.h"
 
 namespace ds {
 namespace {
@@ -183,9 +184,10 @@ TEST(Monitor, RingBufferKeepsTheNewestAndScalarsCarryTheirStep) {
   ASSERT_EQ(samples.size(), 3u);
   EXPECT_EQ(samples.front().time_ns, 12'000'000'000);
   std::map<std::string, std::vector<std::pair<double, int64_t>>> scalars;
-  fm.monitor->write_scalars([&](const std::string& tag, double v, int64_t step) {
+  auto sink = [&](const std::string& tag, double v, int64_t step) {
     scalars[tag].emplace_back(v, step);
-  });
+  };
+  EXPECT_EQ(fm.monitor->write_scalars(sink), 5);
   ASSERT_EQ(scalars["monitor/gpu0/power_watts"].size(), 3u);
   EXPECT_EQ(scalars["monitor/gpu0/power_watts"][0], std::make_pair(350.5, int64_t{2}));
   ASSERT_EQ(scalars["monitor/rss_bytes"].size(), 3u);
@@ -195,8 +197,16 @@ TEST(Monitor, RingBufferKeepsTheNewestAndScalarsCarryTheirStep) {
   EXPECT_EQ(scalars.count("monitor/gpu1/power_watts"), 0u);  // unsupported: skipped
   EXPECT_EQ(scalars["monitor/rss_bytes"][0].first, 204800 * 1024.0);
 
+  // Periodic writes pass the returned step back: each sample is written once.
+  EXPECT_EQ(fm.monitor->write_scalars(sink, 5), 5);
+  EXPECT_EQ(scalars["monitor/rss_bytes"].size(), 3u);
+  fm.next();
+  EXPECT_EQ(fm.monitor->write_scalars(sink, 5), 6);
+  ASSERT_EQ(scalars["monitor/rss_bytes"].size(), 4u);
+  EXPECT_EQ(scalars["monitor/rss_bytes"].back().second, 5);
+
   const std::string summary = fm.monitor->summary();
-  EXPECT_NE(summary.find("3 samples over 8.0 s"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("3 samples over 8.0 s"), std::string::npos) << summary;  // 16 s .. 24 s
   EXPECT_NE(summary.find("2 GPU(s)"), std::string::npos);
   EXPECT_NE(summary.find("gpu0/temperature_c"), std::string::npos);
   EXPECT_NE(summary.find("200.0 MiB"), std::string::npos);  // RSS
@@ -226,6 +236,27 @@ TEST(Monitor, ExportsCounterTracksIntoTheProfilerTrace) {
   EXPECT_EQ(tracks["monitor memory"], 2);
   EXPECT_EQ(tracks["monitor gpu0"], 2);
   EXPECT_EQ(tracks["monitor gpu1"], 2);
+}
+
+TEST(Monitor, WritesScalarsIntoATensorBoardRun) {
+  FixtureMonitor fm;
+  fm.next();
+  fm.next();
+  const auto dir = std::filesystem::temp_directory_path() / "ds_monitor_tb_test";
+  std::filesystem::remove_all(dir);
+  std::string file;
+  {
+    tensorboard::SummaryWriter writer(dir.string());
+    EXPECT_EQ(fm.monitor->write_scalars(writer), 2);
+    writer.close();
+    file = writer.file_path();
+  }
+  std::ifstream f(file, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::filesystem::remove_all(dir);
+  EXPECT_NE(bytes.find("monitor/gpu0/power_watts"), std::string::npos);
+  EXPECT_NE(bytes.find("monitor/system_cpu_pct"), std::string::npos);
+  EXPECT_EQ(bytes.find("monitor/gpu1/power_watts"), std::string::npos);
 }
 
 TEST(Monitor, IntervalBelowTheMinimumIsRejected) {
