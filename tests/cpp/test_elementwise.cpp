@@ -77,7 +77,7 @@ const std::vector<UnaryCase>& float_unary_cases() {
       {"sin", {}, 4},          {"cos", {}, 4},          {"tanh", {}, 4},
       {"erf", {}, 4},          {"sigmoid", {}, 4},      {"silu", {}, 1},
       {"leaky_relu", {{"negative_slope", 0.1}}, 1},     {"elu", {{"alpha", 1.5}}, 4},
-      {"gelu", {}, 1},         {"gelu", {{"approximate", std::string("tanh")}}, 1},
+      {"gelu", {}, 4},         {"gelu", {{"approximate", std::string("tanh")}}, 4},
       {"softplus", {{"beta", 2.0}, {"threshold", 15.0}}, 1},
   };
   return cases;

@@ -1,7 +1,8 @@
 // Fast CPU kernels for the unary elementwise ops, multi-threaded.
 // float32: 8 lanes of AVX2; transcendentals from glibc's libmvec (_ZGVdN8v_expf
-// and friends, a few ulps). gelu, silu and softplus would amplify the rounding of
-// an inner step in their tails, so they run their lanes in float64 and round once. Any remainder shorter than 8 goes through the same vector code in
+// and friends, a few ulps). silu and softplus would amplify the rounding of an
+// inner step in their tails, so they run their lanes in float64 and round once;
+// gelu carries its inner argument in extra precision (see Gelu). Any remainder shorter than 8 goes through the same vector code in
 // a padded buffer, so a value never depends on where a thread's chunk starts.
 // float64 and the integer types: the reference formulas, element by element.
 // Integer inputs of float-result ops (exp of int32) compute in float32.
@@ -25,6 +26,7 @@ __m256 _ZGVdN8v_sinf(__m256);
 __m256 _ZGVdN8v_cosf(__m256);
 __m256 _ZGVdN8v_tanhf(__m256);
 __m256 _ZGVdN8v_erff(__m256);
+__m256 _ZGVdN8v_erfcf(__m256);
 __m256d _ZGVdN4v_exp(__m256d);
 __m256d _ZGVdN4v_log1p(__m256d);
 __m256d _ZGVdN4v_erfc(__m256d);
@@ -45,6 +47,21 @@ template <typename D> __m256 in_f64(__m256 x, D d) {
   const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(x));
   const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
   return _mm256_set_m128(_mm256_cvtpd_ps(d(hi)), _mm256_cvtpd_ps(d(lo)));
+}
+
+// Computes d (a float64 lane function) for 8 float32 lanes as float32 hi + lo,
+// with lo = 0 where hi is not finite.
+template <typename D> void split_f64(__m256 x, __m256& hi, __m256& lo, D d) {
+  __m128 h[2], l[2];
+  for (int half = 0; half < 2; ++half) {
+    const __m256d v = _mm256_cvtps_pd(half ? _mm256_extractf128_ps(x, 1) : _mm256_castps256_ps128(x));
+    const __m256d r = d(v);
+    h[half] = _mm256_cvtpd_ps(r);
+    l[half] = _mm256_cvtpd_ps(_mm256_sub_pd(r, _mm256_cvtps_pd(h[half])));
+  }
+  hi = _mm256_set_m128(h[1], h[0]);
+  lo = _mm256_set_m128(l[1], l[0]);
+  lo = _mm256_and_ps(lo, _mm256_cmp_ps(_mm256_andnot_ps(splat(-0.0f), hi), splat(INFINITY), _CMP_LT_OQ));
 }
 
 // The float64 formulas (bit-identical to the reference kernels).
@@ -215,21 +232,49 @@ struct Elu : FloatOnly {
     return [alpha](double x) { return x > 0 ? x : alpha * std::expm1(x); };
   }
 };
+// The tails would amplify the rounding of gelu's inner argument (erfc and exp
+// have condition numbers ~2t^2 and |w|), so that argument is computed in float64
+// and carried as float32 hi + lo; the lo part enters through a first-order
+// correction: erfc(h + l) ~ erfc(h) - l 2/sqrt(pi) e^(-h^2), e^(h + l) ~ e^h (1 + l).
 struct Gelu : FloatOnly {
   struct Lanes {
     bool tanh_form;
     __m256 operator()(__m256 x) const {
-      if (tanh_form)
-        return in_f64(x, [](__m256d v) {
+      __m256 hi, lo;
+      if (tanh_form) {
+        // x / (1 + e^w), w = -2k(x + 0.044715 x^3). With F = e^(-|w| + 32 ln 2) (never
+        // overflows) and E = 2^-32 F = e^-|w|: x / (1 + E) for w <= 0, and
+        // (x F / (1 + E)) 2^-32 for w > 0, which keeps x e^-w accurate down to subnormals.
+        split_f64(x, hi, lo, [](__m256d v) {
           const __m256d v3 = _mm256_mul_pd(_mm256_mul_pd(v, v), v);
-          const __m256d u = _mm256_mul_pd(_mm256_set1_pd(-2.0 * kSqrt2OverPi),
+          const __m256d w = _mm256_mul_pd(_mm256_set1_pd(-2.0 * kSqrt2OverPi),
                                           _mm256_fmadd_pd(_mm256_set1_pd(0.044715), v3, v));
-          return _mm256_div_pd(v, _mm256_add_pd(_mm256_set1_pd(1.0), _ZGVdN4v_exp(u)));
+          const __m256d abs_w = _mm256_andnot_pd(_mm256_set1_pd(-0.0), w);
+          return _mm256_sub_pd(_mm256_set1_pd(32 * M_LN2), abs_w);
         });
-      return in_f64(x, [](__m256d v) {
-        const __m256d t = _mm256_mul_pd(v, _mm256_set1_pd(-kSqrtHalf));
-        return _mm256_mul_pd(_mm256_mul_pd(_mm256_set1_pd(0.5), v), _ZGVdN4v_erfc(t));
-      });
+        const __m256 f0 = _ZGVdN8v_expf(hi);
+        const __m256 f = _mm256_fmadd_ps(f0, lo, f0);
+        const __m256 one_plus_e = _mm256_fmadd_ps(f, splat(0x1p-32f), splat(1.0f));
+        const __m256 small_w = _mm256_div_ps(x, one_plus_e);
+        const __m256 large_w =
+            _mm256_mul_ps(_mm256_div_ps(_mm256_mul_ps(x, f), one_plus_e), splat(0x1p-32f));
+        // w > 0 exactly where x < 0 (x + 0.044715 x^3 has the sign of x).
+        return _mm256_blendv_ps(small_w, large_w, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
+      }
+      split_f64(x, hi, lo, [](__m256d v) { return _mm256_mul_pd(v, _mm256_set1_pd(-kSqrtHalf)); });
+      const __m256 c = _ZGVdN8v_erfcf(hi);
+      const __m256 d = _ZGVdN8v_expf(negate(_mm256_mul_ps(hi, hi)));
+      const __m256 slope = _mm256_mul_ps(lo, splat(static_cast<float>(-2.0 / std::sqrt(M_PI))));
+      const __m256 r = _mm256_mul_ps(_mm256_mul_ps(splat(0.5f), x), _mm256_fmadd_ps(slope, d, c));
+      // Beyond t = 9 erfc(t) is subnormal in float32 and loses bits the product still
+      // has: those (rare) lanes are computed in float64.
+      const __m256 far = _mm256_cmp_ps(hi, splat(9.0f), _CMP_GT_OQ);
+      if (!_mm256_movemask_ps(far)) return r;
+      return _mm256_blendv_ps(r, in_f64(x, [](__m256d v) {
+                                const __m256d t = _mm256_mul_pd(v, _mm256_set1_pd(-kSqrtHalf));
+                                return _mm256_mul_pd(_mm256_mul_pd(_mm256_set1_pd(0.5), v), _ZGVdN4v_erfc(t));
+                              }),
+                              far);
     }
   };
   static Lanes f32(const OpContext& c) { return Lanes{c.s("approximate") == "tanh"}; }
