@@ -2,6 +2,7 @@
 // gradients against central differences, and error messages.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <numeric>
 
 #include "shape_test_util.h"
@@ -155,6 +156,54 @@ TEST(ShapeOps, TrilTriuMatchLoops) {
     }
   }
   expect_error<ShapeError>([] { tril(Tensor::zeros({3})); }, {"tril", "rank >= 2", "[3]"});
+}
+
+std::string kernel_impl(const std::string& op, const std::vector<Tensor>& in, const AttrMap& attrs) {
+  const OpDef& def = get_op(op);
+  AttrMap full = complete_attrs(def, attrs, "");
+  std::vector<TensorType> types;
+  for (const Tensor& t : in) types.push_back({t.dtype(), t.shape()});
+  return select_kernel(OpContext{def, full, types, ""}, DeviceKind::CPU).impl;
+}
+
+TEST(ShapeOps, FastKernelsMatchReference) {
+  std::mt19937 rng(10);
+  auto same = [](const std::vector<Tensor>& fast, const std::vector<Tensor>& ref, const std::string& what) {
+    ASSERT_EQ(fast.size(), ref.size()) << what;
+    for (size_t i = 0; i < fast.size(); ++i) {
+      ASSERT_EQ(fast[i].shape(), ref[i].shape()) << what;
+      ASSERT_EQ(fast[i].dtype(), ref[i].dtype()) << what;
+      EXPECT_EQ(std::memcmp(fast[i].raw_data(), ref[i].raw_data(), fast[i].nbytes()), 0) << what;
+    }
+  };
+  for (DType t : {DType::Float32, DType::Float64, DType::Int64, DType::Float16, DType::Bool}) {
+    for (int axis : {0, 1, 2}) {
+      std::vector<Tensor> parts;
+      for (int64_t n : {3, 0, 17, 1}) {
+        Shape s = {5, 6, 70};
+        s[axis] = n;
+        parts.push_back(random_tensor(s, t, rng));
+      }
+      const AttrMap a = {{"axis", int64_t{axis}}};
+      ASSERT_EQ(kernel_impl("concat", parts, a), "memcpy");
+      same(apply("concat", parts, a), shape_test::run_reference("concat", parts, a), "concat");
+      Tensor x = apply1("concat", parts, a);
+      const AttrMap sa = {{"axis", int64_t{axis}}, {"sizes", std::vector<int64_t>{3, 0, 17, 1}}};
+      same(apply("split", {x}, sa), shape_test::run_reference("split", {x}, sa), "split");
+      std::vector<Tensor> equal = {random_tensor({4, 9, 33}, t, rng), random_tensor({4, 9, 33}, t, rng)};
+      same(apply("stack", equal, a), shape_test::run_reference("stack", equal, a), "stack");
+    }
+    Tensor m = random_tensor({3, 37, 41}, t, rng);
+    for (int64_t k : {-50, -3, 0, 5, 60}) {
+      for (const char* op : {"tril", "triu"}) {
+        ASSERT_EQ(kernel_impl(op, {m}, {{"k", k}}), "memcpy");
+        same(apply(op, {m}, {{"k", k}}), shape_test::run_reference(op, {m}, {{"k", k}}), op);
+      }
+    }
+  }
+  // Mixed dtypes are converted by the reference kernel.
+  std::vector<Tensor> mixed = {Tensor::zeros({2}, DType::Int32), Tensor::zeros({2})};
+  EXPECT_EQ(kernel_impl("concat", mixed, {}), "reference");
 }
 
 TEST(ShapeOps, Gradients) {
