@@ -206,6 +206,32 @@ TEST(ShapeOps, FastKernelsMatchReference) {
   EXPECT_EQ(kernel_impl("concat", mixed, {}), "reference");
 }
 
+TEST(ShapeOps, CompiledGraphWithSymbolicBatchMatchesEager) {
+  Graph g;
+  Tensor x = g.placeholder("x", {dyn, 6}, DType::Float32);
+  Tensor idx = g.placeholder("idx", {dyn, 3}, DType::Int64);
+  auto parts = split(x, {2, 4}, 1);
+  ASSERT_EQ(parts.size(), 2u);
+  EXPECT_EQ(parts[1].shape(), (Shape{dyn, 4}));
+  Tensor joined = concat({parts[1], parts[0]}, 1);
+  Tensor picked = take_along_axis(joined, idx, 1);
+  g.output(stack({picked, tril(picked)}, 0), "y");
+  Executable exe = compile(g, "cpu");
+  std::mt19937 rng(12);
+  for (int64_t batch : {1, 5}) {
+    Tensor xv = random_tensor({batch, 6}, DType::Float32, rng);
+    std::vector<int64_t> iv(static_cast<size_t>(batch * 3));
+    for (size_t i = 0; i < iv.size(); ++i) iv[i] = static_cast<int64_t>(i % 6) - 2;
+    Tensor iv_t = index_tensor(iv, {batch, 3});
+    Tensor got = exe.run(std::vector<Tensor>{xv, iv_t})[0];
+    auto eager_parts = split(xv, {2, 4}, 1);
+    Tensor eager = take_along_axis(concat({eager_parts[1], eager_parts[0]}, 1), iv_t, 1);
+    Tensor want = stack({eager, tril(eager)}, 0);
+    ASSERT_EQ(got.shape(), (Shape{2, batch, 3}));
+    expect_values(got, values(want));
+  }
+}
+
 TEST(ShapeOps, Gradients) {
   std::mt19937 rng(5);
   auto r = [&](const Shape& s) { return random_tensor(s, DType::Float64, rng); };
