@@ -6,18 +6,19 @@
 #include "ds/autodiff.h"
 #include "ds/ds.h"
 #include "gradcheck.h"
-#include "op_test_util.h"
+#include "reduce_test_util.h"
 
 namespace {
 
 using ds::DType;
 using ds::Shape;
 using ds::Tensor;
-using ds::test::expect_error;
-using ds::test::expect_values;
-using ds::test::random_tensor;
-using ds::test::run_reference;
-using ds::test::values;
+using ds::reduce_test::expect_error;
+using ds::reduce_test::expect_values;
+using ds::reduce_test::kernel_impl;
+using ds::reduce_test::random_tensor;
+using ds::reduce_test::run_reference;
+using ds::reduce_test::values;
 using ds::testing::expect_gradients_match;
 using ds::testing::lcg_tensor;
 
@@ -127,13 +128,6 @@ TEST(NormValues, BatchNormInferenceUsesRunningStatistics) {
 
 // ---- fast kernels vs the reference kernel
 
-std::string kernel_impl(const std::string& op, const ds::AttrMap& attrs, const std::vector<Tensor>& in) {
-  const ds::OpDef& def = ds::get_op(op);
-  const ds::AttrMap full = ds::complete_attrs(def, attrs, "");
-  std::vector<ds::TensorType> types;
-  for (const Tensor& t : in) types.push_back({t.dtype(), t.shape()});
-  return ds::select_kernel(ds::OpContext{def, full, types, ""}, ds::DeviceKind::CPU).impl;
-}
 
 TEST(NormFastKernels, LayerNormAndRmsNormAgreeWithReference) {
   std::mt19937 rng(4);

@@ -9,7 +9,7 @@
 #include "ds/autodiff.h"
 #include "ds/ds.h"
 #include "gradcheck.h"
-#include "op_test_util.h"
+#include "reduce_test_util.h"
 
 namespace {
 
@@ -17,11 +17,12 @@ using ds::Axes;
 using ds::DType;
 using ds::Shape;
 using ds::Tensor;
-using ds::test::expect_error;
-using ds::test::expect_values;
-using ds::test::random_tensor;
-using ds::test::run_reference;
-using ds::test::values;
+using ds::reduce_test::expect_error;
+using ds::reduce_test::expect_values;
+using ds::reduce_test::kernel_impl;
+using ds::reduce_test::random_tensor;
+using ds::reduce_test::run_reference;
+using ds::reduce_test::values;
 using ds::testing::expect_gradients_match;
 using ds::testing::lcg_tensor;
 
@@ -269,11 +270,6 @@ TEST(ReduceValues, SoftmaxAndLogSoftmaxMatchFloat64OnEveryAxis) {
 
 // ---- fast kernels vs the reference kernel
 
-std::string kernel_impl(const std::string& op, const ds::AttrMap& attrs, const ds::TensorType& in) {
-  const ds::OpDef& def = ds::get_op(op);
-  const ds::AttrMap full = ds::complete_attrs(def, attrs, "");
-  return ds::select_kernel(ds::OpContext{def, full, {in}, ""}, ds::DeviceKind::CPU).impl;
-}
 
 TEST(ReduceFastKernels, SumMeanMaxMinAgreeWithReferenceOnLargeShapes) {
   std::mt19937 rng(5);
@@ -298,7 +294,7 @@ TEST(ReduceFastKernels, SumMeanMaxMinAgreeWithReferenceOnLargeShapes) {
                                  ds::shape_str(l.axes) + " " + ds::dtype_name(dt);
         const ds::AttrMap attrs = {{"axes", l.axes}, {"keepdims", false}};
         if ((std::string(op) == "max" || std::string(op) == "min") && x.numel() == 0) continue;
-        EXPECT_EQ(kernel_impl(op, attrs, {dt, l.shape}), "vectorized") << what;
+        EXPECT_EQ(kernel_impl(op, attrs, {x}), "vectorized") << what;
         Tensor fast = ds::apply1(op, {x}, attrs);
         Tensor ref = run_reference(op, {x}, attrs)[0];
         ASSERT_EQ(fast.shape(), ref.shape()) << what;
@@ -385,15 +381,15 @@ TEST(ReduceGrad, SoftmaxAndLogSoftmax) {
 TEST(ReduceGrad, MaxTiesSplitTheGradientEvenly) {
   Tensor x = Tensor::from_vector<double>({1, 3, 3, 2, 5, 5, 5, 0}, {2, 4});
   Tensor g = Tensor::from_vector<double>({6, 3}, {2});
-  auto grads = ds::test::vjp("max", {x}, {{"axes", Axes{1}}}, {g});
+  auto grads = ds::reduce_test::vjp("max", {x}, {{"axes", Axes{1}}}, {g});
   expect_values(grads[0], {0, 3, 3, 0, 1, 1, 1, 0});
-  grads = ds::test::vjp("min", {x}, {{"axes", Axes{0}}}, {Tensor::full({4}, 1.0, DType::Float64)});
+  grads = ds::reduce_test::vjp("min", {x}, {{"axes", Axes{0}}}, {Tensor::full({4}, 1.0, DType::Float64)});
   expect_values(grads[0], {1, 1, 1, 0, 0, 0, 0, 1});
 }
 
 TEST(ReduceGrad, ProdWithZerosHasNoDivisionByZero) {
   Tensor x = Tensor::from_vector<double>({2, 0, 3, 0, 0, 3, 2, 4, 5}, {3, 3});
-  auto grads = ds::test::vjp("prod", {x}, {{"axes", Axes{1}}},
+  auto grads = ds::reduce_test::vjp("prod", {x}, {{"axes", Axes{1}}},
                              {Tensor::full({3}, 1.0, DType::Float64)});
   // one zero: only it gets the product of the rest; two zeros: all zero.
   expect_values(grads[0], {0, 6, 0, 0, 0, 0, 20, 10, 8});
@@ -418,7 +414,7 @@ TEST(ReduceGrad, IntegerInputsGetNoGradient) {
   Tensor x = Tensor::from_vector<int32_t>({1, 2, 3}, {3});
   for (const char* op : {"sum", "mean", "max", "var"}) {
     const Tensor g = Tensor::scalar(1.0, ds::apply1(op, {x}).dtype());
-    EXPECT_FALSE(ds::test::vjp(op, {x}, {}, {g})[0].defined()) << op;
+    EXPECT_FALSE(ds::reduce_test::vjp(op, {x}, {}, {g})[0].defined()) << op;
   }
 }
 
