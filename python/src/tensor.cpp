@@ -83,15 +83,10 @@ Tensor to_target(const Tensor& t, nb::handle target) {
 
 std::string tensor_repr(const Tensor& t) {
   if (t.is_symbolic()) return t.str();
-  nb::object arr = to_numpy(t);
-  std::string body = nb::cast<std::string>(nb::repr(arr));
-  // numpy's "array(...)": keep its formatting, name it Tensor, and always show the dtype.
-  body = "tensor" + body.substr(5);
-  for (size_t at = body.find('\n'); at != std::string::npos; at = body.find('\n', at + 1))
-    body.insert(at + 1, " ");  // one more column of indent: "tensor(" is one longer than "array("
-  if (body.find("dtype=") == std::string::npos)
-    body = body.substr(0, body.size() - 1) + ", dtype=" + dtype_name(t.dtype()) + ")";
-  return body;
+  // numpy's formatting, named and typed as ours (bfloat16 prints as itself).
+  nb::object body = numpy().attr("array2string")(to_numpy(t), nb::arg("separator") = ", ",
+                                                  nb::arg("prefix") = "tensor(");
+  return "tensor(" + nb::cast<std::string>(body) + ", dtype=" + dtype_name(t.dtype()) + ")";
 }
 
 }  // namespace

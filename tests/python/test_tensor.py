@@ -128,7 +128,9 @@ def test_str_and_repr():
     assert str(t) == "[2. 4. 6.]"
     assert repr(t) == "tensor([2., 4., 6.], dtype=float32)"
     assert repr(ds.Tensor([1, 2])) == "tensor([1, 2], dtype=int64)"
-    assert "dtype=float64" in repr(ds.Tensor([0.5], dtype="float64"))
+    assert repr(ds.Tensor([0.5], dtype="bfloat16")) == "tensor([0.5], dtype=bfloat16)"
+    assert repr(ds.Tensor(2.0, dtype="float64")) == "tensor(2., dtype=float64)"
+    assert repr(ds.zeros([2, 2])) == "tensor([[0., 0.],\n        [0., 0.]], dtype=float32)"
 
 
 # ---- operators
