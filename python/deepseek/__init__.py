@@ -25,7 +25,10 @@ from . import hdl, ops  # noqa: F401
 from ._core import (  # noqa: F401
     load_safetensors, load_safetensors_metadata, read_idx, save_safetensors,
 )
-from . import tensorboard  # noqa: F401
+from . import data, tensorboard  # noqa: F401
+from ._core import monitor, profile, record_function, schedule  # noqa: F401
+from . import nn, optim  # noqa: F401
+from .autodiff import grad, value_and_grad  # noqa: F401
 from .ops import *  # noqa: F401,F403
 from . import _methods
 

@@ -5,6 +5,9 @@ namespace ds::py {
 // Declared here, not in bindings.h, so that adding them rebuilds one file.
 void bind_io(nb::module_& m);           // io_bindings.cpp: safetensors, IDX
 void bind_tensorboard(nb::module_& m);  // tensorboard_bindings.cpp
+void bind_data(nb::module_& m);         // data_bindings.cpp
+void bind_profile(nb::module_& m);      // profile_bindings.cpp: profile, monitor
+void bind_nn(nb::module_& m);           // nn_bindings.cpp: nn, optim, value_and_grad
 }  // namespace ds::py
 
 NB_MODULE(_core, m) {
@@ -17,4 +20,7 @@ NB_MODULE(_core, m) {
   ds::py::bind_ops(m);
   ds::py::bind_io(m);
   ds::py::bind_tensorboard(m);
+  ds::py::bind_data(m);
+  ds::py::bind_profile(m);
+  ds::py::bind_nn(m);
 }
