@@ -156,3 +156,21 @@ def test_run_from_many_threads():
         got = list(pool.map(lambda i: exe.run({"x": i})["y"], inputs))
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
+
+
+def test_indexing_symbolic_tensors():
+    g = ds.Graph()
+    x = g.placeholder("x", [None, 5, 6])
+    parts = {"a": x[:, 1:4, ::2], "b": x[..., 0], "c": x[:, [4, 0]], "d": x[:, 2, None],
+             "e": x.T, "f": x.reshape(-1, 30).astype("float64")}
+    assert parts["a"].shape == (None, 3, 3) and parts["c"].shape == (None, 2, 6)
+    for name, v in parts.items():
+        g.output(v, name)
+    with pytest.raises(ds.ShapeError, match="symbolic axis"):
+        x[0]
+    xn = np.random.rand(3, 5, 6).astype(np.float32)
+    out = ds.compile(g, target="cpu").run({"x": xn})
+    for name, want in {"a": xn[:, 1:4, ::2], "b": xn[..., 0], "c": xn[:, [4, 0]],
+                       "d": xn[:, 2, None], "e": xn.T, "f": xn.reshape(-1, 30)}.items():
+        np.testing.assert_array_equal(out[name], want, err_msg=name)
+    assert out["f"].dtype == np.float64
