@@ -29,6 +29,24 @@ def _iter(self):
         yield self[i]
 
 
+def _rebuild(array, dtype):
+    return Tensor(array, dtype=dtype)
+
+
+def _reduce(self):
+    """Pickles (and deep-copies) the values, through numpy."""
+    if self.is_symbolic:
+        raise TypeError("cannot pickle a symbolic tensor: pickle its Graph's inputs instead")
+    return _rebuild, (self.numpy(), self.dtype.name)
+
+
+def _format(self, spec):
+    # f"{loss:.4f}" on a one-element tensor formats its value, as numpy scalars do.
+    if spec and not self.is_symbolic and self.size == 1:
+        return format(self.item(), spec)
+    return format(str(self), spec)
+
+
 _FORWARDED = ["sum", "mean", "max", "min", "prod", "var", "std", "logsumexp", "argmax", "argmin",
               "softmax", "log_softmax", "flatten", "squeeze", "unsqueeze", "transpose",
               "broadcast_to", "matmul", "exp", "log", "sqrt", "abs", "relu", "sigmoid", "tanh",
@@ -43,6 +61,8 @@ def attach():
     Tensor.permute = _permute
     Tensor.T = property(_T)
     Tensor.__iter__ = _iter
+    Tensor.__reduce__ = _reduce
+    Tensor.__format__ = _format
     Graph.__getattr__ = _graph_op
 
 

@@ -268,3 +268,20 @@ def test_reduction_methods_match_numpy(rng):
     assert t.argmax().item() == a.argmax()
     np.testing.assert_array_equal(t.argmin(axis=1).numpy(), a.argmin(axis=1))
     np.testing.assert_allclose(t.softmax().numpy().sum(axis=-1), np.ones((3, 4)), rtol=1e-5)
+
+
+def test_pickle_copy_and_format():
+    import copy
+    import pickle
+    for t in [ds.Tensor([[1.5, -2.0]]), ds.Tensor([1, 2], dtype="int8"),
+              ds.Tensor([0.5], dtype="bfloat16"), ds.Tensor(True)]:
+        u = pickle.loads(pickle.dumps(t))
+        assert u.dtype == t.dtype and u.tolist() == t.tolist()
+    t = ds.Tensor([1.0, 2.0])
+    c = copy.deepcopy(t)
+    c.numpy()[0] = 5.0
+    assert t.tolist() == [1.0, 2.0]
+    assert f"{ds.Tensor([3.14159]):.2f}" == "3.14" and f"{t}" == "[1. 2.]"
+    g = ds.Graph()
+    with pytest.raises(TypeError, match="symbolic"):
+        pickle.dumps(g.placeholder("x", [2]))
