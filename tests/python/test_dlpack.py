@@ -72,6 +72,12 @@ def test_strided_views():
     back = np.from_dlpack(t[::2])
     np.testing.assert_array_equal(back, v[::2])
     assert np.shares_memory(back, base)
+    r = base[::-1, ::-2]                                 # negative strides
+    tr = ds.from_dlpack(r)
+    assert tr.strides == (-6, -2)
+    np.testing.assert_array_equal((tr + 0).numpy(), r)
+    np.testing.assert_array_equal(tr.numpy(), r)
+    np.testing.assert_array_equal(tr[1].numpy(), r[1])
 
 
 def test_capsule_protocol():
