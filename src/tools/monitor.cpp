@@ -214,12 +214,20 @@ std::string ResourceMonitor::summary() const {
     double sum = 0, max = 0, last = 0;
     int n = 0;
   };
+  // Rows in flatten() order (CPU, memory, GPUs), although the first sample has no
+  // CPU figures: the fullest sample sets the order, other keys follow.
   std::vector<std::string> order;
   std::map<std::string, Stat> stats;
+  const ResourceSample* fullest = nullptr;
+  for (const ResourceSample& s : all)
+    if (!fullest || flatten(s).size() > flatten(*fullest).size()) fullest = &s;
+  if (fullest)
+    for (const Metric& m : flatten(*fullest)) order.push_back(m.key);
   for (const ResourceSample& s : all)
     for (const Metric& m : flatten(s)) {
       auto [it, added] = stats.try_emplace(m.key);
-      if (added) order.push_back(m.key);
+      if (added && std::find(order.begin(), order.end(), m.key) == order.end())
+        order.push_back(m.key);
       Stat& st = it->second;
       st.max = st.n ? std::max(st.max, m.value) : m.value;
       st.sum += m.value;

@@ -2,6 +2,7 @@
 // from a fake clock), caps, threads, and Chrome trace invariants on a real run.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -295,6 +296,39 @@ TEST(Profiler, EachThreadGetsItsOwnTrackAndNesting) {
     thread_of[e.name] = e.thread;
   }
   EXPECT_NE(thread_of["t1"], thread_of["t2"]);
+}
+
+TEST(Profiler, RecordingsStartAndStopWhileThreadsRecord) {
+  std::atomic<bool> done{false};
+  auto work = [&](int t) {
+    const std::string outer = "outer" + std::to_string(t), inner = "inner" + std::to_string(t);
+    while (!done.load()) {
+      RecordFunction a(outer);
+      RecordFunction b(inner);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) threads.emplace_back(work, t);
+  ProfilerOptions opt;
+  opt.max_events = 5000;  // the cap is hit concurrently too
+  for (int round = 0; round < 20; ++round) {
+    Profiler prof(opt);
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    prof.stop();
+    const auto& ev = prof.events();
+    for (const auto& e : ev) {
+      EXPECT_GE(e.duration_ns(), 0);
+      if (e.parent < 0) continue;
+      // A child is the inner range of the same thread, inside its parent.
+      const ProfileEvent& p = ev[e.parent];
+      EXPECT_EQ(p.thread, e.thread);
+      EXPECT_EQ("inner" + p.name.substr(5), e.name);
+      EXPECT_LE(p.start_ns, e.start_ns);
+      EXPECT_GE(p.end_ns, e.end_ns);
+    }
+  }
+  done = true;
+  for (auto& t : threads) t.join();
 }
 
 // ---- Chrome trace invariants on a real graph run --------------------------------
