@@ -1,7 +1,7 @@
 // conv2d forward, backward-data, backward-weights and conv_transpose2d through
 // oneDNN convolution primitives (float32). Tensors stay plain NCHW/OIHW at the op
-// boundary; inside, the primitive picks its layout (format_tag::any) and we
-// reorder in and out, which measured faster than forcing plain layouts.
+// boundary. Inside, either the primitive picks its (blocked) layout and we reorder
+// in and out, or it runs on the plain layout directly: see layout_for.
 #include <algorithm>
 
 #include "backends/cpu/onednn/onednn_common.h"
@@ -14,8 +14,23 @@ namespace {
 using dnnl::memory;
 using ops::ConvGeom;
 
-memory::desc any_f32(const memory::dims& d) {
-  return memory::desc(d, memory::data_type::f32, memory::format_tag::any);
+// Measured per pass on 2 threads (bench/NOTES.md): blocked layouts win for 3x3
+// layers with many channels (and oneDNN's depthwise kernels want them); the plain
+// layout (a GEMM over NCHW, no reorders) wins for 1x1 convolutions (1.3-1.5x) and
+// for a first layer with few input channels (2-5x in the backward passes), where
+// blocking pads the channels up to the block of 8.
+bool plain_layout(const ConvGeom& g) {
+  const bool pointwise = g.kh == 1 && g.kw == 1 && g.stride.h == 1 && g.stride.w == 1 &&
+                         g.pad.h == 0 && g.pad.w == 0 && g.groups == 1;
+  const bool few_channels = g.groups == 1 && g.c < 8;
+  return pointwise || few_channels;
+}
+
+// The descriptor of a data or weights tensor the primitive works on.
+memory::desc layout_f32(const memory::dims& d, bool plain) {
+  if (!plain) return memory::desc(d, memory::data_type::f32, memory::format_tag::any);
+  return memory::desc(d, memory::data_type::f32,
+                      d.size() == 5 ? memory::format_tag::abcde : memory::format_tag::abcd);
 }
 
 // The problem in oneDNN's terms (its dilation counts the gaps: d - 1).
@@ -37,14 +52,14 @@ std::string conv_key(const char* kind, const ConvGeom& g, bool bias, int threads
          (bias ? "b" : "") + "t" + std::to_string(threads);
 }
 
-dnnl::convolution_forward::desc forward_desc(const ConvGeom& g, dnnl::prop_kind kind, bool bias) {
+dnnl::convolution_forward::desc forward_desc(const ConvGeom& g, dnnl::prop_kind kind, bool bias,
+                                             bool plain) {
   const ConvDims d = conv_dims(g);
+  const memory::desc x = layout_f32(d.x, plain), w = layout_f32(d.w, plain), y = layout_f32(d.y, plain);
   if (bias)
-    return {kind,        dnnl::algorithm::convolution_direct,
-            any_f32(d.x), any_f32(d.w), plain_f32({g.o}), any_f32(d.y),
-            d.strides,   d.dilates, d.pad_l, d.pad_r};
-  return {kind,      dnnl::algorithm::convolution_direct, any_f32(d.x), any_f32(d.w), any_f32(d.y),
-          d.strides, d.dilates, d.pad_l, d.pad_r};
+    return {kind,      dnnl::algorithm::convolution_direct, x, w, plain_f32({g.o}), y,
+            d.strides, d.dilates, d.pad_l, d.pad_r};
+  return {kind, dnnl::algorithm::convolution_direct, x, w, y, d.strides, d.dilates, d.pad_l, d.pad_r};
 }
 
 struct Forward {
@@ -65,7 +80,8 @@ struct BackwardWeights {
 std::shared_ptr<Forward> forward(const ConvGeom& g, bool bias, int threads) {
   return cached<Forward>(conv_key("conv_fwd", g, bias, threads), [&] {
     dnnl::convolution_forward::primitive_desc pd(
-        forward_desc(g, dnnl::prop_kind::forward_inference, bias), engine());
+        forward_desc(g, dnnl::prop_kind::forward_inference, bias, plain_layout(g)),
+        engine());
     return std::make_shared<Forward>(Forward{pd, dnnl::convolution_forward(pd)});
   });
 }
@@ -73,11 +89,12 @@ std::shared_ptr<Forward> forward(const ConvGeom& g, bool bias, int threads) {
 std::shared_ptr<BackwardData> backward_data(const ConvGeom& g, int threads) {
   return cached<BackwardData>(conv_key("conv_bwd_data", g, false, threads), [&] {
     const ConvDims d = conv_dims(g);
+    const bool plain = plain_layout(g);
     dnnl::convolution_forward::primitive_desc hint(
-        forward_desc(g, dnnl::prop_kind::forward_training, false), engine());
-    dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, any_f32(d.x),
-                                               any_f32(d.w), any_f32(d.y), d.strides, d.dilates,
-                                               d.pad_l, d.pad_r);
+        forward_desc(g, dnnl::prop_kind::forward_training, false, plain), engine());
+    dnnl::convolution_backward_data::desc desc(
+        dnnl::algorithm::convolution_direct, layout_f32(d.x, plain), layout_f32(d.w, plain),
+        layout_f32(d.y, plain), d.strides, d.dilates, d.pad_l, d.pad_r);
     dnnl::convolution_backward_data::primitive_desc pd(desc, engine(), hint);
     return std::make_shared<BackwardData>(BackwardData{pd, dnnl::convolution_backward_data(pd)});
   });
@@ -86,11 +103,12 @@ std::shared_ptr<BackwardData> backward_data(const ConvGeom& g, int threads) {
 std::shared_ptr<BackwardWeights> backward_weights(const ConvGeom& g, int threads) {
   return cached<BackwardWeights>(conv_key("conv_bwd_weights", g, false, threads), [&] {
     const ConvDims d = conv_dims(g);
+    const bool plain = plain_layout(g);
     dnnl::convolution_forward::primitive_desc hint(
-        forward_desc(g, dnnl::prop_kind::forward_training, false), engine());
-    dnnl::convolution_backward_weights::desc desc(dnnl::algorithm::convolution_direct,
-                                                  any_f32(d.x), any_f32(d.w), any_f32(d.y),
-                                                  d.strides, d.dilates, d.pad_l, d.pad_r);
+        forward_desc(g, dnnl::prop_kind::forward_training, false, plain), engine());
+    dnnl::convolution_backward_weights::desc desc(
+        dnnl::algorithm::convolution_direct, layout_f32(d.x, plain), layout_f32(d.w, plain),
+        layout_f32(d.y, plain), d.strides, d.dilates, d.pad_l, d.pad_r);
     dnnl::convolution_backward_weights::primitive_desc pd(desc, engine(), hint);
     return std::make_shared<BackwardWeights>(
         BackwardWeights{pd, dnnl::convolution_backward_weights(pd)});
