@@ -15,7 +15,9 @@ namespace {
 constexpr int64_t kN = 10'000'000;
 constexpr int kThreads = 2;
 
-ds::Tensor input(uint64_t seed) { return ds::random_uniform({kN}, seed, -3.0, 3.0); }
+ds::Tensor input(uint64_t seed) {
+  return ds::random_uniform({kN}, seed, -3.0, 3.0);
+}
 
 void report(benchmark::State& state, int operands) {
   state.SetBytesProcessed(state.iterations() * kN * static_cast<int64_t>(sizeof(float)) *
@@ -72,12 +74,24 @@ void exp_reference(benchmark::State& state) {
   report(state, 1);
 }
 
-ds::Tensor add(const ds::Tensor& a, const ds::Tensor& b) { return ds::add(a, b); }
-ds::Tensor mul(const ds::Tensor& a, const ds::Tensor& b) { return ds::mul(a, b); }
-ds::Tensor exp(const ds::Tensor& x) { return ds::exp(x); }
-ds::Tensor tanh(const ds::Tensor& x) { return ds::tanh(x); }
-ds::Tensor gelu(const ds::Tensor& x) { return ds::gelu(x); }
-ds::Tensor gelu_tanh(const ds::Tensor& x) { return ds::gelu(x, "tanh"); }
+ds::Tensor add(const ds::Tensor& a, const ds::Tensor& b) {
+  return ds::add(a, b);
+}
+ds::Tensor mul(const ds::Tensor& a, const ds::Tensor& b) {
+  return ds::mul(a, b);
+}
+ds::Tensor exp(const ds::Tensor& x) {
+  return ds::exp(x);
+}
+ds::Tensor tanh(const ds::Tensor& x) {
+  return ds::tanh(x);
+}
+ds::Tensor gelu(const ds::Tensor& x) {
+  return ds::gelu(x);
+}
+ds::Tensor gelu_tanh(const ds::Tensor& x) {
+  return ds::gelu(x, "tanh");
+}
 
 }  // namespace
 

@@ -47,15 +47,18 @@ DS_PHILOX_FN Block philox4x32_10(Block counter, uint32_t key0, uint32_t key1) {
 // The word stream of a seed: words 4b..4b+3 are Philox(counter = {b_lo, b_hi, 0, 0},
 // key = {seed_lo, seed_hi}).
 DS_PHILOX_FN Block stream_block(uint64_t seed, uint64_t block) {
-  return philox4x32_10(Block{{static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), 0u, 0u}},
-                       static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+  return philox4x32_10(
+      Block{{static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), 0u, 0u}},
+      static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
 }
 DS_PHILOX_FN uint32_t stream_word(uint64_t seed, uint64_t word) {
   return stream_block(seed, word >> 2).v[word & 3];
 }
 
 // Uniform [0, 1) from the top 24 bits of one word: exact in float32.
-DS_PHILOX_FN float uniform24(uint32_t w) { return static_cast<float>(w >> 8) * (1.0f / 16777216.0f); }
+DS_PHILOX_FN float uniform24(uint32_t w) {
+  return static_cast<float>(w >> 8) * (1.0f / 16777216.0f);
+}
 // Uniform [0, 1) with 53 bits from two words: exact in float64.
 DS_PHILOX_FN double uniform53(uint32_t a, uint32_t b) {
   const uint64_t bits = (static_cast<uint64_t>(a) << 21) | (b >> 11);
@@ -66,7 +69,9 @@ DS_PHILOX_FN double uniform32_open0(uint32_t w) {
   return (static_cast<double>(w) + 1.0) * (1.0 / 4294967296.0);
 }
 // Uniform [0, 1) from one word with 32 bits.
-DS_PHILOX_FN double uniform32(uint32_t w) { return static_cast<double>(w) * (1.0 / 4294967296.0); }
+DS_PHILOX_FN double uniform32(uint32_t w) {
+  return static_cast<double>(w) * (1.0 / 4294967296.0);
+}
 
 }  // namespace ds::philox
 

@@ -29,7 +29,8 @@ int64_t ulps(float a, float b) {
   return std::abs(key(a) - key(b));
 }
 
-std::string impl_of(const std::string& op, const std::vector<Tensor>& inputs, const AttrMap& attrs) {
+std::string impl_of(const std::string& op, const std::vector<Tensor>& inputs,
+                    const AttrMap& attrs) {
   const OpDef& def = get_op(op);
   AttrMap full = complete_attrs(def, attrs, "");
   std::vector<TensorType> types;
@@ -39,9 +40,9 @@ std::string impl_of(const std::string& op, const std::vector<Tensor>& inputs, co
 
 // Random values over many magnitudes plus the special values, n of them.
 Tensor float32_inputs(int64_t n, std::mt19937& rng) {
-  const float specials[] = {0.0f, -0.0f, kInf, -kInf, kNaN, 1e-45f, -1e-45f, 1e-38f, -3e-39f,
-                            1e30f, -1e30f, 3.4e38f, -3.4e38f, 88.7f, -88.7f, 103.0f, -103.0f,
-                            1.0f, -1.0f, 0.5f, -0.5f};
+  const float specials[] = {0.0f,   -0.0f,   kInf,    -kInf,  kNaN,    1e-45f,   -1e-45f,
+                            1e-38f, -3e-39f, 1e30f,   -1e30f, 3.4e38f, -3.4e38f, 88.7f,
+                            -88.7f, 103.0f,  -103.0f, 1.0f,   -1.0f,   0.5f,     -0.5f};
   std::uniform_real_distribution<double> unit(-1.0, 1.0);
   std::uniform_int_distribution<int> exponent(-40, 40);
   std::vector<float> v(static_cast<size_t>(n));
@@ -69,15 +70,31 @@ struct UnaryCase {
 
 const std::vector<UnaryCase>& float_unary_cases() {
   static const std::vector<UnaryCase> cases = {
-      {"neg", {}, 0},          {"abs", {}, 0},          {"relu", {}, 0},
-      {"square", {}, 0},       {"sign", {}, 0},         {"floor", {}, 0},
-      {"ceil", {}, 0},         {"round", {}, 0},        {"sqrt", {}, 0},
-      {"reciprocal", {}, 0},   {"rsqrt", {}, 1},        {"exp", {}, 4},
-      {"log", {}, 4},          {"log1p", {}, 4},        {"expm1", {}, 4},
-      {"sin", {}, 4},          {"cos", {}, 4},          {"tanh", {}, 4},
-      {"erf", {}, 4},          {"sigmoid", {}, 4},      {"silu", {}, 1},
-      {"leaky_relu", {{"negative_slope", 0.1}}, 1},     {"elu", {{"alpha", 1.5}}, 4},
-      {"gelu", {}, 4},         {"gelu", {{"approximate", std::string("tanh")}}, 4},
+      {"neg", {}, 0},
+      {"abs", {}, 0},
+      {"relu", {}, 0},
+      {"square", {}, 0},
+      {"sign", {}, 0},
+      {"floor", {}, 0},
+      {"ceil", {}, 0},
+      {"round", {}, 0},
+      {"sqrt", {}, 0},
+      {"reciprocal", {}, 0},
+      {"rsqrt", {}, 1},
+      {"exp", {}, 4},
+      {"log", {}, 4},
+      {"log1p", {}, 4},
+      {"expm1", {}, 4},
+      {"sin", {}, 4},
+      {"cos", {}, 4},
+      {"tanh", {}, 4},
+      {"erf", {}, 4},
+      {"sigmoid", {}, 4},
+      {"silu", {}, 1},
+      {"leaky_relu", {{"negative_slope", 0.1}}, 1},
+      {"elu", {{"alpha", 1.5}}, 4},
+      {"gelu", {}, 4},
+      {"gelu", {{"approximate", std::string("tanh")}}, 4},
       {"softplus", {{"beta", 2.0}, {"threshold", 15.0}}, 1},
   };
   return cases;
@@ -98,9 +115,9 @@ TEST(ElementwiseUnary, Float32WithinUlpsOfFloat64Reference) {
         const int64_t u = ulps(fast.data<float>()[i], ref.data<float>()[i]);
         if (u > worst) worst = u, at = i;
       }
-      EXPECT_LE(worst, c.max_ulps) << c.op << " n=" << n << " worst at x=" << x.data<float>()[at]
-                                   << ": got " << fast.data<float>()[at] << ", want "
-                                   << ref.data<float>()[at];
+      EXPECT_LE(worst, c.max_ulps)
+          << c.op << " n=" << n << " worst at x=" << x.data<float>()[at] << ": got "
+          << fast.data<float>()[at] << ", want " << ref.data<float>()[at];
     }
   }
 }
@@ -171,16 +188,16 @@ struct Operands {
   Shape a, b;
 };
 const Operands kShapes[] = {
-    {{257, 129}, {257, 129}},  // same shape
-    {{}, {31, 7}},             // scalar operand (left)
-    {{9, 33}, {}},             // scalar operand (right)
-    {{65, 130}, {130}},        // row broadcast
-    {{65, 130}, {65, 1}},      // column broadcast
-    {{5, 1, 7}, {3, 1}},       // both broadcast
-    {{4, 3, 5, 2}, {3, 1, 2}}, // mixed, general strides
-    {{0, 3}, {3}},             // empty
+    {{257, 129}, {257, 129}},   // same shape
+    {{}, {31, 7}},              // scalar operand (left)
+    {{9, 33}, {}},              // scalar operand (right)
+    {{65, 130}, {130}},         // row broadcast
+    {{65, 130}, {65, 1}},       // column broadcast
+    {{5, 1, 7}, {3, 1}},        // both broadcast
+    {{4, 3, 5, 2}, {3, 1, 2}},  // mixed, general strides
+    {{0, 3}, {3}},              // empty
     {{1}, {1}},
-    {{100003}, {100003}},      // spans several threads' chunks
+    {{100003}, {100003}},  // spans several threads' chunks
 };
 
 void set_element(Tensor& t, int64_t i, double v) {
@@ -192,7 +209,9 @@ void set_element(Tensor& t, int64_t i, double v) {
 
 // Left operands get a NaN and -inf (floats); right operands a zero (division, mod).
 Tensor operand(const Shape& s, DType t, std::mt19937& rng, const std::string& op, bool right) {
-  if (op == "pow") return shape_test::random_tensor(s, t, rng, right ? -3 : (is_floating(t) ? 0.1 : -6), right ? 5 : 6);
+  if (op == "pow")
+    return shape_test::random_tensor(s, t, rng, right ? -3 : (is_floating(t) ? 0.1 : -6),
+                                     right ? 5 : 6);
   Tensor x = shape_test::random_tensor(s, t, rng, -50, 50);
   if (x.numel() > 2) {
     if (right) set_element(x, 2, 0.0);
@@ -205,7 +224,7 @@ Tensor operand(const Shape& s, DType t, std::mt19937& rng, const std::string& op
 }
 
 TEST(ElementwiseBinary, FastMatchesReferenceOnBroadcastShapes) {
-  const char* ops[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "mod",
+  const char* ops[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum",     "mod",
                        "eq",  "ne",  "lt",  "le",  "gt",  "ge",      "logical_and", "logical_or"};
   std::mt19937 rng(15);
   for (DType t : {DType::Float32, DType::Float64, DType::Int32, DType::Int64}) {
@@ -219,9 +238,9 @@ TEST(ElementwiseBinary, FastMatchesReferenceOnBroadcastShapes) {
         ASSERT_EQ(fast.dtype(), ref.dtype()) << op;
         ASSERT_EQ(fast.shape(), ref.shape()) << op;
         const double tol = std::string(op) == "pow" && t == DType::Float32 ? 1.2e-7 : 0.0;
-        shape_test::expect_values(fast, values(ref), tol,
-                            std::string(op) + " " + dtype_name(t) + " " + shape_str(s.a) + " " +
-                                shape_str(s.b));
+        shape_test::expect_values(
+            fast, values(ref), tol,
+            std::string(op) + " " + dtype_name(t) + " " + shape_str(s.a) + " " + shape_str(s.b));
       }
     }
   }
@@ -256,8 +275,9 @@ TEST(ElementwiseBinary, KnownValues) {
   Tensor ib = Tensor::from_vector(std::vector<int32_t>{3, -3, 0, -1, -2}, {5});
   shape_test::expect_values(mod(ia, ib), {2, -2, 0, 0, 0});
   shape_test::expect_values(pow(ia, ib), {-343, 0, 1, 0, 0});
-  shape_test::expect_values(add(Tensor::full({2}, INT32_MAX, DType::Int32), Tensor::full({2}, 1, DType::Int32)),
-                      {INT32_MIN, INT32_MIN});
+  shape_test::expect_values(
+      add(Tensor::full({2}, INT32_MAX, DType::Int32), Tensor::full({2}, 1, DType::Int32)),
+      {INT32_MIN, INT32_MIN});
 }
 
 TEST(ElementwiseBinary, WhereAndCast) {
@@ -272,7 +292,7 @@ TEST(ElementwiseBinary, WhereAndCast) {
       ASSERT_EQ(impl_of("where", {c, a, b}, {}), "vectorized");
       Tensor fast = where(c, a, b);
       shape_test::expect_values(fast, values(run_reference("where", {c, a, b})[0]), 0.0,
-                          std::string("where ") + dtype_name(t));
+                                std::string("where ") + dtype_name(t));
     }
     for (DType from : types) {
       Tensor x = shape_test::random_tensor({1003}, from, rng, -100, 100);
@@ -280,15 +300,19 @@ TEST(ElementwiseBinary, WhereAndCast) {
       Tensor fast = cast(x, t);
       EXPECT_EQ(fast.dtype(), t);
       shape_test::expect_values(fast, values(run_reference("cast", {x}, {{"dtype", t}})[0]), 0.0,
-                          std::string("cast ") + dtype_name(from) + " -> " + dtype_name(t));
+                                std::string("cast ") + dtype_name(from) + " -> " + dtype_name(t));
     }
   }
 }
 
 TEST(ElementwiseBinary, BadInputsNameOpAndShapes) {
-  shape_test::expect_error<ShapeError>([] { add(Tensor::zeros({2, 3}), Tensor::zeros({4})); },
-                                 {"add", "[2, 3]", "[4]"});
-  shape_test::expect_error<TypeError>([] { exp(Tensor::zeros({2}, DType::Bool)); }, {"exp", "bool"});
+  shape_test::expect_error<ShapeError>(
+      [] {
+        add(Tensor::zeros({2, 3}), Tensor::zeros({4}));
+      },
+      {"add", "[2, 3]", "[4]"});
+  shape_test::expect_error<TypeError>([] { exp(Tensor::zeros({2}, DType::Bool)); },
+                                      {"exp", "bool"});
 }
 
 }  // namespace

@@ -151,10 +151,13 @@ TEST(RandomOps, BadArguments) {
   expect_error<TypeError>([] { random_uniform({2}, 0, 0, 1, DType::Int32); },
                           {"random_uniform", "float type", "int32"});
   expect_error<ValueError>([] { random_normal({2}, 0, 0, -1); }, {"random_normal", "stddev"});
-  expect_error<ValueError>([] { bernoulli({2}, 0, 1.5); }, {"bernoulli", "p must be in [0, 1]", "1.5"});
+  expect_error<ValueError>([] { bernoulli({2}, 0, 1.5); },
+                           {"bernoulli", "p must be in [0, 1]", "1.5"});
   expect_error<ShapeError>([] { bernoulli({-1}, 0, 0.5); }, {"bernoulli", "static"});
   expect_error<TypeError>(
-      [] { apply1("random_uniform", {Tensor::scalar(1.0)}, {{"shape", std::vector<int64_t>{2}}}); },
+      [] {
+        apply1("random_uniform", {Tensor::scalar(1.0)}, {{"shape", std::vector<int64_t>{2}}});
+      },
       {"random_uniform", "seed input", "int64 or int32 scalar", "float32"});
 }
 

@@ -65,10 +65,16 @@ TEST(ShapeOps, FlattenKeepsSymbolicBatch) {
 }
 
 TEST(ShapeOps, SqueezeRejectsNonUnitAxis) {
-  expect_error<ShapeError>([] { squeeze(Tensor::zeros({2, 3}), {1}); },
-                           {"squeeze", "axis 1", "[2, 3]", "extent is 3"});
-  expect_error<ValueError>([] { flatten(Tensor::zeros({2, 3, 4}), 2, 1); },
-                           {"flatten", "start_axis 2"});
+  expect_error<ShapeError>(
+      [] {
+        squeeze(Tensor::zeros({2, 3}), {1});
+      },
+      {"squeeze", "axis 1", "[2, 3]", "extent is 3"});
+  expect_error<ValueError>(
+      [] {
+        flatten(Tensor::zeros({2, 3, 4}), 2, 1);
+      },
+      {"flatten", "start_axis 2"});
 }
 
 TEST(ShapeOps, ConcatMatchesLoops) {
@@ -106,10 +112,16 @@ TEST(ShapeOps, ConcatPromotesAndChecksShapes) {
   Tensor c = concat({a, b});
   EXPECT_EQ(c.dtype(), DType::Float32);
   expect_values(c, {3, 3, 0.5});
-  expect_error<ShapeError>([] { concat({Tensor::zeros({2, 3}), Tensor::zeros({2, 4})}, 0); },
-                           {"concat", "input 1", "[2, 4]", "axis 1"});
-  expect_error<ShapeError>([] { concat({Tensor::zeros({2, 3}), Tensor::zeros({3})}, 0); },
-                           {"concat", "rank"});
+  expect_error<ShapeError>(
+      [] {
+        concat({Tensor::zeros({2, 3}), Tensor::zeros({2, 4})}, 0);
+      },
+      {"concat", "input 1", "[2, 4]", "axis 1"});
+  expect_error<ShapeError>(
+      [] {
+        concat({Tensor::zeros({2, 3}), Tensor::zeros({3})}, 0);
+      },
+      {"concat", "rank"});
 }
 
 TEST(ShapeOps, StackAndSplitRoundTrip) {
@@ -133,10 +145,16 @@ TEST(ShapeOps, StackAndSplitRoundTrip) {
     EXPECT_EQ(parts[1].shape(), (Shape{4, 0}));
     expect_values(concat(parts, 1), values(x));
   }
-  expect_error<ShapeError>([] { split(Tensor::zeros({5}), {2, 2}); },
-                           {"split", "add up to 4", "extent 5"});
-  expect_error<ShapeError>([] { stack({Tensor::zeros({2}), Tensor::zeros({3})}); },
-                           {"stack", "input 1", "[3]"});
+  expect_error<ShapeError>(
+      [] {
+        split(Tensor::zeros({5}), {2, 2});
+      },
+      {"split", "add up to 4", "extent 5"});
+  expect_error<ShapeError>(
+      [] {
+        stack({Tensor::zeros({2}), Tensor::zeros({3})});
+      },
+      {"stack", "input 1", "[3]"});
 }
 
 TEST(ShapeOps, TrilTriuMatchLoops) {
@@ -158,7 +176,8 @@ TEST(ShapeOps, TrilTriuMatchLoops) {
   expect_error<ShapeError>([] { tril(Tensor::zeros({3})); }, {"tril", "rank >= 2", "[3]"});
 }
 
-std::string kernel_impl(const std::string& op, const std::vector<Tensor>& in, const AttrMap& attrs) {
+std::string kernel_impl(const std::string& op, const std::vector<Tensor>& in,
+                        const AttrMap& attrs) {
   const OpDef& def = get_op(op);
   AttrMap full = complete_attrs(def, attrs, "");
   std::vector<TensorType> types;
@@ -168,7 +187,8 @@ std::string kernel_impl(const std::string& op, const std::vector<Tensor>& in, co
 
 TEST(ShapeOps, FastKernelsMatchReference) {
   std::mt19937 rng(10);
-  auto same = [](const std::vector<Tensor>& fast, const std::vector<Tensor>& ref, const std::string& what) {
+  auto same = [](const std::vector<Tensor>& fast, const std::vector<Tensor>& ref,
+                 const std::string& what) {
     ASSERT_EQ(fast.size(), ref.size()) << what;
     for (size_t i = 0; i < fast.size(); ++i) {
       ASSERT_EQ(fast[i].shape(), ref[i].shape()) << what;
@@ -190,7 +210,8 @@ TEST(ShapeOps, FastKernelsMatchReference) {
       Tensor x = apply1("concat", parts, a);
       const AttrMap sa = {{"axis", int64_t{axis}}, {"sizes", std::vector<int64_t>{3, 0, 17, 1}}};
       same(apply("split", {x}, sa), shape_test::run_reference("split", {x}, sa), "split");
-      std::vector<Tensor> equal = {random_tensor({4, 9, 33}, t, rng), random_tensor({4, 9, 33}, t, rng)};
+      std::vector<Tensor> equal = {random_tensor({4, 9, 33}, t, rng),
+                                   random_tensor({4, 9, 33}, t, rng)};
       same(apply("stack", equal, a), shape_test::run_reference("stack", equal, a), "stack");
     }
     Tensor m = random_tensor({3, 37, 41}, t, rng);
@@ -247,7 +268,8 @@ TEST(ShapeOps, Gradients) {
 TEST(ShapeOps, SplitGradientWithUnusedPart) {
   Tensor x = Tensor::from_vector(std::vector<double>{1, 2, 3, 4}, {4});
   Tensor g0 = Tensor::from_vector(std::vector<double>{10, 20}, {2});
-  auto grads = shape_test::vjp("split", {x}, {{"sizes", std::vector<int64_t>{2, 2}}}, {g0, Tensor()});
+  auto grads =
+      shape_test::vjp("split", {x}, {{"sizes", std::vector<int64_t>{2, 2}}}, {g0, Tensor()});
   expect_values(grads[0], {10, 20, 0, 0});
 }
 
@@ -276,8 +298,9 @@ TEST(ShapeIndex, TakeAlongAxisMatchesLoops) {
           want[f] = xv[flat(xs, c)];
         }
         expect_values(y, want);
-        expect_values(shape_test::run_reference("take_along_axis", {x, idx}, {{"axis", int64_t{axis}}})[0],
-                      want);
+        expect_values(
+            shape_test::run_reference("take_along_axis", {x, idx}, {{"axis", int64_t{axis}}})[0],
+            want);
       }
     }
   }
@@ -320,10 +343,11 @@ TEST(ShapeIndex, ScatterAddsAccumulateDuplicates) {
 
   Tensor idx2 = index_tensor({2, 2, 0, 1, 1, 1}, {2, 3});
   Tensor upd2 = Tensor::from_vector(std::vector<double>{1, 2, 3, 4, 5, 6}, {2, 3});
-  Tensor s = apply1("scatter_add_along_axis", {idx2, upd2}, {{"axis", int64_t{1}}, {"size", int64_t{3}}});
+  Tensor s =
+      apply1("scatter_add_along_axis", {idx2, upd2}, {{"axis", int64_t{1}}, {"size", int64_t{3}}});
   expect_values(s, {3, 0, 3, 0, 15, 0});
   expect_values(shape_test::run_reference("scatter_add_along_axis", {idx2, upd2},
-                                    {{"axis", int64_t{1}}, {"size", int64_t{3}}})[0],
+                                          {{"axis", int64_t{1}}, {"size", int64_t{3}}})[0],
                 {3, 0, 3, 0, 15, 0});
 }
 
@@ -359,7 +383,8 @@ TEST(ShapeIndex, FastKernelsMatchReference) {
             "gather", 0.0);
       check("take_along_axis", {x, indices({7, 300, 9}, 5, true, it)}, {{"axis", int64_t{-1}}},
             "gather", 0.0);
-      check("index_select", {x, indices({513}, 300, true, it)}, {{"axis", int64_t{1}}}, "gather", 0.0);
+      check("index_select", {x, indices({513}, 300, true, it)}, {{"axis", int64_t{1}}}, "gather",
+            0.0);
       check("index_select", {x, indices({0}, 7, true, it)}, {{"axis", int64_t{0}}}, "gather", 0.0);
       check("embedding", {indices({33, 17}, 7, false, it), x}, {}, "gather", 0.0);
     }
@@ -380,26 +405,44 @@ TEST(ShapeIndex, FastKernelsMatchReference) {
 
 TEST(ShapeIndex, OutOfRangeIndicesNameOpIndexAndExtent) {
   Tensor x = Tensor::zeros({3, 4});
-  expect_error<ValueError>([&] { take_along_axis(x, index_tensor({0, 4, 1}, {3, 1}), 1); },
-                           {"take_along_axis", "index 4", "axis 1", "extent 4"});
+  expect_error<ValueError>(
+      [&] {
+        take_along_axis(x, index_tensor({0, 4, 1}, {3, 1}), 1);
+      },
+      {"take_along_axis", "index 4", "axis 1", "extent 4"});
   expect_error<ValueError>([&] { index_select(x, 0, index_tensor({-4}, {1})); },
                            {"index_select", "index -4", "axis 0", "extent 3"});
-  expect_error<ValueError>([&] { embedding(index_tensor({0, -1}, {2}), x); },
-                           {"embedding", "index -1", "extent 3", "0 <= index"});
+  expect_error<ValueError>(
+      [&] {
+        embedding(index_tensor({0, -1}, {2}), x);
+      },
+      {"embedding", "index -1", "extent 3", "0 <= index"});
   expect_error<ValueError>(
       [&] {
         apply1("index_add", {index_tensor({7}, {1}), Tensor::zeros({1, 2})},
                {{"axis", int64_t{0}}, {"size", int64_t{3}}});
       },
       {"index_add", "index 7", "extent 3"});
-  expect_error<ValueError>([&] { one_hot(index_tensor({0, 5}, {2}), 5); },
-                           {"one_hot", "index 5", "num_classes 5"});
-  expect_error<TypeError>([&] { take_along_axis(x, Tensor::zeros({3, 1}), 1); },
-                          {"take_along_axis", "indices must be an integer tensor", "float32"});
-  expect_error<ShapeError>([&] { take_along_axis(x, index_tensor({0, 0}, {1, 2}), 1); },
-                           {"take_along_axis", "differ on axis 0"});
-  expect_error<ShapeError>([&] { index_select(x, 0, index_tensor({0, 0}, {1, 2})); },
-                           {"index_select", "1-D", "[1, 2]"});
+  expect_error<ValueError>(
+      [&] {
+        one_hot(index_tensor({0, 5}, {2}), 5);
+      },
+      {"one_hot", "index 5", "num_classes 5"});
+  expect_error<TypeError>(
+      [&] {
+        take_along_axis(x, Tensor::zeros({3, 1}), 1);
+      },
+      {"take_along_axis", "indices must be an integer tensor", "float32"});
+  expect_error<ShapeError>(
+      [&] {
+        take_along_axis(x, index_tensor({0, 0}, {1, 2}), 1);
+      },
+      {"take_along_axis", "differ on axis 0"});
+  expect_error<ShapeError>(
+      [&] {
+        index_select(x, 0, index_tensor({0, 0}, {1, 2}));
+      },
+      {"index_select", "1-D", "[1, 2]"});
 }
 
 TEST(ShapeIndex, Gradients) {

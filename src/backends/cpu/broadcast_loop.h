@@ -14,9 +14,10 @@
 
 namespace ds::cpu {
 
-template <int N> struct BroadcastPlan {
-  Shape shape;                    // collapsed output shape, rank >= 1
-  std::array<Shape, N> strides;   // per operand, in elements; 0 on broadcast axes
+template <int N>
+struct BroadcastPlan {
+  Shape shape;                   // collapsed output shape, rank >= 1
+  std::array<Shape, N> strides;  // per operand, in elements; 0 on broadcast axes
 };
 
 template <int N>

@@ -15,7 +15,9 @@ constexpr int64_t kGrain = 1 << 15;
 inline bool is_fast(DType t) {
   return t == DType::Float32 || t == DType::Float64 || t == DType::Int32 || t == DType::Int64;
 }
-inline bool is_fast_or_bool(DType t) { return is_fast(t) || t == DType::Bool; }
+inline bool is_fast_or_bool(DType t) {
+  return is_fast(t) || t == DType::Bool;
+}
 
 inline Tensor as_dtype(const Tensor& t, DType d) {
   if (t.dtype() == d) return t;
@@ -25,16 +27,27 @@ inline Tensor as_dtype(const Tensor& t, DType d) {
 }
 
 // visit_dtype restricted to the fast dtypes (callers check is_fast first).
-template <typename F> void visit_fast(DType t, F&& f) {
+template <typename F>
+void visit_fast(DType t, F&& f) {
   switch (t) {
-    case DType::Float32: f(float{}); break;
-    case DType::Float64: f(double{}); break;
-    case DType::Int32: f(int32_t{}); break;
-    case DType::Int64: f(int64_t{}); break;
-    default: throw TypeError(std::string("cpu elementwise kernel: unsupported dtype ") + dtype_name(t));
+    case DType::Float32:
+      f(float{});
+      break;
+    case DType::Float64:
+      f(double{});
+      break;
+    case DType::Int32:
+      f(int32_t{});
+      break;
+    case DType::Int64:
+      f(int64_t{});
+      break;
+    default:
+      throw TypeError(std::string("cpu elementwise kernel: unsupported dtype ") + dtype_name(t));
   }
 }
-template <typename F> void visit_fast_or_bool(DType t, F&& f) {
+template <typename F>
+void visit_fast_or_bool(DType t, F&& f) {
   if (t == DType::Bool)
     f(bool{});
   else

@@ -15,35 +15,49 @@ namespace ds::cpu {
 namespace {
 
 // Integer arithmetic wraps (two's complement) instead of overflowing, which is UB.
-template <typename T, typename F> T wrapping(T a, T b, F f) {
+template <typename T, typename F>
+T wrapping(T a, T b, F f) {
   using U = std::make_unsigned_t<T>;
   return static_cast<T>(f(static_cast<U>(a), static_cast<U>(b)));
 }
 
 struct AddOp {
-  template <typename T> T operator()(T a, T b) const {
-    if constexpr (std::is_integral_v<T>) return wrapping(a, b, [](auto x, auto y) { return x + y; });
-    else return a + b;
+  template <typename T>
+  T operator()(T a, T b) const {
+    if constexpr (std::is_integral_v<T>)
+      return wrapping(a, b, [](auto x, auto y) { return x + y; });
+    else
+      return a + b;
   }
 };
 struct SubOp {
-  template <typename T> T operator()(T a, T b) const {
-    if constexpr (std::is_integral_v<T>) return wrapping(a, b, [](auto x, auto y) { return x - y; });
-    else return a - b;
+  template <typename T>
+  T operator()(T a, T b) const {
+    if constexpr (std::is_integral_v<T>)
+      return wrapping(a, b, [](auto x, auto y) { return x - y; });
+    else
+      return a - b;
   }
 };
 struct MulOp {
-  template <typename T> T operator()(T a, T b) const {
-    if constexpr (std::is_integral_v<T>) return wrapping(a, b, [](auto x, auto y) { return x * y; });
-    else return a * b;
+  template <typename T>
+  T operator()(T a, T b) const {
+    if constexpr (std::is_integral_v<T>)
+      return wrapping(a, b, [](auto x, auto y) { return x * y; });
+    else
+      return a * b;
   }
 };
 struct DivOp {
-  template <typename T> T operator()(T a, T b) const { return a / b; }
+  template <typename T>
+  T operator()(T a, T b) const {
+    return a / b;
+  }
 };
 // Like the reference (std::pow, then truncation toward zero for integers).
 struct PowOp {
-  template <typename T> T operator()(T a, T b) const {
+  template <typename T>
+  T operator()(T a, T b) const {
     if constexpr (std::is_floating_point_v<T>) {
       return std::pow(a, b);
     } else {
@@ -59,14 +73,16 @@ struct PowOp {
 };
 // NaN-propagating, and otherwise std::max / std::min exactly (the sign of equal zeros).
 struct MaximumOp {
-  template <typename T> T operator()(T a, T b) const {
+  template <typename T>
+  T operator()(T a, T b) const {
     if constexpr (std::is_floating_point_v<T>)
       if (a != a || b != b) return a + b;
     return a < b ? b : a;
   }
 };
 struct MinimumOp {
-  template <typename T> T operator()(T a, T b) const {
+  template <typename T>
+  T operator()(T a, T b) const {
     if constexpr (std::is_floating_point_v<T>)
       if (a != a || b != b) return a + b;
     return b < a ? b : a;
@@ -74,7 +90,8 @@ struct MinimumOp {
 };
 // The sign of the divisor, like NumPy; x mod 0 is 0 for integers (as the reference).
 struct ModOp {
-  template <typename T> T operator()(T a, T b) const {
+  template <typename T>
+  T operator()(T a, T b) const {
     if constexpr (std::is_floating_point_v<T>) {
       T r = std::fmod(a, b);
       if (r != 0 && ((r < 0) != (b < 0))) r += b;
@@ -87,14 +104,48 @@ struct ModOp {
     }
   }
 };
-struct EqOp { template <typename T> bool operator()(T a, T b) const { return a == b; } };
-struct NeOp { template <typename T> bool operator()(T a, T b) const { return a != b; } };
-struct LtOp { template <typename T> bool operator()(T a, T b) const { return a < b; } };
-struct LeOp { template <typename T> bool operator()(T a, T b) const { return a <= b; } };
-struct GtOp { template <typename T> bool operator()(T a, T b) const { return a > b; } };
-struct GeOp { template <typename T> bool operator()(T a, T b) const { return a >= b; } };
-struct AndOp { bool operator()(bool a, bool b) const { return a && b; } };
-struct OrOp { bool operator()(bool a, bool b) const { return a || b; } };
+struct EqOp {
+  template <typename T>
+  bool operator()(T a, T b) const {
+    return a == b;
+  }
+};
+struct NeOp {
+  template <typename T>
+  bool operator()(T a, T b) const {
+    return a != b;
+  }
+};
+struct LtOp {
+  template <typename T>
+  bool operator()(T a, T b) const {
+    return a < b;
+  }
+};
+struct LeOp {
+  template <typename T>
+  bool operator()(T a, T b) const {
+    return a <= b;
+  }
+};
+struct GtOp {
+  template <typename T>
+  bool operator()(T a, T b) const {
+    return a > b;
+  }
+};
+struct GeOp {
+  template <typename T>
+  bool operator()(T a, T b) const {
+    return a >= b;
+  }
+};
+struct AndOp {
+  bool operator()(bool a, bool b) const { return a && b; }
+};
+struct OrOp {
+  bool operator()(bool a, bool b) const { return a || b; }
+};
 
 // One run: operands advance by sa / sb in {0, 1}; each case is a separate
 // loop so the compiler vectorizes it.
@@ -124,28 +175,33 @@ void binary_loop(const Tensor& a, const Tensor& b, Tensor& out, F f) {
   R* po = out.data<R>();
   const int64_t sa = plan.strides[0].back(), sb = plan.strides[1].back();
   parallel_for(out.numel(), kGrain, [&](int64_t begin, int64_t end) {
-    for_each_run<2>(plan, begin, end, [&](const std::array<int64_t, 2>& off, int64_t at, int64_t n) {
-      binary_run(pa + off[0], sa, pb + off[1], sb, po + at, n, f);
-    });
+    for_each_run<2>(plan, begin, end,
+                    [&](const std::array<int64_t, 2>& off, int64_t at, int64_t n) {
+                      binary_run(pa + off[0], sa, pb + off[1], sb, po + at, n, f);
+                    });
   });
 }
 
 enum class Kind { Arith, Div, Compare, Logical };
 
-template <Kind K, typename F> KernelFn binary_kernel(F f) {
+template <Kind K, typename F>
+KernelFn binary_kernel(F f) {
   return [f](const KernelCall& k) {
     Tensor& out = k.outputs[0];
-    const DType compute = K == Kind::Logical   ? DType::Bool
-                          : K == Kind::Compare ? promote_types(k.inputs[0].dtype(), k.inputs[1].dtype())
-                                               : out.dtype();
+    const DType compute = K == Kind::Logical ? DType::Bool
+                          : K == Kind::Compare
+                              ? promote_types(k.inputs[0].dtype(), k.inputs[1].dtype())
+                              : out.dtype();
     const Tensor a = as_dtype(k.inputs[0], compute), b = as_dtype(k.inputs[1], compute);
     if constexpr (K == Kind::Logical) {
       binary_loop<bool, bool>(a, b, out, f);
     } else {
       visit_fast(compute, [&](auto zero) {
         using T = decltype(zero);
-        if constexpr (K == Kind::Compare) binary_loop<T, bool>(a, b, out, f);
-        else binary_loop<T, T>(a, b, out, f);
+        if constexpr (K == Kind::Compare)
+          binary_loop<T, bool>(a, b, out, f);
+        else
+          binary_loop<T, T>(a, b, out, f);
       });
     }
   };
@@ -158,45 +214,54 @@ std::function<bool(const OpContext&)> binary_supports(Kind kind) {
     const DType p = promote_types(c.inputs[0].dtype, c.inputs[1].dtype);
     switch (kind) {
       case Kind::Arith:
-      case Kind::Compare: return is_fast(p);
+      case Kind::Compare:
+        return is_fast(p);
       case Kind::Div:  // integer and bool operands divide in float32
-      case Kind::Logical: return true;
+      case Kind::Logical:
+        return true;
     }
     return false;
   };
 }
 
 // where(cond, a, b) with cond as bool and a, b in the output dtype.
-template <typename T> void where_loop(const Tensor& c, const Tensor& a, const Tensor& b, Tensor& out) {
+template <typename T>
+void where_loop(const Tensor& c, const Tensor& a, const Tensor& b, Tensor& out) {
   if (out.numel() == 0) return;
   const auto plan = plan_broadcast<3>(out.shape(), {&c.shape(), &a.shape(), &b.shape()});
   const bool* pc = c.data<bool>();
   const T* pa = a.data<T>();
   const T* pb = b.data<T>();
   T* po = out.data<T>();
-  const int64_t sc = plan.strides[0].back(), sa = plan.strides[1].back(), sb = plan.strides[2].back();
+  const int64_t sc = plan.strides[0].back(), sa = plan.strides[1].back(),
+                sb = plan.strides[2].back();
   parallel_for(out.numel(), kGrain, [&](int64_t begin, int64_t end) {
-    for_each_run<3>(plan, begin, end, [&](const std::array<int64_t, 3>& off, int64_t at, int64_t n) {
-      const bool* __restrict rc = pc + off[0];
-      const T* __restrict ra = pa + off[1];
-      const T* __restrict rb = pb + off[2];
-      T* __restrict ro = po + at;
-      if (sc && sa && sb) {
-        for (int64_t i = 0; i < n; ++i) ro[i] = rc[i] ? ra[i] : rb[i];
-      } else {
-        for (int64_t i = 0; i < n; ++i) ro[i] = rc[i * sc] ? ra[i * sa] : rb[i * sb];
-      }
-    });
+    for_each_run<3>(plan, begin, end,
+                    [&](const std::array<int64_t, 3>& off, int64_t at, int64_t n) {
+                      const bool* __restrict rc = pc + off[0];
+                      const T* __restrict ra = pa + off[1];
+                      const T* __restrict rb = pb + off[2];
+                      T* __restrict ro = po + at;
+                      if (sc && sa && sb) {
+                        for (int64_t i = 0; i < n; ++i) ro[i] = rc[i] ? ra[i] : rb[i];
+                      } else {
+                        for (int64_t i = 0; i < n; ++i)
+                          ro[i] = rc[i * sc] ? ra[i * sa] : rb[i * sb];
+                      }
+                    });
   });
 }
 
-template <typename D, typename S> void cast_loop(const Tensor& in, Tensor& out) {
+template <typename D, typename S>
+void cast_loop(const Tensor& in, Tensor& out) {
   const S* __restrict s = in.data<S>();
   D* __restrict d = out.data<D>();
   parallel_for(in.numel(), kGrain, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
-      if constexpr (std::is_same_v<D, bool>) d[i] = s[i] != S{};
-      else d[i] = static_cast<D>(s[i]);
+      if constexpr (std::is_same_v<D, bool>)
+        d[i] = s[i] != S{};
+      else
+        d[i] = static_cast<D>(s[i]);
     }
   });
 }
@@ -229,9 +294,8 @@ const OpRegistrar reg([] {
                      const Tensor c = as_dtype(k.inputs[0], DType::Bool);
                      const Tensor a = as_dtype(k.inputs[1], out.dtype());
                      const Tensor b = as_dtype(k.inputs[2], out.dtype());
-                     visit_fast_or_bool(out.dtype(), [&](auto zero) {
-                       where_loop<decltype(zero)>(c, a, b, out);
-                     });
+                     visit_fast_or_bool(
+                         out.dtype(), [&](auto zero) { where_loop<decltype(zero)>(c, a, b, out); });
                    },
                    [](const OpContext& c) {
                      for (const auto& t : c.inputs)

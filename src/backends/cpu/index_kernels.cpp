@@ -16,9 +16,12 @@ namespace {
 using ops::AxisSplit;
 using ops::IndexRange;
 
-bool index_dtype(DType t) { return t == DType::Int32 || t == DType::Int64; }
+bool index_dtype(DType t) {
+  return t == DType::Int32 || t == DType::Int64;
+}
 
-template <typename F> void visit_index(DType t, F&& f) {
+template <typename F>
+void visit_index(DType t, F&& f) {
   if (t == DType::Int32)
     f(int32_t{});
   else
@@ -26,12 +29,21 @@ template <typename F> void visit_index(DType t, F&& f) {
 }
 
 // Calls f(U{}) with U an unsigned type of the element size (gathers only move bytes).
-template <typename F> void visit_size(size_t bytes, F&& f) {
+template <typename F>
+void visit_size(size_t bytes, F&& f) {
   switch (bytes) {
-    case 1: f(uint8_t{}); break;
-    case 2: f(uint16_t{}); break;
-    case 4: f(uint32_t{}); break;
-    default: f(uint64_t{}); break;
+    case 1:
+      f(uint8_t{});
+      break;
+    case 2:
+      f(uint16_t{});
+      break;
+    case 4:
+      f(uint32_t{});
+      break;
+    default:
+      f(uint64_t{});
+      break;
   }
 }
 
@@ -44,11 +56,14 @@ void validate(const I* idx, int64_t count, int64_t extent, IndexRange range, con
       ops::throw_bad_index(ctx, static_cast<int64_t>(idx[i]), i, axis, extent, range);
 }
 
-template <typename I> inline int64_t wrap(I v, int64_t extent) {
+template <typename I>
+inline int64_t wrap(I v, int64_t extent) {
   return v < 0 ? static_cast<int64_t>(v) + extent : static_cast<int64_t>(v);
 }
 
-int64_t rows_grain(int64_t inner) { return std::max<int64_t>(1, kGrain / std::max<int64_t>(inner, 1)); }
+int64_t rows_grain(int64_t inner) {
+  return std::max<int64_t>(1, kGrain / std::max<int64_t>(inner, 1));
+}
 
 // out[o, j, i] = x[o, idx[o, j, i], i]
 void take_along_axis_kernel(const KernelCall& k) {
@@ -69,7 +84,8 @@ void take_along_axis_kernel(const KernelCall& k) {
           const U* base = src + (r / os.extent) * xs.extent * xs.inner;
           const I* ir = idx + r * os.inner;
           U* orow = dst + r * os.inner;
-          for (int64_t i = 0; i < os.inner; ++i) orow[i] = base[wrap(ir[i], xs.extent) * xs.inner + i];
+          for (int64_t i = 0; i < os.inner; ++i)
+            orow[i] = base[wrap(ir[i], xs.extent) * xs.inner + i];
         }
       });
     });
@@ -100,9 +116,11 @@ void gather_rows(const Tensor& x, const Tensor& indices, Tensor& out, int axis, 
 // Output tiles for the scatter-adds: (outer, block of `kCols` inner columns).
 constexpr int64_t kCols = 256;
 
-template <typename F> void for_each_tile(const AxisSplit& s, int64_t work_per_column, F&& f) {
+template <typename F>
+void for_each_tile(const AxisSplit& s, int64_t work_per_column, F&& f) {
   const int64_t blocks = (s.inner + kCols - 1) / kCols;
-  const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, work_per_column * kCols));
+  const int64_t grain =
+      std::max<int64_t>(1, kGrain / std::max<int64_t>(1, work_per_column * kCols));
   parallel_for(s.outer * blocks, grain, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       const int64_t i0 = (t % blocks) * kCols;
@@ -128,10 +146,12 @@ void scatter_add_along_axis_kernel(const KernelCall& k) {
       T* dst = out.data<T>();
       for_each_tile(us, us.extent, [&](int64_t o, int64_t i0, int64_t i1) {
         T* obase = dst + o * size * us.inner;
-        for (int64_t r = 0; r < size; ++r) std::fill(obase + r * us.inner + i0, obase + r * us.inner + i1, T{});
+        for (int64_t r = 0; r < size; ++r)
+          std::fill(obase + r * us.inner + i0, obase + r * us.inner + i1, T{});
         for (int64_t j = 0; j < us.extent; ++j) {
           const int64_t row = (o * us.extent + j) * us.inner;
-          for (int64_t i = i0; i < i1; ++i) obase[wrap(idx[row + i], size) * us.inner + i] += upd[row + i];
+          for (int64_t i = i0; i < i1; ++i)
+            obase[wrap(idx[row + i], size) * us.inner + i] += upd[row + i];
         }
       });
     });
@@ -155,7 +175,8 @@ void index_add_kernel(const KernelCall& k) {
       T* dst = out.data<T>();
       for_each_tile(us, us.extent, [&](int64_t o, int64_t i0, int64_t i1) {
         T* obase = dst + o * size * us.inner;
-        for (int64_t r = 0; r < size; ++r) std::fill(obase + r * us.inner + i0, obase + r * us.inner + i1, T{});
+        for (int64_t r = 0; r < size; ++r)
+          std::fill(obase + r * us.inner + i0, obase + r * us.inner + i1, T{});
         for (int64_t j = 0; j < us.extent; ++j) {
           T* __restrict orow = obase + wrap(idx[j], size) * us.inner;
           const T* __restrict urow = upd + (o * us.extent + j) * us.inner;
@@ -166,15 +187,18 @@ void index_add_kernel(const KernelCall& k) {
   });
 }
 
-bool indices_at(const OpContext& c, size_t i) { return index_dtype(c.inputs[i].dtype); }
+bool indices_at(const OpContext& c, size_t i) {
+  return index_dtype(c.inputs[i].dtype);
+}
 
 const OpRegistrar reg([] {
-  register_kernel("take_along_axis", DeviceKind::CPU,
-                  {take_along_axis_kernel, [](const OpContext& c) { return indices_at(c, 1); },
-                   "gather", 10});
+  register_kernel(
+      "take_along_axis", DeviceKind::CPU,
+      {take_along_axis_kernel, [](const OpContext& c) { return indices_at(c, 1); }, "gather", 10});
   register_kernel("index_select", DeviceKind::CPU,
                   {[](const KernelCall& k) {
-                     const int axis = normalize_axis(k.ctx.i("axis"), k.inputs[0].ndim(), k.ctx.where());
+                     const int axis =
+                         normalize_axis(k.ctx.i("axis"), k.inputs[0].ndim(), k.ctx.where());
                      gather_rows(k.inputs[0], k.inputs[1], k.outputs[0], axis,
                                  IndexRange::AllowNegative, k.ctx);
                    },
@@ -190,7 +214,8 @@ const OpRegistrar reg([] {
   };
   register_kernel("scatter_add_along_axis", DeviceKind::CPU,
                   {scatter_add_along_axis_kernel, scatter_supports, "scatter", 10});
-  register_kernel("index_add", DeviceKind::CPU, {index_add_kernel, scatter_supports, "scatter", 10});
+  register_kernel("index_add", DeviceKind::CPU,
+                  {index_add_kernel, scatter_supports, "scatter", 10});
 });
 
 }  // namespace

@@ -20,8 +20,8 @@ struct Block {
 };
 
 void copy_blocks(const std::vector<Block>& blocks, size_t bytes_per_block_hint) {
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / static_cast<int64_t>(
-                                                 std::max<size_t>(bytes_per_block_hint, 1)));
+  const int64_t grain = std::max<int64_t>(
+      1, (int64_t{1} << 18) / static_cast<int64_t>(std::max<size_t>(bytes_per_block_hint, 1)));
   parallel_for(static_cast<int64_t>(blocks.size()), grain, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) std::memcpy(blocks[i].dst, blocks[i].src, blocks[i].bytes);
   });
@@ -42,7 +42,8 @@ void join(const std::vector<Tensor>& parts, Tensor& out, int axis,
       const size_t bytes = static_cast<size_t>(extents[k] * os.inner) * es;
       if (bytes)
         blocks.push_back({static_cast<const char*>(parts[k].raw_data()) + o * bytes,
-                          dst + static_cast<size_t>((o * os.extent + offset) * os.inner) * es, bytes});
+                          dst + static_cast<size_t>((o * os.extent + offset) * os.inner) * es,
+                          bytes});
       offset += extents[k];
     }
   }
@@ -55,7 +56,8 @@ bool same_dtypes(const OpContext& c) {
   return true;
 }
 
-template <bool Lower> void triangle(const KernelCall& k) {
+template <bool Lower>
+void triangle(const KernelCall& k) {
   const Tensor& x = k.inputs[0];
   Tensor& out = k.outputs[0];
   const Shape& s = x.shape();
@@ -63,7 +65,8 @@ template <bool Lower> void triangle(const KernelCall& k) {
   const size_t es = dtype_size(x.dtype());
   const char* src = static_cast<const char*>(x.raw_data());
   char* dst = static_cast<char*>(out.raw_data());
-  parallel_for(x.numel() / std::max<int64_t>(cols, 1), std::max<int64_t>(1, kGrain / std::max<int64_t>(cols, 1)),
+  parallel_for(x.numel() / std::max<int64_t>(cols, 1),
+               std::max<int64_t>(1, kGrain / std::max<int64_t>(cols, 1)),
                [&](int64_t b, int64_t e) {
                  for (int64_t r = b; r < e; ++r) {
                    const int64_t i = r % rows;
@@ -73,7 +76,8 @@ template <bool Lower> void triangle(const KernelCall& k) {
                    const size_t row = static_cast<size_t>(r * cols) * es;
                    std::memset(dst + row, 0, static_cast<size_t>(cols) * es);
                    if (hi > lo)
-                     std::memcpy(dst + row + lo * es, src + row + lo * es, static_cast<size_t>(hi - lo) * es);
+                     std::memcpy(dst + row + lo * es, src + row + lo * es,
+                                 static_cast<size_t>(hi - lo) * es);
                  }
                });
 }
@@ -81,7 +85,8 @@ template <bool Lower> void triangle(const KernelCall& k) {
 const OpRegistrar reg([] {
   register_kernel("concat", DeviceKind::CPU,
                   {[](const KernelCall& k) {
-                     const int axis = normalize_axis(k.ctx.i("axis"), k.outputs[0].ndim(), k.ctx.where());
+                     const int axis =
+                         normalize_axis(k.ctx.i("axis"), k.outputs[0].ndim(), k.ctx.where());
                      std::vector<int64_t> extents;
                      for (const Tensor& t : k.inputs) extents.push_back(t.shape()[axis]);
                      join(k.inputs, k.outputs[0], axis, extents);
@@ -89,7 +94,8 @@ const OpRegistrar reg([] {
                    same_dtypes, "memcpy", 10});
   register_kernel("stack", DeviceKind::CPU,
                   {[](const KernelCall& k) {
-                     const int axis = normalize_axis(k.ctx.i("axis"), k.outputs[0].ndim(), k.ctx.where());
+                     const int axis =
+                         normalize_axis(k.ctx.i("axis"), k.outputs[0].ndim(), k.ctx.where());
                      join(k.inputs, k.outputs[0], axis, std::vector<int64_t>(k.inputs.size(), 1));
                    },
                    same_dtypes, "memcpy", 10});
@@ -107,14 +113,17 @@ const OpRegistrar reg([] {
                          const int64_t n = part.shape()[axis];
                          const size_t bytes = static_cast<size_t>(n * xs.inner) * es;
                          if (bytes)
-                           blocks.push_back({src + static_cast<size_t>((o * xs.extent + offset) * xs.inner) * es,
-                                             static_cast<char*>(part.raw_data()) + o * bytes, bytes});
+                           blocks.push_back(
+                               {src + static_cast<size_t>((o * xs.extent + offset) * xs.inner) * es,
+                                static_cast<char*>(part.raw_data()) + o * bytes, bytes});
                          offset += n;
                        }
                      }
                      copy_blocks(blocks, blocks.empty() ? 1 : blocks.front().bytes);
                    },
-                   {}, "memcpy", 10});
+                   {},
+                   "memcpy",
+                   10});
   register_kernel("tril", DeviceKind::CPU, {triangle<true>, {}, "memcpy", 10});
   register_kernel("triu", DeviceKind::CPU, {triangle<false>, {}, "memcpy", 10});
 });

@@ -1,9 +1,10 @@
 // Fast CPU kernels for the unary elementwise ops, multi-threaded.
 // float32: 8 lanes of AVX2; transcendentals from glibc's libmvec (_ZGVdN8v_expf
 // and friends, a few ulps). silu and softplus would amplify the rounding of an
-// inner step in their tails, so they run their lanes in float64 and round once;
-// gelu carries its inner argument in extra precision (see Gelu). Any remainder shorter than 8 goes through the same vector code in
-// a padded buffer, so a value never depends on where a thread's chunk starts.
+// inner step in their tails, so their lanes run in float64 and round once; gelu
+// carries its inner argument in extra precision (see Gelu). A remainder shorter
+// than 8 goes through the same vector code in a padded buffer, so a value never
+// depends on where a thread's chunk starts.
 // float64 and the integer types: the reference formulas, element by element.
 // Integer inputs of float-result ops (exp of int32) compute in float32.
 #include "backends/cpu/elementwise_common.h"
@@ -38,12 +39,19 @@ namespace {
 const double kSqrtHalf = 1.0 / std::sqrt(2.0);
 const double kSqrt2OverPi = std::sqrt(2.0 / M_PI);
 
-inline __m256 splat(float v) { return _mm256_set1_ps(v); }
-inline __m256 negate(__m256 x) { return _mm256_xor_ps(x, splat(-0.0f)); }
-inline __m256 gt_zero(__m256 x) { return _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ); }
+inline __m256 splat(float v) {
+  return _mm256_set1_ps(v);
+}
+inline __m256 negate(__m256 x) {
+  return _mm256_xor_ps(x, splat(-0.0f));
+}
+inline __m256 gt_zero(__m256 x) {
+  return _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ);
+}
 
 // Runs a float64 lane function on 8 float32 lanes and rounds the results once.
-template <typename D> __m256 in_f64(__m256 x, D d) {
+template <typename D>
+__m256 in_f64(__m256 x, D d) {
   const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(x));
   const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
   return _mm256_set_m128(_mm256_cvtpd_ps(d(hi)), _mm256_cvtpd_ps(d(lo)));
@@ -51,22 +59,29 @@ template <typename D> __m256 in_f64(__m256 x, D d) {
 
 // Computes d (a float64 lane function) for 8 float32 lanes as float32 hi + lo,
 // with lo = 0 where hi is not finite.
-template <typename D> void split_f64(__m256 x, __m256& hi, __m256& lo, D d) {
+template <typename D>
+void split_f64(__m256 x, __m256& hi, __m256& lo, D d) {
   __m128 h[2], l[2];
   for (int half = 0; half < 2; ++half) {
-    const __m256d v = _mm256_cvtps_pd(half ? _mm256_extractf128_ps(x, 1) : _mm256_castps256_ps128(x));
+    const __m256d v =
+        _mm256_cvtps_pd(half ? _mm256_extractf128_ps(x, 1) : _mm256_castps256_ps128(x));
     const __m256d r = d(v);
     h[half] = _mm256_cvtpd_ps(r);
     l[half] = _mm256_cvtpd_ps(_mm256_sub_pd(r, _mm256_cvtps_pd(h[half])));
   }
   hi = _mm256_set_m128(h[1], h[0]);
   lo = _mm256_set_m128(l[1], l[0]);
-  lo = _mm256_and_ps(lo, _mm256_cmp_ps(_mm256_andnot_ps(splat(-0.0f), hi), splat(INFINITY), _CMP_LT_OQ));
+  lo = _mm256_and_ps(
+      lo, _mm256_cmp_ps(_mm256_andnot_ps(splat(-0.0f), hi), splat(INFINITY), _CMP_LT_OQ));
 }
 
 // The float64 formulas (bit-identical to the reference kernels).
-double sigmoid64(double x) { return 1.0 / (1.0 + std::exp(-x)); }
-double gelu_erf64(double x) { return 0.5 * x * std::erfc(-x / std::sqrt(2.0)); }
+double sigmoid64(double x) {
+  return 1.0 / (1.0 + std::exp(-x));
+}
+double gelu_erf64(double x) {
+  return 0.5 * x * std::erfc(-x / std::sqrt(2.0));
+}
 double gelu_tanh64(double x) {
   return x / (1.0 + std::exp(-2.0 * std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
 }
@@ -81,8 +96,12 @@ struct KeepsInts {
 };
 
 struct Neg : KeepsInts {
-  static auto f32(const OpContext&) { return [](__m256 x) { return negate(x); }; }
-  static auto f64(const OpContext&) { return [](double x) { return -x; }; }
+  static auto f32(const OpContext&) {
+    return [](__m256 x) { return negate(x); };
+  }
+  static auto f64(const OpContext&) {
+    return [](double x) { return -x; };
+  }
   static auto ints(const OpContext&) {
     return [](auto x) {
       using T = decltype(x);
@@ -91,8 +110,12 @@ struct Neg : KeepsInts {
   }
 };
 struct Abs : KeepsInts {
-  static auto f32(const OpContext&) { return [](__m256 x) { return _mm256_andnot_ps(splat(-0.0f), x); }; }
-  static auto f64(const OpContext&) { return [](double x) { return std::abs(x); }; }
+  static auto f32(const OpContext&) {
+    return [](__m256 x) { return _mm256_andnot_ps(splat(-0.0f), x); };
+  }
+  static auto f64(const OpContext&) {
+    return [](double x) { return std::abs(x); };
+  }
   static auto ints(const OpContext&) {
     return [](auto x) {
       using T = decltype(x);
@@ -107,12 +130,20 @@ struct Relu : KeepsInts {
       return _mm256_and_ps(x, _mm256_or_ps(gt_zero(x), _mm256_cmp_ps(x, x, _CMP_UNORD_Q)));
     };
   }
-  static auto f64(const OpContext&) { return [](double x) { return x > 0 || std::isnan(x) ? x : 0.0; }; }
-  static auto ints(const OpContext&) { return [](auto x) { return x > 0 ? x : decltype(x){0}; }; }
+  static auto f64(const OpContext&) {
+    return [](double x) { return x > 0 || std::isnan(x) ? x : 0.0; };
+  }
+  static auto ints(const OpContext&) {
+    return [](auto x) { return x > 0 ? x : decltype(x){0}; };
+  }
 };
 struct Square : KeepsInts {
-  static auto f32(const OpContext&) { return [](__m256 x) { return _mm256_mul_ps(x, x); }; }
-  static auto f64(const OpContext&) { return [](double x) { return x * x; }; }
+  static auto f32(const OpContext&) {
+    return [](__m256 x) { return _mm256_mul_ps(x, x); };
+  }
+  static auto f64(const OpContext&) {
+    return [](double x) { return x * x; };
+  }
   static auto ints(const OpContext&) {
     return [](auto x) {
       using U = std::make_unsigned_t<decltype(x)>;
@@ -137,33 +168,65 @@ struct Sign : KeepsInts {
   }
 };
 // floor / ceil / round are the identity on integers.
-template <int Mode, double (*F)(double)> struct Rounding : KeepsInts {
+template <int Mode, double (*F)(double)>
+struct Rounding : KeepsInts {
   static auto f32(const OpContext&) {
     return [](__m256 x) { return _mm256_round_ps(x, Mode | _MM_FROUND_NO_EXC); };
   }
-  static auto f64(const OpContext&) { return [](double x) { return F(x); }; }
-  static auto ints(const OpContext&) { return [](auto x) { return x; }; }
+  static auto f64(const OpContext&) {
+    return [](double x) { return F(x); };
+  }
+  static auto ints(const OpContext&) {
+    return [](auto x) { return x; };
+  }
 };
-double floor64(double x) { return std::floor(x); }
-double ceil64(double x) { return std::ceil(x); }
-double round64(double x) { return std::nearbyint(x); }
+double floor64(double x) {
+  return std::floor(x);
+}
+double ceil64(double x) {
+  return std::ceil(x);
+}
+double round64(double x) {
+  return std::nearbyint(x);
+}
 using Floor = Rounding<_MM_FROUND_TO_NEG_INF, floor64>;
 using Ceil = Rounding<_MM_FROUND_TO_POS_INF, ceil64>;
 using Round = Rounding<_MM_FROUND_TO_NEAREST_INT, round64>;
 
 // Float-result ops whose float32 lanes call one libmvec function.
-template <__m256 (*V)(__m256), double (*F)(double)> struct Mvec : FloatOnly {
-  static auto f32(const OpContext&) { return [](__m256 x) { return V(x); }; }
-  static auto f64(const OpContext&) { return [](double x) { return F(x); }; }
+template <__m256 (*V)(__m256), double (*F)(double)>
+struct Mvec : FloatOnly {
+  static auto f32(const OpContext&) {
+    return [](__m256 x) { return V(x); };
+  }
+  static auto f64(const OpContext&) {
+    return [](double x) { return F(x); };
+  }
 };
-double exp64(double x) { return std::exp(x); }
-double log64(double x) { return std::log(x); }
-double log1p64(double x) { return std::log1p(x); }
-double expm164(double x) { return std::expm1(x); }
-double sin64(double x) { return std::sin(x); }
-double cos64(double x) { return std::cos(x); }
-double tanh64(double x) { return std::tanh(x); }
-double erf64(double x) { return std::erf(x); }
+double exp64(double x) {
+  return std::exp(x);
+}
+double log64(double x) {
+  return std::log(x);
+}
+double log1p64(double x) {
+  return std::log1p(x);
+}
+double expm164(double x) {
+  return std::expm1(x);
+}
+double sin64(double x) {
+  return std::sin(x);
+}
+double cos64(double x) {
+  return std::cos(x);
+}
+double tanh64(double x) {
+  return std::tanh(x);
+}
+double erf64(double x) {
+  return std::erf(x);
+}
 using Exp = Mvec<_ZGVdN8v_expf, exp64>;
 using Log = Mvec<_ZGVdN8v_logf, log64>;
 using Log1p = Mvec<_ZGVdN8v_log1pf, log1p64>;
@@ -174,28 +237,43 @@ using Tanh = Mvec<_ZGVdN8v_tanhf, tanh64>;
 using Erf = Mvec<_ZGVdN8v_erff, erf64>;
 
 struct Sqrt : FloatOnly {
-  static auto f32(const OpContext&) { return [](__m256 x) { return _mm256_sqrt_ps(x); }; }
-  static auto f64(const OpContext&) { return [](double x) { return std::sqrt(x); }; }
+  static auto f32(const OpContext&) {
+    return [](__m256 x) { return _mm256_sqrt_ps(x); };
+  }
+  static auto f64(const OpContext&) {
+    return [](double x) { return std::sqrt(x); };
+  }
 };
 struct Rsqrt : FloatOnly {
   static auto f32(const OpContext&) {
     return [](__m256 x) { return _mm256_div_ps(splat(1.0f), _mm256_sqrt_ps(x)); };
   }
-  static auto f64(const OpContext&) { return [](double x) { return 1.0 / std::sqrt(x); }; }
+  static auto f64(const OpContext&) {
+    return [](double x) { return 1.0 / std::sqrt(x); };
+  }
 };
 struct Reciprocal : FloatOnly {
-  static auto f32(const OpContext&) { return [](__m256 x) { return _mm256_div_ps(splat(1.0f), x); }; }
-  static auto f64(const OpContext&) { return [](double x) { return 1.0 / x; }; }
+  static auto f32(const OpContext&) {
+    return [](__m256 x) { return _mm256_div_ps(splat(1.0f), x); };
+  }
+  static auto f64(const OpContext&) {
+    return [](double x) { return 1.0 / x; };
+  }
 };
 // 1 / (1 + e^-|x|), times e^-|x| for x < 0: no overflow, accurate in both tails.
 inline __m256 sigmoid_f32(__m256 x) {
   const __m256 e = _ZGVdN8v_expf(_mm256_or_ps(x, splat(-0.0f)));
   const __m256 r = _mm256_div_ps(splat(1.0f), _mm256_add_ps(splat(1.0f), e));
-  return _mm256_blendv_ps(_mm256_mul_ps(e, r), r, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ));
+  return _mm256_blendv_ps(_mm256_mul_ps(e, r), r,
+                          _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ));
 }
 struct Sigmoid : FloatOnly {
-  static auto f32(const OpContext&) { return [](__m256 x) { return sigmoid_f32(x); }; }
-  static auto f64(const OpContext&) { return [](double x) { return sigmoid64(x); }; }
+  static auto f32(const OpContext&) {
+    return [](__m256 x) { return sigmoid_f32(x); };
+  }
+  static auto f64(const OpContext&) {
+    return [](double x) { return sigmoid64(x); };
+  }
 };
 // x / (1 + e^-x) in float64: in float32, x * e^x loses bits where e^x is
 // subnormal (x < -87) but the product is not.
@@ -208,7 +286,9 @@ struct Silu : FloatOnly {
       });
     };
   }
-  static auto f64(const OpContext&) { return [](double x) { return x * sigmoid64(x); }; }
+  static auto f64(const OpContext&) {
+    return [](double x) { return x * sigmoid64(x); };
+  }
 };
 struct LeakyRelu : FloatOnly {
   static auto f32(const OpContext& c) {
@@ -259,7 +339,8 @@ struct Gelu : FloatOnly {
         const __m256 large_w =
             _mm256_mul_ps(_mm256_div_ps(_mm256_mul_ps(x, f), one_plus_e), splat(0x1p-32f));
         // w > 0 exactly where x < 0 (x + 0.044715 x^3 has the sign of x).
-        return _mm256_blendv_ps(small_w, large_w, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
+        return _mm256_blendv_ps(small_w, large_w,
+                                _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
       }
       split_f64(x, hi, lo, [](__m256d v) { return _mm256_mul_pd(v, _mm256_set1_pd(-kSqrtHalf)); });
       const __m256 c = _ZGVdN8v_erfcf(hi);
@@ -270,11 +351,14 @@ struct Gelu : FloatOnly {
       // has: those (rare) lanes are computed in float64.
       const __m256 far = _mm256_cmp_ps(hi, splat(9.0f), _CMP_GT_OQ);
       if (!_mm256_movemask_ps(far)) return r;
-      return _mm256_blendv_ps(r, in_f64(x, [](__m256d v) {
-                                const __m256d t = _mm256_mul_pd(v, _mm256_set1_pd(-kSqrtHalf));
-                                return _mm256_mul_pd(_mm256_mul_pd(_mm256_set1_pd(0.5), v), _ZGVdN4v_erfc(t));
-                              }),
-                              far);
+      return _mm256_blendv_ps(
+          r,
+          in_f64(x,
+                 [](__m256d v) {
+                   const __m256d t = _mm256_mul_pd(v, _mm256_set1_pd(-kSqrtHalf));
+                   return _mm256_mul_pd(_mm256_mul_pd(_mm256_set1_pd(0.5), v), _ZGVdN4v_erfc(t));
+                 }),
+          far);
     }
   };
   static Lanes f32(const OpContext& c) { return Lanes{c.s("approximate") == "tanh"}; }
@@ -303,7 +387,8 @@ struct Softplus : FloatOnly {
 
 // ---- drivers
 
-template <typename V> void map_f32(const float* x, float* y, int64_t n, const V& v) {
+template <typename V>
+void map_f32(const float* x, float* y, int64_t n, const V& v) {
   parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
     int64_t i = b;
     for (; i + 8 <= e; i += 8) _mm256_storeu_ps(y + i, v(_mm256_loadu_ps(x + i)));
@@ -316,20 +401,26 @@ template <typename V> void map_f32(const float* x, float* y, int64_t n, const V&
   });
 }
 
-template <typename T, typename R, typename F> void map_scalar(const T* x, R* y, int64_t n, F f) {
+template <typename T, typename R, typename F>
+void map_scalar(const T* x, R* y, int64_t n, F f) {
   parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) y[i] = f(x[i]);
   });
 }
 
-template <typename Op> void unary_kernel(const KernelCall& k) {
+template <typename Op>
+void unary_kernel(const KernelCall& k) {
   Tensor& out = k.outputs[0];
   const Tensor x = as_dtype(k.inputs[0], out.dtype());
   const int64_t n = out.numel();
   if (n == 0) return;
   switch (out.dtype()) {
-    case DType::Float32: map_f32(x.data<float>(), out.data<float>(), n, Op::f32(k.ctx)); break;
-    case DType::Float64: map_scalar(x.data<double>(), out.data<double>(), n, Op::f64(k.ctx)); break;
+    case DType::Float32:
+      map_f32(x.data<float>(), out.data<float>(), n, Op::f32(k.ctx));
+      break;
+    case DType::Float64:
+      map_scalar(x.data<double>(), out.data<double>(), n, Op::f64(k.ctx));
+      break;
     case DType::Int32:
     case DType::Int64:
       if constexpr (Op::kKeepsInts) {
@@ -339,11 +430,13 @@ template <typename Op> void unary_kernel(const KernelCall& k) {
           map_scalar(x.data<int64_t>(), out.data<int64_t>(), n, Op::ints(k.ctx));
       }
       break;
-    default: throw TypeError(k.ctx.where() + "no vectorized kernel for " + dtype_name(out.dtype()));
+    default:
+      throw TypeError(k.ctx.where() + "no vectorized kernel for " + dtype_name(out.dtype()));
   }
 }
 
-template <typename Op> void register_unary(const char* name) {
+template <typename Op>
+void register_unary(const char* name) {
   register_kernel(name, DeviceKind::CPU,
                   {unary_kernel<Op>,
                    [](const OpContext& c) {
@@ -355,17 +448,18 @@ template <typename Op> void register_unary(const char* name) {
 }
 
 // logical_not and isnan: any fast dtype in, bool out.
-template <typename Pred> void register_predicate(const char* name, Pred pred) {
-  register_kernel(name, DeviceKind::CPU,
-                  {[pred](const KernelCall& k) {
-                     visit_fast_or_bool(k.inputs[0].dtype(), [&](auto zero) {
-                       using T = decltype(zero);
-                       map_scalar(k.inputs[0].data<T>(), k.outputs[0].data<bool>(),
-                                  k.inputs[0].numel(), [&](T v) { return pred(v); });
-                     });
-                   },
-                   [](const OpContext& c) { return is_fast_or_bool(c.inputs[0].dtype); },
-                   "vectorized", 10});
+template <typename Pred>
+void register_predicate(const char* name, Pred pred) {
+  register_kernel(
+      name, DeviceKind::CPU,
+      {[pred](const KernelCall& k) {
+         visit_fast_or_bool(k.inputs[0].dtype(), [&](auto zero) {
+           using T = decltype(zero);
+           map_scalar(k.inputs[0].data<T>(), k.outputs[0].data<bool>(), k.inputs[0].numel(),
+                      [&](T v) { return pred(v); });
+         });
+       },
+       [](const OpContext& c) { return is_fast_or_bool(c.inputs[0].dtype); }, "vectorized", 10});
 }
 
 const OpRegistrar reg([] {

@@ -104,8 +104,12 @@ Tensor arange(double start, double stop, double step, DType dtype) {
 Tensor full(const Shape& shape, double value, DType dtype) {
   return apply1("full", {}, {{"shape", shape}, {"value", value}, {"dtype", dtype}});
 }
-Tensor zeros(const Shape& shape, DType dtype) { return full(shape, 0.0, dtype); }
-Tensor ones(const Shape& shape, DType dtype) { return full(shape, 1.0, dtype); }
+Tensor zeros(const Shape& shape, DType dtype) {
+  return full(shape, 0.0, dtype);
+}
+Tensor ones(const Shape& shape, DType dtype) {
+  return full(shape, 1.0, dtype);
+}
 Tensor one_hot(const Tensor& indices, int64_t num_classes, DType dtype) {
   return apply1("one_hot", {indices}, {{"num_classes", num_classes}, {"dtype", dtype}});
 }

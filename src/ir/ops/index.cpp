@@ -9,7 +9,9 @@ namespace ds {
 namespace ops {
 namespace {
 
-bool extents_match(int64_t a, int64_t b) { return a == b || a == dyn || b == dyn; }
+bool extents_match(int64_t a, int64_t b) {
+  return a == b || a == dyn || b == dyn;
+}
 
 void require_indices(const TensorType& t, const OpContext& c, const char* what) {
   DS_CHECK(is_integral(t.dtype), TypeError, c.where(), what, " must be an integer tensor, got ",
@@ -73,7 +75,8 @@ const OpRegistrar reg([] {
             const int axis = axis_of(k.ctx, k.inputs[0].ndim());
             const AxisSplit xs = split_at(k.inputs[0].shape(), axis);
             const AxisSplit os = split_at(k.outputs[0].shape(), axis);
-            const auto idx = normalized(k.inputs[1], xs.extent, IndexRange::AllowNegative, k.ctx, axis);
+            const auto idx =
+                normalized(k.inputs[1], xs.extent, IndexRange::AllowNegative, k.ctx, axis);
             const auto x = to_f64(k.inputs[0]);
             std::vector<double> out(idx.size());
             for (int64_t o = 0; o < os.outer; ++o)
@@ -84,14 +87,13 @@ const OpRegistrar reg([] {
                 }
             from_f64(out, k.outputs[0]);
           },
-      .vjp =
-          [](const VjpArgs& a) -> std::vector<Tensor> {
-            const Tensor& x = a.inputs[0];
-            const int axis = normalize_axis(a.ctx.i("axis"), x.ndim(), "");
-            return {apply1("scatter_add_along_axis", {a.inputs[1], a.grads[0]},
-                           {{"axis", int64_t{axis}}, {"size", x.shape()[axis]}}),
-                    Tensor()};
-          },
+      .vjp = [](const VjpArgs& a) -> std::vector<Tensor> {
+        const Tensor& x = a.inputs[0];
+        const int axis = normalize_axis(a.ctx.i("axis"), x.ndim(), "");
+        return {apply1("scatter_add_along_axis", {a.inputs[1], a.grads[0]},
+                       {{"axis", int64_t{axis}}, {"size", x.shape()[axis]}}),
+                Tensor()};
+      },
       .onnx = "GatherElements",
   });
 
@@ -131,10 +133,9 @@ const OpRegistrar reg([] {
                 }
             from_f64(out, k.outputs[0]);
           },
-      .vjp =
-          [](const VjpArgs& a) -> std::vector<Tensor> {
-            return {Tensor(), take_along_axis(a.grads[0], a.inputs[0], a.ctx.i("axis"))};
-          },
+      .vjp = [](const VjpArgs& a) -> std::vector<Tensor> {
+        return {Tensor(), take_along_axis(a.grads[0], a.inputs[0], a.ctx.i("axis"))};
+      },
       .onnx = "ScatterElements",
   });
 
@@ -157,7 +158,8 @@ const OpRegistrar reg([] {
           [](const KernelCall& k) {
             const int axis = axis_of(k.ctx, k.inputs[0].ndim());
             const AxisSplit xs = split_at(k.inputs[0].shape(), axis);
-            const auto idx = normalized(k.inputs[1], xs.extent, IndexRange::AllowNegative, k.ctx, axis);
+            const auto idx =
+                normalized(k.inputs[1], xs.extent, IndexRange::AllowNegative, k.ctx, axis);
             const auto x = to_f64(k.inputs[0]);
             const int64_t m = static_cast<int64_t>(idx.size());
             std::vector<double> out(static_cast<size_t>(k.outputs[0].numel()));
@@ -167,14 +169,13 @@ const OpRegistrar reg([] {
                   out[(o * m + j) * xs.inner + i] = x[(o * xs.extent + idx[j]) * xs.inner + i];
             from_f64(out, k.outputs[0]);
           },
-      .vjp =
-          [](const VjpArgs& a) -> std::vector<Tensor> {
-            const Tensor& x = a.inputs[0];
-            const int axis = normalize_axis(a.ctx.i("axis"), x.ndim(), "");
-            return {apply1("index_add", {a.inputs[1], a.grads[0]},
-                           {{"axis", int64_t{axis}}, {"size", x.shape()[axis]}}),
-                    Tensor()};
-          },
+      .vjp = [](const VjpArgs& a) -> std::vector<Tensor> {
+        const Tensor& x = a.inputs[0];
+        const int axis = normalize_axis(a.ctx.i("axis"), x.ndim(), "");
+        return {apply1("index_add", {a.inputs[1], a.grads[0]},
+                       {{"axis", int64_t{axis}}, {"size", x.shape()[axis]}}),
+                Tensor()};
+      },
       .onnx = "Gather",
   });
 
@@ -193,8 +194,8 @@ const OpRegistrar reg([] {
             DS_CHECK(!upd.empty(), ShapeError, c.where(), "updates must have rank >= 1");
             const int axis = axis_of(c, upd.size());
             DS_CHECK(extents_match(upd[axis], idx[0]), ShapeError, c.where(), "updates ",
-                     shape_str(upd), " has extent ", upd[axis], " on axis ", axis, " but there are ",
-                     idx[0], " indices");
+                     shape_str(upd), " has extent ", upd[axis], " on axis ", axis,
+                     " but there are ", idx[0], " indices");
             Shape out = upd;
             out[axis] = c.i("size");
             return one(c.inputs[1].dtype, out);
@@ -210,13 +211,13 @@ const OpRegistrar reg([] {
             for (int64_t o = 0; o < us.outer; ++o)
               for (int64_t j = 0; j < us.extent; ++j)
                 for (int64_t i = 0; i < us.inner; ++i)
-                  out[(o * size + idx[j]) * us.inner + i] += upd[(o * us.extent + j) * us.inner + i];
+                  out[(o * size + idx[j]) * us.inner + i] +=
+                      upd[(o * us.extent + j) * us.inner + i];
             from_f64(out, k.outputs[0]);
           },
-      .vjp =
-          [](const VjpArgs& a) -> std::vector<Tensor> {
-            return {Tensor(), index_select(a.grads[0], a.ctx.i("axis"), a.inputs[0])};
-          },
+      .vjp = [](const VjpArgs& a) -> std::vector<Tensor> {
+        return {Tensor(), index_select(a.grads[0], a.ctx.i("axis"), a.inputs[0])};
+      },
   });
 
   register_op({
@@ -226,8 +227,8 @@ const OpRegistrar reg([] {
           [](const OpContext& c) {
             const Shape &idx = c.inputs[0].shape, &w = c.inputs[1].shape;
             require_indices(c.inputs[0], c, "indices");
-            DS_CHECK(!w.empty(), ShapeError, c.where(), "weight must have rank >= 1 ([vocab, dim]), got ",
-                     shape_str(w));
+            DS_CHECK(!w.empty(), ShapeError, c.where(),
+                     "weight must have rank >= 1 ([vocab, dim]), got ", shape_str(w));
             Shape out = idx;
             out.insert(out.end(), w.begin() + 1, w.end());
             return one(c.inputs[1].dtype, out);
@@ -243,15 +244,14 @@ const OpRegistrar reg([] {
                 out[j * ws.inner + i] = w[idx[j] * ws.inner + i];
             from_f64(out, k.outputs[0]);
           },
-      .vjp =
-          [](const VjpArgs& a) -> std::vector<Tensor> {
-            const Tensor& w = a.inputs[1];
-            Shape rows = w.shape();
-            rows[0] = -1;
-            return {Tensor(), apply1("index_add",
-                                     {reshape(a.inputs[0], {-1}), reshape(a.grads[0], rows)},
-                                     {{"axis", int64_t{0}}, {"size", w.shape()[0]}})};
-          },
+      .vjp = [](const VjpArgs& a) -> std::vector<Tensor> {
+        const Tensor& w = a.inputs[1];
+        Shape rows = w.shape();
+        rows[0] = -1;
+        return {Tensor(),
+                apply1("index_add", {reshape(a.inputs[0], {-1}), reshape(a.grads[0], rows)},
+                       {{"axis", int64_t{0}}, {"size", w.shape()[0]}})};
+      },
   });
 });
 

@@ -29,13 +29,13 @@ enum class IndexRange { AllowNegative, NonNegative };
 
 [[noreturn]] inline void throw_bad_index(const OpContext& ctx, int64_t index, int64_t position,
                                          int axis, int64_t extent, IndexRange range) {
-  throw ValueError(ctx.where() + "index " + std::to_string(index) + " (at position " +
-                   std::to_string(position) + " of the indices) is out of range for axis " +
-                   std::to_string(axis) + " with extent " + std::to_string(extent) +
-                   (range == IndexRange::AllowNegative
-                        ? "; expected -" + std::to_string(extent) + " <= index < " +
-                              std::to_string(extent)
-                        : "; expected 0 <= index < " + std::to_string(extent)));
+  throw ValueError(
+      ctx.where() + "index " + std::to_string(index) + " (at position " + std::to_string(position) +
+      " of the indices) is out of range for axis " + std::to_string(axis) + " with extent " +
+      std::to_string(extent) +
+      (range == IndexRange::AllowNegative
+           ? "; expected -" + std::to_string(extent) + " <= index < " + std::to_string(extent)
+           : "; expected 0 <= index < " + std::to_string(extent)));
 }
 
 // Returns the index in [0, extent), or throws naming the op, index and extent.

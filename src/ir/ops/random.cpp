@@ -36,15 +36,19 @@ class WordReader {
   philox::Block block_{};
 };
 
-template <typename T> bool below(T v, double high) { return static_cast<double>(v) < high; }
+template <typename T>
+bool below(T v, double high) {
+  return static_cast<double>(v) < high;
+}
 
 // The largest T below `high`, for values that rounded up onto the open bound.
-template <typename T> T step_down(T v) {
+template <typename T>
+T step_down(T v) {
   if constexpr (std::is_floating_point_v<T>) {
     return std::nextafter(v, -std::numeric_limits<T>::infinity());
   } else if constexpr (!std::is_class_v<T>) {
     return v;  // integer dtypes are rejected by infer
-  } else {  // Half / BFloat16: sign-magnitude bits
+  } else {     // Half / BFloat16: sign-magnitude bits
     T r = v;
     if (v.bits & 0x8000u)
       r.bits = static_cast<uint16_t>(v.bits + 1);
@@ -56,7 +60,8 @@ template <typename T> T step_down(T v) {
   }
 }
 
-template <typename T> T to_elem(double v) {
+template <typename T>
+T to_elem(double v) {
   if constexpr (std::is_class_v<T>)
     return T(static_cast<float>(v));
   else
@@ -71,7 +76,8 @@ uint64_t seed_of(const KernelCall& k) {
 }
 
 // Fills the output with gen(reader, i) (a double), rounded to the output dtype.
-template <typename Gen> void fill(const KernelCall& k, Gen&& gen) {
+template <typename Gen>
+void fill(const KernelCall& k, Gen&& gen) {
   Tensor& out = k.outputs[0];
   const uint64_t seed = seed_of(k);
   visit_dtype(out.dtype(), [&](auto zero) {
@@ -87,9 +93,8 @@ template <typename Gen> void fill(const KernelCall& k, Gen&& gen) {
 std::vector<TensorType> infer_random(const OpContext& c) {
   if (!c.inputs.empty()) {
     const TensorType& s = c.inputs[0];
-    DS_CHECK((s.dtype == DType::Int64 || s.dtype == DType::Int32) && numel(s.shape) == 1,
-             TypeError, c.where(), "the seed input must be an int64 or int32 scalar, got ",
-             s.str());
+    DS_CHECK((s.dtype == DType::Int64 || s.dtype == DType::Int32) && numel(s.shape) == 1, TypeError,
+             c.where(), "the seed input must be an int64 or int32 scalar, got ", s.str());
   }
   const auto& shape = c.ints("shape");
   for (int64_t d : shape)
@@ -195,18 +200,24 @@ const OpRegistrar reg([] {
 
 Tensor random_uniform(const Shape& shape, uint64_t seed, double low, double high, DType dtype) {
   return apply1("random_uniform", {},
-                {{"shape", shape}, {"seed", static_cast<int64_t>(seed)}, {"low", low},
-                 {"high", high}, {"dtype", dtype}});
+                {{"shape", shape},
+                 {"seed", static_cast<int64_t>(seed)},
+                 {"low", low},
+                 {"high", high},
+                 {"dtype", dtype}});
 }
 Tensor random_normal(const Shape& shape, uint64_t seed, double mean, double stddev, DType dtype) {
   return apply1("random_normal", {},
-                {{"shape", shape}, {"seed", static_cast<int64_t>(seed)}, {"mean", mean},
-                 {"stddev", stddev}, {"dtype", dtype}});
+                {{"shape", shape},
+                 {"seed", static_cast<int64_t>(seed)},
+                 {"mean", mean},
+                 {"stddev", stddev},
+                 {"dtype", dtype}});
 }
 Tensor bernoulli(const Shape& shape, uint64_t seed, double p, DType dtype) {
-  return apply1("bernoulli", {},
-                {{"shape", shape}, {"seed", static_cast<int64_t>(seed)}, {"p", p},
-                 {"dtype", dtype}});
+  return apply1(
+      "bernoulli", {},
+      {{"shape", shape}, {"seed", static_cast<int64_t>(seed)}, {"p", p}, {"dtype", dtype}});
 }
 
 }  // namespace ds
