@@ -14,6 +14,10 @@
 #include "ds/graph.h"
 #include "ds/tensor.h"
 
+namespace ds::nn {
+class Module;
+}
+
 namespace ds::tensorboard {
 
 // A histogram in TensorBoard's form: bucket i counts values in
@@ -40,6 +44,10 @@ struct SummaryWriterOptions {
   // TensorBoard (a SessionLog START is written at this step).
   std::optional<int64_t> purge_step;
 };
+
+// The graph add_graph(model, ...) writes, for inspection.
+Graph module_graph(nn::Module& model, const Shape& input_shape,
+                   DType input_dtype = DType::Float32);
 
 class EventFileWriter;
 
@@ -70,6 +78,11 @@ class SummaryWriter {
   // output shapes and dtypes and attributes. Node names with dots
   // ("encoder.fc1") become name scopes ("encoder/fc1"), which TensorBoard folds.
   void add_graph(const Graph& graph);
+  // The graph of a model: forward() runs once on a symbolic input of this shape
+  // (ds::dyn for the batch) with the parameters as named constants; ops reading
+  // a parameter are scoped by their module ("conv1/conv2d_3").
+  void add_graph(nn::Module& model, const Shape& input_shape,
+                 DType input_dtype = DType::Float32);
 
   // Writes every pending event to the file now.
   void flush();

@@ -7,9 +7,11 @@
 #include <fstream>
 #include <limits>
 #include <regex>
+#include <set>
 #include <thread>
 
 #include "ds/ds.h"
+#include "ds/nn/layers.h"
 #include "ds/tensorboard.h"
 #include "tools/crc32c.h"
 #include "tools/proto_writer.h"
@@ -290,4 +292,40 @@ TEST_F(TensorBoardTest, GraphTextAndErrors) {
   fs::create_directories(dir_);
   std::ofstream((dir_ / "file").string()) << "x";
   EXPECT_THROW(SummaryWriter((dir_ / "file" / "sub").string()), ds::IOError);
+}
+
+TEST_F(TensorBoardTest, GraphOfAModuleTreeIsScopedAndLeavesTheModelAsItWas) {
+  auto model = std::make_shared<ds::nn::Sequential>(std::vector<ds::nn::ModulePtr>{
+      std::make_shared<ds::nn::Linear>(4, 3), ds::nn::ReLU(),
+      std::make_shared<ds::nn::Linear>(3, 2)});
+  const auto before = model->named_parameters();
+  const ds::Graph g = ds::tensorboard::module_graph(*model, {ds::dyn, 4});
+  std::set<std::string> names;
+  for (const ds::Node& n : g.nodes()) names.insert(n.name);
+  for (const char* p : {"input", "0.weight", "0.bias", "2.weight", "2.bias"})
+    EXPECT_TRUE(names.count(p)) << p;
+  int scoped_in_0 = 0;
+  for (const std::string& n : names) scoped_in_0 += n.rfind("0.", 0) == 0 && n != "0.weight" && n != "0.bias";
+  EXPECT_GE(scoped_in_0, 1);  // the first Linear's op(s)
+  const auto outputs = g.outputs();
+  ASSERT_EQ(outputs.size(), 1u);
+  EXPECT_EQ(g.type(outputs[0].second).shape, (ds::Shape{ds::dyn, 2}));
+  // The parameters are the same concrete tensors as before.
+  const auto after = model->named_parameters();
+  ASSERT_EQ(after.size(), before.size());
+  for (size_t i = 0; i < after.size(); ++i) {
+    EXPECT_TRUE(after[i].second.same(before[i].second)) << after[i].first;
+    EXPECT_FALSE(after[i].second.is_symbolic());
+  }
+  {
+    SummaryWriter w(dir_.string());
+    w.add_graph(*model, {ds::dyn, 4});
+  }
+  const auto records = ds::tools::read_records(event_files(dir_)[0].string());
+  ASSERT_EQ(records.size(), 2u);
+  const Decoded graph = decode(decode(records[1]).bytes.find(4)->second);
+  std::set<std::string> tb_names;
+  for (auto it = graph.bytes.lower_bound(1); it != graph.bytes.upper_bound(1); ++it)
+    tb_names.insert(decode(it->second).bytes.find(1)->second);
+  EXPECT_TRUE(tb_names.count("2/weight"));
 }
