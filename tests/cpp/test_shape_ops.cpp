@@ -5,6 +5,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "ds/autodiff.h"
 #include "shape_test_util.h"
 
 namespace ds {
@@ -250,6 +251,39 @@ TEST(ShapeOps, CompiledGraphWithSymbolicBatchMatchesEager) {
     Tensor want = stack({eager, tril(eager)}, 0);
     ASSERT_EQ(got.shape(), (Shape{2, batch, 3}));
     expect_values(got, values(want));
+  }
+}
+
+TEST(ShapeOps, GraphGradientThroughSplitWithUnusedPartAndSymbolicBatch) {
+  Graph g;
+  Tensor x = g.placeholder("x", {dyn, 6}, DType::Float64);
+  Tensor w = g.placeholder("w", {5, 3}, DType::Float64);
+  Tensor ids = g.placeholder("ids", {dyn}, DType::Int64);
+  auto parts = split(x, {2, 3, 1}, 1);
+  Tensor e = embedding(ids, w);  // [batch, 3]
+  Tensor loss = sum(mul(mul(parts[0], parts[0]), scalar_like(1.0, x))) + sum(mul(e, parts[1]));
+  auto grads = grad(g, loss, {x, w});
+  g.output(grads[0], "dx");
+  g.output(grads[1], "dw");
+  Executable exe = compile(g, "cpu");
+  std::mt19937 rng(13);
+  for (int64_t batch : {1, 4}) {
+    Tensor xv = random_tensor({batch, 6}, DType::Float64, rng);
+    Tensor wv = random_tensor({5, 3}, DType::Float64, rng);
+    std::vector<int64_t> iv;
+    for (int64_t b = 0; b < batch; ++b) iv.push_back((3 * b + 1) % 5);
+    auto out = exe.run(std::vector<Tensor>{xv, wv, index_tensor(iv, {batch})});
+    auto xs = values(xv), ws = values(wv);
+    std::vector<double> dx(xs.size(), 0.0), dw(ws.size(), 0.0);
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int j = 0; j < 2; ++j) dx[b * 6 + j] = 2 * xs[b * 6 + j];
+      for (int j = 0; j < 3; ++j) {
+        dx[b * 6 + 2 + j] = ws[iv[b] * 3 + j];
+        dw[iv[b] * 3 + j] += xs[b * 6 + 2 + j];
+      }
+    }
+    expect_values(out[0], dx, 1e-12, "dx");
+    expect_values(out[1], dw, 1e-12, "dw");
   }
 }
 

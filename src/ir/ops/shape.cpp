@@ -1,5 +1,6 @@
 // Shape ops: reshape, flatten, squeeze, permute, broadcast, concat/stack/split, slicing,
 // padding, tril/triu. Indexing ops (gather, scatter) live in index.cpp.
+#include <algorithm>
 #include <limits>
 
 #include "ir/ops/op_helpers.h"
@@ -479,12 +480,27 @@ const OpRegistrar reg([] {
         }
       },
       .vjp = [](const VjpArgs& a) -> std::vector<Tensor> {
-        std::vector<Tensor> parts;
-        for (size_t i = 0; i < a.outputs.size(); ++i)
-          parts.push_back(a.grads[i].defined()
-                              ? a.grads[i]
-                              : zeros(a.outputs[i].shape(), a.outputs[i].dtype()));
-        return {concat(parts, a.ctx.i("axis"))};
+        const bool all = std::all_of(a.grads.begin(), a.grads.end(),
+                                     [](const Tensor& g) { return g.defined(); });
+        if (all) return {concat(a.grads, a.ctx.i("axis"))};
+        // Parts without a gradient contribute zeros: pad each gradient to the full
+        // extent and add (unlike a zeros tensor, this works with symbolic extents).
+        const Tensor& x = a.inputs[0];
+        const int axis = normalize_axis(a.ctx.i("axis"), x.ndim(), "");
+        Tensor total;
+        int64_t offset = 0;
+        for (size_t i = 0; i < a.outputs.size(); ++i) {
+          const int64_t n = a.outputs[i].shape()[axis];
+          if (a.grads[i].defined()) {
+            std::vector<int64_t> pads(2 * x.ndim(), 0);
+            pads[2 * axis] = offset;
+            pads[2 * axis + 1] = x.shape()[axis] - offset - n;
+            const Tensor g = pad(a.grads[i], pads);
+            total = total.defined() ? add(total, g) : g;
+          }
+          offset += n;
+        }
+        return {total};
       },
       .onnx = "Split",
   });
