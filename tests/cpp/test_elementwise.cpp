@@ -90,7 +90,7 @@ const std::vector<UnaryCase>& float_unary_cases() {
       {"tanh", {}, 4},
       {"erf", {}, 4},
       {"sigmoid", {}, 4},
-      {"silu", {}, 1},
+      {"silu", {}, 4},
       {"leaky_relu", {{"negative_slope", 0.1}}, 1},
       {"elu", {{"alpha", 1.5}}, 4},
       {"gelu", {}, 4},

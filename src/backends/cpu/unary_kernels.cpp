@@ -1,8 +1,8 @@
 // Fast CPU kernels for the unary elementwise ops, multi-threaded.
 // float32: 8 lanes of AVX2; transcendentals from glibc's libmvec (_ZGVdN8v_expf
-// and friends, a few ulps). silu and softplus would amplify the rounding of an
-// inner step in their tails, so their lanes run in float64 and round once; gelu
-// carries its inner argument in extra precision (see Gelu). A remainder shorter
+// and friends, a few ulps). softplus would amplify the rounding of an inner step
+// in its tail, so its lanes run in float64 and round once; gelu carries its inner
+// argument in extra precision and silu takes rare extreme lanes to float64. A remainder shorter
 // than 8 goes through the same vector code in a padded buffer, so a value never
 // depends on where a thread's chunk starts.
 // float64 and the integer types: the reference formulas, element by element.
@@ -275,15 +275,27 @@ struct Sigmoid : FloatOnly {
     return [](double x) { return sigmoid64(x); };
   }
 };
-// x / (1 + e^-x) in float64: in float32, x * e^x loses bits where e^x is
-// subnormal (x < -87) but the product is not.
+// x / (1 + e^-x) for x >= 0 and x e^x / (1 + e^x) for x < 0, so e = e^-|x| never
+// overflows. Below x = -80 e^x nears float32's subnormal range (losing bits)
+// while x e^x does not, so those (rare) lanes run in float64.
 struct Silu : FloatOnly {
   static auto f32(const OpContext&) {
     return [](__m256 x) {
-      return in_f64(x, [](__m256d v) {
-        const __m256d e = _ZGVdN4v_exp(_mm256_xor_pd(v, _mm256_set1_pd(-0.0)));
-        return _mm256_div_pd(v, _mm256_add_pd(_mm256_set1_pd(1.0), e));
-      });
+      const __m256 e = _ZGVdN8v_expf(_mm256_or_ps(x, splat(-0.0f)));
+      const __m256 one_plus_e = _mm256_add_ps(splat(1.0f), e);
+      const __m256 r = _mm256_blendv_ps(_mm256_div_ps(_mm256_mul_ps(x, e), one_plus_e),
+                                        _mm256_div_ps(x, one_plus_e),
+                                        _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ));
+      const __m256 far = _mm256_cmp_ps(x, splat(-80.0f), _CMP_LT_OQ);
+      if (!_mm256_movemask_ps(far)) return r;
+      return _mm256_blendv_ps(
+          r,
+          in_f64(x,
+                 [](__m256d v) {
+                   const __m256d ev = _ZGVdN4v_exp(_mm256_xor_pd(v, _mm256_set1_pd(-0.0)));
+                   return _mm256_div_pd(v, _mm256_add_pd(_mm256_set1_pd(1.0), ev));
+                 }),
+          far);
     };
   }
   static auto f64(const OpContext&) {
