@@ -5,7 +5,9 @@
 // written by ds::save, or any format ds::load reads). config.json fields, all
 // optional: max_batch_size, max_queue_delay_us, preferred_batch_sizes,
 // priority_levels, default_priority, default_timeout_us, instance_count,
-// max_queue_size, target, model (path of the model inside the folder).
+// max_queue_size, target, model (path of the model inside the folder), policy
+// ("static": the knobs above; "aimd": adapts the batch cap to latency_target_us;
+// "qlearning": learns online, starting from the table in qtable if given).
 #pragma once
 
 #include <cstdint>
@@ -27,6 +29,9 @@ struct ModelConfig {
   int instance_count = 1;
   size_t max_queue_size = 1024;
   std::string target = "cpu";
+  std::string policy = "static";
+  int64_t latency_target_us = 0;  // aimd
+  std::string qtable;             // qlearning: a saved table to start from (absolute path)
 };
 
 // Reads DIR/<name>/config.json (a missing file gives the defaults). Throws

@@ -66,6 +66,7 @@ struct DynamicBatcher::Impl : std::enable_shared_from_this<Impl> {
   detail::BatchQueue queue;
   std::multiset<int> queued_pulls;  // levels of pull tasks not started yet
   int running_pulls = 0;
+  int64_t last_finish_us = 0;  // when a batch of this model last finished
   std::condition_variable idle_cv;  // signalled when a pull finishes (destructor waits)
   bool stopping = false;
   // Recent arrival rate and utilization (exponential moving averages).
@@ -158,9 +159,16 @@ struct DynamicBatcher::Impl : std::enable_shared_from_this<Impl> {
       finish_pull(0, 0);
       return {};
     }
-    int64_t rows = 0;
-    for (const auto& r : live) rows += r.rows;
+    int64_t rows = 0, oldest = live.front().arrival_us;
+    for (const auto& r : live) rows += r.rows, oldest = std::min(oldest, r.arrival_us);
     const int64_t t0 = now_us();
+    int64_t held_us;
+    {
+      // Time an instance sat free while this batch's oldest request waited: the
+      // price of the queue delay, which learning policies must see.
+      std::lock_guard lock(m);
+      held_us = std::max<int64_t>(0, t0 - std::max(last_finish_us, oldest));
+    }
     Outputs outs;
     std::exception_ptr err;
     try {
@@ -182,7 +190,7 @@ struct DynamicBatcher::Impl : std::enable_shared_from_this<Impl> {
       offset += r.rows;
       r.task->resolve(TaskStatus::Done, std::move(mine));
     }
-    if (policy) policy_observe(live, rows, t1 - t0);
+    if (policy) policy_observe(live, rows, t1 - t0, held_us);
     dispatch();
     return {};
   }
@@ -190,6 +198,7 @@ struct DynamicBatcher::Impl : std::enable_shared_from_this<Impl> {
   void finish_pull(int64_t rows, int64_t busy_us) {
     std::lock_guard lock(m);
     --running_pulls;
+    last_finish_us = now_us();
     busy_in_window_us += busy_us;
     if (rows > 0) {
       ++st.batches;
@@ -211,10 +220,12 @@ struct DynamicBatcher::Impl : std::enable_shared_from_this<Impl> {
     return outs;
   }
 
-  void policy_observe(const std::vector<PendingRequest>& batch, int64_t rows, int64_t service_us) {
+  void policy_observe(const std::vector<PendingRequest>& batch, int64_t rows, int64_t service_us,
+                      int64_t held_us) {
     BatchOutcome o;
     o.batch_size = rows;
     o.service_us = static_cast<double>(service_us);
+    o.held_us = static_cast<double>(held_us);
     o.requests = static_cast<int64_t>(batch.size());
     for (const auto& r : batch) {
       std::lock_guard tl(r.task->m);

@@ -58,7 +58,8 @@ struct Server::Impl {
               {"priority_levels", sm.config.priority_levels},
               {"default_timeout_us", sm.config.default_timeout_us},
               {"instance_count", sm.config.instance_count},
-              {"target", sm.config.target}}}};
+              {"target", sm.config.target},
+              {"policy", sm.config.policy}}}};
   }
 
   // Counts the request as in flight for graceful shutdown; false once stopping.
@@ -201,10 +202,24 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
     bo.preferred_batch_sizes = c.preferred_batch_sizes;
     bo.max_queue_size = c.max_queue_size;
     bo.instance_count = c.instance_count;
-    sm->batcher = std::make_unique<sched::DynamicBatcher>(name, sm->run_batch, *s.scheduler, bo);
+    std::shared_ptr<sched::Policy> policy;
+    if (c.policy == "aimd") {
+      policy = sched::aimd_policy(static_cast<double>(c.latency_target_us), c.max_batch_size,
+                                  c.max_queue_delay_us);
+    } else if (c.policy == "qlearning") {
+      sched::QLearningOptions qo;
+      std::erase_if(qo.batch_caps, [&](int64_t b) { return b > c.max_batch_size; });
+      auto q = std::make_shared<sched::QLearningPolicy>(qo);
+      if (!c.qtable.empty()) q->load(c.qtable);
+      policy = q;
+    }
+    sm->batcher = std::make_unique<sched::DynamicBatcher>(name, sm->run_batch, *s.scheduler, bo, policy);
   }
   s.http.set_payload_max_length(s.opt.max_body_bytes);
   s.http.set_tcp_nodelay(true);  // small JSON answers must not wait for delayed ACKs
+  // Clients keep their connections: reconnecting through a short listen backlog
+  // under load costs SYN retries (seconds).
+  s.http.set_keep_alive_max_count(1u << 20);
   s.http.set_read_timeout(5);
   s.http.set_write_timeout(5);
   const int threads = std::max(1, s.opt.http_threads);

@@ -32,7 +32,8 @@ ModelConfig read_model_config(const std::string& model_dir) {
   };
   const std::set<std::string> known = {"max_batch_size", "max_queue_delay_us", "preferred_batch_sizes",
                                        "priority_levels", "default_priority", "default_timeout_us",
-                                       "instance_count", "max_queue_size", "target", "model", "name"};
+                                       "instance_count", "max_queue_size", "target", "model", "name",
+                                       "policy", "latency_target_us", "qtable"};
   for (const auto& [k, _] : j.items())
     DS_CHECK(known.count(k), ValueError, where, "unknown field '", k, "'");
   c.max_batch_size = integer("max_batch_size", 1, c.max_batch_size);
@@ -56,6 +57,19 @@ ModelConfig read_model_config(const std::string& model_dir) {
   if (j.contains("target")) {
     DS_CHECK(j["target"].is_string(), ValueError, where, "target must be a string");
     c.target = j["target"].get<std::string>();
+  }
+  if (j.contains("policy")) {
+    DS_CHECK(j["policy"].is_string(), ValueError, where, "policy must be a string");
+    c.policy = j["policy"].get<std::string>();
+    DS_CHECK(c.policy == "static" || c.policy == "aimd" || c.policy == "qlearning", ValueError,
+             where, "policy must be static, aimd or qlearning, got '", c.policy, "'");
+  }
+  c.latency_target_us = integer("latency_target_us", 1, 0);
+  DS_CHECK(c.policy != "aimd" || c.latency_target_us > 0, ValueError, where,
+           "policy aimd needs latency_target_us");
+  if (j.contains("qtable")) {
+    DS_CHECK(j["qtable"].is_string(), ValueError, where, "qtable must be a path string");
+    c.qtable = (fs::absolute(model_dir) / j["qtable"].get<std::string>()).string();
   }
   if (j.contains("model")) {
     DS_CHECK(j["model"].is_string(), ValueError, where, "model must be a path string");

@@ -199,6 +199,26 @@ TEST_F(ServeHttp, StopAnswersInFlightThenCloses) {
   EXPECT_FALSE(httplib::Client("127.0.0.1", port_).Get("/v2/health/live"));
 }
 
+TEST(ServeConfig, LearningPoliciesServeCorrectAnswers) {
+  for (const char* config : {R"({"policy": "qlearning", "max_batch_size": 4})",
+                             R"({"policy": "aimd", "latency_target_us": 100000})"}) {
+    const fs::path repo = make_repository("policy", config);
+    ds::serve::ServerOptions o;
+    o.model_repository = repo.string();
+    o.port = 0;
+    ds::serve::Server server(o);
+    httplib::Client c("127.0.0.1", server.start());
+    for (int i = 0; i < 20; ++i) {
+      auto r = c.Post("/v2/models/relu3/infer", kOneRow, "application/json");
+      ASSERT_TRUE(r);
+      ASSERT_EQ(r->status, 200) << config << ": " << r->body;
+      EXPECT_EQ(json::parse(r->body)["outputs"][0]["data"], json::parse("[0.0, 6.0, 9.0]"));
+    }
+    server.stop();
+    fs::remove_all(repo);
+  }
+}
+
 TEST(ServeConfig, ReadsAndValidatesModelConfig) {
   fs::path dir = fs::temp_directory_path() / "ds_serve_config" / "m";
   fs::create_directories(dir);
@@ -217,6 +237,12 @@ TEST(ServeConfig, ReadsAndValidatesModelConfig) {
   EXPECT_THROW(ds::serve::read_model_config(dir.string()), ds::ValueError);
   std::ofstream(dir / "config.json") << R"({"max_batch_size": 4, "preferred_batch_sizes": [8]})";
   EXPECT_THROW(ds::serve::read_model_config(dir.string()), ds::ValueError);
+  std::ofstream(dir / "config.json") << R"({"policy": "aimd"})";
+  EXPECT_THROW(ds::serve::read_model_config(dir.string()), ds::ValueError);  // no latency target
+  std::ofstream(dir / "config.json") << R"({"policy": "fastest"})";
+  EXPECT_THROW(ds::serve::read_model_config(dir.string()), ds::ValueError);
+  std::ofstream(dir / "config.json") << R"({"policy": "aimd", "latency_target_us": 5000})";
+  EXPECT_EQ(ds::serve::read_model_config(dir.string()).policy, "aimd");
   fs::remove_all(dir.parent_path());
   ds::serve::ServerOptions o;
   o.model_repository = "/nonexistent/repo";
