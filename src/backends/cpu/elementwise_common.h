@@ -18,6 +18,13 @@ inline bool is_fast(DType t) {
 inline bool is_fast_or_bool(DType t) {
   return is_fast(t) || t == DType::Bool;
 }
+// float16 and bfloat16 compute in float32 and round once into the output.
+inline bool is_half(DType t) {
+  return t == DType::Float16 || t == DType::BFloat16;
+}
+inline DType compute_dtype(DType t) {
+  return is_half(t) ? DType::Float32 : t;
+}
 
 inline Tensor as_dtype(const Tensor& t, DType d) {
   if (t.dtype() == d) return t;

@@ -2,8 +2,8 @@
 // float32/float64/int32/int64 (bool for comparisons, logic, where and cast), NumPy
 // broadcasting (src/backends/cpu/broadcast_loop.h), multi-threaded. The inner
 // loops are plain so GCC vectorizes them. Mixed input dtypes are converted to the
-// computation dtype first, as the OpDef's inference says; float16/bfloat16 and
-// int8/uint8 fall back to the reference kernel.
+// computation dtype first, as the OpDef's inference says; float16/bfloat16
+// compute in float32 and round once; int8/uint8 fall back to the reference kernel.
 #include <cmath>
 #include <type_traits>
 
@@ -188,21 +188,26 @@ template <Kind K, typename F>
 KernelFn binary_kernel(F f) {
   return [f](const KernelCall& k) {
     Tensor& out = k.outputs[0];
-    const DType compute = K == Kind::Logical ? DType::Bool
-                          : K == Kind::Compare
-                              ? promote_types(k.inputs[0].dtype(), k.inputs[1].dtype())
-                              : out.dtype();
+    const DType compute =
+        K == Kind::Logical ? DType::Bool
+        : K == Kind::Compare
+            ? compute_dtype(promote_types(k.inputs[0].dtype(), k.inputs[1].dtype()))
+            : compute_dtype(out.dtype());
     const Tensor a = as_dtype(k.inputs[0], compute), b = as_dtype(k.inputs[1], compute);
     if constexpr (K == Kind::Logical) {
       binary_loop<bool, bool>(a, b, out, f);
     } else {
+      // float16/bfloat16 results are computed in float32, then rounded once.
+      Tensor result =
+          K == Kind::Compare || compute == out.dtype() ? out : Tensor::empty(out.shape(), compute);
       visit_fast(compute, [&](auto zero) {
         using T = decltype(zero);
         if constexpr (K == Kind::Compare)
-          binary_loop<T, bool>(a, b, out, f);
+          binary_loop<T, bool>(a, b, result, f);
         else
-          binary_loop<T, T>(a, b, out, f);
+          binary_loop<T, T>(a, b, result, f);
       });
+      if (!result.same(out)) copy_into(result, out);
     }
   };
 }
@@ -210,12 +215,12 @@ KernelFn binary_kernel(F f) {
 std::function<bool(const OpContext&)> binary_supports(Kind kind) {
   return [kind](const OpContext& c) {
     for (const auto& t : c.inputs)
-      if (!is_fast_or_bool(t.dtype)) return false;
+      if (!is_fast_or_bool(t.dtype) && !is_half(t.dtype)) return false;
     const DType p = promote_types(c.inputs[0].dtype, c.inputs[1].dtype);
     switch (kind) {
       case Kind::Arith:
       case Kind::Compare:
-        return is_fast(p);
+        return is_fast(p) || is_half(p);
       case Kind::Div:  // integer and bool operands divide in float32
       case Kind::Logical:
         return true;
@@ -230,9 +235,9 @@ void where_loop(const Tensor& c, const Tensor& a, const Tensor& b, Tensor& out) 
   if (out.numel() == 0) return;
   const auto plan = plan_broadcast<3>(out.shape(), {&c.shape(), &a.shape(), &b.shape()});
   const bool* pc = c.data<bool>();
-  const T* pa = a.data<T>();
-  const T* pb = b.data<T>();
-  T* po = out.data<T>();
+  const T* pa = static_cast<const T*>(a.raw_data());
+  const T* pb = static_cast<const T*>(b.raw_data());
+  T* po = static_cast<T*>(out.raw_data());
   const int64_t sc = plan.strides[0].back(), sa = plan.strides[1].back(),
                 sb = plan.strides[2].back();
   parallel_for(out.numel(), kGrain, [&](int64_t begin, int64_t end) {
@@ -294,12 +299,16 @@ const OpRegistrar reg([] {
                      const Tensor c = as_dtype(k.inputs[0], DType::Bool);
                      const Tensor a = as_dtype(k.inputs[1], out.dtype());
                      const Tensor b = as_dtype(k.inputs[2], out.dtype());
-                     visit_fast_or_bool(
-                         out.dtype(), [&](auto zero) { where_loop<decltype(zero)>(c, a, b, out); });
+                     if (is_half(out.dtype()))  // selection moves the 16-bit patterns
+                       where_loop<uint16_t>(c, a, b, out);
+                     else
+                       visit_fast_or_bool(out.dtype(), [&](auto zero) {
+                         where_loop<decltype(zero)>(c, a, b, out);
+                       });
                    },
                    [](const OpContext& c) {
                      for (const auto& t : c.inputs)
-                       if (!is_fast_or_bool(t.dtype)) return false;
+                       if (!is_fast_or_bool(t.dtype) && !is_half(t.dtype)) return false;
                      return true;
                    },
                    "vectorized", 10});

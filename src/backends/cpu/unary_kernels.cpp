@@ -6,6 +6,7 @@
 // than 8 goes through the same vector code in a padded buffer, so a value never
 // depends on where a thread's chunk starts.
 // float64 and the integer types: the reference formulas, element by element.
+// float16/bfloat16: computed in float32, rounded once into the output.
 // Integer inputs of float-result ops (exp of int32) compute in float32.
 #include "backends/cpu/elementwise_common.h"
 #include "core/thread_pool.h"
@@ -422,7 +423,9 @@ void map_scalar(const T* x, R* y, int64_t n, F f) {
 
 template <typename Op>
 void unary_kernel(const KernelCall& k) {
-  Tensor& out = k.outputs[0];
+  // float16/bfloat16 compute in float32 and round once into the output.
+  const bool half = is_half(k.outputs[0].dtype());
+  Tensor out = half ? Tensor::empty(k.outputs[0].shape(), DType::Float32) : k.outputs[0];
   const Tensor x = as_dtype(k.inputs[0], out.dtype());
   const int64_t n = out.numel();
   if (n == 0) return;
@@ -445,6 +448,7 @@ void unary_kernel(const KernelCall& k) {
     default:
       throw TypeError(k.ctx.where() + "no vectorized kernel for " + dtype_name(out.dtype()));
   }
+  if (half) copy_into(out, k.outputs[0]);
 }
 
 template <typename Op>
@@ -453,6 +457,7 @@ void register_unary(const char* name) {
                   {unary_kernel<Op>,
                    [](const OpContext& c) {
                      const DType in = c.inputs[0].dtype;
+                     if (is_half(in)) return true;
                      if (Op::kKeepsInts) return is_fast(in);
                      return is_fast_or_bool(in);  // integers and bool compute in float32
                    },
