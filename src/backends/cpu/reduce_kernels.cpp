@@ -10,15 +10,16 @@
 #include <cmath>
 #include <limits>
 
+#include "backends/cpu/vec_lanes.h"
 #include "core/thread_pool.h"
 #include "ds/op.h"
 
 namespace ds {
 namespace {
 
-// Independent accumulators per row: the compiler turns them into vector registers.
-constexpr int kLanes = 16;
-// Rows longer than this are reduced as pairwise halves (bounded error growth).
+// Independent vector accumulators per row (hides the add latency).
+constexpr int kUnroll = 4;
+// Rows longer than this are reduced as pairwise halves.
 constexpr int64_t kPairwiseLeaf = 2048;
 // Contiguous chunk of a long row given to one task.
 constexpr int64_t kRowChunk = int64_t{1} << 16;
@@ -27,37 +28,55 @@ constexpr int64_t kInnerTile = 512;
 // Reduced rows folded per block in the strided case (two-level accumulation).
 constexpr int64_t kStrideBlock = 1024;
 
+// combine() serves scalars and lane vectors alike.
 struct SumOp {
   using Acc = double;
   static Acc init() { return 0; }
-  static Acc combine(Acc a, Acc v) { return a + v; }
+  template <typename V> static V combine(V a, V v) { return a + v; }
 };
 // max/min keep NaN once seen, like numpy.
 template <typename T> struct MaxOp {
   using Acc = T;
   static Acc init() { return -std::numeric_limits<T>::infinity(); }
-  static Acc combine(Acc a, Acc v) { return (v > a || v != v) ? v : a; }
+  template <typename V> static V combine(V a, V v) { return ((v > a) | (v != v)) ? v : a; }
 };
 template <typename T> struct MinOp {
   using Acc = T;
   static Acc init() { return std::numeric_limits<T>::infinity(); }
-  static Acc combine(Acc a, Acc v) { return (v < a || v != v) ? v : a; }
+  template <typename V> static V combine(V a, V v) { return ((v < a) | (v != v)) ? v : a; }
 };
 
+template <class Op, typename In> typename Op::Acc reduce_leaf(const In* x, int64_t n) {
+  using Acc = typename Op::Acc;
+  constexpr int kWidth = cpu::kLanesOf<Acc>;
+  constexpr int kStep = kWidth * kUnroll;
+  cpu::Vec<Acc> lanes[kUnroll];
+  for (auto& l : lanes) l = cpu::splat(Op::init());
+  int64_t i = 0;
+  for (; i + kStep <= n; i += kStep)
+    for (int u = 0; u < kUnroll; ++u)
+      lanes[u] = Op::combine(lanes[u], cpu::load_lanes<Acc>(x + i + u * kWidth));
+  for (int u = 1; u < kUnroll; ++u) lanes[0] = Op::combine(lanes[0], lanes[u]);
+  Acc r = Op::init();
+  for (int j = 0; j < kWidth; ++j) r = Op::combine(r, static_cast<Acc>(lanes[0][j]));
+  for (; i < n; ++i) r = Op::combine(r, static_cast<Acc>(x[i]));
+  return r;
+}
+
+// Pairwise over leaves of kPairwiseLeaf values, merged like a binary counter (the
+// same tree as halving recursion), so error grows with log(n), not n.
 template <class Op, typename In> typename Op::Acc reduce_contiguous(const In* x, int64_t n) {
   using Acc = typename Op::Acc;
-  if (n > kPairwiseLeaf) {
-    const int64_t half = n / 2 / kLanes * kLanes;
-    return Op::combine(reduce_contiguous<Op>(x, half), reduce_contiguous<Op>(x + half, n - half));
+  Acc pending[64];
+  int depth = 0;
+  int64_t leaves = 0;
+  for (int64_t begin = 0; begin < n; begin += kPairwiseLeaf, ++leaves) {
+    Acc s = reduce_leaf<Op>(x + begin, std::min(kPairwiseLeaf, n - begin));
+    for (int64_t c = leaves; c & 1; c >>= 1) s = Op::combine(pending[--depth], s);
+    pending[depth++] = s;
   }
-  Acc lanes[kLanes];
-  for (Acc& l : lanes) l = Op::init();
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) lanes[j] = Op::combine(lanes[j], static_cast<Acc>(x[i + j]));
-  Acc r = Op::init();
-  for (int j = 0; j < kLanes; ++j) r = Op::combine(r, lanes[j]);
-  for (; i < n; ++i) r = Op::combine(r, static_cast<Acc>(x[i]));
+  Acc r = depth ? pending[depth - 1] : Op::init();
+  for (int d = depth - 2; d >= 0; --d) r = Op::combine(pending[d], r);
   return r;
 }
 

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 
+#include "backends/cpu/vec_lanes.h"
 #include "core/thread_pool.h"
 #include "ds/op.h"
 
@@ -44,45 +45,70 @@ template <typename T> double row_sum_sq(const T* x, int64_t n, double c) {
 // The row maximum; NaN if the row has one (then the whole softmax row is NaN, as in
 // the reference).
 template <typename T> T row_max(const T* x, int64_t n) {
-  T lanes[kLanes];
-  for (T& l : lanes) l = -std::numeric_limits<T>::infinity();
+  constexpr int kWidth = cpu::kLanesOf<T>, kUnroll = 4, kStep = kWidth * kUnroll;
+  auto pick = [](auto a, auto v) { return ((v > a) | (v != v)) ? v : a; };
+  const T lowest = -std::numeric_limits<T>::infinity();
+  cpu::Vec<T> lanes[kUnroll];
+  for (auto& l : lanes) l = cpu::splat(lowest);
   int64_t i = 0;
-  auto pick = [](T a, T v) { return (v > a || v != v) ? v : a; };
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) lanes[j] = pick(lanes[j], x[i + j]);
-  T m = -std::numeric_limits<T>::infinity();
-  for (T l : lanes) m = pick(m, l);
+  for (; i + kStep <= n; i += kStep)
+    for (int u = 0; u < kUnroll; ++u) lanes[u] = pick(lanes[u], cpu::load_lanes<T>(x + i + u * kWidth));
+  T m = lowest;
+  for (const auto& l : lanes)
+    for (int j = 0; j < kWidth; ++j) m = pick(m, static_cast<T>(l[j]));
   for (; i < n; ++i) m = pick(m, x[i]);
   return m;
 }
 
-// exp for x <= 0 (softmax arguments), branch-free so loops over it vectorize:
-// Cephes' expf polynomial after reducing x = k ln2 + r; about 1 ulp. Results below
-// float's normal range flush to 0; NaN stays NaN.
-inline float exp_nonpositive(float x) {
-  constexpr float kLog2e = 1.44269504088896341f, kRound = 12582912.0f;  // 1.5 * 2^23
-  const bool underflow = x < -87.33654f;
-  const float xc = underflow ? -87.33654f : x;
-  const float t = xc * kLog2e + kRound;  // round to nearest integer k, held in t's low bits
-  const float k = t - kRound;
-  float r = xc - k * 0.693359375f;
+// exp for x <= 0 (softmax arguments) on 8 floats at once (GCC/Clang vector
+// extensions: the selects below would otherwise stay branches, since comparisons
+// may trap): Cephes' expf polynomial after reducing x = k ln2 + r, about 1 ulp.
+// Results below float's normal range flush to 0; NaN stays NaN.
+using f32x8 = float __attribute__((vector_size(32)));
+using i32x8 = int32_t __attribute__((vector_size(32)));
+
+inline f32x8 splat(float v) { return f32x8{v, v, v, v, v, v, v, v}; }
+
+inline f32x8 exp_nonpositive(f32x8 x) {
+  const f32x8 lowest = splat(-87.33654f), round = splat(12582912.0f);  // 1.5 * 2^23
+  const i32x8 underflow = x < lowest;
+  const f32x8 xc = underflow ? lowest : x;
+  const f32x8 t = xc * 1.44269504088896341f + round;  // nearest integer k in t's low bits
+  const f32x8 k = t - round;
+  f32x8 r = xc - k * 0.693359375f;
   r = r - k * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
+  f32x8 p = splat(1.9875691500e-4f);
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const int32_t ki = std::bit_cast<int32_t>(t) - std::bit_cast<int32_t>(kRound);
-  const float scale = std::bit_cast<float>((ki + 127) << 23);
-  return underflow ? 0.0f : p * scale;
+  const i32x8 ki = std::bit_cast<i32x8>(t) - std::bit_cast<i32x8>(round);
+  const i32x8 bits = (ki + 127) << 23;
+  const f32x8 scale = std::bit_cast<f32x8>(bits);
+  return underflow ? splat(0.0f) : p * scale;
 }
-inline double exp_nonpositive(double x) { return std::exp(x); }
 
 // y = exp(x - max) and returns sum(y), accumulated in double.
-template <typename T> double exp_shifted(const T* x, T* y, int64_t n, T m) {
-  for (int64_t i = 0; i < n; ++i) y[i] = exp_nonpositive(x[i] - m);
+double exp_shifted(const float* x, float* y, int64_t n, float m) {
+  int64_t i = 0;
+  f32x8 v;
+  for (; i + 8 <= n; i += 8) {
+    std::memcpy(&v, x + i, sizeof v);
+    v = exp_nonpositive(v - m);
+    std::memcpy(y + i, &v, sizeof v);
+  }
+  if (i < n) {  // the tail, padded
+    v = splat(m);
+    std::memcpy(&v, x + i, sizeof(float) * static_cast<size_t>(n - i));
+    v = exp_nonpositive(v - m);
+    std::memcpy(y + i, &v, sizeof(float) * static_cast<size_t>(n - i));
+  }
+  return row_sum(y, n);
+}
+double exp_shifted(const double* x, double* y, int64_t n, double m) {
+  for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i] - m);
   return row_sum(y, n);
 }
 
