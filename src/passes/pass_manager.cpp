@@ -31,6 +31,7 @@ const std::vector<Pass>& pipeline() {
   static const std::vector<Pass> p = {
       {"constant_folding", 1, constant_folding},
       {"algebraic_simplification", 1, algebraic_simplification},
+      {"fold_batch_norm", 2, fold_batch_norm},
       {"cse", 1, common_subexpression_elimination},
       {"dce", 0, dead_code_elimination},
   };

@@ -31,5 +31,6 @@ Graph dead_code_elimination(const Graph& g);
 Graph constant_folding(const Graph& g);
 Graph common_subexpression_elimination(const Graph& g);
 Graph algebraic_simplification(const Graph& g);
+Graph fold_batch_norm(const Graph& g);  // inference graphs
 
 }  // namespace ds::passes

@@ -122,3 +122,32 @@ TEST(Passes, DumpIrWritesOneFilePerPass) {
   EXPECT_EQ(files, 1 + static_cast<int>(passes::pipeline().size()));
   std::filesystem::remove_all(dir);
 }
+
+TEST(Passes, BatchNormFoldsIntoConvAndLinear) {
+  auto rnd = [](ds::Shape s, uint64_t seed, double lo = -1, double hi = 1) {
+    return ds::random_uniform(s, seed, lo, hi);
+  };
+  Graph g;
+  Tensor x = g.placeholder("x", {2, 3, 8, 8});
+  Tensor conv = ds::conv2d(x, g.constant(rnd({4, 3, 3, 3}, 1)), g.constant(rnd({4}, 2)), {1}, {1});
+  Tensor bn = ds::batch_norm(conv, g.constant(rnd({4}, 3)), g.constant(rnd({4}, 4, 0.5, 2)),
+                             g.constant(rnd({4}, 5)), g.constant(rnd({4}, 6)), 1e-3);
+  Tensor flat = ds::flatten(ds::relu(bn));
+  Tensor lin = ds::linear(flat, g.constant(rnd({5, 256}, 7)));
+  g.output(ds::batch_norm(lin, g.constant(rnd({5}, 8)), g.constant(rnd({5}, 9, 0.5, 2))), "y");
+  Graph folded = passes::dead_code_elimination(passes::fold_batch_norm(g));
+  EXPECT_EQ(count_op(folded, "batch_norm"), 0) << folded.str();
+  EXPECT_EQ(count_op(folded, "conv2d"), 1);
+  EXPECT_EQ(count_op(folded, "linear"), 1);
+  Tensor feed = rnd({2, 3, 8, 8}, 10);
+  Tensor a = ds::compile(g, "cpu", {.opt_level = 0}).run({{"x", feed}}).at("y");
+  Tensor b = ds::compile(g, "cpu", {.opt_level = 2}).run({{"x", feed}}).at("y");
+  for (int64_t i = 0; i < a.numel(); ++i)
+    EXPECT_NEAR(a.data<float>()[i], b.data<float>()[i], 1e-4 * (1 + std::abs(a.data<float>()[i])));
+  // A batch norm whose statistics are fed at run time stays.
+  Graph g2;
+  Tensor x2 = g2.placeholder("x", {2, 4});
+  g2.output(ds::batch_norm(ds::linear(x2, g2.constant(rnd({4, 4}, 11))), g2.placeholder("m", {4}),
+                           g2.placeholder("v", {4})), "y");
+  EXPECT_EQ(count_op(passes::fold_batch_norm(g2), "batch_norm"), 1);
+}
