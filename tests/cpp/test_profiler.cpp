@@ -311,24 +311,31 @@ TEST(Profiler, RecordingsStartAndStopWhileThreadsRecord) {
   for (int t = 0; t < 4; ++t) threads.emplace_back(work, t);
   ProfilerOptions opt;
   opt.max_events = 5000;  // the cap is hit concurrently too
-  for (int round = 0; round < 20; ++round) {
+  // Rounds go on until the workers were caught recording (they may start late on
+  // a loaded machine), within a time bound.
+  int64_t worker_events = 0;
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (int round = 0; round < 20 || (worker_events < 1000 && std::chrono::steady_clock::now() < give_up);
+       ++round) {
     Profiler prof(opt);
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    for (int i = 0; i < 200; ++i) RecordFunction main_range("outer-main");
     prof.stop();
     const auto& ev = prof.events();
     for (const auto& e : ev) {
+      if (e.name != "outer-main") ++worker_events;
       EXPECT_GE(e.duration_ns(), 0);
       if (e.parent < 0) continue;
       // A child is the inner range of the same thread, inside its parent.
       const ProfileEvent& p = ev[e.parent];
       EXPECT_EQ(p.thread, e.thread);
-      EXPECT_EQ("inner" + p.name.substr(5), e.name);
+      EXPECT_EQ("inner" + p.name.substr(5), e.name);  // "outerN" -> "innerN"
       EXPECT_LE(p.start_ns, e.start_ns);
       EXPECT_GE(p.end_ns, e.end_ns);
     }
   }
   done = true;
   for (auto& t : threads) t.join();
+  EXPECT_GE(worker_events, 1000);
 }
 
 // ---- Chrome trace invariants on a real graph run --------------------------------
