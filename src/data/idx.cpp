@@ -3,6 +3,7 @@
 // in row-major order, big-endian.
 #include <zlib.h>
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cstring>
