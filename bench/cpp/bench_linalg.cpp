@@ -130,6 +130,34 @@ std::vector<Case> make_cases() {
            }});
     }
   }
+  // The Fashion-MNIST CNN's 2x2 max pools and first linear layer at batch 128.
+  for (const auto& [c, h] : {std::pair<int64_t, int64_t>{32, 28}, std::pair<int64_t, int64_t>{64, 14}}) {
+    const std::string shape = "\"n\": 128, \"c\": " + std::to_string(c) + ", \"h\": " +
+                              std::to_string(h) + ", \"w\": " + std::to_string(h) + ", \"k\": 2";
+    const std::string name = "fmnist maxpool2 " + std::to_string(c) + "x" + std::to_string(h) + "x" +
+                             std::to_string(h) + " b128";
+    for (const auto& [kind, label] :
+         {std::pair{"maxpool_fwd", "fwd"}, std::pair{"maxpool_bwd", "bwd"}}) {
+      const std::string k = kind;
+      cases.push_back({"{\"kind\": \"" + k + "\", \"name\": \"" + name + " " + label + "\", " + shape + "}",
+                       [c, h, k](double budget) {
+                         const ds::Tensor x = random({128, c, h, h}, 6);
+                         if (k == "maxpool_fwd")
+                           return median_seconds([&] { ds::max_pool2d(x, {2}); }, budget);
+                         const ds::Tensor gy = random({128, c, h / 2, h / 2}, 7);
+                         const ds::AttrMap attrs{{"kernel_size", ds::Pair{2}}};
+                         return median_seconds(
+                             [&] { ds::apply1("max_pool2d_backward", {x, gy}, attrs); }, budget);
+                       }});
+    }
+  }
+  cases.push_back({"{\"kind\": \"linear\", \"name\": \"fmnist linear 3136->128 b128 fwd\", "
+                   "\"n\": 128, \"in\": 3136, \"out\": 128}",
+                   [](double budget) {
+                     const ds::Tensor x = random({128, 3136}, 8), w = random({128, 3136}, 9),
+                                      b = random({128}, 10);
+                     return median_seconds([&] { ds::linear(x, w, b); }, budget);
+                   }});
   return cases;
 }
 

@@ -1,6 +1,8 @@
 // conv2d, conv_transpose2d and pooling: values against float64 loops written
 // here, the fast (float32) kernels against the reference kernels, the backward
 // ops (through each op's VJP) against finite differences, and bad-input messages.
+#include <thread>
+
 #include "op_check.h"
 
 namespace ds {
@@ -141,6 +143,28 @@ TEST(ConvConv2d, BadInputsNameTheOpAndShapes) {
                {{"input_size", Pair{5, 5}}});
       },
       {"conv2d_backward_input", "grad_y [1, 4, 2, 2]", "[1, 4, 3, 3]"});
+}
+
+TEST(ConvConv2d, ConcurrentCallsMatchSerialOnes) {
+  // Several threads share cached primitives (each call brings its own scratchpad).
+  std::vector<Tensor> xs, ws, want;
+  for (uint32_t i = 0; i < 4; ++i) {
+    xs.push_back(random_tensor({2, 16, 12, 12}, 700 + i, DType::Float32));
+    ws.push_back(random_tensor({8 + 8 * (i % 2), 16, 3, 3}, 710 + i, DType::Float32));
+    want.push_back(conv2d(xs[i], ws[i], {}, {1}, {1}));
+  }
+  std::vector<double> worst(4, 0.0);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int rep = 0; rep < 20; ++rep) {
+        const size_t i = (t + rep) % 4;
+        const Tensor y = max_pool2d(conv2d(xs[i], ws[i], {}, {1}, {1}), {2});
+        worst[t] = std::max(worst[t], rel_diff(y, values(max_pool2d(want[i], {2}))));
+      }
+    });
+  for (auto& th : threads) th.join();
+  for (double w : worst) EXPECT_LT(w, 1e-6);
 }
 
 // conv_transpose2d, written out as a scatter of each input element.

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <mutex>
 #include <sstream>
 
@@ -54,6 +55,21 @@ void Staged::reorder_in() {
 
 void Staged::reorder_out() {
   if (staged_) dnnl::reorder(scratch_, user_).execute(stream(), scratch_, user_);
+}
+
+const dnnl::primitive_attr& user_scratchpad() {
+  static const dnnl::primitive_attr* attr = [] {
+    auto* a = new dnnl::primitive_attr;
+    a->set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    return a;
+  }();
+  return *attr;
+}
+
+Scratchpad::Scratchpad(const dnnl::primitive_desc_base& pd) {
+  const dnnl::memory::desc md = pd.scratchpad_desc();
+  storage_ = Tensor::empty({std::max<int64_t>(static_cast<int64_t>(md.get_size()), 1)}, DType::UInt8);
+  mem_ = dnnl::memory(md, engine(), storage_.raw_data());
 }
 
 namespace {

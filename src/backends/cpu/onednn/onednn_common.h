@@ -44,6 +44,21 @@ class Staged {
   bool staged_ = false;
 };
 
+// Attributes for every cached primitive: the caller passes the scratchpad (from
+// the pooled allocator), so one primitive can run on several threads at once.
+const dnnl::primitive_attr& user_scratchpad();
+
+// Scratch memory for one execution of a primitive made with user_scratchpad().
+class Scratchpad {
+ public:
+  explicit Scratchpad(const dnnl::primitive_desc_base& pd);
+  const dnnl::memory& mem() const { return mem_; }
+
+ private:
+  Tensor storage_;
+  dnnl::memory mem_;
+};
+
 // A process-wide cache of primitives (and their descriptors) keyed by a string
 // that names the problem: creating one costs far more than running it on small shapes.
 std::shared_ptr<void> cache_find(const std::string& key);

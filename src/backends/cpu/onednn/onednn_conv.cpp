@@ -81,7 +81,7 @@ std::shared_ptr<Forward> forward(const ConvGeom& g, bool bias, int threads) {
   return cached<Forward>(conv_key("conv_fwd", g, bias, threads), [&] {
     dnnl::convolution_forward::primitive_desc pd(
         forward_desc(g, dnnl::prop_kind::forward_inference, bias, plain_layout(g)),
-        engine());
+        user_scratchpad(), engine());
     return std::make_shared<Forward>(Forward{pd, dnnl::convolution_forward(pd)});
   });
 }
@@ -95,7 +95,7 @@ std::shared_ptr<BackwardData> backward_data(const ConvGeom& g, int threads) {
     dnnl::convolution_backward_data::desc desc(
         dnnl::algorithm::convolution_direct, layout_f32(d.x, plain), layout_f32(d.w, plain),
         layout_f32(d.y, plain), d.strides, d.dilates, d.pad_l, d.pad_r);
-    dnnl::convolution_backward_data::primitive_desc pd(desc, engine(), hint);
+    dnnl::convolution_backward_data::primitive_desc pd(desc, user_scratchpad(), engine(), hint);
     return std::make_shared<BackwardData>(BackwardData{pd, dnnl::convolution_backward_data(pd)});
   });
 }
@@ -109,7 +109,8 @@ std::shared_ptr<BackwardWeights> backward_weights(const ConvGeom& g, int threads
     dnnl::convolution_backward_weights::desc desc(
         dnnl::algorithm::convolution_direct, layout_f32(d.x, plain), layout_f32(d.w, plain),
         layout_f32(d.y, plain), d.strides, d.dilates, d.pad_l, d.pad_r);
-    dnnl::convolution_backward_weights::primitive_desc pd(desc, engine(), hint);
+    dnnl::convolution_backward_weights::primitive_desc pd(desc, user_scratchpad(), engine(),
+                                                          hint);
     return std::make_shared<BackwardWeights>(
         BackwardWeights{pd, dnnl::convolution_backward_weights(pd)});
   });
@@ -123,8 +124,11 @@ void run_forward(const ConvGeom& g, const Tensor& x, const Tensor& w, const Tens
   Staged ys(p->pd.dst_desc(), plain_f32(g.y_shape()), y);
   xs.reorder_in();
   ws.reorder_in();
-  std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, xs.mem()}, {DNNL_ARG_WEIGHTS, ws.mem()}, {DNNL_ARG_DST, ys.mem()}};
+  const Scratchpad scratch(p->pd);
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, xs.mem()},
+                                       {DNNL_ARG_WEIGHTS, ws.mem()},
+                                       {DNNL_ARG_DST, ys.mem()},
+                                       {DNNL_ARG_SCRATCHPAD, scratch.mem()}};
   if (bias) args.emplace(DNNL_ARG_BIAS, wrap(plain_f32({g.o}), *bias));
   p->prim.execute(stream(), args);
   ys.reorder_out();
@@ -139,9 +143,11 @@ void run_backward_data(const ConvGeom& g, const Tensor& gy, const Tensor& w, Ten
   Staged gxs(p->pd.diff_src_desc(), plain_f32(g.x_shape()), gx);
   gys.reorder_in();
   ws.reorder_in();
+  const Scratchpad scratch(p->pd);
   p->prim.execute(stream(), {{DNNL_ARG_DIFF_DST, gys.mem()},
                              {DNNL_ARG_WEIGHTS, ws.mem()},
-                             {DNNL_ARG_DIFF_SRC, gxs.mem()}});
+                             {DNNL_ARG_DIFF_SRC, gxs.mem()},
+                             {DNNL_ARG_SCRATCHPAD, scratch.mem()}});
   gxs.reorder_out();
   stream().wait();
 }
@@ -154,9 +160,11 @@ void run_backward_weights(const ConvGeom& g, const Tensor& x, const Tensor& gy, 
   Staged gws(p->pd.diff_weights_desc(), weights_f32(g.w_shape(), g.groups), gw);
   xs.reorder_in();
   gys.reorder_in();
+  const Scratchpad scratch(p->pd);
   p->prim.execute(stream(), {{DNNL_ARG_SRC, xs.mem()},
                              {DNNL_ARG_DIFF_DST, gys.mem()},
-                             {DNNL_ARG_DIFF_WEIGHTS, gws.mem()}});
+                             {DNNL_ARG_DIFF_WEIGHTS, gws.mem()},
+                             {DNNL_ARG_SCRATCHPAD, scratch.mem()}});
   gws.reorder_out();
   stream().wait();
 }

@@ -45,7 +45,7 @@ Forward make_forward(const PoolGeom& g, algorithm alg, dnnl::prop_kind kind) {
   const PoolDims d = pool_dims(g);
   dnnl::pooling_v2_forward::desc desc(kind, alg, plain_f32(g.x_shape()), plain_f32(g.y_shape()),
                                       d.strides, d.kernel, d.dilation, d.pad_l, d.pad_r);
-  dnnl::pooling_v2_forward::primitive_desc pd(desc, engine());
+  dnnl::pooling_v2_forward::primitive_desc pd(desc, user_scratchpad(), engine());
   return {pd, dnnl::pooling_v2_forward(pd)};
 }
 
@@ -61,15 +61,17 @@ std::shared_ptr<Backward> backward(const PoolGeom& g, algorithm alg, int threads
     const PoolDims d = pool_dims(g);
     dnnl::pooling_v2_backward::desc desc(alg, plain_f32(g.x_shape()), plain_f32(g.y_shape()),
                                          d.strides, d.kernel, d.dilation, d.pad_l, d.pad_r);
-    dnnl::pooling_v2_backward::primitive_desc pd(desc, engine(), fwd.pd);
+    dnnl::pooling_v2_backward::primitive_desc pd(desc, user_scratchpad(), engine(), fwd.pd);
     return std::make_shared<Backward>(Backward{fwd, pd, dnnl::pooling_v2_backward(pd)});
   });
 }
 
 void run_forward(const PoolGeom& g, algorithm alg, const Tensor& x, Tensor& y) {
   auto p = forward(g, alg, use_ds_threads());
+  const Scratchpad scratch(p->pd);
   p->prim.execute(stream(), {{DNNL_ARG_SRC, wrap(plain_f32(g.x_shape()), x)},
-                             {DNNL_ARG_DST, wrap(plain_f32(g.y_shape()), y)}});
+                             {DNNL_ARG_DST, wrap(plain_f32(g.y_shape()), y)},
+                             {DNNL_ARG_SCRATCHPAD, scratch.mem()}});
   stream().wait();
 }
 
@@ -80,19 +82,24 @@ void run_max_backward(const PoolGeom& g, const Tensor& x, const Tensor& gy, Tens
   Tensor ws_storage =
       Tensor::empty({static_cast<int64_t>(p->fwd.pd.workspace_desc().get_size())}, DType::UInt8);
   memory ws(p->fwd.pd.workspace_desc(), engine(), ws_storage.raw_data());
+  const Scratchpad fwd_scratch(p->fwd.pd), scratch(p->pd);
   p->fwd.prim.execute(stream(), {{DNNL_ARG_SRC, wrap(plain_f32(g.x_shape()), x)},
                                  {DNNL_ARG_DST, wrap(plain_f32(g.y_shape()), y)},
-                                 {DNNL_ARG_WORKSPACE, ws}});
+                                 {DNNL_ARG_WORKSPACE, ws},
+                                 {DNNL_ARG_SCRATCHPAD, fwd_scratch.mem()}});
   p->prim.execute(stream(), {{DNNL_ARG_DIFF_DST, wrap(plain_f32(g.y_shape()), gy)},
                              {DNNL_ARG_DIFF_SRC, wrap(plain_f32(g.x_shape()), gx)},
-                             {DNNL_ARG_WORKSPACE, ws}});
+                             {DNNL_ARG_WORKSPACE, ws},
+                             {DNNL_ARG_SCRATCHPAD, scratch.mem()}});
   stream().wait();
 }
 
 void run_avg_backward(const PoolGeom& g, algorithm alg, const Tensor& gy, Tensor& gx) {
   auto p = backward(g, alg, use_ds_threads());
+  const Scratchpad scratch(p->pd);
   p->prim.execute(stream(), {{DNNL_ARG_DIFF_DST, wrap(plain_f32(g.y_shape()), gy)},
-                             {DNNL_ARG_DIFF_SRC, wrap(plain_f32(g.x_shape()), gx)}});
+                             {DNNL_ARG_DIFF_SRC, wrap(plain_f32(g.x_shape()), gx)},
+                             {DNNL_ARG_SCRATCHPAD, scratch.mem()}});
   stream().wait();
 }
 
