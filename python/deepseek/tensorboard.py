@@ -13,6 +13,7 @@ import datetime
 import os
 import socket
 
+from ._core import Graph
 from ._core import tensorboard as _tb
 
 Histogram = _tb.Histogram
@@ -68,9 +69,25 @@ class SummaryWriter:
     def add_text(self, tag, text_string, global_step=None, walltime=None):
         self._writer.add_text(tag, str(text_string), _step(global_step), walltime)
 
-    def add_graph(self, graph):
-        """Writes a ``ds.Graph`` (read from the graph itself: no tracing)."""
-        self._writer.add_graph(graph)
+    def add_graph(self, model, input_to_model=None):
+        """Writes a ``ds.Graph``, or the graph of a ``ds.nn`` model.
+
+        A model's forward runs once on a symbolic input described by
+        ``input_to_model``: an example array or tensor (its shape and dtype), or
+        a shape with None for symbolic extents (float32). Ops that read a
+        parameter are grouped under their module's name.
+        """
+        if isinstance(model, Graph):
+            self._writer.add_graph(model)
+            return
+        if input_to_model is None:
+            raise ValueError("add_graph: a model needs input_to_model (an example input, "
+                             "or its shape with None for the batch)")
+        if hasattr(input_to_model, "shape") and hasattr(input_to_model, "dtype"):
+            shape, dtype = tuple(input_to_model.shape), str(input_to_model.dtype)
+        else:
+            shape, dtype = tuple(input_to_model), "float32"
+        self._writer.add_module_graph(model, shape, dtype)
 
     def flush(self):
         self._writer.flush()

@@ -6,6 +6,7 @@
 #include <nanobind/stl/vector.h>
 
 #include "bindings.h"
+#include "ds/nn/module.h"
 #include "ds/tensorboard.h"
 
 namespace ds::py {
@@ -54,7 +55,17 @@ void bind_tensorboard(nb::module_& m) {
           nb::arg("tag"), nb::arg("values"), nb::arg("step"), nb::arg("wall_time") = nb::none())
       .def("add_text", &SummaryWriter::add_text, nb::arg("tag"), nb::arg("text"),
            nb::arg("step"), nb::arg("wall_time") = nb::none())
-      .def("add_graph", &SummaryWriter::add_graph, nb::arg("graph"))
+      .def("add_graph", nb::overload_cast<const Graph&>(&SummaryWriter::add_graph),
+           nb::arg("graph"))
+      .def(
+          "add_module_graph",
+          [](SummaryWriter& w, nn::Module& model, nb::handle input_shape, nb::handle dtype) {
+            Shape shape;
+            for (nb::handle d : input_shape)
+              shape.push_back(d.is_none() ? dyn : nb::cast<int64_t>(nb::int_(d)));
+            w.add_graph(model, shape, to_dtype(dtype));
+          },
+          nb::arg("model"), nb::arg("input_shape"), nb::arg("dtype") = "float32")
       .def("flush", &SummaryWriter::flush, nb::call_guard<nb::gil_scoped_release>())
       .def("close", &SummaryWriter::close, nb::call_guard<nb::gil_scoped_release>())
       .def_prop_ro("logdir", &SummaryWriter::logdir)

@@ -144,3 +144,21 @@ def test_background_flush_without_close(tmp_path):
     w.close()
     with pytest.raises(ValueError, match="closed"):
         w.add_scalar("x", 2.0, global_step=2)
+
+
+@pytest.mark.skipif(not hasattr(ds, "nn"), reason="ds.nn is not in this build")
+def test_graph_of_a_model(tmp_path):
+    model = ds.nn.Sequential(ds.nn.Linear(4, 3), ds.nn.ReLU(), ds.nn.Linear(3, 2))
+    with ds.tensorboard.SummaryWriter(tmp_path / "shape") as w:
+        w.add_graph(model, (None, 4))
+    with ds.tensorboard.SummaryWriter(tmp_path / "example") as w:
+        w.add_graph(model, np.zeros((5, 4), np.float32))
+        with pytest.raises(ValueError, match="input_to_model"):
+            w.add_graph(model)
+    for run, batch in (("shape", -1), ("example", 5)):
+        nodes = {n.name: n for n in accumulate(tmp_path / run).Graph().node}
+        assert {"input", "0/weight", "0/bias", "2/weight", "2/bias"} <= set(nodes)
+        scoped = [n for n in nodes.values() if n.name.startswith("2/") and "2/weight" in n.input]
+        assert len(scoped) == 1
+        out = scoped[0].attr["_output_shapes"].list.shape[0]
+        assert [d.size for d in out.dim] == [batch, 2]
