@@ -136,7 +136,6 @@ const OpRegistrar reg([] {
       .vjp = [](const VjpArgs& a) -> std::vector<Tensor> {
         return {Tensor(), take_along_axis(a.grads[0], a.inputs[0], a.ctx.i("axis"))};
       },
-      .onnx = "ScatterElements",
   });
 
   register_op({

@@ -191,7 +191,6 @@ const OpRegistrar reg([] {
               return to_elem<T>(philox::uniform32(w(i)) < p ? 1.0 : 0.0);
             });
           },
-      .onnx = "Bernoulli",
   });
 });
 

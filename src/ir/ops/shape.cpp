@@ -328,7 +328,6 @@ const OpRegistrar reg([] {
       .vjp = [](const VjpArgs& a) -> std::vector<Tensor> {
         return {reshape(a.grads[0], a.inputs[0].shape())};
       },
-      .onnx = "Flatten",
   });
 
   register_op({
