@@ -50,8 +50,9 @@ struct ProfilerOptions {
   int64_t max_events = 1'000'000;  // events kept per recording; later ones are dropped and counted
   ProfileClock clock;           // empty: std::chrono::steady_clock
   std::optional<ProfileSchedule> schedule;  // none: record from construction to stop()
-  // Called at the end of each active period of the schedule; events() then
-  // holds that period's events.
+  // Called at the end of each active period of the schedule (and by stop() or
+  // the destructor for a partly recorded one); events() then holds that period's
+  // events. It must not throw when the destructor may call it.
   std::function<void(Profiler&)> on_trace_ready;
 };
 
