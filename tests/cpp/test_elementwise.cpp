@@ -340,3 +340,48 @@ TEST(ElementwiseBinary, BadInputsNameOpAndShapes) {
 
 }  // namespace
 }  // namespace ds
+
+namespace ds {
+namespace {
+
+// ---- gradients of the elementwise ops' VJP rules vs central differences
+
+// float64 values in [lo, hi] at least 0.1 away from 0 (kinks of relu/abs/sign).
+Tensor away_from_zero(const Shape& s, double lo, double hi, std::mt19937& rng) {
+  Tensor t = shape_test::random_tensor(s, DType::Float64, rng, lo, hi);
+  double* p = t.data<double>();
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (std::abs(p[i]) < 0.1) p[i] = p[i] < 0 ? -0.1 - p[i] : 0.1 + p[i];
+  return t;
+}
+
+TEST(ElementwiseGrad, UnaryVjpsMatchFiniteDifferences) {
+  std::mt19937 rng(19);
+  const Tensor any = away_from_zero({3, 5}, -2, 2, rng);
+  const Tensor positive = shape_test::random_tensor({3, 5}, DType::Float64, rng, 0.3, 2);
+  for (const auto& c : float_unary_cases()) {
+    const bool needs_positive =
+        c.op == "log" || c.op == "log1p" || c.op == "sqrt" || c.op == "rsqrt";
+    shape_test::gradcheck(c.op, {needs_positive ? positive : any}, c.attrs, {0}, 1e-6, 1e-6);
+  }
+}
+
+TEST(ElementwiseGrad, BinaryAndWhereVjpsMatchFiniteDifferences) {
+  std::mt19937 rng(20);
+  for (const char* op : {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "mod"}) {
+    // Broadcasting both ways; positive operands keep pow and div smooth.
+    for (auto [sa, sb] :
+         {std::pair{Shape{3, 4}, Shape{4}}, std::pair{Shape{3, 1}, Shape{2, 1, 4}}}) {
+      Tensor a = shape_test::random_tensor(sa, DType::Float64, rng, 0.5, 2);
+      Tensor b = shape_test::random_tensor(sb, DType::Float64, rng, 0.5, 2);
+      shape_test::gradcheck(op, {a, b}, {}, {0, 1}, 1e-6, 1e-6);
+    }
+  }
+  Tensor cond = shape_test::random_tensor({3, 4}, DType::Bool, rng);
+  Tensor a = shape_test::random_tensor({4}, DType::Float64, rng);
+  Tensor b = shape_test::random_tensor({3, 1}, DType::Float64, rng);
+  shape_test::gradcheck("where", {cond, a, b}, {}, {1, 2});
+}
+
+}  // namespace
+}  // namespace ds
