@@ -154,6 +154,35 @@ TEST(NormFastKernels, LayerNormAndRmsNormAgreeWithReference) {
     }
 }
 
+TEST(NormFastKernels, BatchNormAndGroupNormAgreeWithReference) {
+  std::mt19937 rng(5);
+  for (DType dt : {DType::Float32, DType::Float64})
+    for (const Shape& s : {Shape{8, 18, 13, 13}, Shape{3, 6}, Shape{2, 6, 1}, Shape{0, 6, 4}}) {
+      const int64_t ch = s[1];
+      Tensor x = random_tensor(s, dt, rng, 20, 24);
+      Tensor mean = random_tensor({ch}, dt, rng, 20, 24), var = random_tensor({ch}, dt, rng, 0.1, 3);
+      Tensor w = random_tensor({ch}, dt, rng), b = random_tensor({ch}, dt, rng);
+      const std::string what = ds::shape_str(s) + " " + ds::dtype_name(dt);
+      const double tol = dt == DType::Float32 ? 2e-6 : 1e-12;
+      for (size_t count : {3u, 4u, 5u}) {
+        std::vector<Tensor> in = {x, mean, var, w, b};
+        in.resize(count);
+        EXPECT_EQ(kernel_impl("batch_norm", {}, in), "vectorized");
+        expect_values(ds::apply1("batch_norm", in), values(run_reference("batch_norm", in)[0]), tol,
+                      "batch_norm " + what + " inputs " + std::to_string(count));
+      }
+      for (int64_t groups : {int64_t{1}, int64_t{3}, ch}) {
+        const ds::AttrMap attrs = {{"num_groups", groups}};
+        for (const std::vector<Tensor>& in : {std::vector<Tensor>{x}, std::vector<Tensor>{x, w, b}}) {
+          EXPECT_EQ(kernel_impl("group_norm", attrs, in), "vectorized");
+          expect_values(ds::apply1("group_norm", in, attrs),
+                        values(run_reference("group_norm", in, attrs)[0]), tol,
+                        "group_norm " + what + " groups " + std::to_string(groups));
+        }
+      }
+    }
+}
+
 // ---- gradients (float64, central differences), through ds::value_and_grad
 
 TEST(NormGrad, LayerNormXWeightBias) {

@@ -1,5 +1,6 @@
 // Fast CPU kernels for row-wise ops on contiguous rows, float32 and float64:
-// softmax/log_softmax over the last axis, layer_norm/rms_norm over trailing dims.
+// softmax/log_softmax over the last axis, layer_norm/rms_norm over trailing dims,
+// batch_norm (inference) and group_norm over [N, C, ...].
 // Rows run in parallel; row statistics accumulate in double with independent
 // lanes (vectorized), so results stay within a few ulps of the float64 reference.
 #include <bit>
@@ -165,6 +166,61 @@ template <typename T> void norm_rows(const KernelCall& k, bool centered) {
   });
 }
 
+// batch_norm (inference) over [N, C, ...]: each (n, c) plane is a contiguous run of
+// `spatial` values with one affine map, computed in double and rounded once.
+template <typename T> void batch_norm_planes(const KernelCall& k) {
+  const Tensor& in = k.inputs[0];
+  const int64_t n = in.shape()[0], ch = in.shape()[1];
+  const int64_t planes = n * ch, spatial = planes ? in.numel() / planes : 0;
+  const T *x = in.data<T>(), *mean = k.inputs[1].data<T>(), *var = k.inputs[2].data<T>();
+  const T* w = k.inputs.size() > 3 ? k.inputs[3].data<T>() : nullptr;
+  const T* b = k.inputs.size() > 4 ? k.inputs[4].data<T>() : nullptr;
+  const double eps = k.ctx.f("eps");
+  T* y = k.outputs[0].data<T>();
+  parallel_for(planes, std::max<int64_t>(1, 16384 / std::max<int64_t>(spatial, 1)), [&](int64_t pb, int64_t pe) {
+    for (int64_t p = pb; p < pe; ++p) {
+      const int64_t c = p % ch;
+      const double mu = static_cast<double>(mean[c]);
+      const double scale = (w ? static_cast<double>(w[c]) : 1.0) / std::sqrt(static_cast<double>(var[c]) + eps);
+      const double shift = b ? static_cast<double>(b[c]) : 0.0;
+      const T* xp = x + p * spatial;
+      T* yp = y + p * spatial;
+      for (int64_t i = 0; i < spatial; ++i)
+        yp[i] = static_cast<T>((static_cast<double>(xp[i]) - mu) * scale + shift);
+    }
+  });
+}
+
+// group_norm over [N, C, ...]: each (n, group) is a contiguous row of C/G planes.
+template <typename T> void group_norm_rows(const KernelCall& k) {
+  const Tensor& in = k.inputs[0];
+  const int64_t n = in.shape()[0], ch = in.shape()[1], groups = k.ctx.i("num_groups");
+  const int64_t spatial = n * ch > 0 ? in.numel() / (n * ch) : 0;
+  const int64_t per_group = ch / groups, len = per_group * spatial;
+  const double eps = k.ctx.f("eps");
+  const T* x = in.data<T>();
+  const T* w = k.inputs.size() > 1 ? k.inputs[1].data<T>() : nullptr;
+  const T* b = k.inputs.size() > 2 ? k.inputs[2].data<T>() : nullptr;
+  T* y = k.outputs[0].data<T>();
+  parallel_for(n * groups, std::max<int64_t>(1, 16384 / std::max<int64_t>(len, 1)), [&](int64_t rb, int64_t re) {
+    for (int64_t r = rb; r < re; ++r) {
+      const T* xr = x + r * len;
+      T* yr = y + r * len;
+      const double mu = row_sum(xr, len) / static_cast<double>(len);
+      const double rstd = 1.0 / std::sqrt(row_sum_sq(xr, len, mu) / static_cast<double>(len) + eps);
+      for (int64_t j = 0; j < per_group; ++j) {
+        const int64_t c = r % groups * per_group + j;
+        const double scale = rstd * (w ? static_cast<double>(w[c]) : 1.0);
+        const double shift = b ? static_cast<double>(b[c]) : 0.0;
+        const T* xp = xr + j * spatial;
+        T* yp = yr + j * spatial;
+        for (int64_t i = 0; i < spatial; ++i)
+          yp[i] = static_cast<T>((static_cast<double>(xp[i]) - mu) * scale + shift);
+      }
+    }
+  });
+}
+
 // All inputs of one float type (float32 or float64).
 bool same_float_inputs(const OpContext& c) {
   const DType t = c.inputs[0].dtype;
@@ -201,6 +257,12 @@ const OpRegistrar reg([] {
                    same_float_inputs, "vectorized", 10});
   register_kernel("rms_norm", DeviceKind::CPU,
                   {by_type([](const KernelCall& k, auto t) { norm_rows<decltype(t)>(k, false); }),
+                   same_float_inputs, "vectorized", 10});
+  register_kernel("batch_norm", DeviceKind::CPU,
+                  {by_type([](const KernelCall& k, auto t) { batch_norm_planes<decltype(t)>(k); }),
+                   same_float_inputs, "vectorized", 10});
+  register_kernel("group_norm", DeviceKind::CPU,
+                  {by_type([](const KernelCall& k, auto t) { group_norm_rows<decltype(t)>(k); }),
                    same_float_inputs, "vectorized", 10});
 });
 
