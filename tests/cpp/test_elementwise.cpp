@@ -294,6 +294,16 @@ TEST(ElementwiseBinary, KnownValues) {
   Tensor b = Tensor::from_vector(std::vector<float>{3, -3, -3, 3, 2, 1, -0.0f}, {7});
   shape_test::expect_values(mod(a, b), {2, -2, -1, 1, 1.5, NAN, NAN});
   shape_test::expect_values(maximum(a, b), {3, 7, -3, 7, 5.5, NAN, 0});
+  // pow's special cases (vector lanes and the padded remainder) match the reference.
+  const std::vector<float> base = {-8, 0, -2, kNaN, 1, kInf, -kInf, 0, -0.0f, 2, 1e-30f, 3};
+  const std::vector<float> expo = {1.0f / 3, -1, 3, 0, kNaN, -1, 3, 0, -3, 200, 2, -200};
+  for (size_t n : {base.size(), size_t{8}, size_t{3}}) {
+    Tensor pb = Tensor::from_vector(std::vector<float>(base.begin(), base.begin() + n),
+                                    {static_cast<int64_t>(n)});
+    Tensor pe = Tensor::from_vector(std::vector<float>(expo.begin(), expo.begin() + n),
+                                    {static_cast<int64_t>(n)});
+    shape_test::expect_values(pow(pb, pe), values(run_reference("pow", {pb, pe})[0]), 0.0, "pow");
+  }
   Tensor ia = Tensor::from_vector(std::vector<int32_t>{-7, 7, 5, INT32_MIN, 2}, {5});
   Tensor ib = Tensor::from_vector(std::vector<int32_t>{3, -3, 0, -1, -2}, {5});
   shape_test::expect_values(mod(ia, ib), {2, -2, 0, 0, 0});
