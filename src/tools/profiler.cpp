@@ -1,11 +1,14 @@
 // Profiler recording: one recording at a time, per-thread event buffers.
 //
 // Each thread appends to its own buffer under the buffer's own (uncontended)
-// mutex, so recording threads never wait on each other. Stopping a recording
-// clears the global generation first and then takes every buffer's mutex, so
+// lock, so recording threads never wait on each other. Stopping a recording
+// clears the global generation first and then takes every buffer's lock, so
 // once it returns no thread can still be reading the recording's settings.
+#include <pthread.h>
+
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -39,6 +42,7 @@ struct Registry {
   std::vector<std::pair<uint64_t, std::vector<ProfileEvent>>> orphans;
   const void* owner = nullptr;  // the Profiler that holds the recorder
   int next_thread = 0;
+  std::map<int, std::string> thread_names;  // OS names, by profiler thread index
   uint64_t last_generation = 0;
   // Nonzero while recording; written only with every buffer mutex released.
   std::atomic<uint64_t> generation{0};
@@ -120,6 +124,9 @@ struct ThreadBuffer {
     std::lock_guard<std::mutex> lock(r.mu);
     thread = r.next_thread++;
     r.buffers.push_back(this);
+    char name[64] = {};
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    r.thread_names[thread] = name;
   }
   ~ThreadBuffer() {
     Registry& r = registry();
@@ -307,6 +314,11 @@ void stop_recording(Profiler::State& s, bool keep) {
   s.generation = 0;
   if (!keep) return;
   s.events = std::move(events);
+  s.thread_names.clear();
+  {
+    std::lock_guard<std::mutex> lock(r.mu);
+    for (const ProfileEvent& e : s.events) s.thread_names.try_emplace(e.thread, r.thread_names[e.thread]);
+  }
   s.dropped = r.dropped.load();
   s.events_start = s.recording_start;
 }

@@ -2,6 +2,9 @@
 // trace writer.
 #pragma once
 
+#include <map>
+#include <string>
+
 #include "ds/profile.h"
 
 namespace ds {
@@ -14,6 +17,7 @@ struct Profiler::State {
   bool finished = false;    // stop() was called
   int64_t recording_start = 0;
   std::vector<ProfileEvent> events;  // the last finished recording
+  std::map<int, std::string> thread_names;  // OS thread names of its threads
   int64_t dropped = 0;
   int64_t events_start = 0;  // clock at the start of that recording
   std::vector<CounterSample> counters;

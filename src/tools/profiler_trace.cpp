@@ -144,7 +144,11 @@ std::string Profiler::chrome_trace() const {
   for (const ProfileEvent& e : ev) by_thread[e.thread].push_back(&e);
   for (auto& [tid, list] : by_thread) {
     w.begin("M", "thread_name", tid, std::nullopt);
-    os << ",\"args\":{\"name\":\"CPU thread " << tid << "\"}}";
+    auto name = s.thread_names.find(tid);
+    os << ",\"args\":{\"name\":";
+    write_string(os, (name != s.thread_names.end() && !name->second.empty() ? name->second + " " : "") +
+                         "(CPU thread " + std::to_string(tid) + ")");
+    os << "}}";
     w.begin("M", "thread_sort_index", tid, std::nullopt);
     os << ",\"args\":{\"sort_index\":" << tid << "}}";
     // Parents before children: by start, then longer first.

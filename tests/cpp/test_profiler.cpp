@@ -1,6 +1,7 @@
 // The profiler: schedule state machine, self/total time arithmetic (golden table
 // from a fake clock), caps, threads, and Chrome trace invariants on a real run.
 #include <gtest/gtest.h>
+#include <pthread.h>
 
 #include <atomic>
 #include <filesystem>
@@ -278,6 +279,7 @@ TEST(Profiler, CapDropsEventsAndMarksTheTraceTruncated) {
 TEST(Profiler, EachThreadGetsItsOwnTrackAndNesting) {
   Profiler prof;
   auto work = [](const std::string& tag) {
+    pthread_setname_np(pthread_self(), ("ds-" + tag).c_str());
     RecordFunction outer(tag);
     for (int i = 0; i < 3; ++i) RecordFunction inner(tag + "/inner");
   };
@@ -296,6 +298,13 @@ TEST(Profiler, EachThreadGetsItsOwnTrackAndNesting) {
     thread_of[e.name] = e.thread;
   }
   EXPECT_NE(thread_of["t1"], thread_of["t2"]);
+  // The trace names each track after its OS thread.
+  std::map<int, std::string> track_names;
+  const json trace = json::parse(prof.chrome_trace());
+  for (const auto& e : trace["traceEvents"])
+    if (e["name"] == "thread_name") track_names[e["tid"].get<int>()] = e["args"]["name"];
+  EXPECT_EQ(track_names[thread_of["t1"]], "ds-t1 (CPU thread " + std::to_string(thread_of["t1"]) + ")");
+  EXPECT_EQ(track_names[thread_of["t2"]], "ds-t2 (CPU thread " + std::to_string(thread_of["t2"]) + ")");
 }
 
 TEST(Profiler, RecordingsStartAndStopWhileThreadsRecord) {
