@@ -201,10 +201,11 @@ class Policy {
 
 // Triton-like: fixed batch cap and queue delay.
 std::shared_ptr<Policy> static_policy(int64_t max_batch_size, int64_t max_queue_delay_us);
-// Additive increase of the batch cap while the windowed p99 latency is under
-// `target_latency_us`, multiplicative decrease when it is over.
+// Additive increase of the batch cap while every batch of a window of `window`
+// batches computes within `target_latency_us`, multiplicative decrease when one
+// does not (Clipper's AIMD).
 std::shared_ptr<Policy> aimd_policy(double target_latency_us, int64_t max_batch_size,
-                                    int64_t max_queue_delay_us, int window = 32);
+                                    int64_t max_queue_delay_us, int window = 8);
 
 struct QLearningOptions {
   std::vector<int64_t> batch_caps = {1, 2, 4, 8, 16, 32};

@@ -22,8 +22,11 @@ class StaticPolicy : public Policy {
   PolicyDecision d_;
 };
 
-// Additive increase / multiplicative decrease of the batch cap: grow by one
-// while the window's p99 latency is under target, halve when over.
+// Additive increase / multiplicative decrease of the batch cap, as in Clipper:
+// grow by one while every batch of the window computes within the target,
+// halve when one does not. It watches service time, not end-to-end latency:
+// under overload the queueing delay grows because the cap is too small, and
+// shrinking it then would feed the overload.
 class AimdPolicy : public Policy {
  public:
   AimdPolicy(double target_us, int64_t max_cap, int64_t delay_us, int window)
@@ -40,18 +43,15 @@ class AimdPolicy : public Policy {
   }
   void observe(const BatchOutcome& o) override {
     std::lock_guard lock(m_);
-    lat_.insert(lat_.end(), o.latency_us.begin(), o.latency_us.end());
-    misses_ += o.deadlines_missed;
-    if (static_cast<int>(lat_.size()) < window_) return;
-    std::sort(lat_.begin(), lat_.end());
-    const double p99 = lat_[static_cast<size_t>(std::ceil(0.99 * (lat_.size() - 1)))];
-    if (p99 > target_us_ || misses_ > 0) {
+    slowest_us_ = std::max(slowest_us_, o.service_us);
+    if (++seen_ < window_) return;
+    if (slowest_us_ > target_us_) {
       cap_ = std::max(1.0, std::floor(cap_ / 2));
     } else {
       cap_ = std::min<double>(max_cap_, cap_ + 1);
     }
-    lat_.clear();
-    misses_ = 0;
+    seen_ = 0;
+    slowest_us_ = 0;
   }
 
  private:
@@ -60,8 +60,8 @@ class AimdPolicy : public Policy {
   int window_;
   std::mutex m_;  // the batcher decides and observes from several threads
   double cap_ = 1;
-  int64_t misses_ = 0;
-  std::vector<double> lat_;
+  int seen_ = 0;
+  double slowest_us_ = 0;
 };
 
 }  // namespace

@@ -89,19 +89,30 @@ TEST(SchedPolicy, QueueDelayBuysBiggerBatchesWithLatency) {
   EXPECT_GT(patient.classes[1].p50_us, eager.classes[1].p50_us);
 }
 
-TEST(SchedPolicy, AimdGrowsTheCapUnderTargetAndShrinksOverIt) {
+TEST(SchedPolicy, AimdGrowsTheCapWhileBatchesFitTheTargetAndHalvesItWhenNot) {
   auto p = aimd_policy(1000, 16, 0, 4);
   EXPECT_EQ(p->decide({}).max_batch_size, 1);
   BatchOutcome fast;
-  fast.latency_us = {100, 200, 300, 400};
-  fast.deadlines_met = 4;
-  for (int i = 0; i < 5; ++i) p->observe(fast);
+  fast.service_us = 400;
+  for (int i = 0; i < 5 * 4; ++i) p->observe(fast);
   EXPECT_EQ(p->decide({}).max_batch_size, 6);
   BatchOutcome slow = fast;
-  slow.latency_us = {100, 200, 300, 5000};
+  slow.service_us = 1500;
   p->observe(slow);
+  for (int i = 0; i < 3; ++i) p->observe(fast);
   EXPECT_EQ(p->decide({}).max_batch_size, 3);
+  for (int i = 0; i < 100 * 4; ++i) p->observe(fast);
+  EXPECT_EQ(p->decide({}).max_batch_size, 16);  // never above the maximum
   EXPECT_THROW(aimd_policy(0, 16, 0), ds::ValueError);
+}
+
+TEST(SchedPolicy, AimdKeepsUpWithOverloadInSimulation) {
+  SimOptions o = two_classes(3000);
+  o.max_queue_size = 256;
+  auto p = aimd_policy(1000, 32, 0);
+  SimResult r = simulate(o, sublinear(), *p);
+  EXPECT_EQ(r.classes[1].rejected, 0);
+  EXPECT_GT(r.avg_batch_size, 1.2);
 }
 
 TEST(SchedPolicy, QLearningLearnsToBatchUnderOverloadAndRoundTripsItsTable) {
