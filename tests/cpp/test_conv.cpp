@@ -145,6 +145,21 @@ TEST(ConvConv2d, BadInputsNameTheOpAndShapes) {
       {"conv2d_backward_input", "grad_y [1, 4, 2, 2]", "[1, 4, 3, 3]"});
 }
 
+TEST(ConvConv2d, EmptyBatchGivesEmptyResults) {
+  for (DType t : {DType::Float32, DType::Float64}) {
+    const Tensor x = Tensor::zeros({0, 3, 5, 5}, t), w = Tensor::zeros({4, 3, 3, 3}, t);
+    EXPECT_EQ(conv2d(x, w, {}, {1}, {1}).shape(), (Shape{0, 4, 5, 5}));
+    EXPECT_EQ(max_pool2d(x, {2}).shape(), (Shape{0, 3, 2, 2}));
+    EXPECT_EQ(avg_pool2d(x, {3}, {1}).shape(), (Shape{0, 3, 3, 3}));
+    const AttrMap attrs{{"input_size", Pair{5, 5}}, {"padding", Pair{1}}};
+    EXPECT_EQ(apply1("conv2d_backward_input", {Tensor::zeros({0, 4, 5, 5}, t), w}, attrs).shape(),
+              (Shape{0, 3, 5, 5}));
+    const Tensor gw = apply1("conv2d_backward_weight", {x, Tensor::zeros({0, 4, 5, 5}, t)},
+                             {{"kernel_size", Pair{3}}, {"padding", Pair{1}}});
+    EXPECT_EQ(values(gw), std::vector<double>(4 * 3 * 3 * 3, 0.0));
+  }
+}
+
 TEST(ConvConv2d, ConcurrentCallsMatchSerialOnes) {
   // Several threads share cached primitives (each call brings its own scratchpad).
   std::vector<Tensor> xs, ws, want;
