@@ -5,6 +5,8 @@
 //   3. the Fashion-MNIST CNN training step of `ds train` (batch 64, synthetic
 //      images of the real shape; the data do not change the work).
 // Off and on blocks alternate so drift hits both; the median block is reported.
+// Then prints the profile table of five training steps (and writes their Chrome
+// trace to argv[1] when given).
 //
 // Build (after building the library in build-<you>):
 //   c++ -std=c++20 -O2 -march=x86-64-v3 -Iinclude bench/profiler_overhead.cpp
@@ -62,7 +64,7 @@ void report(const char* what, const Result& r) {
               what, r.off_ns, r.on_ns, r.on_ns / r.off_ns, r.events_per_iter, per_event);
 }
 
-int main() {
+int main(int argc, char** argv) {
   report("RecordFunction, 200k-event runs",
          side_by_side(9, 200'000, [] { RecordFunction r("range"); }));
   report("RecordFunction, 1k-event runs",
@@ -89,4 +91,14 @@ int main() {
   for (int i = 0; i < 3; ++i) step.step(images, labels);  // compile and warm up
   report("Fashion-MNIST CNN train step (b64)",
          side_by_side(9, 20, [&] { (void)step.step(images, labels); }));
+
+  // What the profile of that step looks like (and its trace, when a path is given).
+  Profiler prof;
+  for (int i = 0; i < 5; ++i) {
+    RecordFunction r("train_step");
+    (void)step.step(images, labels);
+  }
+  prof.stop();
+  std::printf("\n%s", prof.key_averages().table("self_time", 12).c_str());
+  if (argc > 1) prof.export_chrome_trace(argv[1]);
 }
