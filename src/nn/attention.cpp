@@ -44,11 +44,11 @@ Tensor MultiheadAttention::attend(const Tensor& query, const Tensor& key, const 
   Tensor scores = matmul(q, transpose(k, -2, -1)) * (1.0 / std::sqrt(static_cast<double>(d)));
   if (causal) {
     // -inf above the diagonal: position i attends to positions <= i.
-    Tensor mask = Tensor::zeros({sq, sk}, scores.dtype());
+    Tensor mask = Tensor::zeros({sq, sk}, DType::Float32);
     for (int64_t i = 0; i < sq; ++i)
       for (int64_t j = i + 1; j < sk; ++j)
         mask.data<float>()[i * sk + j] = -std::numeric_limits<float>::infinity();
-    scores = scores + mask;
+    scores = scores + mask.to(scores.dtype());
   }
   Tensor out = matmul(softmax(scores, -1), v);                     // [b, h, sq, d]
   out = reshape(permute(out, {0, 2, 1, 3}), {b, sq, e});

@@ -18,6 +18,14 @@ TEST(Autodiff, ElementwiseCompositeWithBroadcastMatchesFiniteDifferences) {
   expect_gradients_match(fn, {lcg_tensor({2, 3}, 1), lcg_tensor({1, 3}, 2)}, {0, 1});
 }
 
+TEST(Autodiff, NormalizationStyleChainMatchesFiniteDifferences) {
+  auto fn = [](const std::vector<Tensor>& a) {
+    const Tensor& x = a[0];
+    return ds::sum(ds::rsqrt(ds::square(x) + 0.5) * ds::sqrt(ds::abs(x) + 1.0));
+  };
+  expect_gradients_match(fn, {lcg_tensor({6}, 9)}, {0});
+}
+
 TEST(Autodiff, ValueUsedTwiceAccumulates) {
   auto fn = [](const std::vector<Tensor>& a) {
     return ds::sum(a[0] * a[0] + ds::sigmoid(a[0]));

@@ -4,6 +4,7 @@
 
 #include "ds/ds.h"
 #include "ds/nn.h"
+#include "ds/safetensors.h"
 #include "gradcheck.h"
 
 namespace {
@@ -107,6 +108,62 @@ TEST(Nn, StateDictRoundTripReproducesOutputs) {
   for (int64_t i = 0; i < ya.numel(); ++i) EXPECT_EQ(at(ya, i), at(yb, i));
 }
 
+// Runs `m` with its parameters (and float buffers) replaced by float64 copies of
+// the given arguments, for gradient checks of whole layers.
+Tensor call_with(nn::Module& m, const std::vector<Tensor>& params, const Tensor& x) {
+  auto slots = m.parameter_slots();
+  std::vector<Tensor> saved;
+  for (size_t i = 0; i < slots.size(); ++i) {
+    saved.push_back(*slots[i].second);
+    *slots[i].second = params[i];
+  }
+  Tensor y = m(x);
+  for (size_t i = 0; i < slots.size(); ++i) *slots[i].second = saved[i];
+  return y;
+}
+
+TEST(NnGrad, BatchNormTrainModeMatchesFiniteDifferences) {
+  nn::BatchNorm2d bn(3);
+  bn.running_mean = bn.running_mean.to(ds::DType::Float64);
+  bn.running_var = bn.running_var.to(ds::DType::Float64);
+  const Tensor mean0 = bn.running_mean, var0 = bn.running_var;
+  const Tensor w = lcg_tensor({2, 3, 2, 2}, 21);
+  auto fn = [&](const std::vector<Tensor>& a) {
+    Tensor y = call_with(bn, {a[1], a[2]}, a[0]);
+    bn.running_mean = mean0;  // each evaluation starts from the same statistics
+    bn.running_var = var0;
+    return ds::sum(y * w);
+  };
+  expect_gradients_match(fn, {lcg_tensor({2, 3, 2, 2}, 22), lcg_tensor({3}, 23, 0.5, 1.5),
+                              lcg_tensor({3}, 24)},
+                         {0, 1, 2}, 1e-5);
+}
+
+TEST(NnGrad, MultiheadAttentionMatchesFiniteDifferences) {
+  nn::MultiheadAttention mha(4, 2, /*causal=*/true);
+  std::vector<Tensor> params;
+  for (const auto& p : mha.parameters()) params.push_back(p.to(ds::DType::Float64));
+  const Tensor w = lcg_tensor({1, 3, 4}, 31);
+  auto fn = [&](const std::vector<Tensor>& a) {
+    return ds::sum(call_with(mha, {a[1], params[1], params[2], params[3]}, a[0]) * w);
+  };
+  expect_gradients_match(fn, {lcg_tensor({1, 3, 4}, 32), params[0]}, {0, 1}, 1e-5);
+}
+
+TEST(Nn, SafetensorsCheckpointRestoresTheModel) {
+  nn::manual_seed(5);
+  auto a = small_cnn();
+  const std::string path = ::testing::TempDir() + "ds_nn_checkpoint.safetensors";
+  ds::save_safetensors(path, a->state_dict());
+  nn::manual_seed(6);
+  auto b = small_cnn();
+  b->load_state_dict(ds::load_safetensors(path));
+  Tensor x = ds::random_uniform({1, 1, 8, 8}, 4);
+  Tensor ya = (*a)(x), yb = (*b)(x);
+  for (int64_t i = 0; i < ya.numel(); ++i) EXPECT_EQ(at(ya, i), at(yb, i));
+  std::remove(path.c_str());
+}
+
 TEST(Nn, LoadStateDictNamesMissingUnexpectedAndMisshapen) {
   auto m = small_cnn();
   auto sd = m->state_dict();
@@ -180,6 +237,31 @@ TEST(Nn, NormLayersMatchTheirOps) {
   EXPECT_NEAR(ds::mean(ln(x)).item<double>(), 0.0, 1e-5);
   nn::RMSNorm rms({3});
   EXPECT_NEAR(ds::mean(ds::square(rms(x))).item<double>(), 1.0, 1e-3);
+}
+
+TEST(Nn, ParameterFreeLayersApplyTheirOps) {
+  Tensor x = ds::random_normal({2, 3, 4, 4}, 8);
+  auto same = [](const Tensor& a, const Tensor& b) {
+    ASSERT_EQ(a.shape(), b.shape());
+    for (int64_t i = 0; i < a.numel(); ++i) EXPECT_EQ(at(a, i), at(b, i));
+  };
+  same((*nn::GELU("tanh"))(x), ds::gelu(x, "tanh"));
+  same((*nn::SiLU())(x), ds::silu(x));
+  same((*nn::Sigmoid())(x), ds::sigmoid(x));
+  same((*nn::Softmax(1))(x), ds::softmax(x, 1));
+  same((*nn::AvgPool2d({2}))(x), ds::avg_pool2d(x, {2}));
+  same((*nn::AdaptiveAvgPool2d({1}))(x), ds::adaptive_avg_pool2d(x, {1}));
+  EXPECT_EQ((*nn::Flatten())(x).shape(), (ds::Shape{2, 48}));
+  EXPECT_EQ(nn::MaxPool2d({2})->name(), "MaxPool2d(kernel_size=2, stride=2, padding=0)");
+}
+
+TEST(Nn, ConvTransposeUpsamplesAndCountsParameters) {
+  nn::ConvTranspose2d up(4, 2, {2}, {2});
+  EXPECT_EQ(up.weight.shape(), (ds::Shape{4, 2, 2, 2}));
+  Tensor y = up(ds::random_normal({1, 4, 3, 3}, 2));
+  EXPECT_EQ(y.shape(), (ds::Shape{1, 2, 6, 6}));
+  EXPECT_THROW(nn::ConvTranspose2d(3, 2, {2}, {1}, {0}, {0}, 2), ds::ValueError);
+  EXPECT_THROW(nn::Conv2d(4, 6, {3}, {1}, {0}, {1}, 4), ds::ValueError);
 }
 
 TEST(Nn, EmbeddingLooksUpRows) {

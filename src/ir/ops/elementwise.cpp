@@ -63,7 +63,7 @@ std::vector<UnaryDef> unary_defs() {
        [](const VjpArgs& a) -> std::vector<Tensor> { return {div(G(a), Y(a) * 2.0)}; }},
       {"rsqrt", ResultType::Float, [](double x, C) { return 1.0 / std::sqrt(x); },
        [](const VjpArgs& a) -> std::vector<Tensor> {
-         return {mul(G(a), mul(Y(a), div(Y(a), X(a))) * -0.5)};
+         return {mul(G(a), div(Y(a), X(a)) * -0.5)};  // d x^(-1/2) = -x^(-3/2) / 2
        }},
       {"sin", ResultType::Float, [](double x, C) { return std::sin(x); },
        [](const VjpArgs& a) -> std::vector<Tensor> { return {mul(G(a), cos(X(a)))}; }},
