@@ -21,7 +21,7 @@ namespace {
 
 // Independent vector accumulators per row (hides the add latency).
 constexpr int kUnroll = 4;
-// Rows longer than this are reduced as pairwise halves.
+// Leaf length of the pairwise fold along contiguous rows.
 constexpr int64_t kPairwiseLeaf = 2048;
 // Contiguous chunk of a long row given to one task.
 constexpr int64_t kRowChunk = int64_t{1} << 16;
@@ -104,8 +104,7 @@ void reduce_rows(const In* x, Out* y, int64_t outer, int64_t n, double scale) {
 }
 
 // acc[0, len) = fold over r in [r0, r1) of x[r * inner + i], two-level blocked.
-// `block` is caller-owned scratch of len values: with a local array GCC proves it
-// cannot alias x and unrolls-and-jams the row loop, which runs 3x slower here.
+// `block` is the calling task's scratch of len values.
 template <class Op, typename In>
 void reduce_strided_tile(const In* x, int64_t inner, int64_t r0, int64_t r1, int64_t len,
                          typename Op::Acc* block, typename Op::Acc* acc) {
