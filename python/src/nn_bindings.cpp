@@ -176,18 +176,38 @@ void bind_modules(nb::module_& nnm) {
           "Sets the seed sequence that layers draw their initial weights from.");
 
   nb::module_ f = nnm.def_submodule("functional", "Losses as compositions of ds ops.");
-  f.def("cross_entropy", &nn::cross_entropy, nb::arg("input"), nb::arg("target"),
-        nb::arg("label_smoothing") = 0.0, nb::arg("ignore_index") = -100,
-        nb::arg("reduction") = "mean");
-  f.def("nll_loss", &nn::nll_loss, nb::arg("input"), nb::arg("target"),
+  // Inputs may be tensors or anything array-like (numpy arrays, lists).
+  f.def("cross_entropy",
+        [](nb::handle x, nb::handle t, double smoothing, int64_t ignore, const std::string& r) {
+          return nn::cross_entropy(to_tensor(x), to_tensor(t), smoothing, ignore, r);
+        },
+        nb::arg("input"), nb::arg("target"), nb::arg("label_smoothing") = 0.0,
         nb::arg("ignore_index") = -100, nb::arg("reduction") = "mean");
-  f.def("mse_loss", &nn::mse_loss, nb::arg("input"), nb::arg("target"),
+  f.def("nll_loss",
+        [](nb::handle x, nb::handle t, int64_t ignore, const std::string& r) {
+          return nn::nll_loss(to_tensor(x), to_tensor(t), ignore, r);
+        },
+        nb::arg("input"), nb::arg("target"), nb::arg("ignore_index") = -100,
         nb::arg("reduction") = "mean");
-  f.def("l1_loss", &nn::l1_loss, nb::arg("input"), nb::arg("target"),
-        nb::arg("reduction") = "mean");
-  f.def("smooth_l1_loss", &nn::smooth_l1_loss, nb::arg("input"), nb::arg("target"),
-        nb::arg("beta") = 1.0, nb::arg("reduction") = "mean");
-  f.def("binary_cross_entropy_with_logits", &nn::binary_cross_entropy_with_logits,
+  f.def("mse_loss",
+        [](nb::handle x, nb::handle t, const std::string& r) {
+          return nn::mse_loss(to_tensor(x), to_tensor(t), r);
+        },
+        nb::arg("input"), nb::arg("target"), nb::arg("reduction") = "mean");
+  f.def("l1_loss",
+        [](nb::handle x, nb::handle t, const std::string& r) {
+          return nn::l1_loss(to_tensor(x), to_tensor(t), r);
+        },
+        nb::arg("input"), nb::arg("target"), nb::arg("reduction") = "mean");
+  f.def("smooth_l1_loss",
+        [](nb::handle x, nb::handle t, double beta, const std::string& r) {
+          return nn::smooth_l1_loss(to_tensor(x), to_tensor(t), beta, r);
+        },
+        nb::arg("input"), nb::arg("target"), nb::arg("beta") = 1.0, nb::arg("reduction") = "mean");
+  f.def("binary_cross_entropy_with_logits",
+        [](nb::handle x, nb::handle t, const std::string& r) {
+          return nn::binary_cross_entropy_with_logits(to_tensor(x), to_tensor(t), r);
+        },
         nb::arg("input"), nb::arg("target"), nb::arg("reduction") = "mean");
 }
 
