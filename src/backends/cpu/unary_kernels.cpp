@@ -50,6 +50,11 @@ inline __m256 gt_zero(__m256 x) {
   return _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ);
 }
 
+// All-ones lanes where x is finite.
+inline __m256 finite(__m256 x) {
+  return _mm256_cmp_ps(_mm256_andnot_ps(splat(-0.0f), x), splat(INFINITY), _CMP_LT_OQ);
+}
+
 // Runs a float64 lane function on 8 float32 lanes and rounds the results once.
 template <typename D>
 __m256 in_f64(__m256 x, D d) {
@@ -72,8 +77,7 @@ void split_f64(__m256 x, __m256& hi, __m256& lo, D d) {
   }
   hi = _mm256_set_m128(h[1], h[0]);
   lo = _mm256_set_m128(l[1], l[0]);
-  lo = _mm256_and_ps(
-      lo, _mm256_cmp_ps(_mm256_andnot_ps(splat(-0.0f), hi), splat(INFINITY), _CMP_LT_OQ));
+  lo = _mm256_and_ps(lo, finite(hi));
 }
 
 // The float64 formulas (bit-identical to the reference kernels).
@@ -355,7 +359,13 @@ struct Gelu : FloatOnly {
         return _mm256_blendv_ps(small_w, large_w,
                                 _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
       }
-      split_f64(x, hi, lo, [](__m256d v) { return _mm256_mul_pd(v, _mm256_set1_pd(-kSqrtHalf)); });
+      // t = -x / sqrt(2) as hi + lo: the product's rounding error is exact through
+      // an FMA, and the constant's own error is c_lo.
+      const float c_hi = static_cast<float>(-kSqrtHalf);
+      const float c_lo = static_cast<float>(-kSqrtHalf - c_hi);
+      hi = _mm256_mul_ps(x, splat(c_hi));
+      lo = _mm256_fmadd_ps(x, splat(c_lo), _mm256_fmsub_ps(x, splat(c_hi), hi));
+      lo = _mm256_and_ps(lo, finite(hi));
       const __m256 c = _ZGVdN8v_erfcf(hi);
       const __m256 d = _ZGVdN8v_expf(negate(_mm256_mul_ps(hi, hi)));
       const __m256 slope = _mm256_mul_ps(lo, splat(static_cast<float>(-2.0 / std::sqrt(M_PI))));
