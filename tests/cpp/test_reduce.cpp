@@ -324,6 +324,8 @@ TEST(ReduceFastKernels, SumMeanMaxMinAgreeWithReferenceOnLargeShapes) {
       {{6, 5, 4, 3, 2}, {0, 2, 4}},
       {{3, 70001}, {1}},        // few long rows
       {{70001, 3}, {0}},        // long strided reduction, split over the reduced axis
+      {{5, 9000}, {0}},         // kept axis wider than one tile (several tiles, a partial one)
+      {{3, 40, 4100}, {1}},
       {{4, 1, 9}, {1}},         // only an extent-1 axis
       {{2, 0, 5}, {0}},
   };
