@@ -4,6 +4,7 @@
 // broadcasting shapes, thread-count independence, and that they are selected.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 
@@ -100,9 +101,22 @@ const std::vector<UnaryCase>& float_unary_cases() {
   return cases;
 }
 
-TEST(ElementwiseUnary, Float32WithinUlpsOfFloat64Reference) {
+// Both vector paths: AVX-512 (where the CPU has it) and AVX2 (DS_CPU_ISA=avx2).
+class ElementwiseIsa : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    if (*GetParam())
+      setenv("DS_CPU_ISA", GetParam(), 1);
+    else
+      unsetenv("DS_CPU_ISA");
+  }
+  void TearDown() override { unsetenv("DS_CPU_ISA"); }
+};
+INSTANTIATE_TEST_SUITE_P(Elementwise, ElementwiseIsa, ::testing::Values("", "avx2"));
+
+TEST_P(ElementwiseIsa, Float32WithinUlpsOfFloat64Reference) {
   std::mt19937 rng(11);
-  for (int64_t n : {0, 1, 7, 8, 9, 33, 200003}) {
+  for (int64_t n : {0, 1, 7, 8, 9, 15, 16, 17, 33, 200003}) {
     Tensor x = float32_inputs(n, rng);
     for (const auto& c : float_unary_cases()) {
       ASSERT_EQ(impl_of(c.op, {x}, c.attrs), "vectorized") << c.op;
@@ -162,7 +176,7 @@ TEST(ElementwiseUnary, IntegersAndBool) {
   }
 }
 
-TEST(ElementwiseUnary, SameBitsOnEveryThreadCount) {
+TEST_P(ElementwiseIsa, SameBitsOnEveryThreadCount) {
   std::mt19937 rng(14);
   Tensor x = float32_inputs(300007, rng);
   const int saved = num_threads();

@@ -17,6 +17,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string_view>
 #include <type_traits>
 
 extern "C" {
@@ -32,6 +34,15 @@ __m256 _ZGVdN8v_erfcf(__m256);
 __m256d _ZGVdN4v_exp(__m256d);
 __m256d _ZGVdN4v_log1p(__m256d);
 __m256d _ZGVdN4v_erfc(__m256d);
+// 16-lane AVX-512 variants, used when the CPU has AVX-512F (see wide_lanes()).
+__m512 _ZGVeN16v_expf(__m512);
+__m512 _ZGVeN16v_logf(__m512);
+__m512 _ZGVeN16v_log1pf(__m512);
+__m512 _ZGVeN16v_expm1f(__m512);
+__m512 _ZGVeN16v_sinf(__m512);
+__m512 _ZGVeN16v_cosf(__m512);
+__m512 _ZGVeN16v_tanhf(__m512);
+__m512 _ZGVeN16v_erff(__m512);
 }
 
 namespace ds::cpu {
@@ -199,8 +210,9 @@ using Ceil = Rounding<_MM_FROUND_TO_POS_INF, ceil64>;
 using Round = Rounding<_MM_FROUND_TO_NEAREST_INT, round64>;
 
 // Float-result ops whose float32 lanes call one libmvec function.
-template <__m256 (*V)(__m256), double (*F)(double)>
+template <__m256 (*V)(__m256), __m512 (*W)(__m512), double (*F)(double)>
 struct Mvec : FloatOnly {
+  static constexpr __m512 (*kWide)(__m512) = W;
   static auto f32(const OpContext&) {
     return [](__m256 x) { return V(x); };
   }
@@ -232,14 +244,14 @@ double tanh64(double x) {
 double erf64(double x) {
   return std::erf(x);
 }
-using Exp = Mvec<_ZGVdN8v_expf, exp64>;
-using Log = Mvec<_ZGVdN8v_logf, log64>;
-using Log1p = Mvec<_ZGVdN8v_log1pf, log1p64>;
-using Expm1 = Mvec<_ZGVdN8v_expm1f, expm164>;
-using Sin = Mvec<_ZGVdN8v_sinf, sin64>;
-using Cos = Mvec<_ZGVdN8v_cosf, cos64>;
-using Tanh = Mvec<_ZGVdN8v_tanhf, tanh64>;
-using Erf = Mvec<_ZGVdN8v_erff, erf64>;
+using Exp = Mvec<_ZGVdN8v_expf, _ZGVeN16v_expf, exp64>;
+using Log = Mvec<_ZGVdN8v_logf, _ZGVeN16v_logf, log64>;
+using Log1p = Mvec<_ZGVdN8v_log1pf, _ZGVeN16v_log1pf, log1p64>;
+using Expm1 = Mvec<_ZGVdN8v_expm1f, _ZGVeN16v_expm1f, expm164>;
+using Sin = Mvec<_ZGVdN8v_sinf, _ZGVeN16v_sinf, sin64>;
+using Cos = Mvec<_ZGVdN8v_cosf, _ZGVeN16v_cosf, cos64>;
+using Tanh = Mvec<_ZGVdN8v_tanhf, _ZGVeN16v_tanhf, tanh64>;
+using Erf = Mvec<_ZGVdN8v_erff, _ZGVeN16v_erff, erf64>;
 
 struct Sqrt : FloatOnly {
   static auto f32(const OpContext&) {
@@ -424,6 +436,30 @@ void map_f32(const float* x, float* y, int64_t n, const V& v) {
   });
 }
 
+// AVX-512F lanes where the CPU has them, unless DS_CPU_ISA=avx2 (read on each
+// call, so one process can compare both paths).
+bool wide_lanes() {
+  static const bool has_avx512 = __builtin_cpu_supports("avx512f");
+  const char* isa = std::getenv("DS_CPU_ISA");
+  return has_avx512 && !(isa && std::string_view(isa) == "avx2");
+}
+
+// One chunk in 16 lanes; the remainder through the same function under a mask.
+template <__m512 (*W)(__m512)>
+__attribute__((target("avx512f"))) void chunk_f32x16(const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, W(_mm512_loadu_ps(x + i)));
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(y + i, m, W(_mm512_maskz_loadu_ps(m, x + i)));
+  }
+}
+
+template <__m512 (*W)(__m512)>
+void map_f32x16(const float* x, float* y, int64_t n) {
+  parallel_for(n, kGrain, [&](int64_t b, int64_t e) { chunk_f32x16<W>(x + b, y + b, e - b); });
+}
+
 template <typename T, typename R, typename F>
 void map_scalar(const T* x, R* y, int64_t n, F f) {
   parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
@@ -441,6 +477,12 @@ void unary_kernel(const KernelCall& k) {
   if (n == 0) return;
   switch (out.dtype()) {
     case DType::Float32:
+      if constexpr (requires { Op::kWide; }) {
+        if (wide_lanes()) {
+          map_f32x16<Op::kWide>(x.data<float>(), out.data<float>(), n);
+          break;
+        }
+      }
       map_f32(x.data<float>(), out.data<float>(), n, Op::f32(k.ctx));
       break;
     case DType::Float64:
