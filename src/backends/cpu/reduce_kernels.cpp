@@ -7,6 +7,7 @@
 // Sums accumulate in double (float32 input) or pairwise/blocked double (float64),
 // so they stay within a few ulps of the float64 reference. Work splits into
 // chunks fixed by the shape alone, so results do not depend on the thread count.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -141,7 +142,7 @@ void reduce_strided(const In* x, Out* y, int64_t outer, int64_t n, int64_t inner
   const int64_t tiles = (inner + kInnerTile - 1) / kInnerTile;
   // Few (outer, tile) pairs: also split the reduced axis so every core has work.
   const int64_t rchunks =
-      outer * tiles < 16 ? std::max<int64_t>(1, (n + kStrideBlock * 4 - 1) / (kStrideBlock * 4)) : 1;
+      outer * tiles < 16 ? std::clamp<int64_t>(16 / (outer * tiles), 1, (n + 255) / 256) : 1;
   const int64_t rlen = (n + rchunks - 1) / rchunks;
   std::vector<Acc> partial(static_cast<size_t>(rchunks * outer * inner));
   parallel_for(outer * tiles * rchunks, 1, [&](int64_t b, int64_t e) {
