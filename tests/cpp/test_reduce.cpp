@@ -364,6 +364,40 @@ TEST(ReduceFastKernels, NaNAndInfinityPropagateLikeTheReference) {
     }
 }
 
+TEST(ReduceFastKernels, LastAxisStatisticsAgreeWithReference) {
+  std::mt19937 rng(15);
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    const double tol = dt == DType::Float32 ? 6e-7 : 1e-13;
+    for (const Shape& shape : {Shape{1}, Shape{9}, Shape{33, 1000}, Shape{4, 3, 129}, Shape{6, 17}}) {
+      Tensor x = random_tensor(shape, dt, rng, 30, 34);  // an offset mean tests the two passes
+      if (shape == Shape{6, 17}) {  // rows with NaN, +inf, all -inf, ties
+        Tensor xd = x.to(DType::Float64);
+        double* p = xd.data<double>();
+        p[3] = kNaN;
+        p[17 + 5] = kInf;
+        for (int j = 0; j < 17; ++j) p[34 + j] = -kInf;
+        p[51 + 2] = p[51 + 9] = 40;
+        x = xd.to(dt);
+      }
+      const std::string where = ds::shape_str(shape) + " " + ds::dtype_name(dt);
+      for (const char* op : {"var", "std", "logsumexp"})
+        for (int64_t ddof : {0, 1}) {
+          ds::AttrMap attrs = {{"axes", Axes{-1}}, {"keepdims", ddof == 1}};
+          if (std::string(op) != "logsumexp") attrs["ddof"] = ddof;
+          EXPECT_EQ(kernel_impl(op, attrs, {x}), "vectorized") << op;
+          expect_values(ds::apply1(op, {x}, attrs), values(run_reference(op, {x}, attrs)[0]), tol,
+                        std::string(op) + " " + where);
+        }
+      for (const char* op : {"argmax", "argmin"}) {
+        const ds::AttrMap attrs = {{"axis", int64_t{-1}}};
+        EXPECT_EQ(kernel_impl(op, attrs, {x}), "vectorized") << op;
+        expect_values(ds::apply1(op, {x}, attrs), values(run_reference(op, {x}, attrs)[0]), 0.0,
+                      std::string(op) + " " + where);
+      }
+    }
+  }
+}
+
 TEST(ReduceFastKernels, SoftmaxLastAxisAgreesWithReference) {
   std::mt19937 rng(13);
   for (DType dt : {DType::Float32, DType::Float64}) {

@@ -1,12 +1,15 @@
 // Fast CPU kernels for row-wise ops on contiguous rows, float32 and float64:
-// softmax/log_softmax over the last axis, layer_norm/rms_norm over trailing dims,
-// batch_norm (inference) and group_norm over [N, C, ...].
+// softmax/log_softmax, var/std/logsumexp and argmax/argmin over the last axis,
+// layer_norm/rms_norm over trailing dims, batch_norm (inference) and group_norm
+// over [N, C, ...].
 // Rows run in parallel; row statistics accumulate in double with independent
 // lanes (vectorized), so results stay within a few ulps of the float64 reference.
 #include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <utility>
+#include <vector>
 
 #include "backends/cpu/vec_lanes.h"
 #include "core/thread_pool.h"
@@ -221,6 +224,51 @@ template <typename T> void group_norm_rows(const KernelCall& k) {
   });
 }
 
+// Row reductions over the last axis: var/std (two-pass, double), logsumexp (the
+// softmax's max and shifted exp sum) and argmax/argmin (first extremum, first NaN).
+enum class RowStat { Var, Std, LogSumExp };
+
+template <typename T> void row_stats(const KernelCall& k, RowStat stat) {
+  const Tensor& in = k.inputs[0];
+  const int64_t n = in.ndim() ? in.shape().back() : 1;
+  const int64_t rows = k.outputs[0].numel();
+  const int64_t ddof = stat == RowStat::LogSumExp ? 0 : k.ctx.i("ddof");
+  const T* x = in.data<T>();
+  T* y = k.outputs[0].data<T>();
+  parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(n, 1)), [&](int64_t b, int64_t e) {
+    std::vector<T> scratch(stat == RowStat::LogSumExp ? static_cast<size_t>(n) : 0);
+    for (int64_t r = b; r < e; ++r) {
+      const T* xr = x + r * n;
+      if (stat == RowStat::LogSumExp) {
+        const T m = row_max(xr, n);
+        const bool finite = std::isfinite(static_cast<double>(m));
+        y[r] = finite ? static_cast<T>(m + std::log(exp_shifted(xr, scratch.data(), n, m))) : m;
+        continue;
+      }
+      const double mu = row_sum(xr, n) / static_cast<double>(n);
+      const double v = row_sum_sq(xr, n, mu) / static_cast<double>(std::max<int64_t>(n - ddof, 0));
+      y[r] = static_cast<T>(stat == RowStat::Std ? std::sqrt(v) : v);
+    }
+  });
+}
+
+template <typename T> void row_arg_extremum(const KernelCall& k, bool is_max) {
+  const Tensor& in = k.inputs[0];
+  const int64_t n = in.ndim() ? in.shape().back() : 1;
+  const int64_t rows = k.outputs[0].numel();
+  const T* x = in.data<T>();
+  int64_t* y = k.outputs[0].data<int64_t>();
+  parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(n, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const T* xr = x + r * n;
+      int64_t best = 0;
+      for (int64_t i = 1; i < n && !std::isnan(xr[best]); ++i)
+        if (std::isnan(xr[i]) || (is_max ? xr[i] > xr[best] : xr[i] < xr[best])) best = i;
+      y[r] = best;
+    }
+  });
+}
+
 // All inputs of one float type (float32 or float64).
 bool same_float_inputs(const OpContext& c) {
   const DType t = c.inputs[0].dtype;
@@ -234,6 +282,20 @@ bool last_axis(const OpContext& c) {
   const int rank = static_cast<int>(c.inputs[0].shape.size());
   const int64_t a = c.i("axis");
   return same_float_inputs(c) && (rank == 0 || a == -1 || a == rank - 1);
+}
+
+// A reduction over exactly the last axis (so rows are contiguous), float input.
+bool reduces_last_axis(const OpContext& c) {
+  const int rank = static_cast<int>(c.inputs[0].shape.size());
+  const auto& axes = c.ints("axes");
+  const bool last = axes.size() == 1 ? (axes[0] == -1 || axes[0] == rank - 1)
+                                     : axes.empty() && rank == 1;
+  return rank > 0 && last && same_float_inputs(c);
+}
+
+bool arg_over_last_axis(const OpContext& c) {
+  const int rank = static_cast<int>(c.inputs[0].shape.size());
+  return rank > 0 && (c.i("axis") == -1 || c.i("axis") == rank - 1) && same_float_inputs(c);
 }
 
 template <typename Fn> KernelFn by_type(Fn fn) {
@@ -261,6 +323,18 @@ const OpRegistrar reg([] {
   register_kernel("batch_norm", DeviceKind::CPU,
                   {by_type([](const KernelCall& k, auto t) { batch_norm_planes<decltype(t)>(k); }),
                    same_float_inputs, "vectorized", 10});
+  const std::pair<const char*, RowStat> stats[] = {
+      {"var", RowStat::Var}, {"std", RowStat::Std}, {"logsumexp", RowStat::LogSumExp}};
+  for (const auto& [name, stat] : stats)
+    register_kernel(name, DeviceKind::CPU,
+                    {by_type([stat](const KernelCall& k, auto t) { row_stats<decltype(t)>(k, stat); }),
+                     reduces_last_axis, "vectorized", 10});
+  for (const bool is_max : {true, false})
+    register_kernel(is_max ? "argmax" : "argmin", DeviceKind::CPU,
+                    {by_type([is_max](const KernelCall& k, auto t) {
+                       row_arg_extremum<decltype(t)>(k, is_max);
+                     }),
+                     arg_over_last_axis, "vectorized", 10});
   register_kernel("group_norm", DeviceKind::CPU,
                   {by_type([](const KernelCall& k, auto t) { group_norm_rows<decltype(t)>(k); }),
                    same_float_inputs, "vectorized", 10});
