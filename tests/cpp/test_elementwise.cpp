@@ -303,7 +303,7 @@ TEST(ElementwiseBinary, MixedDtypesAndBool) {
   EXPECT_EQ(impl_of("maximum", {b, bb}, {}), "reference");  // bool arithmetic
 }
 
-TEST(ElementwiseBinary, KnownValues) {
+TEST_P(ElementwiseIsa, BinaryKnownValues) {
   Tensor a = Tensor::from_vector(std::vector<float>{-7, 7, -7, 7, 5.5f, kNaN, 0.0f}, {7});
   Tensor b = Tensor::from_vector(std::vector<float>{3, -3, -3, 3, 2, 1, -0.0f}, {7});
   shape_test::expect_values(mod(a, b), {2, -2, -1, 1, 1.5, NAN, NAN});

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
+#include <string_view>
 
 #include "ds/op.h"
 
@@ -24,6 +26,14 @@ inline bool is_half(DType t) {
 }
 inline DType compute_dtype(DType t) {
   return is_half(t) ? DType::Float32 : t;
+}
+
+// libmvec's 16-lane AVX-512 functions where the CPU has AVX-512F, unless
+// DS_CPU_ISA=avx2 (read on each call, so one process can compare both paths).
+inline bool wide_lanes() {
+  static const bool has_avx512 = __builtin_cpu_supports("avx512f");
+  const char* isa = std::getenv("DS_CPU_ISA");
+  return has_avx512 && !(isa && std::string_view(isa) == "avx2");
 }
 
 inline Tensor as_dtype(const Tensor& t, DType d) {

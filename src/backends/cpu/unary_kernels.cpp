@@ -17,8 +17,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <string_view>
 #include <type_traits>
 
 extern "C" {
@@ -434,14 +432,6 @@ void map_f32(const float* x, float* y, int64_t n, const V& v) {
       std::copy(buf, buf + (e - i), y + i);
     }
   });
-}
-
-// AVX-512F lanes where the CPU has them, unless DS_CPU_ISA=avx2 (read on each
-// call, so one process can compare both paths).
-bool wide_lanes() {
-  static const bool has_avx512 = __builtin_cpu_supports("avx512f");
-  const char* isa = std::getenv("DS_CPU_ISA");
-  return has_avx512 && !(isa && std::string_view(isa) == "avx2");
 }
 
 // One chunk in 16 lanes; the remainder through the same function under a mask.
