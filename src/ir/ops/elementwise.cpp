@@ -79,7 +79,7 @@ std::vector<UnaryDef> unary_defs() {
        }},
       {"relu", ResultType::Same, [](double x, C) { return x > 0 || std::isnan(x) ? x : 0.0; },
        [](const VjpArgs& a) -> std::vector<Tensor> {
-         return {where(gt(X(a), scalar_like(0.0, X(a))), G(a), zeros_like(G(a)))};
+         return {where(gt(X(a), scalar_like(0.0, X(a))), G(a), scalar_like(0.0, G(a)))};
        }},
       {"leaky_relu", ResultType::Float,
        [](double x, C c) { return x > 0 ? x : x * c.f("negative_slope"); },
