@@ -1,0 +1,12 @@
+"""``python -m deepseek.torch program.py [args]``: runs a torch-style program on ds, with
+``import torch`` answered by deepseek.torch when PyTorch is not installed."""
+import runpy
+import sys
+
+from ..torch_compat import install_import_hook
+
+if len(sys.argv) < 2:
+    sys.exit("usage: python -m deepseek.torch program.py [args...]")
+install_import_hook()
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
