@@ -12,6 +12,7 @@
 
 #include "ds/autodiff.h"
 #include "ds/ds.h"
+#include "ds/runtime.h"
 #include "gradcheck.h"
 #include "reduce_test_util.h"
 
@@ -362,6 +363,21 @@ TEST(ReduceFastKernels, NaNAndInfinityPropagateLikeTheReference) {
       expect_values(ds::apply1(op, {x}, attrs), values(run_reference(op, {x}, attrs)[0]), 3e-7,
                     op);
     }
+}
+
+// Chunks are fixed by the shape, not the thread count: results are bit-identical.
+TEST(ReduceFastKernels, ResultsDoNotDependOnTheThreadCount) {
+  std::mt19937 rng(21);
+  const int threads = ds::num_threads();
+  Tensor x = random_tensor({300, 7001}, DType::Float32, rng, -1, 3);
+  for (const Axes& axes : {Axes{}, Axes{0}, Axes{1}}) {
+    ds::set_num_threads(1);
+    const auto one = values(ds::sum(x, axes));
+    ds::set_num_threads(5);
+    const auto five = values(ds::sum(x, axes));
+    EXPECT_EQ(one, five) << "axes " << ds::shape_str(axes);
+  }
+  ds::set_num_threads(threads);
 }
 
 TEST(ReduceFastKernels, LastAxisStatisticsAgreeWithReference) {
