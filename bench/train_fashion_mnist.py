@@ -6,6 +6,11 @@ Same model, Adam lr 1e-3, batch 128, same thread count. Each side trains for
 there); runs alternate ds / torch --repeats times and the medians are compared.
 Prints `case | ours | peer | ratio` and writes bench/results/train_fashion_mnist.json.
 
+Both sides run with the same OMP_WAIT_POLICY (default PASSIVE, which `ds train`
+also picks for itself): with the spinning default, PyTorch's OpenMP workers
+starve whenever other processes share the cores (measured here: 295 vs 2,303
+images/s for PyTorch on a loaded machine), which would flatter the ratio.
+
 Run with Debian's python (/usr/bin/python3, which has python3-torch):
   /usr/bin/python3 bench/train_fashion_mnist.py --ds build/ds --steps 60 --threads 2
 """
@@ -104,7 +109,10 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=DATA_DIR)
     p.add_argument("--out", default=os.path.join(HERE, "results", "train_fashion_mnist.json"))
+    p.add_argument("--omp-wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE"],
+                   help="OMP_WAIT_POLICY for both sides (libgomp reads it when torch loads)")
     a = p.parse_args()
+    os.environ["OMP_WAIT_POLICY"] = a.omp_wait_policy
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -131,6 +139,8 @@ def main():
         "ours_runs": ours, "peer_runs": peer,
         "peer_name": f"PyTorch {torch.__version__} CPU (eager, torch.optim.Adam)",
         "steps": a.steps, "threads": a.threads, "repeats": a.repeats,
+        "omp_wait_policy": a.omp_wait_policy,
+        "load_average_at_end": os.getloadavg()[0],
         "ds_command": cmd,
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
