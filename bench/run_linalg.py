@@ -84,7 +84,7 @@ def bench_env(threads, isa=None):
         # Both sides limited to AVX2+FMA kernels, to stand in for the AVX2 development
         # machine on a larger (quieter) AVX-512 host.
         env.update({"DNNL_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell",
-                    "ATEN_CPU_CAPABILITY": "avx2"})
+                    "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"})
     env.update({"DS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
                 "OPENBLAS_NUM_THREADS": str(threads)})
     return env

@@ -262,6 +262,7 @@ const std::vector<PoolCase> kPoolCases = {
     {{1, 3, 9, 9}, {3}, {1}, {1}, {2}, false},
     {{1, 1, 1, 1}, {1}, {}, {0}, {1}, false},
     {{1, 2, 5, 5}, {5}, {}, {2}, {1}, true},
+    {{2, 3, 7, 5}, {2}, {}, {0}, {1}, false},  // 2x2 fast path with uncovered last row/column
 };
 
 // Output extent of PyTorch's pooling (floor or ceil mode).
@@ -325,15 +326,39 @@ TEST(ConvMaxPool2d, MatchesFloat64LoopsReferenceAndGradients) {
     EXPECT_LT(rel_diff(y, want), 1e-12);
     const Tensor x32 = x.to(DType::Float32);
     const AttrMap attrs = max_attrs(c);
-    if (test::built_with("oneDNN")) {
-      EXPECT_EQ(test::kernel_impl("max_pool2d", {x32}, attrs), "onednn");
-    }
+    EXPECT_EQ(test::kernel_impl("max_pool2d", {x32}, attrs), "vectorized");
     EXPECT_LT(rel_diff(apply1("max_pool2d", {x32}, attrs), want), 1e-6);
     const Tensor gy = random_tensor(out, seed++, DType::Float32);
     EXPECT_LT(rel_diff(apply1("max_pool2d_backward", {x32, gy}, attrs),
                        values(test::run_reference("max_pool2d_backward", {x32, gy}, attrs))),
               1e-6);
     test::expect_vjp_matches_fd("max_pool2d", {x}, attrs);
+  }
+}
+
+TEST(ConvMaxPool2d, NaNPropagatesAndTakesTheGradient) {
+  // Windows with a NaN give NaN and route the gradient to the (first) NaN, in the
+  // fast kernels (2x2 fast path and general path) as in the reference.
+  for (const AttrMap& attrs : {AttrMap{{"kernel_size", Pair{2}}},
+                               AttrMap{{"kernel_size", Pair{3}}, {"stride", Pair{1}}}}) {
+    Tensor x = random_tensor({1, 2, 6, 6}, 900, DType::Float32);
+    x.data<float>()[7] = NAN;
+    x.data<float>()[8] = NAN;
+    x.data<float>()[40] = NAN;
+    const Tensor gy = random_tensor(apply1("max_pool2d", {x}, attrs).shape(), 901, DType::Float32);
+    for (const auto& [op, in] : {std::pair{std::string("max_pool2d"), std::vector<Tensor>{x}},
+                                 std::pair{std::string("max_pool2d_backward"), std::vector<Tensor>{x, gy}}}) {
+      const auto fast = values(apply1(op, in, attrs)), ref = values(test::run_reference(op, in, attrs));
+      ASSERT_EQ(fast.size(), ref.size());
+      int nans = 0;
+      for (size_t i = 0; i < fast.size(); ++i) {
+        nans += std::isnan(ref[i]);
+        EXPECT_TRUE(std::isnan(ref[i]) ? std::isnan(fast[i]) : fast[i] == ref[i]) << op << " at " << i;
+      }
+      if (op == "max_pool2d") {
+        EXPECT_GT(nans, 0);
+      }
+    }
   }
 }
 
