@@ -76,6 +76,31 @@ TEST(Autodiff, GraphGradCompilesWithForwardIntoOneExecutable) {
   for (int j = 0; j < 3; ++j) EXPECT_FLOAT_EQ(out["dw"].data<float>()[j], 32.0f * (j + 1));
 }
 
+TEST(Autodiff, GraphGradWithSymbolicBatchRunsForAnyBatch) {
+  ds::Graph g;
+  Tensor x = g.placeholder("x", {ds::dyn, 3});
+  Tensor w = g.placeholder("w", {1, 3});
+  Tensor unused = g.placeholder("unused", {ds::dyn, 2});
+  Tensor loss = ds::mean(ds::square(x * w));
+  auto grads = ds::grad(g, loss, {w, x, unused});
+  g.output(loss, "loss");
+  g.output(grads[0], "dw");
+  g.output(grads[1], "dx");
+  g.output(grads[2], "dunused");
+  auto exe = ds::compile(g, "cpu");
+  for (int64_t batch : {1, 4}) {
+    auto out = exe.run({{"x", Tensor::full({batch, 3}, 2.0)},
+                        {"w", Tensor::from_vector<float>({1, 2, 3}, {1, 3})},
+                        {"unused", Tensor::full({batch, 2}, 5.0)}});
+    // d/dw mean_{b,j}((x w)^2) = sum_b 2 x^2 w / (3 batch) = 8 w / 3.
+    for (int j = 0; j < 3; ++j)
+      EXPECT_FLOAT_EQ(out["dw"].data<float>()[j], 8.0f * (j + 1) / 3) << "batch " << batch;
+    EXPECT_EQ(out["dx"].shape(), (ds::Shape{batch, 3}));
+    EXPECT_EQ(out["dunused"].shape(), (ds::Shape{batch, 2}));
+    EXPECT_FLOAT_EQ(out["dunused"].data<float>()[0], 0.0f);
+  }
+}
+
 TEST(Autodiff, SameSignatureReusesTheCompiledExecutable) {
   int traces = 0;
   auto vg = ds::value_and_grad([&](const std::vector<Tensor>& a) {
