@@ -79,6 +79,8 @@ class _ShimFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path=None, target=None):
         if fullname != "torch" and not fullname.startswith("torch."):
             return None
+        if fullname != "torch" and sys.modules.get("torch") is not sys.modules.get(_SHIM):
+            return None  # a submodule real torch lacks: its own ModuleNotFoundError stands
         if importlib.util.find_spec("deepseek." + fullname) is None:
             raise ImportError(f"ds.torch_compat: {fullname} is not supported (deepseek.torch "
                               "provides torch, torch.nn and torch.nn.functional)",

@@ -109,6 +109,14 @@ def test_issue_program_with_real_pytorch(tmp_path):
         def model(x):
             return helper(x.view(3, 1) - 2)
         print(model(x), type(model(x)).__name__, type(torch).__module__)
+        # With PyTorch present the hook changes nothing, even for submodules torch lacks.
+        ds.torch_compat.install_import_hook()
+        import importlib
+        assert importlib.import_module("torch") is torch and "deepseek" not in torch.__file__
+        try:
+            import torch.no_such_module
+        except ModuleNotFoundError as e:
+            assert "ds.torch_compat" not in str(e), e
         """))
     run = _run(tmp_path, ["prog.py"], hide_torch=False, python=python)
     assert run.returncode == 0, run.stderr
