@@ -3,7 +3,6 @@
 // kernels, so every implementation sees the same shapes and the same checks.
 #pragma once
 
-#include <algorithm>
 #include <string>
 
 #include "ds/op.h"
@@ -42,11 +41,7 @@ struct PoolGeom {
   int64_t kh, kw;
   int64_t oh, ow;
   Pair2 stride, pad, dil;
-  Shape x_shape() const { return {n, c, h, w}; }
   Shape y_shape() const { return {n, c, oh, ow}; }
-  // Right/bottom padding that the last window reaches (ceil_mode may extend past `pad`).
-  int64_t pad_bottom() const { return std::max<int64_t>(0, (oh - 1) * stride.h + (kh - 1) * dil.h + 1 - h - pad.h); }
-  int64_t pad_right() const { return std::max<int64_t>(0, (ow - 1) * stride.w + (kw - 1) * dil.w + 1 - w - pad.w); }
 };
 
 // max_pool2d / avg_pool2d on input x (for the backward ops: on their x or input_size).
