@@ -2,15 +2,20 @@
 """Issue 2's linear-algebra figures, side by side in one run.
 
 Runs build/ds_bench_linalg (ours) and, on the same cases and thread count,
-numpy (matmul) and PyTorch CPU (conv2d forward; backward-data and
-backward-weight through aten.convolution_backward), alternating ours and the peer for
-several rounds and keeping each side's median. Prints `case | ours | peer |
-ratio | ours/peak` and writes bench/results/linalg.json.
+numpy (matmul) and PyTorch CPU (conv2d forward, backward-data and
+backward-weight through aten.convolution_backward; the Fashion-MNIST CNN's max
+pools and first linear layer). Ours and the peer are two long-lived processes
+that time one case per request, alternating case by case for several rounds;
+each side's median is kept. Prints `case | ours | peer | ratio | ours/peak` and
+writes bench/results/linalg.json.
 
   cmake -B build -DDS_BUILD_BENCH=ON && ninja -C build ds_bench_linalg
   python3 bench/run_linalg.py [--build build] [--threads 2] [--rounds 3] [--quick]
+      [--peer-python /usr/bin/python3] [--isa avx2]
 
-The peer runs under /usr/bin/python3 (Debian's python3-torch and python3-numpy).
+The peer runs under /usr/bin/python3 by default (Debian's python3-torch and
+python3-numpy). --isa avx2 holds both sides to AVX2+FMA kernels, to stand in for
+the AVX2 development machine on a larger host.
 """
 import argparse
 import json
