@@ -148,6 +148,10 @@ TEST(TrainStep, TinyModelLossDecreases) {
   for (int i = 0; i < 60; ++i) last = step.step(x, y).loss.item<double>();
   EXPECT_LT(last, 0.2 * first);
   EXPECT_EQ(adam.steps(), 61);
+  // One executable per input signature, reused by every step.
+  const ds::TensorType xt{x.dtype(), x.shape()}, yt{y.dtype(), y.shape()};
+  EXPECT_EQ(&step.executable(xt, yt), &step.executable(xt, yt));
+  EXPECT_GT(step.executable(xt, yt).stats().kernels, 10);
   optim::EvalStep eval(model);
   EXPECT_NEAR(nn::cross_entropy(eval.run(x), y).item<double>(), last, 0.05);
 }
