@@ -224,6 +224,35 @@ def functional():
     check(Functional().eval(), torch.randn(3, 24))
 
 
+class MoreLayers(nn.Module):
+    """Argument order and defaults of the less common layers and losses."""
+
+    def __init__(self):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2)
+        self.norm = nn.GroupNorm(3, 6)
+        self.bn = nn.BatchNorm1d(6)
+        self.embed = nn.Embedding(10, 6)
+
+    def forward(self, x, labels):
+        y = F.pad(self.norm(self.up(x)), (1, 0, 2, 1))                # last dim first
+        y = F.avg_pool2d(y, 3, stride=2, padding=1, count_include_pad=False)
+        y = F.elu(F.leaky_relu(y, 0.1), alpha=0.5)
+        y = nn.functional.adaptive_avg_pool2d(y, (2, 3)).flatten(1)   # [N, 36]
+        logits = self.bn(y.view(-1, 6, 6)).sum(-1) + self.embed(labels)
+        losses = torch.stack([
+            F.cross_entropy(logits, labels, label_smoothing=0.1),
+            F.smooth_l1_loss(logits, torch.ones_like(logits) * 0.5, beta=0.5),
+            F.binary_cross_entropy_with_logits(logits, torch.sigmoid(logits * 0.3)),
+            F.mse_loss(F.normalize(logits), torch.zeros_like(logits), reduction="sum"),
+        ])
+        return F.log_softmax(logits, dim=-1), losses
+
+
+def more_layers():
+    check(randomize(MoreLayers()), torch.randn(3, 4, 5, 5), torch.tensor([1, 5, 0]))
+
+
 def unsupported():
     class FFT(nn.Module):
         def forward(self, x):
@@ -263,7 +292,7 @@ def unsupported():
 
 
 CASES = {f.__name__: f for f in [mlp, cnn, resnet18, transformer, multihead_attention,
-                                 functional, unsupported]}
+                                 functional, more_layers, unsupported]}
 
 if __name__ == "__main__":
     torch.manual_seed(0)

@@ -319,6 +319,27 @@ def test_functional_activations_and_losses(rng):
     assert abs((kept == 0).mean() - 0.25) < 0.03
 
 
+def test_scaled_dot_product_attention(rng):
+    q, k, v = rand(rng, 2, 3, 4, 8), rand(rng, 2, 3, 5, 8), rand(rng, 2, 3, 5, 8)
+    mask = rng.random((4, 5)) > 0.3
+    mask[:, 0] = True  # True: attend (torch's boolean convention here)
+
+    def reference(q, k, v, allowed):
+        scores = q.astype(np.float64) @ k.swapaxes(-1, -2) / np.sqrt(8)
+        scores = np.where(allowed, scores, -np.inf)
+        p = np.exp(scores - scores.max(-1, keepdims=True))
+        return (p / p.sum(-1, keepdims=True)) @ v
+
+    got = F.scaled_dot_product_attention(torch.tensor(q), torch.tensor(k), torch.tensor(v),
+                                         attn_mask=torch.tensor(mask))
+    close(got.numpy(), reference(q, k, v, mask), rtol=1e-5, atol=1e-6)
+    k, v = k[:, :, :4], v[:, :, :4]
+    causal = F.scaled_dot_product_attention(torch.tensor(q), torch.tensor(k), torch.tensor(v),
+                                            is_causal=True)
+    close(causal.numpy(), reference(q, k, v, np.tril(np.ones((4, 4), dtype=bool))), rtol=1e-5,
+          atol=1e-6)
+
+
 # ---- errors naming the call
 def test_unmapped_calls_name_themselves():
     x = torch.tensor([1.0, 2.0])

@@ -143,7 +143,8 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
     return TorchTensor(ops.group_norm(_x(input), num_groups, unwrap(weight), unwrap(bias), eps))
 
 
-def normalize(input, p=2.0, dim=1, eps=1e-12):
+def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
+    _no("normalize", out=out is not None)
     x = _x(input)
     if p != 2:
         raise unsupported(f"torch.nn.functional.normalize(p={p})")
