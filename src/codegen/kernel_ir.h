@@ -1,0 +1,57 @@
+// Backend-neutral kernel IR for a fused elementwise region. A region iterates
+// over one static shape; each input is a tensor broadcast (NumPy rules, right
+// aligned) to that shape; instructions are ds elementwise ops over SSA registers
+// (inputs take registers 0..N-1, instruction i writes register N+i), each with
+// the dtype the op inferred, so every backend rounds where the unfused graph
+// rounds. Nothing here assumes a CPU: a CUDA emitter maps the same instructions
+// to device math.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ds/graph.h"
+
+namespace ds::codegen {
+
+struct KernelInst {
+  std::string op;          // a ds elementwise op name ("add", "gelu", "cast", ...)
+  AttrMap attrs;           // the node's attributes (float, string or dtype values)
+  std::vector<int> args;   // registers read
+  DType dtype;             // the register's type
+};
+
+struct KernelIR {
+  Shape shape;                      // iteration shape (static)
+  std::vector<TensorType> inputs;   // each broadcastable to `shape`
+  std::vector<KernelInst> insts;
+  std::vector<int> outputs;         // registers written out, each with `shape`
+
+  int num_registers() const { return static_cast<int>(inputs.size() + insts.size()); }
+  DType register_dtype(int r) const;
+  // Stable text form ("region v1 ..."): the `fused` node's attribute and the cache key.
+  std::string str() const;
+  uint64_t hash() const;  // FNV-1a of str()
+  // Checks register numbering, arities, broadcasting and dtypes; throws ValueError.
+  void verify() const;
+};
+
+// Parses str()'s form; throws ValueError naming the bad line.
+KernelIR parse_kernel_ir(const std::string& text);
+
+// parse_kernel_ir() memoized per text (regions are parsed by infer and by kernels
+// on every call); the result lives as long as the process.
+const KernelIR& cached_kernel_ir(const std::string& text);
+
+// Ops a region may contain (every backend emitter handles all of them), and the
+// dtypes its values may have (float32, float64, bool).
+bool is_kernel_op(const std::string& op);
+bool is_kernel_dtype(DType t);
+
+// Evaluates the region with each op's reference kernel (float64 math, rounded to
+// each register's dtype like the unfused graph). Inputs are concrete tensors of
+// the region's input types; returns one tensor per output.
+std::vector<Tensor> interpret(const KernelIR& ir, const std::vector<Tensor>& inputs);
+
+}  // namespace ds::codegen

@@ -1,0 +1,31 @@
+// The CPU kernel of `fused`: the region JIT-compiled by LLVM. `supports` runs
+// when an executable is built, so compilation (or the disk-cache load) happens
+// in ds::compile, not in the first run.
+#include "codegen/jit.h"
+#include "ds/op.h"
+
+namespace ds::codegen {
+namespace {
+
+const OpRegistrar reg([] {
+  register_kernel("fused", DeviceKind::CPU,
+                  {.fn =
+                       [](const KernelCall& k) {
+                         const KernelIR& ir = cached_kernel_ir(k.ctx.s("region"));
+                         std::vector<const void*> in;
+                         for (const Tensor& t : k.inputs) in.push_back(t.raw_data());
+                         std::vector<void*> out;
+                         for (Tensor& t : k.outputs) out.push_back(t.raw_data());
+                         jit_run(ir, in, out);
+                       },
+                   .supports =
+                       [](const OpContext& c) {
+                         jit_prepare(cached_kernel_ir(c.s("region")));
+                         return true;
+                       },
+                   .impl = "llvm-jit",
+                   .priority = 10});
+});
+
+}  // namespace
+}  // namespace ds::codegen

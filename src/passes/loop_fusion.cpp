@@ -1,0 +1,216 @@
+// Loop fusion: maximal connected regions of elementwise ops with one static
+// output shape become one `fused` node carrying the region's kernel IR. Values
+// computed inside a region and read outside it (or graph outputs) become extra
+// outputs of the fused node; a merge that would route a path out of the region
+// and back in (a cycle once contracted) is refused.
+#include <algorithm>
+#include <map>
+#include <queue>
+#include <set>
+
+#include "codegen/jit.h"
+#include "codegen/kernel_ir.h"
+#include "ds/op.h"
+#include "passes/pass_manager.h"
+#include "passes/rewriter.h"
+
+namespace ds::passes {
+namespace {
+
+bool fusible(const Graph& g, const Node& n) {
+  if (!codegen::is_kernel_op(n.op->name) || n.outputs.size() != 1) return false;
+  if (!is_static(n.outputs[0].shape) || !codegen::is_kernel_dtype(n.outputs[0].dtype)) return false;
+  for (const ValueRef& v : n.inputs) {
+    const TensorType& t = g.type(v);
+    if (!is_static(t.shape) || !codegen::is_kernel_dtype(t.dtype)) return false;
+  }
+  for (const auto& [_, a] : n.attrs) {  // the text form holds plain strings only
+    if (auto* s = std::get_if<std::string>(&a))
+      for (char c : *s)
+        if (c <= ' ' || c == '=' || c == '%') return false;
+  }
+  return true;
+}
+
+class RegionBuilder {
+ public:
+  explicit RegionBuilder(const Graph& g) : g_(g), region_(g.nodes().size(), -1) {
+    consumers_.resize(g.nodes().size());
+    for (const Node& n : g.nodes())
+      for (const ValueRef& v : n.inputs) consumers_[v.node].push_back(n.id);
+  }
+
+  void grow() {
+    for (const Node& n : g_.nodes()) {
+      if (!fusible(g_, n)) continue;
+      const int r = static_cast<int>(members_.size());
+      members_.push_back({n.id});
+      region_[n.id] = r;
+      for (const ValueRef& v : n.inputs) {
+        const int other = region_[v.node];
+        if (other < 0 || other == region_[n.id]) continue;
+        if (g_.node(members_[other].front()).outputs[0].shape != n.outputs[0].shape) continue;
+        try_merge(region_[n.id], other);
+      }
+    }
+  }
+
+  const std::vector<int>& region() const { return region_; }
+  const std::vector<std::vector<int>>& members() const { return members_; }
+
+ private:
+  // Merges region `b` into `a` unless a path leaves the union and comes back.
+  // Paths are followed on the contracted graph: reaching a member of another
+  // region reaches all of it (it becomes one node).
+  void try_merge(int a, int b) {
+    std::set<int> set(members_[a].begin(), members_[a].end());
+    set.insert(members_[b].begin(), members_[b].end());
+    std::vector<bool> reached(g_.nodes().size(), false);
+    std::vector<int> stack;
+    auto reach = [&](int c) {
+      if (reached[c]) return;
+      reached[c] = true;
+      stack.push_back(c);
+      if (region_[c] >= 0)
+        for (int m : members_[region_[c]])
+          if (!reached[m]) reached[m] = true, stack.push_back(m);
+    };
+    for (int m : set)
+      for (int c : consumers_[m])
+        if (!set.count(c)) reach(c);
+    while (!stack.empty()) {
+      const int x = stack.back();
+      stack.pop_back();
+      for (int c : consumers_[x]) {
+        if (set.count(c)) return;  // out of the region and back in
+        reach(c);
+      }
+    }
+    for (int m : members_[b]) region_[m] = a;
+    members_[a].assign(set.begin(), set.end());
+    members_[b].clear();
+  }
+
+  const Graph& g_;
+  std::vector<int> region_;
+  std::vector<std::vector<int>> members_;
+  std::vector<std::vector<int>> consumers_;
+};
+
+struct Region {
+  codegen::KernelIR ir;
+  std::vector<ValueRef> inputs;   // external values, one per IR input
+  std::vector<ValueRef> outputs;  // member values read outside, one per IR output
+};
+
+Region build_region(const Graph& g, const std::vector<int>& members,
+                    const std::vector<std::vector<ValueRef>>& readers_outside) {
+  Region r;
+  const std::set<int> set(members.begin(), members.end());
+  std::map<int, int> reg_of_node;  // member -> register
+  std::map<std::pair<int, int>, int> reg_of_input;
+  r.ir.shape = g.node(members.front()).outputs[0].shape;
+  for (int m : members)
+    for (const ValueRef& v : g.node(m).inputs)
+      if (!set.count(v.node) && reg_of_input.try_emplace({v.node, v.output}, r.inputs.size()).second) {
+        r.inputs.push_back(v);
+        r.ir.inputs.push_back(g.type(v));
+      }
+  int reg = static_cast<int>(r.inputs.size());
+  for (int m : members) {
+    const Node& n = g.node(m);
+    codegen::KernelInst in{n.op->name, n.attrs, {}, n.outputs[0].dtype};
+    for (const ValueRef& v : n.inputs)
+      in.args.push_back(set.count(v.node) ? reg_of_node.at(v.node) : reg_of_input.at({v.node, v.output}));
+    r.ir.insts.push_back(std::move(in));
+    reg_of_node[m] = reg++;
+    if (!readers_outside[m].empty()) {
+      r.outputs.push_back({m, 0});
+      r.ir.outputs.push_back(reg_of_node[m]);
+    }
+  }
+  return r;
+}
+
+}  // namespace
+
+Graph loop_fusion(const Graph& input) {
+  if (!codegen::jit_available()) return input;  // interpreting a region is slower than the ops
+  // Dead values would make regions without outputs.
+  const Graph g = dead_code_elimination(input);
+  RegionBuilder builder(g);
+  builder.grow();
+  const auto& region = builder.region();
+  const auto& members = builder.members();
+  const auto& nodes = g.nodes();
+
+  // Who reads each member from outside its region (graph outputs count).
+  std::vector<std::vector<ValueRef>> outside(nodes.size());
+  for (const Node& n : nodes)
+    for (const ValueRef& v : n.inputs)
+      if (region[v.node] >= 0 && region[v.node] != region[n.id]) outside[v.node].push_back({n.id, 0});
+  for (const auto& [_, v] : g.outputs())
+    if (region[v.node] >= 0) outside[v.node].push_back(v);
+
+  // Work items: one per fused region (of two or more ops), one per other node.
+  std::vector<int> item_of(nodes.size());
+  std::vector<int> item_region;  // -1: a plain node
+  std::vector<int> item_pos;     // ordering key: the node id (a region's last member)
+  std::vector<int> item_node;
+  std::map<int, int> item_of_region;
+  for (const Node& n : nodes) {
+    const int r = region[n.id];
+    if (r >= 0 && members[r].size() >= 2) {
+      auto [it, added] = item_of_region.try_emplace(r, static_cast<int>(item_region.size()));
+      if (added) {
+        item_region.push_back(r);
+        item_pos.push_back(members[r].back());
+        item_node.push_back(-1);
+      }
+      item_of[n.id] = it->second;
+    } else {
+      item_of[n.id] = static_cast<int>(item_region.size());
+      item_region.push_back(-1);
+      item_pos.push_back(n.id);
+      item_node.push_back(n.id);
+    }
+  }
+  if (item_of_region.empty()) return input;
+
+  // Contracted graph, emitted in topological order (Kahn), earliest original position first.
+  const size_t items = item_region.size();
+  std::vector<std::set<int>> succ(items);
+  std::vector<int> indegree(items, 0);
+  for (const Node& n : nodes)
+    for (const ValueRef& v : n.inputs) {
+      const int from = item_of[v.node], to = item_of[n.id];
+      if (from != to && succ[from].insert(to).second) ++indegree[to];
+    }
+  using Entry = std::pair<int, int>;  // (position, item)
+  std::priority_queue<Entry, std::vector<Entry>, std::greater<>> ready;
+  for (size_t i = 0; i < items; ++i)
+    if (indegree[i] == 0) ready.push({item_pos[i], static_cast<int>(i)});
+
+  Rewriter rw(g);
+  size_t emitted = 0;
+  while (!ready.empty()) {
+    const int it = ready.top().second;
+    ready.pop();
+    ++emitted;
+    if (item_region[it] < 0) {
+      rw.copy(nodes[item_node[it]]);
+    } else {
+      const Region r = build_region(g, members[item_region[it]], outside);
+      std::vector<Tensor> in;
+      for (const ValueRef& v : r.inputs) in.push_back(rw.map(v));
+      const auto out = rw.dst().add("fused", in, {{"region", r.ir.str()}});
+      for (size_t o = 0; o < r.outputs.size(); ++o) rw.set(r.outputs[o], out[o]);
+    }
+    for (int s : succ[it])
+      if (--indegree[s] == 0) ready.push({item_pos[s], s});
+  }
+  DS_CHECK(emitted == items, Error, "loop_fusion: the contracted graph has a cycle");
+  return rw.finish();
+}
+
+}  // namespace ds::passes
