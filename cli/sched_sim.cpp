@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "ds/model_io.h"
 #include "ds/sched.h"
 
 namespace ds::cli {
@@ -16,6 +17,7 @@ using namespace ds::sched;
 
 constexpr const char* kUsage = R"(usage: ds sched-sim [options]
   --service SPEC        t(b) table "rows:us,..." (default 1:400,16:1600: t(16) = 4 t(1))
+  --model DIR           measure t(b) from a saved model instead (ds::load, compiled for the CPU)
   --rate R              requests/s, one phase of --seconds (default 0.8 x no-batching capacity)
   --load L              rate as a fraction of the no-batching capacity (workers / t(1))
   --phases S:R,...      phases of seconds:rate (a load that shifts); overrides --rate
@@ -65,6 +67,21 @@ std::vector<SimPhase> parse_phases(const std::string& spec) {
   return p;
 }
 
+// t(b) of a saved model: every input gets a batch of zeros (dim 0 symbolic).
+ServiceModel measured(const std::string& dir) {
+  Executable exe = compile(load(dir), "cpu");
+  Outputs one_row;
+  for (const IOSpec& in : exe.inputs()) {
+    Shape s = in.type.shape;
+    DS_CHECK(!s.empty(), ValueError, "sched-sim: input '", in.name, "' has no batch dimension");
+    s[0] = 1;
+    DS_CHECK(is_static(s), ValueError, "sched-sim: input '", in.name, "' has symbolic extents besides the batch: ",
+             shape_str(in.type.shape));
+    one_row.push_back(Tensor::zeros(s, in.type.dtype));
+  }
+  return measure_service_model(batch_fn(exe), one_row, {1, 2, 4, 8, 16, 32}, 7);
+}
+
 void print(const SimResult& r, std::ostream& os) {
   for (const auto& c : r.classes)
     os << std::left << std::setw(26) << r.policy << std::setw(6) << c.name << std::right
@@ -106,7 +123,11 @@ int run(int argc, char** argv) {
     }
     a.kv[k.substr(2)] = argv[++i];
   }
-  const ServiceModel service = ServiceModel::parse(a.get("service", "1:400,16:1600"));
+  const ServiceModel service = a.kv.count("model") ? measured(a.get("model", ""))
+                                                   : ServiceModel::parse(a.get("service", "1:400,16:1600"));
+  std::cout << "t(b) us:";
+  for (const auto& [b, t] : service.table()) std::cout << " " << b << ":" << std::setprecision(0) << std::fixed << t;
+  std::cout << "\n";
   SimOptions o;
   o.workers = static_cast<int>(a.num("workers", 1));
   o.seed = static_cast<uint64_t>(a.num("seed", 1));
