@@ -339,12 +339,13 @@ TEST(ConvMaxPool2d, MatchesFloat64LoopsReferenceAndGradients) {
 TEST(ConvMaxPool2d, NaNPropagatesAndTakesTheGradient) {
   // Windows with a NaN give NaN and route the gradient to the (first) NaN, in the
   // fast kernels (2x2 fast path and general path) as in the reference.
+  // 38 columns: 2x2 windows 0-15 go through the 8-wide path, 16-18 through the scalar one.
   for (const AttrMap& attrs : {AttrMap{{"kernel_size", Pair{2}}},
                                AttrMap{{"kernel_size", Pair{3}}, {"stride", Pair{1}}}}) {
-    Tensor x = random_tensor({1, 2, 6, 6}, 900, DType::Float32);
-    x.data<float>()[7] = NAN;
-    x.data<float>()[8] = NAN;
-    x.data<float>()[40] = NAN;
+    Tensor x = random_tensor({1, 2, 6, 38}, 900, DType::Float32);
+    float* px = x.data<float>();
+    for (int64_t i = 0; i < x.numel(); i += 3) px[i] = 0.0f;  // ties, as after a ReLU
+    for (int64_t i : {7, 8, 40, 77, 115, 300, 301, 339}) px[i] = NAN;
     const Tensor gy = random_tensor(apply1("max_pool2d", {x}, attrs).shape(), 901, DType::Float32);
     for (const auto& [op, in] : {std::pair{std::string("max_pool2d"), std::vector<Tensor>{x}},
                                  std::pair{std::string("max_pool2d_backward"), std::vector<Tensor>{x, gy}}}) {
@@ -353,7 +354,10 @@ TEST(ConvMaxPool2d, NaNPropagatesAndTakesTheGradient) {
       int nans = 0;
       for (size_t i = 0; i < fast.size(); ++i) {
         nans += std::isnan(ref[i]);
-        EXPECT_TRUE(std::isnan(ref[i]) ? std::isnan(fast[i]) : fast[i] == ref[i]) << op << " at " << i;
+        // (Overlapping windows sum gradients in float here, in double in the reference.)
+        EXPECT_TRUE(std::isnan(ref[i]) ? std::isnan(fast[i])
+                                       : std::abs(fast[i] - ref[i]) <= 1e-6 * (1 + std::abs(ref[i])))
+            << op << " at " << i << ": " << fast[i] << " vs " << ref[i];
       }
       if (op == "max_pool2d") {
         EXPECT_GT(nans, 0);
