@@ -1,8 +1,12 @@
 // ds serve over loopback: the v2 endpoints, batching through HTTP, clean errors
 // for bad input, metrics, and shutdown. The server runs inside the test on an
 // ephemeral port; the client is cpp-httplib's.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -42,6 +46,7 @@ class ServeHttp : public ::testing::Test {
     server_ = std::make_unique<ds::serve::Server>(o);
     port_ = server_->start();
     client_ = std::make_unique<httplib::Client>("127.0.0.1", port_);
+    client_->set_tcp_nodelay(true);
   }
   void TearDown() override {
     server_.reset();
@@ -157,6 +162,7 @@ TEST_F(ServeHttp, ConcurrentClientsAreBatchedAndCounted) {
   for (int t = 0; t < kThreads; ++t)
     ts.emplace_back([&, t] {
       httplib::Client c("127.0.0.1", port_);
+      c.set_tcp_nodelay(true);
       for (int i = 0; i < kEach; ++i) {
         const float v = static_cast<float>(t * 100 + i);
         json body = {{"inputs", {{{"name", "x"}, {"shape", {1, 3}}, {"datatype", "FP32"}, {"data", {v, -v, 1}}}}}};
@@ -176,6 +182,40 @@ TEST_F(ServeHttp, ConcurrentClientsAreBatchedAndCounted) {
   EXPECT_NE(metrics.find("ds_inference_latency_us{model=\"relu3\",quantile=\"0.99\"}"), std::string::npos);
   EXPECT_NE(metrics.find("# TYPE ds_inference_latency_us summary"), std::string::npos);
   EXPECT_NE(metrics.find("ds_device_utilization{device=\"cpu\"}"), std::string::npos);
+}
+
+// A raw connection that sends `bytes`, then stays open (slow client) or closes
+// before reading the answer (dropped client).
+int raw_send(int port, const std::string& bytes) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  EXPECT_EQ(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+  return fd;
+}
+
+TEST_F(ServeHttp, SlowAndDroppedClientsDoNotBlockOthers) {
+  // Slow: headers promise a body that never comes.
+  std::vector<int> slow;
+  for (int i = 0; i < 4; ++i)
+    slow.push_back(raw_send(port_, "POST /v2/models/relu3/infer HTTP/1.1\r\nHost: x\r\n"
+                                   "Content-Length: 100\r\n\r\n{\"inp"));
+  // Dropped: a full request whose client is gone before the answer.
+  for (int i = 0; i < 4; ++i) {
+    const std::string body = kOneRow;
+    ::close(raw_send(port_, "POST /v2/models/relu3/infer HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                            "application/json\r\nContent-Length: " + std::to_string(body.size()) +
+                                "\r\n\r\n" + body));
+  }
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(infer(kOneRow)->status, 200);
+  for (int fd : slow) ::close(fd);
+  EXPECT_EQ(client_->Get("/v2/health/ready")->status, 200);
 }
 
 TEST_F(ServeHttp, StopAnswersInFlightThenCloses) {
