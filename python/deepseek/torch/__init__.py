@@ -18,6 +18,8 @@ from ._tensor import (  # noqa: F401
 
 Tensor = TorchTensor
 
+# torch's dtype names. They shadow int, float and bool in this module, so the functions
+# below leave argument conversion to the ops (builtins.int where one is needed).
 float32 = float = _core.float32
 float64 = double = _core.float64
 float16 = half = _core.float16
