@@ -67,6 +67,7 @@ struct DynamicBatcher::Impl : std::enable_shared_from_this<Impl> {
   std::multiset<int> queued_pulls;  // levels of pull tasks not started yet
   int running_pulls = 0;
   int64_t last_finish_us = 0;  // when a batch of this model last finished
+  int64_t expired_since_observe = 0;  // misses the policy has not been told about
   std::condition_variable idle_cv;  // signalled when a pull finishes (destructor waits)
   bool stopping = false;
   // Recent arrival rate and utilization (exponential moving averages).
@@ -242,7 +243,6 @@ struct DynamicBatcher::Impl : std::enable_shared_from_this<Impl> {
     }
     policy->observe(o);
   }
-  int64_t expired_since_observe = 0;
 
   void count(TaskStatus s, const TaskState& t) {
     std::lock_guard lock(m);

@@ -170,6 +170,7 @@ SimResult simulate(const SimOptions& o, const ServiceModel& service, Policy& pol
     ps.queue_depth = queue.depth();
     ps.arrival_rate = rate;
     ps.utilization = now > 0 ? std::min(1.0, busy_us / (now * o.workers)) : 0;
+    if (auto t = queue.oldest_arrival_us()) ps.oldest_wait_us = ius(now) - *t;
     double t_timer = std::numeric_limits<double>::infinity();
     if (idle && !queue.empty()) {
       const PolicyDecision d = policy.decide(ps);
@@ -232,6 +233,7 @@ SimResult simulate(const SimOptions& o, const ServiceModel& service, Policy& pol
     for (auto& w : workers) {
       if (!w.members.empty() || queue.empty()) continue;
       ps.queue_depth = queue.depth();
+      ps.oldest_wait_us = ius(now) - *queue.oldest_arrival_us();
       const PolicyDecision d = policy.decide(ps);
       if (!queue.ready(ius(now), d.max_batch_size, d.max_queue_delay_us, o.preferred_batch_sizes)) break;
       const double head_arrival = static_cast<double>(*queue.oldest_arrival_us());
