@@ -189,6 +189,13 @@ def test_reductions_with_dim_and_keepdim(rng):
     close(torch.max(x).numpy(), a64.max())
     close(torch.logsumexp(x, dim=1).numpy(), np.log(np.exp(a64).sum(1)), rtol=1e-5)
     assert torch.argmax(x, dim=2).numpy().tolist() == a.argmax(2).tolist()
+    assert (x > 0).any(dim=1).numpy().tolist() == (a > 0).any(1).tolist()
+    assert torch.all(x > -10).item() and not (x > 0).all().item()
+    close(x.norm(dim=-1).numpy(), np.sqrt((a64 ** 2).sum(-1)), rtol=1e-5)
+    index = np.array([[[2, 0, 1, 1, 0]]] * 3)
+    close(x.gather(1, torch.tensor(index)).numpy(), np.take_along_axis(a, index, 1))
+    close(torch.index_select(x, 2, torch.tensor([4, 0])).numpy(), a[:, :, [4, 0]])
+    close(x[0].triu(1).numpy(), np.triu(a[0], 1))
 
 
 def test_shape_functions_and_methods(rng):

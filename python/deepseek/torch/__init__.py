@@ -19,7 +19,8 @@ from ._tensor import (  # noqa: F401
 Tensor = TorchTensor
 
 # torch's dtype names. They shadow int, float and bool in this module, so the functions
-# below leave argument conversion to the ops (builtins.int where one is needed).
+# below leave argument conversion to the ops (builtins.* where one is needed; all, any,
+# sum, max, min, abs and round are torch functions here too).
 float32 = float = _core.float32
 float64 = double = _core.float64
 float16 = half = _core.float16
@@ -91,7 +92,7 @@ empty_like = zeros_like
 
 def arange(start, end=None, step=1, dtype=None, device=None):
     if dtype is None:  # torch: integer arguments give int64
-        dtype = int64 if all(isinstance(v, type(1)) for v in (start, end or 0, step)) else float32
+        dtype = int64 if builtins.all(isinstance(v, type(1)) for v in (start, end or 0, step)) else float32
     return TorchTensor(ops.arange(start, end, step, dtype))
 
 
@@ -234,6 +235,18 @@ def argmin(input, dim=None, keepdim=False):
     return TorchTensor(input).argmin(dim, keepdim)
 
 
+def all(input, dim=None, keepdim=False):  # noqa: A001
+    return TorchTensor(input).all(dim, keepdim)
+
+
+def any(input, dim=None, keepdim=False):  # noqa: A001
+    return TorchTensor(input).any(dim, keepdim)
+
+
+def norm(input, p="fro", dim=None, keepdim=False):
+    return TorchTensor(input).norm(p, dim, keepdim)
+
+
 def var(input, dim=None, unbiased=True, keepdim=False):
     return TorchTensor(input).var(dim, unbiased, keepdim)
 
@@ -310,19 +323,19 @@ def broadcast_to(input, size):
 
 
 def gather(input, dim, index):
-    return TorchTensor(ops.take_along_axis(ds_tensor(input), ds_tensor(index), dim))
+    return TorchTensor(input).gather(dim, index)
 
 
 def index_select(input, dim, index):
-    return TorchTensor(ops.index_select(ds_tensor(input), dim, ds_tensor(index)))
+    return TorchTensor(input).index_select(dim, index)
 
 
 def tril(input, diagonal=0):
-    return TorchTensor(ops.tril(ds_tensor(input), diagonal))
+    return TorchTensor(input).tril(diagonal)
 
 
 def triu(input, diagonal=0):
-    return TorchTensor(ops.triu(ds_tensor(input), diagonal))
+    return TorchTensor(input).triu(diagonal)
 
 
 def masked_fill(input, mask, value):

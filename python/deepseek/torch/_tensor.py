@@ -332,6 +332,17 @@ class TorchTensor:
     def argmin(self, dim=None, keepdim=False):
         return TorchTensor(ops.argmin(self._t, dim, bool(keepdim)))
 
+    def all(self, dim=None, keepdim=False):
+        return _reduce(ops.min, self.bool(), dim, keepdim)
+
+    def any(self, dim=None, keepdim=False):
+        return _reduce(ops.max, self.bool(), dim, keepdim)
+
+    def norm(self, p="fro", dim=None, keepdim=False):
+        if p not in ("fro", 2):
+            raise unsupported(f"Tensor.norm(p={p!r})")
+        return TorchTensor(ops.sqrt(ops.sum(ops.square(self._t), dim, bool(keepdim))))
+
     def var(self, dim=None, unbiased=True, keepdim=False):
         return TorchTensor(ops.var(self._t, dim, bool(keepdim), ddof=int(bool(unbiased))))
 
@@ -354,6 +365,18 @@ class TorchTensor:
         return TorchTensor(x)
 
     clip = clamp
+
+    def gather(self, dim, index):
+        return TorchTensor(ops.take_along_axis(self._t, ds_tensor(index), int(dim)))
+
+    def index_select(self, dim, index):
+        return TorchTensor(ops.index_select(self._t, int(dim), ds_tensor(index)))
+
+    def tril(self, diagonal=0):
+        return TorchTensor(ops.tril(self._t, int(diagonal)))
+
+    def triu(self, diagonal=0):
+        return TorchTensor(ops.triu(self._t, int(diagonal)))
 
     def masked_fill(self, mask, value):
         return TorchTensor(ops.where(unwrap(mask), value, self._t))
