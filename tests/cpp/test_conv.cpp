@@ -339,13 +339,14 @@ TEST(ConvMaxPool2d, MatchesFloat64LoopsReferenceAndGradients) {
 TEST(ConvMaxPool2d, NaNPropagatesAndTakesTheGradient) {
   // Windows with a NaN give NaN and route the gradient to the (first) NaN, in the
   // fast kernels (2x2 fast path and general path) as in the reference.
-  // 38 columns: 2x2 windows 0-15 go through the 8-wide path, 16-18 through the scalar one.
+  // 46 columns: 2x2 windows 0-15 go through the 8-wide path, 16-19 through the
+  // 4-wide one and 20-22 through the scalar one.
   for (const AttrMap& attrs : {AttrMap{{"kernel_size", Pair{2}}},
                                AttrMap{{"kernel_size", Pair{3}}, {"stride", Pair{1}}}}) {
-    Tensor x = random_tensor({1, 2, 6, 38}, 900, DType::Float32);
+    Tensor x = random_tensor({1, 2, 6, 46}, 900, DType::Float32);
     float* px = x.data<float>();
     for (int64_t i = 0; i < x.numel(); i += 3) px[i] = 0.0f;  // ties, as after a ReLU
-    for (int64_t i : {7, 8, 40, 77, 115, 300, 301, 339}) px[i] = NAN;
+    for (int64_t i : {7, 8, 36, 40, 77, 115, 300, 301, 339, 360, 407}) px[i] = NAN;
     const Tensor gy = random_tensor(apply1("max_pool2d", {x}, attrs).shape(), 901, DType::Float32);
     for (const auto& [op, in] : {std::pair{std::string("max_pool2d"), std::vector<Tensor>{x}},
                                  std::pair{std::string("max_pool2d_backward"), std::vector<Tensor>{x, gy}}}) {

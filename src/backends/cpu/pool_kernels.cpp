@@ -118,6 +118,10 @@ inline __m256 beats8(__m256 v, __m256 m) {
   const __m256 v_nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q), m_nan = _mm256_cmp_ps(m, m, _CMP_UNORD_Q);
   return _mm256_or_ps(_mm256_cmp_ps(v, m, _CMP_GT_OQ), _mm256_andnot_ps(m_nan, v_nan));
 }
+inline __m128 beats4(__m128 v, __m128 m) {
+  const __m128 v_nan = _mm_cmp_ps(v, v, _CMP_UNORD_Q), m_nan = _mm_cmp_ps(m, m, _CMP_UNORD_Q);
+  return _mm_or_ps(_mm_cmp_ps(v, m, _CMP_GT_OQ), _mm_andnot_ps(m_nan, v_nan));
+}
 // Stores a0 b0 a1 b1 ... a7 b7 at dst.
 inline void store_interleaved(float* dst, __m256 a, __m256 b) {
   const __m256 lo = _mm256_unpacklo_ps(a, b), hi = _mm256_unpackhi_ps(a, b);
@@ -152,6 +156,31 @@ void max2x2_backward_row(const float* r0, const float* r1, const float* gy, floa
     const __m256 va = _mm256_andnot_ps(_mm256_or_ps(later_de, take_b), v);
     store_interleaved(g0 + c, va, vb);
     store_interleaved(g1 + c, vd, ve);
+  }
+  // The same on 4 windows (rows of 4-7 windows, like a 14x14 input).
+  for (; ox + 4 <= ow; ox += 4) {
+    const int64_t c = 2 * ox;
+    const __m128 x00 = _mm_loadu_ps(r0 + c), x01 = _mm_loadu_ps(r0 + c + 4);
+    const __m128 x10 = _mm_loadu_ps(r1 + c), x11 = _mm_loadu_ps(r1 + c + 4);
+    const __m128 a = _mm_shuffle_ps(x00, x01, _MM_SHUFFLE(2, 0, 2, 0));
+    const __m128 b = _mm_shuffle_ps(x00, x01, _MM_SHUFFLE(3, 1, 3, 1));
+    const __m128 d = _mm_shuffle_ps(x10, x11, _MM_SHUFFLE(2, 0, 2, 0));
+    const __m128 e = _mm_shuffle_ps(x10, x11, _MM_SHUFFLE(3, 1, 3, 1));
+    const __m128 take_b = beats4(b, a);
+    __m128 m = _mm_blendv_ps(a, b, take_b);
+    const __m128 take_d = beats4(d, m);
+    m = _mm_blendv_ps(m, d, take_d);
+    const __m128 take_e = beats4(e, m);
+    const __m128 v = _mm_loadu_ps(gy + ox);
+    const __m128 later_de = _mm_or_ps(take_d, take_e);
+    const __m128 ve = _mm_and_ps(take_e, v);
+    const __m128 vd = _mm_andnot_ps(take_e, _mm_and_ps(take_d, v));
+    const __m128 vb = _mm_andnot_ps(later_de, _mm_and_ps(take_b, v));
+    const __m128 va = _mm_andnot_ps(_mm_or_ps(later_de, take_b), v);
+    _mm_storeu_ps(g0 + c, _mm_unpacklo_ps(va, vb));
+    _mm_storeu_ps(g0 + c + 4, _mm_unpackhi_ps(va, vb));
+    _mm_storeu_ps(g1 + c, _mm_unpacklo_ps(vd, ve));
+    _mm_storeu_ps(g1 + c + 4, _mm_unpackhi_ps(vd, ve));
   }
 #endif
   for (; ox < ow; ++ox)
