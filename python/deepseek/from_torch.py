@@ -112,6 +112,8 @@ class _Converter:
 
 
 def _map(x, fn):
+    if isinstance(x, slice):  # x[:, n // 2:] carries fx nodes inside the slice
+        return slice(_map(x.start, fn), _map(x.stop, fn), _map(x.step, fn))
     if isinstance(x, (list, tuple)) and not hasattr(x, "_fields"):
         return type(x)(_map(v, fn) for v in x)
     if isinstance(x, dict):
