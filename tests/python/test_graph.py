@@ -106,7 +106,7 @@ def test_dynamic_batch_runs_at_any_size():
     assert exe.outputs[0]["name"] == "y"
     assert isinstance(exe.graph, ds.Graph)
     stats = exe.stats()
-    assert set(stats) == {"kernels", "flops", "bytes", "peak_bytes"} and stats["kernels"] >= 1
+    assert {"kernels", "flops", "bytes", "peak_bytes"} <= set(stats) and stats["kernels"] >= 1
 
 
 def test_run_accepts_tensors_and_returns_independent_arrays():
