@@ -5,7 +5,8 @@ interpreter that has PyTorch (Debian's python3-torch is for /usr/bin/python3):
 
 Every parameter and buffer is randomized first (batch-norm running statistics, norm scales
 and shifts too), so a mapping that swaps or drops one shows up in the outputs.
-Tolerance: |ds - torch| <= 1e-4 * max|torch| + 1e-4 * |torch| (float32 throughout).
+Tolerance: |ds - torch| <= 1e-5 * max|torch| + 1e-5 * |torch| (float32 throughout; the
+largest error seen is 5e-7 * max|torch|, ResNet-18).
 """
 import math
 import operator
@@ -19,8 +20,8 @@ from torch import nn
 import deepseek as ds
 from deepseek.torch import TorchCompatError
 
-RTOL = 1e-4
-ATOL_SCALE = 1e-4
+RTOL = 1e-5
+ATOL_SCALE = 1e-5
 
 
 def randomize(model, seed=0):

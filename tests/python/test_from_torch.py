@@ -1,5 +1,5 @@
 """ds.from_torch against real PyTorch (from_torch_cases.py holds the models and the
-comparisons; tolerance there: 1e-4 relative, 1e-4 x max|torch| absolute, float32).
+comparisons; tolerance there: 1e-5 relative, 1e-5 x max|torch| absolute, float32).
 
 Each case runs in a subprocess of an interpreter that imports torch: this one if it can,
 else /usr/bin/python3 (Debian's python3-torch, the peer; same CPython 3.11 ABI as the
