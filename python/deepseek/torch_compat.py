@@ -23,7 +23,8 @@ import sys
 import types
 
 from .from_torch import from_torch  # noqa: F401  (exported beside torch_compat)
-from .torch._tensor import TorchCompatError, unwrap, wrap  # noqa: F401
+from ._core import Tensor
+from .torch._tensor import TorchCompatError, TorchTensor, unwrap, wrap  # noqa: F401
 
 _SHIM = "deepseek.torch"
 
@@ -46,6 +47,10 @@ def _shimmed_globals(fn) -> dict:
             shim = _shim_for(value)
             if shim is not None:
                 g[name] = shim
+        elif isinstance(value, Tensor):
+            # A module-level ds tensor (a weight) gets torch's methods too; and `w @ x`
+            # stays a TorchTensor, which ds.Tensor's operators would not give.
+            g[name] = TorchTensor(value)
     g["torch"] = importlib.import_module(_SHIM)
     return g
 

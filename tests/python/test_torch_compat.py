@@ -141,6 +141,19 @@ def test_decorator_swaps_torch_only_during_the_call():
         namespace["model"](x)
 
 
+WEIGHT = ds.Tensor(np.array([[1.0, 2.0], [3.0, -4.0]], dtype=np.float32))
+
+
+def test_module_level_ds_tensors_get_torch_methods():
+    @ds.torch_compat
+    def project(x):
+        return (WEIGHT @ x).sum(dim=1), WEIGHT
+    out, weight = project(ds.Tensor(np.eye(2, dtype=np.float32)))
+    close(out.numpy(), [3.0, -1.0])
+    assert weight is WEIGHT  # returned as the very ds tensor it was
+    assert isinstance(WEIGHT, ds.Tensor)
+
+
 def test_decorator_returns_structures_of_ds_tensors():
     @ds.torch_compat
     def split_stats(x):
