@@ -159,6 +159,9 @@ int run(int argc, char** argv) {
   if (which == "qlearning" || which == "all") {
     QLearningOptions qo;
     qo.max_rate = 2 * capacity;
+    // Waiting longer than one batch-of-one time never pays off against deadlines
+    // a few such times long, so the delays on offer scale with t(1).
+    qo.queue_delays_us = {0, static_cast<int64_t>(service(1))};
     qo.seed = o.seed;
     QLearningPolicy q(qo);
     if (a.kv.count("load-table")) q.load(a.get("load-table", ""));

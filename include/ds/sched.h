@@ -209,7 +209,7 @@ std::shared_ptr<Policy> aimd_policy(double target_latency_us, int64_t max_batch_
 
 struct QLearningOptions {
   std::vector<int64_t> batch_caps = {1, 2, 4, 8, 16, 32};
-  std::vector<int64_t> queue_delays_us = {0, 500, 2000};
+  std::vector<int64_t> queue_delays_us = {0, 500};
   double learning_rate = 0.1;
   double discount = 0.5;
   double epsilon = 0.1;            // exploration rate
