@@ -208,6 +208,12 @@ void bind_tensor(nb::module_& m) {
            })
       .def("__float__", [](const Tensor& t) { return element_as_double(checked_scalar(t), 0); })
       .def("__int__", [](const Tensor& t) { return nb::int_(py_scalar(checked_scalar(t))); })
+      .def("__index__",
+           [](const Tensor& t) {
+             DS_CHECK(is_integral(t.dtype()), TypeError,
+                      "only integer tensors can be used as an index, got ", dtype_name(t.dtype()));
+             return checked_scalar(t).item<int64_t>();
+           })
       .def("reshape_view", &Tensor::reshape, nb::arg("shape"),
            "reshape sharing storage where the layout allows (else copying).")
       .def("contiguous", &Tensor::contiguous)

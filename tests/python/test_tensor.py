@@ -113,6 +113,9 @@ def test_properties():
     assert ds.Tensor(2.5).item() == 2.5 and isinstance(ds.Tensor(3).item(), int)
     assert ds.Tensor(True).item() is True
     assert float(ds.Tensor([4.0])) == 4.0 and int(ds.Tensor([4])) == 4
+    assert [10, 20, 30][ds.Tensor(1)] == 20 and list(range(5))[ds.Tensor(1):ds.Tensor([3])] == [1, 2]
+    with pytest.raises(TypeError, match="integer"):
+        [1, 2][ds.Tensor(1.0)]
     assert ds.Tensor([[1, 2]]).tolist() == [[1, 2]]
     with pytest.raises(ds.ShapeError, match="3 elements"):
         ds.Tensor([1, 2, 3]).item()
