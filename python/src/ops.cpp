@@ -23,8 +23,11 @@ const char* kind_name(AttrKind k) {
   return "?";
 }
 
+// Python and numpy integers (a one-element integer Tensor has __index__ too, but
+// stays a tensor).
 bool is_int_like(nb::handle h) {
-  return !PyBool_Check(h.ptr()) && !PyFloat_Check(h.ptr()) && PyIndex_Check(h.ptr());
+  return !PyBool_Check(h.ptr()) && !PyFloat_Check(h.ptr()) && !nb::isinstance<Tensor>(h) &&
+         PyIndex_Check(h.ptr());
 }
 
 nb::object attr_value(const Attr& a) {

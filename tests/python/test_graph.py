@@ -174,3 +174,17 @@ def test_indexing_symbolic_tensors():
                        "d": xn[:, 2, None], "e": xn.T, "f": xn.reshape(-1, 30)}.items():
         np.testing.assert_array_equal(out[name], want, err_msg=name)
     assert out["f"].dtype == np.float64
+
+
+def test_attribute_conversion():
+    # Tensor attributes stay tensors (even one-element integer ones), lists of ints stay ints.
+    g = ds.Graph()
+    c = g.constant(ds.Tensor([3], dtype="int32"))
+    assert "constant" in str(g) and c.dtype == "int32"
+    y = ds.apply("reshape", [ds.arange(6)], {"shape": (np.int64(2), 3)})[0]
+    assert y.shape == (2, 3)
+    with pytest.raises(ds.DTypeError, match="unsupported attribute value"):
+        ds.apply("reshape", [ds.arange(6)], {"shape": object()})
+    (k,) = g.add("constant", [], {"value": ds.Tensor([7], dtype="int64")})
+    g.output(k + 1, "k")
+    assert ds.compile(g, target="cpu").run({})["k"].tolist() == [8]
