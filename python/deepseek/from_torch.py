@@ -56,8 +56,9 @@ def _dtype_name(t) -> str:
 class _Converter:
     """Runs one fx graph on symbolic ds tensors of ``graph``."""
 
-    def __init__(self, module, graph):
+    def __init__(self, module, graph, dynamic_batch):
         self.module = module
+        self.dynamic_batch = dynamic_batch
         self.graph = graph
         self.constants = {}  # id(torch tensor) -> TorchTensor constant
         self.names = {id(t): n for n, t in module.named_parameters()}
@@ -90,7 +91,10 @@ class _Converter:
         kwargs = _map(node.kwargs, value)
         if node.op == "placeholder":
             example = inputs.pop(0)
-            return TorchTensor(self.graph.placeholder(node.name, list(example.shape),
+            shape = list(example.shape)
+            if self.dynamic_batch and shape:
+                shape[0] = None
+            return TorchTensor(self.graph.placeholder(node.name, shape,
                                                       _dtype_name(example)))
         if node.op == "get_attr":
             attr = self.module
@@ -151,12 +155,15 @@ def _leaf_graph(torch, layer, num_inputs):
     return torch.fx.GraphModule(root, fx_graph)
 
 
-def from_torch(module, example_inputs, target: str = "cpu") -> TorchGraph:
+def from_torch(module, example_inputs, target: str = "cpu",
+               dynamic_batch: bool = False) -> TorchGraph:
     """Converts ``module`` (in eval mode) into a compiled ds graph for ``target``.
 
     ``example_inputs`` (a tensor or a tuple of them, one per forward argument) fix the
-    input shapes and dtypes. Calls, methods or layers ds does not map raise a
-    TorchCompatError naming the fx node and its target."""
+    input shapes and dtypes; ``dynamic_batch=True`` leaves every input's first extent
+    open, so any batch size runs (code that computes with ``x.size(0)`` then needs the
+    static form). Calls, methods or layers ds does not map raise a TorchCompatError naming
+    the fx node and its target."""
     import torch
     import torch.fx
 
@@ -174,7 +181,7 @@ def from_torch(module, example_inputs, target: str = "cpu") -> TorchGraph:
     else:
         traced = torch.fx.symbolic_trace(module)
     graph = _core.Graph()
-    converter = _Converter(traced, graph)
+    converter = _Converter(traced, graph, dynamic_batch)
     inputs = list(example_inputs)
     placeholders = [n.name for n in traced.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != len(inputs):

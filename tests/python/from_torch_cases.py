@@ -38,8 +38,11 @@ def randomize(model, seed=0):
     return model.eval()
 
 
-def check(model, *inputs):
-    got_fn = ds.from_torch(model, inputs)
+def check(model, *inputs, run_inputs=None, **options):
+    """Converts with ``inputs`` as the examples; compares on ``run_inputs`` (default: the
+    same inputs)."""
+    got_fn = ds.from_torch(model, inputs, **options)
+    inputs = run_inputs or inputs
     with torch.no_grad():
         want = model(*inputs)
     got = got_fn(*inputs)
@@ -177,12 +180,31 @@ class TinyEncoder(nn.Module):
         return self.head(x.mean(dim=1)), x
 
 
-def transformer():
-    tokens = torch.randint(0, 50, (3, 7))
+def encoder_inputs(batch):
+    tokens = torch.randint(0, 50, (batch, 7))
     causal = torch.triu(torch.full((7, 7), float("-inf")), diagonal=1)
-    padding = torch.zeros(3, 7, dtype=torch.bool)
+    padding = torch.zeros(batch, 7, dtype=torch.bool)
     padding[1, 5:] = True
-    check(randomize(TinyEncoder()), tokens, causal, padding)
+    return tokens, causal, padding
+
+
+def transformer():
+    check(randomize(TinyEncoder()), *encoder_inputs(3))
+
+
+def dynamic_batch():
+    """Converted with one batch size, run with another."""
+    check(randomize(FashionCNN()), torch.randn(4, 1, 28, 28),
+          run_inputs=[torch.randn(9, 1, 28, 28)], dynamic_batch=True)
+    check(randomize(TinyEncoder()), *encoder_inputs(3), run_inputs=encoder_inputs(5),
+          dynamic_batch=True)
+    static = ds.from_torch(randomize(FashionCNN()), torch.randn(4, 1, 28, 28))
+    try:
+        static(torch.randn(9, 1, 28, 28))
+    except ds.Error as e:
+        print(e)
+    else:
+        raise AssertionError("a static-batch graph ran another batch size")
 
 
 def multihead_attention():
@@ -294,7 +316,7 @@ def unsupported():
 
 
 CASES = {f.__name__: f for f in [mlp, cnn, resnet18, transformer, multihead_attention,
-                                 functional, more_layers, unsupported]}
+                                 functional, more_layers, dynamic_batch, unsupported]}
 
 if __name__ == "__main__":
     torch.manual_seed(0)

@@ -43,7 +43,8 @@ TORCH_PYTHON = _torch_python()
                     reason="no interpreter here imports torch together with this deepseek "
                            "build (apt-get install python3-torch)")
 @pytest.mark.parametrize("case", ["mlp", "cnn", "resnet18", "transformer", "multihead_attention",
-                                  "functional", "more_layers", "unsupported"])
+                                  "functional", "more_layers", "dynamic_batch",
+                                  "unsupported"])
 def test_from_torch_matches_pytorch(case):
     run = subprocess.run([TORCH_PYTHON, CASES, case], env=_env(), capture_output=True, text=True,
                          timeout=600)

@@ -216,6 +216,14 @@ class TorchTensor:
 
     # ---- shape
     def view(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (list, tuple)):
+            shape = shape[0]
+        if None in shape:
+            # A symbolic extent (x.view(x.size(0), 4) on a dynamic batch) is the inferred one.
+            if shape.count(None) > 1 or -1 in shape:
+                raise unsupported(f"Tensor.view{tuple(shape)}",
+                                  "one symbolic or -1 extent at most; use the static batch")
+            shape = [-1 if d is None else d for d in shape]
         return TorchTensor(ops.reshape(self._t, dims(shape)))
 
     reshape = view
