@@ -10,6 +10,7 @@
 #include <llvm/IR/LegacyPassManager.h>
 #include <llvm/IR/Verifier.h>
 #include <llvm/Passes/PassBuilder.h>
+#include <llvm/Support/DynamicLibrary.h>
 #include <llvm/Support/MemoryBuffer.h>
 #include <llvm/Support/TargetSelect.h>
 #include <llvm/Support/raw_ostream.h>
@@ -73,7 +74,13 @@ class Jit {
     triple_ = jtmb.getTargetTriple().str();
     cpu_ = jtmb.getCPU();
     features_ = jtmb.getFeatures().getString();
-    avx2_ = features_.find("+avx2") != std::string::npos;
+    // Kernels call libm and libmvec. Loaded into the global symbol scope here: in a
+    // Python process libdeepseek (and so its libmvec) was opened RTLD_LOCAL.
+    std::string why;
+    if (llvm::sys::DynamicLibrary::LoadLibraryPermanently("libm.so.6", &why))
+      throw Error("LLVM JIT: cannot load libm.so.6: " + why);
+    const bool libmvec = !llvm::sys::DynamicLibrary::LoadLibraryPermanently("libmvec.so.1", &why);
+    avx2_ = libmvec && features_.find("+avx2") != std::string::npos;
     tm_ = check(jtmb.createTargetMachine(), "creating the target machine");
     lljit_ = check(llvm::orc::LLJITBuilder().setJITTargetMachineBuilder(jtmb).create(), "creating LLJIT");
   }
