@@ -68,6 +68,17 @@ def test_issue_program_without_pytorch(tmp_path):
     assert run.stdout.strip() == "[2. 4. 6.]"
 
 
+def test_runner_imports_beside_the_program_and_passes_arguments(tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "helpers.py").write_text("import torch\ndef double(x):\n    return torch.mul(x, 2)\n")
+    (app / "main.py").write_text("import sys, helpers\nprint(helpers.double(float(sys.argv[1])),"
+                                 " sys.argv[2:])\n")
+    run = _run(tmp_path, ["-m", "deepseek.torch", str(app / "main.py"), "1.5", "--flag"])
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "3.0 ['--flag']"
+
+
 def test_import_hook_answers_only_torch_names(tmp_path):
     (tmp_path / "hook.py").write_text(textwrap.dedent("""\
         import deepseek as ds
