@@ -16,12 +16,13 @@ Graphs, compiled for a target::
 from . import _core
 from ._core import (  # noqa: F401
     DType, DTypeError, Error, Executable, Graph, InvalidArgument, IOError, NotFoundError,
-    OutOfMemoryError, ShapeError, Tensor, UnavailableError, apply, available_targets, compile,
+    OutOfMemoryError, ShapeError, Tensor, UnavailableError, apply, available_targets,
     dtype, empty_cache, from_dlpack, info, memory_stats, num_threads, op_info, op_names,
     reset_peak_memory, scalar_like, set_num_threads,
     bool, uint8, int8, int32, int64, float16, bfloat16, float32, float64,
 )
 from . import hdl, ops  # noqa: F401
+from ._compile import CompiledFunction, compile  # noqa: F401
 from ._core import (  # noqa: F401
     load_safetensors, load_safetensors_metadata, read_idx, save_safetensors,
 )

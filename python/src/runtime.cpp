@@ -68,8 +68,17 @@ void bind_runtime(nb::module_& m) {
         d["flops"] = s.flops;
         d["bytes"] = s.bytes;
         d["peak_bytes"] = s.peak_bytes;
+        d["arena_bytes"] = s.arena_bytes;
+        d["unplanned_bytes"] = s.unplanned_bytes;
         return d;
-      });
+      })
+      .def("run_tensors",
+           [](const Executable& e, const std::vector<Tensor>& feeds) {
+             nb::gil_scoped_release unlocked;
+             return e.run(feeds);
+           },
+           nb::arg("feeds"),
+           "Runs with feeds in placeholder order; returns the outputs as Tensors, in order.");
 
   m.def("compile",
         [](const Graph& g, const std::string& target, int opt_level, int64_t memory_budget) {
