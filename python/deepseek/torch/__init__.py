@@ -11,9 +11,8 @@ import math
 import itertools
 
 from .. import _core, ops
-from ._tensor import (  # noqa: F401
-    Size, TorchCompatError, TorchTensor, ValuesIndices, dims, ds_tensor, reduce_minmax,
-    unsupported, unwrap, wrap,
+from ._tensor import (  # noqa: F401  (Size, TorchCompatError, ValuesIndices: torch's names)
+    Size, TorchCompatError, TorchTensor, ValuesIndices, dims, ds_tensor, unsupported, unwrap,
 )
 
 Tensor = TorchTensor
@@ -92,7 +91,8 @@ empty_like = zeros_like
 
 def arange(start, end=None, step=1, dtype=None, device=None):
     if dtype is None:  # torch: integer arguments give int64
-        dtype = int64 if builtins.all(isinstance(v, type(1)) for v in (start, end or 0, step)) else float32
+        integral = builtins.all(isinstance(v, type(1)) for v in (start, end or 0, step))
+        dtype = int64 if integral else float32
     return TorchTensor(ops.arange(start, end, step, dtype))
 
 
