@@ -277,6 +277,16 @@ def test_decorated_code_builds_graphs(rng):
     close(head(ds.Tensor(x)).numpy(), want, rtol=1e-5, atol=1e-5)
 
 
+def test_decorated_code_differentiates_with_ds_grad(rng):
+    @ds.torch_compat
+    def loss(x, w):
+        return torch.nn.functional.mse_loss(torch.tanh(x @ w), torch.zeros(3, 2))
+    x, w = rand(rng, 3, 4), rand(rng, 4, 2)
+    got = ds.grad(loss, argnums=1)(x, w)
+    y = np.tanh(x.astype(np.float64) @ w)
+    close(got.numpy(), x.T @ (2 * y / y.size * (1 - y ** 2)), rtol=1e-5, atol=1e-6)
+
+
 # ---- torch.* functions and Tensor methods against numpy
 def test_reductions_with_dim_and_keepdim(rng):
     a = rand(rng, 3, 4, 5)
