@@ -6,6 +6,7 @@
 #include <mutex>
 #include <vector>
 
+#include "core/device_hooks.h"
 #include "ds/tensor.h"
 
 namespace ds {
@@ -85,11 +86,29 @@ CpuPool& pool() {
   return *p;
 }
 
+DeviceHooks*& hooks_slot(DeviceKind kind) {
+  static DeviceHooks* cuda = nullptr;  // leaked like the pool: used during static destruction
+  DS_CHECK(kind == DeviceKind::CUDA, ValueError, "device hooks: only CUDA registers hooks");
+  return cuda;
+}
+
 }  // namespace
 
+void register_device_hooks(DeviceKind kind, DeviceHooks hooks) {
+  hooks_slot(kind) = new DeviceHooks(std::move(hooks));
+}
+
+const DeviceHooks* device_hooks(DeviceKind kind) {
+  return kind == DeviceKind::CPU ? nullptr : hooks_slot(kind);
+}
+
 std::shared_ptr<Storage> allocate_storage(size_t nbytes, Device device) {
-  DS_CHECK(device.kind == DeviceKind::CPU, UnavailableError,
-           "allocate_storage: device ", device.str(), " has no allocator in this build");
+  if (device.kind != DeviceKind::CPU) {
+    const DeviceHooks* hooks = device_hooks(device.kind);
+    DS_CHECK(hooks, UnavailableError, "allocate_storage: device ", device.str(),
+             " has no allocator in this build (built without CUDA)");
+    return hooks->allocate(nbytes, device);
+  }
   auto s = std::make_shared<Storage>();
   s->nbytes = nbytes;
   s->device = device;

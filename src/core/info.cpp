@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "ds/compile.h"
+#include "ds/cuda.h"
 #include "ds/runtime.h"
 
 #ifndef DS_VERSION
@@ -96,6 +97,9 @@ std::string info_text() {
   os << "\ncomponents:";
   for (const auto& [name, on] : b.components) os << " " << name << (on ? "=on" : "=off");
   os << "\n";
+  const auto gpus = cuda::devices();
+  if (gpus.empty()) os << "gpus:      none (" << cuda::unavailable_reason() << ")\n";
+  for (const auto& g : gpus) os << "gpu " << g.index << ":     " << g.str() << "\n";
   return os.str();
 }
 

@@ -5,6 +5,7 @@
 #include <numeric>
 #include <sstream>
 
+#include "core/device_hooks.h"
 #include "core/strided.h"
 #include "core/thread_pool.h"
 #include "ds/graph.h"
@@ -178,9 +179,16 @@ Tensor Tensor::to(DType t) const {
 }
 
 Tensor Tensor::to(Device d) const {
-  DS_CHECK(d == device(), UnavailableError, "Tensor.to(", d.str(),
+  if (d == device()) return *this;
+  DS_CHECK(!is_symbolic(), ValueError, "Tensor.to(", d.str(), "): symbolic tensors have no device");
+  const DeviceHooks* hooks = device_hooks(d.kind == DeviceKind::CPU ? device().kind : d.kind);
+  DS_CHECK(hooks, UnavailableError, "Tensor.to(", d.str(),
            "): this build has no backend for that device (built without CUDA)");
-  return *this;
+  // Device memory is not readable here: a strided device tensor is refused by the copy.
+  const Tensor src = device().kind == DeviceKind::CPU ? contiguous() : *this;
+  Tensor out = empty(shape(), dtype(), d);
+  hooks->copy(src, out);
+  return out;
 }
 
 Tensor Tensor::reshape(const Shape& s) const {

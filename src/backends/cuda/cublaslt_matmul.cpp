@@ -1,0 +1,240 @@
+// matmul and linear through cuBLASLt. ds tensors are row-major; cuBLASLt is
+// column-major, so C = A·op(B) (row-major) is computed as C' = op(B)'·A' with
+// the same memory: no transposes are materialized. Bias and ReLU/GELU run in
+// the matmul's epilogue.
+#include <atomic>
+#include <map>
+#include <mutex>
+
+#include "backends/cuda/cuda_check.h"
+#include "ds/cuda.h"
+#include "ds/op.h"
+#include "ir/ops/linalg_shapes.h"
+#include "ir/ops/op_helpers.h"
+
+namespace ds::cuda {
+namespace {
+
+std::atomic<bool> tf32_allowed{false};
+constexpr size_t kWorkspaceBytes = size_t{32} << 20;  // what cuBLASLt's fast Hopper kernels want
+
+struct LtDevice {
+  cublasLtHandle_t handle = nullptr;
+  std::shared_ptr<void> workspace;
+};
+LtDevice& lt(int device) {
+  static std::mutex mu;
+  static auto* all = new std::map<int, LtDevice>;  // leaked: handles live to exit
+  std::lock_guard<std::mutex> lock(mu);
+  LtDevice& d = (*all)[device];
+  if (!d.handle) {
+    set_device(device);
+    DS_CUBLAS_CHECK(cublasLtCreate(&d.handle));
+    d.workspace = allocate(kWorkspaceBytes, device);
+  }
+  return d;
+}
+
+bool gemm_dtype(DType t) {
+  return t == DType::Float32 || t == DType::Float16 || t == DType::BFloat16 || t == DType::Float64;
+}
+
+cudaDataType_t cuda_type(DType t) {
+  switch (t) {
+    case DType::Float16: return CUDA_R_16F;
+    case DType::BFloat16: return CUDA_R_16BF;
+    case DType::Float64: return CUDA_R_64F;
+    default: return CUDA_R_32F;
+  }
+}
+
+// Owners for the cuBLASLt descriptors: destroyed on every path.
+struct Layout {
+  cublasLtMatrixLayout_t h = nullptr;
+  Layout(cudaDataType_t t, int64_t rows, int64_t cols, int64_t ld, int64_t batch, int64_t stride) {
+    DS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&h, t, rows, cols, ld));
+    if (batch > 1) {
+      const int32_t count = static_cast<int32_t>(batch);
+      DS_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(h, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                                                       &count, sizeof count));
+      DS_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
+          h, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride));
+    }
+  }
+  Layout(const Layout&) = delete;
+  ~Layout() { cublasLtMatrixLayoutDestroy(h); }
+};
+struct MatmulDesc {
+  cublasLtMatmulDesc_t h = nullptr;
+  MatmulDesc(cublasComputeType_t compute, cudaDataType_t scale) {
+    DS_CUBLAS_CHECK(cublasLtMatmulDescCreate(&h, compute, scale));
+  }
+  ~MatmulDesc() { cublasLtMatmulDescDestroy(h); }
+};
+struct Preference {
+  cublasLtMatmulPreference_t h = nullptr;
+  Preference() { DS_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&h)); }
+  ~Preference() { cublasLtMatmulPreferenceDestroy(h); }
+};
+
+// Row-major c[batch][m][n] = a[batch][m][k] · b (b is [k][n], or [n][k] with trans_b),
+// a batch stride of 0 repeats an operand over the batch.
+struct Gemm {
+  const Tensor* a;
+  const Tensor* b;
+  Tensor* c;
+  const Tensor* bias = nullptr;
+  int64_t m = 0, n = 0, k = 0, batch = 1;
+  int64_t stride_a = 0, stride_b = 0;
+  bool trans_b = false;
+  cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+};
+
+void run_gemm(const Gemm& g) {
+  const DType dt = g.c->dtype();
+  const int device = g.c->device().index;
+  if (g.m == 0 || g.n == 0 || g.batch == 0) return;
+  if (g.k == 0) {  // an empty sum: cuBLASLt needs k >= 1
+    set_device(device);
+    DS_CUDA_CHECK(cudaMemsetAsync(g.c->raw_data(), 0, g.c->nbytes(), stream_of(device)));
+    DS_CHECK(g.epilogue == CUBLASLT_EPILOGUE_DEFAULT, ValueError,
+             "cuBLASLt matmul: k = 0 with a bias or activation epilogue is not supported");
+    return;
+  }
+  LtDevice& d = lt(device);
+  set_device(device);
+  const bool f64 = dt == DType::Float64;
+  const cublasComputeType_t compute =
+      f64 ? CUBLAS_COMPUTE_64F
+          : (dt == DType::Float32 && tf32_allowed.load() ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                         : CUBLAS_COMPUTE_32F);
+  MatmulDesc desc(compute, f64 ? CUDA_R_64F : CUDA_R_32F);
+  const cublasOperation_t op_b = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_n = CUBLAS_OP_N;
+  // cuBLASLt's "A" is our b, its "B" is our a.
+  DS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.h, CUBLASLT_MATMUL_DESC_TRANSA, &op_b,
+                                                 sizeof op_b));
+  DS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.h, CUBLASLT_MATMUL_DESC_TRANSB, &op_n,
+                                                 sizeof op_n));
+  if (g.epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
+    DS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.h, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                   &g.epilogue, sizeof g.epilogue));
+  }
+  if (g.bias) {
+    const void* bias_ptr = g.bias->raw_data();
+    DS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.h, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                   &bias_ptr, sizeof bias_ptr));
+  }
+  const cudaDataType_t t = cuda_type(dt);
+  const Layout la = g.trans_b ? Layout(t, g.k, g.n, g.k, g.batch, g.stride_b)
+                              : Layout(t, g.n, g.k, g.n, g.batch, g.stride_b);
+  const Layout lb(t, g.k, g.m, g.k, g.batch, g.stride_a);
+  const Layout lc(t, g.n, g.m, g.n, g.batch, g.m * g.n);
+  Preference pref;
+  const uint64_t ws = kWorkspaceBytes;
+  DS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref.h, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+  cublasLtMatmulHeuristicResult_t heur{};
+  int found = 0;
+  DS_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(d.handle, desc.h, la.h, lb.h, lc.h, lc.h, pref.h,
+                                                 1, &heur, &found));
+  DS_CHECK(found > 0, UnavailableError, "cuBLASLt has no algorithm for a ", dtype_name(dt),
+           " matmul m=", g.m, " n=", g.n, " k=", g.k, " batch=", g.batch,
+           " epilogue=", static_cast<int>(g.epilogue));
+  const double one_d = 1.0, zero_d = 0.0;
+  const float one_f = 1.0f, zero_f = 0.0f;
+  const void* alpha = f64 ? static_cast<const void*>(&one_d) : &one_f;
+  const void* beta = f64 ? static_cast<const void*>(&zero_d) : &zero_f;
+  DS_CUBLAS_CHECK(cublasLtMatmul(d.handle, desc.h, alpha, g.b->raw_data(), la.h, g.a->raw_data(),
+                                 lb.h, beta, g.c->raw_data(), lc.h, g.c->raw_data(), lc.h,
+                                 &heur.algo, d.workspace.get(), kWorkspaceBytes,
+                                 stream_of(device)));
+}
+
+bool same_float_inputs(const OpContext& c) {
+  for (const auto& t : c.inputs)
+    if (t.dtype != c.inputs[0].dtype) return false;
+  return gemm_dtype(c.inputs[0].dtype);
+}
+
+// Each operand's batch is the full broadcast batch (contiguous) or a single matrix.
+bool matmul_supported(const OpContext& c) {
+  if (!same_float_inputs(c)) return false;
+  const auto d = ops::matmul_dims(c.inputs[0].shape, c.inputs[1].shape, c.where());
+  const int64_t batch = numel(d.batch);
+  return (numel(d.a_batch) == batch || numel(d.a_batch) == 1) &&
+         (numel(d.b_batch) == batch || numel(d.b_batch) == 1) && batch <= INT32_MAX;
+}
+
+void matmul_kernel(const KernelCall& kc) {
+  const auto d = ops::matmul_dims(kc.inputs[0].shape(), kc.inputs[1].shape(), kc.ctx.where());
+  Gemm g{&kc.inputs[0], &kc.inputs[1], &kc.outputs[0]};
+  g.m = d.m;
+  g.n = d.n;
+  g.k = d.k;
+  g.batch = numel(d.batch);
+  g.stride_a = numel(d.a_batch) == 1 ? 0 : d.m * d.k;
+  g.stride_b = numel(d.b_batch) == 1 ? 0 : d.k * d.n;
+  run_gemm(g);
+}
+
+Gemm linear_gemm(const Tensor& x, const Tensor& w, Tensor& y) {
+  Gemm g{&x, &w, &y};
+  g.n = w.dim(0);
+  g.k = w.dim(1);
+  g.m = g.n == 0 ? 0 : y.numel() / g.n;
+  g.trans_b = true;
+  return g;
+}
+
+void linear_kernel(const KernelCall& kc) {
+  Gemm g = linear_gemm(kc.inputs[0], kc.inputs[1], kc.outputs[0]);
+  if (kc.inputs.size() > 2) {
+    g.bias = &kc.inputs[2];
+    g.epilogue = CUBLASLT_EPILOGUE_BIAS;
+  }
+  run_gemm(g);
+}
+
+const OpRegistrar reg([] {
+  register_kernel("matmul", DeviceKind::CUDA, {matmul_kernel, matmul_supported, "cublaslt", 10});
+  register_kernel("linear", DeviceKind::CUDA, {linear_kernel, same_float_inputs, "cublaslt", 10});
+});
+
+}  // namespace
+
+Tensor fused_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Activation act) {
+  const bool has_bias = bias.defined();
+  DS_CHECK(x.ndim() == 2 && weight.ndim() == 2 && x.dim(1) == weight.dim(1), ShapeError,
+           "fused_linear: expects x [rows, in] and weight [out, in], got ", shape_str(x.shape()),
+           " and ", shape_str(weight.shape()));
+  DS_CHECK(!has_bias || bias.shape() == Shape{weight.dim(0)}, ShapeError, "fused_linear: bias ",
+           shape_str(bias.shape()), " must be [", weight.dim(0), "]");
+  for (const Tensor* t : {&x, &weight, &bias}) {
+    if (!t->defined()) continue;
+    DS_CHECK(t->device() == x.device() && x.device().kind == DeviceKind::CUDA, ValueError,
+             "fused_linear: every tensor must be on one CUDA device, got ", t->device().str(),
+             " and ", x.device().str());
+    DS_CHECK(t->dtype() == x.dtype() && gemm_dtype(t->dtype()) && t->is_contiguous(), TypeError,
+             "fused_linear: tensors must be contiguous with one float dtype, got ",
+             dtype_name(t->dtype()), " and ", dtype_name(x.dtype()));
+  }
+  Tensor y = Tensor::empty({x.dim(0), weight.dim(0)}, x.dtype(), x.device());
+  Gemm g = linear_gemm(x, weight, y);
+  if (has_bias) g.bias = &bias;
+  static const std::map<std::pair<Activation, bool>, cublasLtEpilogue_t> epilogues = {
+      {{Activation::None, false}, CUBLASLT_EPILOGUE_DEFAULT},
+      {{Activation::None, true}, CUBLASLT_EPILOGUE_BIAS},
+      {{Activation::Relu, false}, CUBLASLT_EPILOGUE_RELU},
+      {{Activation::Relu, true}, CUBLASLT_EPILOGUE_RELU_BIAS},
+      {{Activation::Gelu, false}, CUBLASLT_EPILOGUE_GELU},
+      {{Activation::Gelu, true}, CUBLASLT_EPILOGUE_GELU_BIAS}};
+  g.epilogue = epilogues.at({act, has_bias});
+  run_gemm(g);
+  return y;
+}
+
+void set_allow_tf32(bool allow) { tf32_allowed.store(allow); }
+bool allow_tf32() { return tf32_allowed.load(); }
+
+}  // namespace ds::cuda
