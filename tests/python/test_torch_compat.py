@@ -465,8 +465,15 @@ def test_scaled_dot_product_attention(rng):
 # ---- errors naming the call
 def test_unmapped_calls_name_themselves():
     x = torch.tensor([1.0, 2.0])
-    with pytest.raises(TorchCompatError, match=r"ds.torch_compat: torch.fft is not supported"):
+    with pytest.raises(TorchCompatError, match=r"ds.torch_compat: torch.fft.fft is not supported"):
         torch.fft.fft(x)
+    with pytest.raises(TorchCompatError, match=r"torch.linalg.svd"):
+        torch.linalg.svd(x)
+    with pytest.raises(TorchCompatError, match=r"torch.device\('cuda'\)"):
+        torch.device("cuda")
+    assert torch.device("cpu") == "cpu" and not torch.cuda.is_available()
+    with pytest.raises(TorchCompatError, match=r"torch.not_a_function"):
+        torch.not_a_function(x)
     with pytest.raises(NotImplementedError, match=r"torch.nn.functional.grid_sample"):
         F.grid_sample(x, x)
     with pytest.raises(TorchCompatError, match=r"torch.nn.Transformer"):
@@ -482,5 +489,5 @@ def test_unmapped_calls_name_themselves():
     @ds.torch_compat
     def uses_fft(t):
         return torch.fft.rfft(t)
-    with pytest.raises(TorchCompatError, match="torch.fft"):
+    with pytest.raises(TorchCompatError, match="torch.fft.rfft"):
         uses_fft(ds.Tensor([1.0, 2.0]))

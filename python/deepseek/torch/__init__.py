@@ -360,11 +360,43 @@ pi = math.pi
 inf = math.inf
 nan = math.nan
 
+def device(type, index=None):
+    """torch.device: "cpu" is the one device ds.torch_compat runs on."""
+    if str(type).split(":")[0] != "cpu":
+        raise unsupported(f"torch.device({type!r})", "ds.torch_compat runs on the CPU")
+    return "cpu"
+
+
+class _Namespace:
+    """A torch namespace ds does not map (torch.fft...), so that errors name the whole
+    call (torch.fft.fft); ``mapped`` holds the few of its names that do have meaning."""
+
+    def __init__(self, name, **mapped):
+        self._name = name
+        self.__dict__.update(mapped)
+
+    def __getattr__(self, attr):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        raise unsupported(f"{self._name}.{attr}")
+
+    def __repr__(self):
+        return f"<unmapped namespace {self._name}>"
+
+
+# `device = "cuda" if torch.cuda.is_available() else "cpu"` picks the CPU.
+cuda = _Namespace("torch.cuda", is_available=lambda: False, device_count=lambda: 0)
+_NAMESPACES = {name: _Namespace(f"torch.{name}") for name in [
+    "autograd", "backends", "distributed", "distributions", "fft", "jit", "linalg", "onnx",
+    "optim", "sparse", "special", "utils"]}
+
 from . import nn  # noqa: E402
 from .nn import functional  # noqa: E402,F401
 
 
 def __getattr__(name):
+    if name in _NAMESPACES:
+        return _NAMESPACES[name]
     if name.startswith("__"):
         raise AttributeError(name)
     raise unsupported(f"torch.{name}")

@@ -35,8 +35,9 @@ def _describe(func) -> str:
             return f"torch.nn.functional.{qualname}"
         name = qualname[len(space) + 1:] if qualname.startswith(space + "_") else qualname
         return f"torch.{space}.{name}"
-    if module.startswith("torch._C"):
-        module = "torch"
+    if module == "torch" or module.startswith("torch._C"):
+        # torch.flatten's qualname is _VariableFunctionsClass.flatten
+        return f"torch.{qualname.split('.')[-1]}"
     return f"{module}.{qualname}"
 
 
@@ -59,8 +60,10 @@ def resolve(func):
             target = getattr(target, part)
     except AttributeError:
         # torch.relu is not in torch.nn.functional's namespace and vice versa: try both.
-        target = getattr(shim.nn.functional, path[-1], None) or getattr(shim, path[-1], None)
-    return target, name
+        target = None
+        if len(path) == 2 or path[1:3] == ["nn", "functional"]:
+            target = getattr(shim.nn.functional, path[-1], None) or getattr(shim, path[-1], None)
+    return (target if callable(target) else None), name
 
 
 def call_torch_function(func, args, kwargs):
