@@ -26,7 +26,7 @@ JitCounters jit_counters();
 void jit_prepare(const KernelIR& ir);
 
 // Runs a prepared region on contiguous buffers: inputs[i] of ir.inputs[i]'s type,
-// outputs[o] of the region shape and the output register's dtype.
+// outputs[o] of ir.result_types()[o].
 void jit_run(const KernelIR& ir, const std::vector<const void*>& inputs,
              const std::vector<void*>& outputs);
 

@@ -84,6 +84,7 @@ OpContext inst_context(const KernelInst& in, std::vector<TensorType> args, const
 }  // namespace
 
 bool is_kernel_op(const std::string& op) { return kernel_ops().count(op) > 0; }
+bool is_kernel_reduction(const std::string& op) { return op == "sum" || op == "mean" || op == "max"; }
 bool is_kernel_dtype(DType t) {
   return t == DType::Float32 || t == DType::Float64 || t == DType::Bool;
 }
@@ -92,6 +93,17 @@ DType KernelIR::register_dtype(int r) const {
   DS_CHECK(r >= 0 && r < num_registers(), ValueError, "kernel IR: register %", r,
            " out of range (", num_registers(), " registers)");
   return r < static_cast<int>(inputs.size()) ? inputs[r].dtype : insts[r - inputs.size()].dtype;
+}
+
+std::vector<TensorType> KernelIR::result_types() const {
+  std::vector<TensorType> out;
+  for (int r : outputs) out.push_back({register_dtype(r), shape});
+  if (reduce) {
+    Shape s(shape.begin(), shape.end() - 1);
+    if (reduce->keepdims) s.push_back(1);
+    out.push_back({register_dtype(reduce->reg), s});
+  }
+  return out;
 }
 
 std::string KernelIR::str() const {
@@ -105,6 +117,9 @@ std::string KernelIR::str() const {
     for (const auto& [k, v] : in.attrs) os << " " << attr_text(k, v);
     os << "\n";
   }
+  if (reduce)
+    os << "reduce " << reduce->op << " %" << reduce->reg << " keepdims=" << (reduce->keepdims ? 1 : 0)
+       << "\n";
   os << "out";
   for (int r : outputs) os << " %" << r;
   os << "\n";
@@ -143,7 +158,18 @@ void KernelIR::verify() const {
              "kernel IR: %", reg, " ", in.op, " infers ", out[0].str(), ", the region says ",
              dtype_name(in.dtype), shape_str(shape));
   }
-  DS_CHECK(!outputs.empty(), ValueError, "kernel IR: the region has no outputs");
+  if (reduce) {
+    DS_CHECK(is_kernel_reduction(reduce->op), ValueError, "kernel IR: unknown reduction '",
+             reduce->op, "' (sum, mean or max)");
+    DS_CHECK(!shape.empty() && shape.back() > 0, ValueError,
+             "kernel IR: a reduction needs a non-empty last axis; the region shape is ",
+             shape_str(shape));
+    DS_CHECK(reduce->reg >= static_cast<int>(inputs.size()) && reduce->reg < num_registers() &&
+                 register_dtype(reduce->reg) != DType::Bool,
+             ValueError, "kernel IR: reduction of %", reduce->reg,
+             ", which is not a float instruction register");
+  }
+  DS_CHECK(!outputs.empty() || reduce, ValueError, "kernel IR: the region has no outputs");
   for (int r : outputs)
     DS_CHECK(r >= static_cast<int>(inputs.size()) && r < num_registers(), ValueError,
              "kernel IR: output %", r, " is not an instruction's register");
@@ -172,6 +198,12 @@ KernelIR parse_kernel_ir(const std::string& text) {
       std::string dt, shape;
       tok >> dt >> shape;
       ir.inputs.push_back({dtype_from_name(dt), parse_shape(shape, line)});
+    } else if (head == "reduce") {
+      std::string op, reg, keep;
+      tok >> op >> reg >> keep;
+      DS_CHECK(reg.size() > 1 && reg[0] == '%' && (keep == "keepdims=0" || keep == "keepdims=1"),
+               ValueError, "kernel IR: expected 'reduce OP %R keepdims=0|1', got '", line, "'");
+      ir.reduce = KernelReduce{op, std::stoi(reg.substr(1)), keep == "keepdims=1"};
     } else if (head == "out") {
       std::string r;
       while (tok >> r) ir.outputs.push_back(std::stoi(r.substr(1)));
@@ -237,6 +269,14 @@ std::vector<Tensor> interpret(const KernelIR& ir, const std::vector<Tensor>& inp
   }
   std::vector<Tensor> out;
   for (int r : ir.outputs) out.push_back(regs[r]);
+  if (ir.reduce) {
+    const OpDef& op = get_op(ir.reduce->op);
+    const AttrMap attrs = complete_attrs(
+        op, {{"axes", std::vector<int64_t>{-1}}, {"keepdims", ir.reduce->keepdims}}, "kernel IR reduce");
+    const Tensor& x = regs[ir.reduce->reg];
+    const OpContext ctx{op, attrs, {{x.dtype(), x.shape()}}, "fused region reduce " + ir.reduce->op};
+    out.push_back(run_kernel(ctx, {op.reference, {}, "reference"}, {x}, {ir.result_types().back()})[0]);
+  }
   return out;
 }
 

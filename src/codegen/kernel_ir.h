@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,11 +23,25 @@ struct KernelInst {
   DType dtype;             // the register's type
 };
 
+// A final reduction of one register over the innermost axis ("sum", "mean" or
+// "max", NaN-propagating), as in softmax and normalization rows. Its result is
+// the region's last output, of `shape` without (or, with keepdims, with 1 for)
+// the last extent.
+struct KernelReduce {
+  std::string op;
+  int reg = -1;
+  bool keepdims = false;
+};
+
 struct KernelIR {
   Shape shape;                      // iteration shape (static)
   std::vector<TensorType> inputs;   // each broadcastable to `shape`
   std::vector<KernelInst> insts;
   std::vector<int> outputs;         // registers written out, each with `shape`
+  std::optional<KernelReduce> reduce;
+
+  // Types of the region's results: outputs, then the reduction's.
+  std::vector<TensorType> result_types() const;
 
   int num_registers() const { return static_cast<int>(inputs.size() + insts.size()); }
   DType register_dtype(int r) const;
@@ -47,11 +62,12 @@ const KernelIR& cached_kernel_ir(const std::string& text);
 // Ops a region may contain (every backend emitter handles all of them), and the
 // dtypes its values may have (float32, float64, bool).
 bool is_kernel_op(const std::string& op);
+bool is_kernel_reduction(const std::string& op);  // sum, mean, max
 bool is_kernel_dtype(DType t);
 
 // Evaluates the region with each op's reference kernel (float64 math, rounded to
 // each register's dtype like the unfused graph). Inputs are concrete tensors of
-// the region's input types; returns one tensor per output.
+// the region's input types; returns one tensor per result (result_types()).
 std::vector<Tensor> interpret(const KernelIR& ir, const std::vector<Tensor>& inputs);
 
 }  // namespace ds::codegen

@@ -17,9 +17,12 @@ LoopLayout loop_layout(const KernelIR& ir) {
   }
   LoopLayout l;
   l.strides.assign(ir.inputs.size(), {});
+  // A reduction's rows are the last axis: it stays a dim of its own.
+  const bool rows = ir.reduce.has_value();
   for (int d = 0; d < rank; ++d) {
-    if (ir.shape[d] == 1) continue;
-    bool merge = !l.dims.empty();
+    const bool own_axis = rows && d == rank - 1;
+    if (ir.shape[d] == 1 && !own_axis) continue;
+    bool merge = !l.dims.empty() && !own_axis;
     for (size_t i = 0; merge && i < full.size(); ++i)
       merge = l.strides[i].back() == full[i][d] * ir.shape[d];
     if (merge) {

@@ -1,5 +1,6 @@
 // Loop fusion: maximal connected regions of elementwise ops with one static
-// output shape become one `fused` node carrying the region's kernel IR. Values
+// output shape, optionally closed by a sum/mean/max over the last axis, become
+// one `fused` node carrying the region's kernel IR. Values
 // computed inside a region and read outside it (or graph outputs) become extra
 // outputs of the fused node; a merge that would route a path out of the region
 // and back in (a cycle once contracted) is refused.
@@ -32,6 +33,17 @@ bool fusible(const Graph& g, const Node& n) {
   return true;
 }
 
+// sum/mean/max over the last axis only, of a float value with a non-empty last axis.
+bool fusible_reduction(const Graph& g, const Node& n) {
+  if (!codegen::is_kernel_reduction(n.op->name) || n.inputs.size() != 1) return false;
+  const TensorType& in = g.type(n.inputs[0]);
+  const auto& axes = std::get<std::vector<int64_t>>(n.attrs.at("axes"));
+  const int64_t rank = static_cast<int64_t>(in.shape.size());
+  return rank >= 1 && is_static(in.shape) && in.shape.back() > 0 && axes.size() == 1 &&
+         (axes[0] == -1 || axes[0] == rank - 1) && (in.dtype == DType::Float32 || in.dtype == DType::Float64) &&
+         n.outputs[0].dtype == in.dtype;
+}
+
 class RegionBuilder {
  public:
   explicit RegionBuilder(const Graph& g) : g_(g), region_(g.nodes().size(), -1) {
@@ -40,16 +52,21 @@ class RegionBuilder {
       for (const ValueRef& v : n.inputs) consumers_[v.node].push_back(n.id);
   }
 
+  // A region ending in a reduction is closed: nothing may consume the reduced
+  // row inside the loop that computes it.
   void grow() {
     for (const Node& n : g_.nodes()) {
-      if (!fusible(g_, n)) continue;
+      const bool reduction = fusible_reduction(g_, n);
+      if (!reduction && !fusible(g_, n)) continue;
       const int r = static_cast<int>(members_.size());
       members_.push_back({n.id});
+      closed_.push_back(reduction);
       region_[n.id] = r;
+      const Shape& shape = reduction ? g_.type(n.inputs[0]).shape : n.outputs[0].shape;
       for (const ValueRef& v : n.inputs) {
         const int other = region_[v.node];
-        if (other < 0 || other == region_[n.id]) continue;
-        if (g_.node(members_[other].front()).outputs[0].shape != n.outputs[0].shape) continue;
+        if (other < 0 || other == region_[n.id] || closed_[other]) continue;
+        if (g_.node(members_[other].front()).outputs[0].shape != shape) continue;
         try_merge(region_[n.id], other);
       }
     }
@@ -94,6 +111,7 @@ class RegionBuilder {
   const Graph& g_;
   std::vector<int> region_;
   std::vector<std::vector<int>> members_;
+  std::vector<bool> closed_;
   std::vector<std::vector<int>> consumers_;
 };
 
@@ -119,6 +137,12 @@ Region build_region(const Graph& g, const std::vector<int>& members,
   int reg = static_cast<int>(r.inputs.size());
   for (int m : members) {
     const Node& n = g.node(m);
+    if (codegen::is_kernel_reduction(n.op->name)) {  // the closing reduction (last member)
+      r.ir.reduce = codegen::KernelReduce{n.op->name, reg_of_node.at(n.inputs[0].node),
+                                          std::get<bool>(n.attrs.at("keepdims"))};
+      r.outputs.push_back({m, 0});
+      continue;
+    }
     codegen::KernelInst in{n.op->name, n.attrs, {}, n.outputs[0].dtype};
     for (const ValueRef& v : n.inputs)
       in.args.push_back(set.count(v.node) ? reg_of_node.at(v.node) : reg_of_input.at({v.node, v.output}));

@@ -201,7 +201,7 @@ std::unique_ptr<llvm::Module> emit_region(llvm::LLVMContext& ctx, const KernelIR
   auto m = std::make_unique<llvm::Module>(name, ctx);
   llvm::IRBuilder<> b(ctx);
   Emitter e(b, *m);
-  const size_t nin = ir.inputs.size(), nout = ir.outputs.size();
+  const size_t nin = ir.inputs.size(), nout = ir.outputs.size() + (ir.reduce ? 1 : 0);
   llvm::Type* ptr = b.getPtrTy();
   llvm::Type* i64 = b.getInt64Ty();
 
@@ -223,11 +223,20 @@ std::unique_ptr<llvm::Module> emit_region(llvm::LLVMContext& ctx, const KernelIR
   std::vector<llvm::Value*> broadcast(nin, nullptr);  // inputs read once per row
   for (size_t i = 0; i < nin; ++i)
     if (!layout.inner_contiguous(i)) broadcast[i] = e.load(body->getArg(static_cast<unsigned>(i)), ir.inputs[i].dtype);
+  // The reduction's accumulator: float64 for sums (float32 rows add up without
+  // rounding drift), the register's type for max.
+  const bool summing = ir.reduce && ir.reduce->op != "max";
+  const DType reduce_type = ir.reduce ? ir.register_dtype(ir.reduce->reg) : DType::Float64;
+  llvm::Type* acc_type = summing ? b.getDoubleTy() : e.type(reduce_type);
+  llvm::Value* acc_init = summing ? llvm::ConstantFP::get(acc_type, 0.0)
+                                  : llvm::ConstantFP::getInfinity(acc_type, /*Negative=*/true);
   b.CreateCondBr(b.CreateICmpSGT(n, b.getInt64(0)), loop, exit);
 
   b.SetInsertPoint(loop);
   llvm::PHINode* idx = b.CreatePHI(i64, 2, "i");
   idx->addIncoming(b.getInt64(0), entry);
+  llvm::PHINode* acc = ir.reduce ? b.CreatePHI(acc_type, 2, "acc") : nullptr;
+  if (acc) acc->addIncoming(acc_init, entry);
   std::vector<llvm::Value*> regs;
   for (size_t i = 0; i < nin; ++i) {
     if (broadcast[i]) {
@@ -246,7 +255,22 @@ std::unique_ptr<llvm::Module> emit_region(llvm::LLVMContext& ctx, const KernelIR
     }
     regs.push_back(e.inst(in, args, types));
   }
-  for (size_t o = 0; o < nout; ++o) {
+  llvm::Value* acc_next = nullptr;
+  if (ir.reduce) {
+    llvm::Value* v = regs[ir.reduce->reg];
+    if (summing) {
+      // Reassociation lets the vectorizer keep several partial sums.
+      llvm::FastMathFlags reassoc;
+      reassoc.setAllowReassoc();
+      acc_next = b.CreateFAdd(acc, e.convert(v, reduce_type, DType::Float64));
+      llvm::cast<llvm::Instruction>(acc_next)->setFastMathFlags(reassoc);
+    } else {  // NaN-propagating max
+      llvm::Value* bigger = b.CreateSelect(b.CreateFCmpOGT(v, acc), v, acc);
+      acc_next = b.CreateSelect(b.CreateFCmpUNO(v, acc), llvm::ConstantFP::getNaN(acc_type), bigger);
+    }
+    acc->addIncoming(acc_next, loop);
+  }
+  for (size_t o = 0; o < ir.outputs.size(); ++o) {
     const DType t = ir.register_dtype(ir.outputs[o]);
     llvm::Value* p = b.CreateGEP(e.memory_type(t), body->getArg(static_cast<unsigned>(nin + o)), idx);
     e.store(regs[ir.outputs[o]], p, t);
@@ -254,14 +278,26 @@ std::unique_ptr<llvm::Module> emit_region(llvm::LLVMContext& ctx, const KernelIR
   llvm::Value* next = b.CreateAdd(idx, b.getInt64(1), "next", true, true);
   idx->addIncoming(next, loop);
   auto* br = b.CreateCondBr(b.CreateICmpSLT(next, n), loop, exit);
-  // Ask for vectorization explicitly (the cost model still picks the width).
-  llvm::MDNode* enable = llvm::MDNode::get(
-      ctx, {llvm::MDString::get(ctx, "llvm.loop.vectorize.enable"),
-            llvm::ConstantAsMetadata::get(b.getTrue())});
-  llvm::MDNode* loop_id = llvm::MDNode::getDistinct(ctx, {nullptr, enable});
-  loop_id->replaceOperandWith(0, loop_id);
-  br->setMetadata(llvm::LLVMContext::MD_loop, loop_id);
+  // Ask for vectorization explicitly (the cost model still picks the width);
+  // a NaN-propagating max cannot vectorize without fast-math, so it is not asked.
+  if (!ir.reduce || summing) {
+    llvm::MDNode* enable = llvm::MDNode::get(
+        ctx, {llvm::MDString::get(ctx, "llvm.loop.vectorize.enable"),
+              llvm::ConstantAsMetadata::get(b.getTrue())});
+    llvm::MDNode* loop_id = llvm::MDNode::getDistinct(ctx, {nullptr, enable});
+    loop_id->replaceOperandWith(0, loop_id);
+    br->setMetadata(llvm::LLVMContext::MD_loop, loop_id);
+  }
   b.SetInsertPoint(exit);
+  if (ir.reduce) {
+    llvm::PHINode* total = b.CreatePHI(acc_type, 2, "total");
+    total->addIncoming(acc_init, entry);
+    total->addIncoming(acc_next, loop);
+    llvm::Value* r = total;
+    if (ir.reduce->op == "mean") r = b.CreateFDiv(r, b.CreateSIToFP(n, acc_type));
+    if (summing) r = e.convert(r, DType::Float64, reduce_type);
+    e.store(r, body->getArg(static_cast<unsigned>(nin + nout - 1)), reduce_type);
+  }
   b.CreateRetVoid();
 
   // The entry point: void name(void** ptrs, int64_t n).

@@ -2,7 +2,9 @@
 //   void <name>(void** ptrs, int64_t n)
 // runs the region's inner loop over n elements: ptrs holds one pointer per input
 // (already at the row's first element; broadcast inputs are read once) followed
-// by one per output. The caller walks rows and splits them across threads.
+// by one per output. With a reduction, n is one whole row and a last pointer
+// receives the row's reduced value. The caller walks rows and splits them
+// across threads.
 #pragma once
 
 #include <memory>

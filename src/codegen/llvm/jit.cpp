@@ -222,30 +222,44 @@ void jit_run(const KernelIR& ir, const std::vector<const void*>& inputs,
   const int64_t total = numel(ir.shape);
   if (total == 0) return;
   const size_t nin = inputs.size(), nout = outputs.size();
+  const auto results = ir.result_types();
   std::vector<size_t> in_size(nin), out_size(nout);
   for (size_t i = 0; i < nin; ++i) in_size[i] = element_size(ir.inputs[i].dtype);
-  for (size_t o = 0; o < nout; ++o) out_size[o] = element_size(ir.register_dtype(ir.outputs[o]));
+  for (size_t o = 0; o < nout; ++o) out_size[o] = element_size(results[o].dtype);
   const LoopLayout& l = k->layout;
   const int64_t inner = l.inner();
+  // Pointers for elements [begin, begin + len) of one row; with a reduction the
+  // last output gets one value per row.
+  auto call = [&](int64_t begin, int64_t len, std::vector<void*>& ptrs, std::vector<int64_t>& offsets) {
+    const int64_t row = begin / inner, col = begin % inner;
+    l.row_offsets(row, offsets);
+    for (size_t i = 0; i < nin; ++i) {
+      const int64_t at = offsets[i] + (l.inner_contiguous(i) ? col : 0);
+      ptrs[i] = const_cast<char*>(static_cast<const char*>(inputs[i])) + at * static_cast<int64_t>(in_size[i]);
+    }
+    for (size_t o = 0; o < nout; ++o) {
+      const int64_t at = ir.reduce && o + 1 == nout ? row : begin;
+      ptrs[nin + o] = static_cast<char*>(outputs[o]) + at * static_cast<int64_t>(out_size[o]);
+    }
+    k->fn(ptrs.data(), len);
+  };
+  if (ir.reduce) {  // whole rows per call
+    parallel_for(total / inner, std::max<int64_t>(1, 8192 / inner), [&](int64_t r0, int64_t r1) {
+      std::vector<void*> ptrs(nin + nout);
+      std::vector<int64_t> offsets;
+      for (int64_t r = r0; r < r1; ++r) call(r * inner, inner, ptrs, offsets);
+    });
+    return;
+  }
   // Chunks of whole or partial rows; every element is computed by the same code
   // whatever the split, so results do not depend on the thread count.
   parallel_for(total, 8192, [&](int64_t begin, int64_t end) {
     std::vector<void*> ptrs(nin + nout);
     std::vector<int64_t> offsets;
-    int64_t row = begin / inner, col = begin % inner;
     while (begin < end) {
-      const int64_t len = std::min(inner - col, end - begin);
-      l.row_offsets(row, offsets);
-      for (size_t i = 0; i < nin; ++i) {
-        const int64_t at = offsets[i] + (l.inner_contiguous(i) ? col : 0);
-        ptrs[i] = const_cast<char*>(static_cast<const char*>(inputs[i])) + at * static_cast<int64_t>(in_size[i]);
-      }
-      for (size_t o = 0; o < nout; ++o)
-        ptrs[nin + o] = static_cast<char*>(outputs[o]) + begin * static_cast<int64_t>(out_size[o]);
-      k->fn(ptrs.data(), len);
+      const int64_t len = std::min(inner - begin % inner, end - begin);
+      call(begin, len, ptrs, offsets);
       begin += len;
-      ++row;
-      col = 0;
     }
   });
 }

@@ -21,9 +21,7 @@ const OpRegistrar reg([] {
             for (size_t i = 0; i < ir.inputs.size(); ++i)
               DS_CHECK(c.inputs[i] == ir.inputs[i], TypeError, c.where(), "input ", i,
                        " must be ", ir.inputs[i].str(), ", got ", c.inputs[i].str());
-            std::vector<TensorType> out;
-            for (int r : ir.outputs) out.push_back({ir.register_dtype(r), ir.shape});
-            return out;
+            return ir.result_types();
           },
       .cost =
           [](const OpContext& c) {
@@ -32,7 +30,8 @@ const OpRegistrar reg([] {
             Cost cost{n * static_cast<double>(ir.insts.size()), 0};
             for (const auto& t : ir.inputs)
               cost.bytes += static_cast<double>(numel(t.shape) * dtype_size(t.dtype));
-            for (int r : ir.outputs) cost.bytes += n * dtype_size(ir.register_dtype(r));
+            for (const auto& t : ir.result_types())
+              cost.bytes += static_cast<double>(numel(t.shape) * dtype_size(t.dtype));
             return cost;
           },
       .reference =
