@@ -291,7 +291,20 @@ void where_loop(const Tensor& c, const Tensor& a, const Tensor& b, Tensor& out) 
                       const T* __restrict rb = pb + off[2];
                       T* __restrict ro = po + at;
                       if (sc && sa && sb) {
-                        for (int64_t i = 0; i < n; ++i) ro[i] = rc[i] ? ra[i] : rb[i];
+                        // Bitwise select: branch-free (random conditions would mispredict)
+                        // and vectorizable; exact for every value, NaN included.
+                        using U = std::conditional_t<
+                            sizeof(T) == 8, uint64_t,
+                            std::conditional_t<sizeof(T) == 4, uint32_t,
+                                               std::conditional_t<sizeof(T) == 2, uint16_t, uint8_t>>>;
+                        const U* __restrict ua = reinterpret_cast<const U*>(ra);
+                        const U* __restrict ub = reinterpret_cast<const U*>(rb);
+                        const uint8_t* __restrict uc = reinterpret_cast<const uint8_t*>(rc);
+                        U* __restrict uo = reinterpret_cast<U*>(ro);
+                        for (int64_t i = 0; i < n; ++i) {
+                          const U mask = static_cast<U>(0) - static_cast<U>(uc[i] != 0);
+                          uo[i] = static_cast<U>((ua[i] & mask) | (ub[i] & static_cast<U>(~mask)));
+                        }
                       } else {
                         for (int64_t i = 0; i < n; ++i)
                           ro[i] = rc[i * sc] ? ra[i * sa] : rb[i * sb];
