@@ -58,9 +58,11 @@ template <> struct ds_io<ds_bf16> {
   static __device__ __forceinline__ float load(ds_bf16 v) { return ds_b2f(v.bits); }
   static __device__ __forceinline__ ds_bf16 store(float v) { ds_bf16 r; r.bits = ds_f2b(v); return r; }
 };
-// Block-wide reductions for blocks of a multiple of 32 threads (at most 1024).
+#define DS_INF (__int_as_float(0x7f800000))
+// Block-wide reduction for blocks of a multiple of 32 threads (at most 1024);
+// every thread gets the result. `identity` fills the lanes without a warp.
 template <typename A, typename Op>
-__device__ __forceinline__ A ds_block_reduce(A v, Op op) {
+__device__ __forceinline__ A ds_block_reduce(A v, Op op, A identity) {
   __shared__ A partial[32];
   for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -68,7 +70,7 @@ __device__ __forceinline__ A ds_block_reduce(A v, Op op) {
   if (lane == 0) partial[warp] = v;
   __syncthreads();
   const int warps = (blockDim.x + 31) >> 5;
-  v = lane < warps ? partial[lane] : partial[0];
+  v = lane < warps ? partial[lane] : identity;
   for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }

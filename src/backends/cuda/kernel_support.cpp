@@ -1,0 +1,56 @@
+#include "backends/cuda/kernel_support.h"
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+
+#include "ds/cuda.h"
+
+namespace ds::cuda {
+
+bool nvrtc_float(DType t) {
+  return t == DType::Float32 || t == DType::Float64 || t == DType::Float16 ||
+         t == DType::BFloat16;
+}
+
+std::string device_type(DType t) {
+  switch (t) {
+    case DType::Float32: return "float";
+    case DType::Float64: return "double";
+    case DType::Float16: return "ds_half";
+    case DType::BFloat16: return "ds_bf16";
+    case DType::Bool: return "unsigned char";
+    default:
+      throw TypeError(detail::cat("CUDA kernels: no device type for dtype ", dtype_name(t)));
+  }
+}
+
+int call_device(const KernelCall& kc) {
+  const Tensor& first = kc.outputs.empty() ? kc.inputs.at(0) : kc.outputs[0];
+  const Device d = first.device();
+  auto check = [&](const Tensor& t, const char* kind, size_t i) {
+    DS_CHECK(t.device() == d && d.kind == DeviceKind::CUDA, ValueError, kc.ctx.where(), kind, " ",
+             i, " is on ", t.device().str(), ", expected ", d.str(),
+             " (CUDA kernels take tensors on one CUDA device)");
+  };
+  for (size_t i = 0; i < kc.inputs.size(); ++i) check(kc.inputs[i], "input", i);
+  for (size_t i = 0; i < kc.outputs.size(); ++i) check(kc.outputs[i], "output", i);
+  return d.index;
+}
+
+unsigned grid_for(int64_t n, int device) {
+  static std::mutex mu;
+  static std::map<int, int> sms;
+  int sm = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = sms.find(device);
+    if (it == sms.end()) it = sms.emplace(device, device_info(device).sm_count).first;
+    sm = it->second;
+  }
+  // Enough blocks to fill every SM several times; the loops stride over the rest.
+  const int64_t want = (n + 255) / 256;
+  return static_cast<unsigned>(std::clamp<int64_t>(want, 1, int64_t{sm} * 16));
+}
+
+}  // namespace ds::cuda

@@ -1,0 +1,20 @@
+// Helpers shared by the NVRTC kernel families: dtype names in device code,
+// launch geometry and the checks kernels make on their tensors.
+#pragma once
+
+#include <string>
+
+#include "ds/op.h"
+
+namespace ds::cuda {
+
+// float32/float64/float16/bfloat16: the types the NVRTC kernels compute on.
+bool nvrtc_float(DType t);
+// The device-code type of `t` ("float", "ds_half", "unsigned char" for bool, ...).
+std::string device_type(DType t);
+// The CUDA device all tensors of a call are on (checked: one device).
+int call_device(const KernelCall& kc);
+// Blocks for a grid-stride loop over n items with 256-thread blocks.
+unsigned grid_for(int64_t n, int device);
+
+}  // namespace ds::cuda
