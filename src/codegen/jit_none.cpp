@@ -7,8 +7,12 @@
 
 namespace ds::codegen {
 
-bool jit_available() { return false; }
-JitCounters jit_counters() { return {}; }
+bool jit_available() {
+  return false;
+}
+JitCounters jit_counters() {
+  return {};
+}
 void jit_prepare(const KernelIR&) {
   throw UnavailableError("fused kernels: this build was made without LLVM (DS_WITH_LLVM)");
 }

@@ -1,11 +1,12 @@
 #include "codegen/kernel_cache.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
-#include <unistd.h>
 
 namespace ds::codegen {
 namespace {
@@ -19,7 +20,9 @@ std::string hex(uint64_t v) {
   return buf;
 }
 
-void put_u64(std::string& out, uint64_t v) { out.append(reinterpret_cast<const char*>(&v), 8); }
+void put_u64(std::string& out, uint64_t v) {
+  out.append(reinterpret_cast<const char*>(&v), 8);
+}
 void put_str(std::string& out, const std::string& s) {
   put_u64(out, s.size());
   out += s;
@@ -68,11 +71,12 @@ uint64_t fnv1a(const std::string& bytes) {
 }
 
 std::string CacheKey::file_name() const {
-  return hex(fnv1a(region)) + "-" + hex(fnv1a(compiler + "|" + triple + "|" + cpu + "|" + features)) +
-         ".dsk";
+  return hex(fnv1a(region)) + "-" +
+         hex(fnv1a(compiler + "|" + triple + "|" + cpu + "|" + features)) + ".dsk";
 }
 
-CacheLookup cache_load(const std::filesystem::path& dir, const CacheKey& key, std::string* payload) {
+CacheLookup cache_load(const std::filesystem::path& dir, const CacheKey& key,
+                       std::string* payload) {
   std::ifstream in(dir / key.file_name(), std::ios::binary);
   if (!in) return CacheLookup::Missing;
   std::ostringstream buf;
@@ -89,7 +93,8 @@ CacheLookup cache_load(const std::filesystem::path& dir, const CacheKey& key, st
   return CacheLookup::Hit;
 }
 
-void cache_store(const std::filesystem::path& dir, const CacheKey& key, const std::string& payload) {
+void cache_store(const std::filesystem::path& dir, const CacheKey& key,
+                 const std::string& payload) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return;

@@ -13,7 +13,7 @@ namespace ds::codegen {
 struct CacheKey {
   std::string compiler;  // "LLVM 16.0.6": objects from another compiler are foreign
   std::string triple, cpu, features;
-  std::string region;    // the kernel IR text (guards against hash collisions)
+  std::string region;             // the kernel IR text (guards against hash collisions)
   std::string file_name() const;  // "<region hash>-<target hash>.dsk"
 };
 

@@ -68,11 +68,16 @@ Attr parse_attr(const std::string& v, const std::string& line) {
            "' in line '", line, "'");
   const std::string body = v.substr(2);
   switch (v[0]) {
-    case 'f': return std::strtod(body.c_str(), nullptr);
-    case 'i': return static_cast<int64_t>(std::stoll(body));
-    case 'b': return body == "1";
-    case 't': return dtype_from_name(body);
-    case 's': return body;
+    case 'f':
+      return std::strtod(body.c_str(), nullptr);
+    case 'i':
+      return static_cast<int64_t>(std::stoll(body));
+    case 'b':
+      return body == "1";
+    case 't':
+      return dtype_from_name(body);
+    case 's':
+      return body;
   }
   throw ValueError("kernel IR: unknown attribute kind in '" + v + "' (line '" + line + "')");
 }
@@ -83,15 +88,19 @@ OpContext inst_context(const KernelInst& in, std::vector<TensorType> args, const
 
 }  // namespace
 
-bool is_kernel_op(const std::string& op) { return kernel_ops().count(op) > 0; }
-bool is_kernel_reduction(const std::string& op) { return op == "sum" || op == "mean" || op == "max"; }
+bool is_kernel_op(const std::string& op) {
+  return kernel_ops().count(op) > 0;
+}
+bool is_kernel_reduction(const std::string& op) {
+  return op == "sum" || op == "mean" || op == "max";
+}
 bool is_kernel_dtype(DType t) {
   return t == DType::Float32 || t == DType::Float64 || t == DType::Bool;
 }
 
 DType KernelIR::register_dtype(int r) const {
-  DS_CHECK(r >= 0 && r < num_registers(), ValueError, "kernel IR: register %", r,
-           " out of range (", num_registers(), " registers)");
+  DS_CHECK(r >= 0 && r < num_registers(), ValueError, "kernel IR: register %", r, " out of range (",
+           num_registers(), " registers)");
   return r < static_cast<int>(inputs.size()) ? inputs[r].dtype : insts[r - inputs.size()].dtype;
 }
 
@@ -109,7 +118,8 @@ std::vector<TensorType> KernelIR::result_types() const {
 std::string KernelIR::str() const {
   std::ostringstream os;
   os << "region v1 shape=" << shape_text(shape) << "\n";
-  for (const TensorType& t : inputs) os << "in " << dtype_name(t.dtype) << " " << shape_text(t.shape) << "\n";
+  for (const TensorType& t : inputs)
+    os << "in " << dtype_name(t.dtype) << " " << shape_text(t.shape) << "\n";
   int reg = static_cast<int>(inputs.size());
   for (const KernelInst& in : insts) {
     os << "%" << reg++ << " = " << in.op << " " << dtype_name(in.dtype);
@@ -118,15 +128,17 @@ std::string KernelIR::str() const {
     os << "\n";
   }
   if (reduce)
-    os << "reduce " << reduce->op << " %" << reduce->reg << " keepdims=" << (reduce->keepdims ? 1 : 0)
-       << "\n";
+    os << "reduce " << reduce->op << " %" << reduce->reg
+       << " keepdims=" << (reduce->keepdims ? 1 : 0) << "\n";
   os << "out";
   for (int r : outputs) os << " %" << r;
   os << "\n";
   return os.str();
 }
 
-uint64_t KernelIR::hash() const { return fnv1a(str()); }
+uint64_t KernelIR::hash() const {
+  return fnv1a(str());
+}
 
 void KernelIR::verify() const {
   DS_CHECK(is_static(shape), ValueError, "kernel IR: the iteration shape ", shape_str(shape),
@@ -147,7 +159,8 @@ void KernelIR::verify() const {
     for (int a : in.args) {
       DS_CHECK(a >= 0 && a < reg, ValueError, "kernel IR: %", reg, " reads %", a,
                ", which is not defined before it");
-      args.push_back({register_dtype(a), a < static_cast<int>(inputs.size()) ? inputs[a].shape : shape});
+      args.push_back(
+          {register_dtype(a), a < static_cast<int>(inputs.size()) ? inputs[a].shape : shape});
     }
     const OpDef& op = get_op(in.op);
     const AttrMap attrs = complete_attrs(op, in.attrs, "kernel IR op " + in.op);
@@ -271,11 +284,14 @@ std::vector<Tensor> interpret(const KernelIR& ir, const std::vector<Tensor>& inp
   for (int r : ir.outputs) out.push_back(regs[r]);
   if (ir.reduce) {
     const OpDef& op = get_op(ir.reduce->op);
-    const AttrMap attrs = complete_attrs(
-        op, {{"axes", std::vector<int64_t>{-1}}, {"keepdims", ir.reduce->keepdims}}, "kernel IR reduce");
+    const AttrMap attrs =
+        complete_attrs(op, {{"axes", std::vector<int64_t>{-1}}, {"keepdims", ir.reduce->keepdims}},
+                       "kernel IR reduce");
     const Tensor& x = regs[ir.reduce->reg];
-    const OpContext ctx{op, attrs, {{x.dtype(), x.shape()}}, "fused region reduce " + ir.reduce->op};
-    out.push_back(run_kernel(ctx, {op.reference, {}, "reference"}, {x}, {ir.result_types().back()})[0]);
+    const OpContext ctx{
+        op, attrs, {{x.dtype(), x.shape()}}, "fused region reduce " + ir.reduce->op};
+    out.push_back(
+        run_kernel(ctx, {op.reference, {}, "reference"}, {x}, {ir.result_types().back()})[0]);
   }
   return out;
 }

@@ -17,10 +17,10 @@
 namespace ds::codegen {
 
 struct KernelInst {
-  std::string op;          // a ds elementwise op name ("add", "gelu", "cast", ...)
-  AttrMap attrs;           // the node's attributes (float, string or dtype values)
-  std::vector<int> args;   // registers read
-  DType dtype;             // the register's type
+  std::string op;         // a ds elementwise op name ("add", "gelu", "cast", ...)
+  AttrMap attrs;          // the node's attributes (float, string or dtype values)
+  std::vector<int> args;  // registers read
+  DType dtype;            // the register's type
 };
 
 // A final reduction of one register over the innermost axis ("sum", "mean" or
@@ -34,10 +34,10 @@ struct KernelReduce {
 };
 
 struct KernelIR {
-  Shape shape;                      // iteration shape (static)
-  std::vector<TensorType> inputs;   // each broadcastable to `shape`
+  Shape shape;                     // iteration shape (static)
+  std::vector<TensorType> inputs;  // each broadcastable to `shape`
   std::vector<KernelInst> insts;
-  std::vector<int> outputs;         // registers written out, each with `shape`
+  std::vector<int> outputs;  // registers written out, each with `shape`
   std::optional<KernelReduce> reduce;
 
   // Types of the region's results: outputs, then the reduction's.

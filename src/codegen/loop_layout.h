@@ -11,7 +11,7 @@
 namespace ds::codegen {
 
 struct LoopLayout {
-  Shape dims;                          // collapsed extents, outermost first; at least one
+  Shape dims;                                 // collapsed extents, outermost first; at least one
   std::vector<std::vector<int64_t>> strides;  // per input, elements per step along each dim
   int64_t inner() const { return dims.back(); }
   bool inner_contiguous(size_t input) const { return strides[input].back() != 0; }

@@ -40,7 +40,8 @@ bool fusible_reduction(const Graph& g, const Node& n) {
   const auto& axes = std::get<std::vector<int64_t>>(n.attrs.at("axes"));
   const int64_t rank = static_cast<int64_t>(in.shape.size());
   return rank >= 1 && is_static(in.shape) && in.shape.back() > 0 && axes.size() == 1 &&
-         (axes[0] == -1 || axes[0] == rank - 1) && (in.dtype == DType::Float32 || in.dtype == DType::Float64) &&
+         (axes[0] == -1 || axes[0] == rank - 1) &&
+         (in.dtype == DType::Float32 || in.dtype == DType::Float64) &&
          n.outputs[0].dtype == in.dtype;
 }
 
@@ -130,7 +131,8 @@ Region build_region(const Graph& g, const std::vector<int>& members,
   r.ir.shape = g.node(members.front()).outputs[0].shape;
   for (int m : members)
     for (const ValueRef& v : g.node(m).inputs)
-      if (!set.count(v.node) && reg_of_input.try_emplace({v.node, v.output}, r.inputs.size()).second) {
+      if (!set.count(v.node) &&
+          reg_of_input.try_emplace({v.node, v.output}, r.inputs.size()).second) {
         r.inputs.push_back(v);
         r.ir.inputs.push_back(g.type(v));
       }
@@ -145,7 +147,8 @@ Region build_region(const Graph& g, const std::vector<int>& members,
     }
     codegen::KernelInst in{n.op->name, n.attrs, {}, n.outputs[0].dtype};
     for (const ValueRef& v : n.inputs)
-      in.args.push_back(set.count(v.node) ? reg_of_node.at(v.node) : reg_of_input.at({v.node, v.output}));
+      in.args.push_back(set.count(v.node) ? reg_of_node.at(v.node)
+                                          : reg_of_input.at({v.node, v.output}));
     r.ir.insts.push_back(std::move(in));
     reg_of_node[m] = reg++;
     if (!readers_outside[m].empty()) {
@@ -172,7 +175,8 @@ Graph loop_fusion(const Graph& input) {
   std::vector<std::vector<ValueRef>> outside(nodes.size());
   for (const Node& n : nodes)
     for (const ValueRef& v : n.inputs)
-      if (region[v.node] >= 0 && region[v.node] != region[n.id]) outside[v.node].push_back({n.id, 0});
+      if (region[v.node] >= 0 && region[v.node] != region[n.id])
+        outside[v.node].push_back({n.id, 0});
   for (const auto& [_, v] : g.outputs())
     if (region[v.node] >= 0) outside[v.node].push_back(v);
 

@@ -84,16 +84,21 @@ TEST(KernelIR, TextRoundTripsAndHashesStably) {
 }
 
 TEST(KernelIR, RejectsMalformedRegions) {
-  EXPECT_THROW(codegen::parse_kernel_ir("region v1 shape=[4]\nin float32 [4]\n%1 = exp float32 %3\nout %1\n"),
+  EXPECT_THROW(codegen::parse_kernel_ir(
+                   "region v1 shape=[4]\nin float32 [4]\n%1 = exp float32 %3\nout %1\n"),
                ds::ValueError);  // reads an undefined register
-  EXPECT_THROW(codegen::parse_kernel_ir("region v1 shape=[4]\nin float32 [5]\n%1 = exp float32 %0\nout %1\n"),
+  EXPECT_THROW(codegen::parse_kernel_ir(
+                   "region v1 shape=[4]\nin float32 [5]\n%1 = exp float32 %0\nout %1\n"),
                ds::ShapeError);  // input does not broadcast
-  EXPECT_THROW(codegen::parse_kernel_ir("region v1 shape=[4]\nin float32 [4]\n%1 = matmul float32 %0 %0\nout %1\n"),
+  EXPECT_THROW(codegen::parse_kernel_ir(
+                   "region v1 shape=[4]\nin float32 [4]\n%1 = matmul float32 %0 %0\nout %1\n"),
                ds::ValueError);  // not an elementwise op
-  EXPECT_THROW(codegen::parse_kernel_ir("region v1 shape=[4]\nin float32 [4]\n%1 = exp float64 %0\nout %1\n"),
+  EXPECT_THROW(codegen::parse_kernel_ir(
+                   "region v1 shape=[4]\nin float32 [4]\n%1 = exp float64 %0\nout %1\n"),
                ds::ValueError);  // dtype disagrees with inference
-  EXPECT_THROW(codegen::parse_kernel_ir("region v1 shape=[4]\nin float32 [4]\n%1 = exp float32 %0\n"),
-               ds::ValueError);  // no outputs line
+  EXPECT_THROW(
+      codegen::parse_kernel_ir("region v1 shape=[4]\nin float32 [4]\n%1 = exp float32 %0\n"),
+      ds::ValueError);  // no outputs line
 }
 
 TEST(KernelIR, InterpreterMatchesTheOpsItReplaces) {
@@ -122,9 +127,10 @@ TEST(KernelIR, RowReductionRoundTripsAndInterprets) {
   Tensor y = ds::test::random_tensor({6}, 4, ds::DType::Float32);
   auto out = codegen::interpret(ir, {x, y});
   EXPECT_EQ(ds::test::values(out[1]), ds::test::values(ds::mean(ds::square(x - y), {-1}, true)));
-  EXPECT_THROW(codegen::parse_kernel_ir("region v1 shape=[4,0]\nin float32 [4,0]\n%1 = exp float32 %0\n"
-                                        "reduce sum %1 keepdims=0\nout\n"),
-               ds::ValueError);  // empty rows
+  EXPECT_THROW(
+      codegen::parse_kernel_ir("region v1 shape=[4,0]\nin float32 [4,0]\n%1 = exp float32 %0\n"
+                               "reduce sum %1 keepdims=0\nout\n"),
+      ds::ValueError);  // empty rows
 }
 
 TEST_F(Fusion, GeluChainBecomesOneKernel) {
@@ -153,7 +159,8 @@ TEST_F(Fusion, LayerNormChainFusesAroundTheReductions) {
   Tensor d = s - ds::mean(s, {-1}, true);
   Tensor var = ds::mean(ds::square(d), {-1}, true);
   g.output(d * ds::rsqrt(var + 1e-5) * gamma + beta, "y");
-  const Compared c = compare_levels(g, {{"x", random_input({32, 80}, 8)}, {"r", random_input({32, 80}, 9)}});
+  const Compared c =
+      compare_levels(g, {{"x", random_input({32, 80}, 8)}, {"r", random_input({32, 80}, 9)}});
   EXPECT_LT(c.kernels_fused, c.kernels_unfused);
   EXPECT_EQ(c.kernels_unfused, 10);
   // add+mean | sub+square+mean | add+rsqrt | mul+mul+add (rows reduced in the loop)
@@ -165,8 +172,11 @@ TEST_F(Fusion, TransformerBlockLaunchesFewerKernels) {
   const int64_t t = 16, d = 32;
   Graph g;
   Tensor x = g.placeholder("x", {t, d});
-  auto w = [&](int64_t a, int64_t b, uint32_t seed) { return g.constant(random_input({a, b}, seed, 0.3)); };
-  Tensor q = ds::matmul(x, w(d, d, 10)), k = ds::matmul(x, w(d, d, 11)), v = ds::matmul(x, w(d, d, 12));
+  auto w = [&](int64_t a, int64_t b, uint32_t seed) {
+    return g.constant(random_input({a, b}, seed, 0.3));
+  };
+  Tensor q = ds::matmul(x, w(d, d, 10)), k = ds::matmul(x, w(d, d, 11)),
+         v = ds::matmul(x, w(d, d, 12));
   Tensor att = ds::softmax(ds::matmul(q, ds::transpose(k)) / std::sqrt(static_cast<double>(d)));
   Tensor h = x + ds::matmul(ds::matmul(att, v), w(d, d, 13));
   Tensor mu = ds::mean(h, {-1}, true);
@@ -188,7 +198,8 @@ TEST_F(Fusion, ResNetBlockLaunchesFewerKernels) {
     return ds::conv2d(in, g.constant(random_input({8, 8, 3, 3}, seed, 0.2)), {}, {1}, {1});
   };
   auto affine = [&](const Tensor& in, uint32_t seed) {  // inference batch norm as scale + shift
-    return in * g.constant(random_input({8, 1, 1}, seed)) + g.constant(random_input({8, 1, 1}, seed + 1));
+    return in * g.constant(random_input({8, 1, 1}, seed)) +
+           g.constant(random_input({8, 1, 1}, seed + 1));
   };
   Tensor y = ds::relu(affine(conv(x, 20), 21));
   y = affine(conv(y, 23), 24);
@@ -210,7 +221,8 @@ TEST_F(Fusion, ValuesReadOutsideBecomeExtraOutputs) {
   auto fused = ds::compile(g, "cpu", {.opt_level = 2});
   int outputs_of_fused = 0;
   for (const auto& n : fused.graph().nodes())
-    if (n.op->name == "fused") outputs_of_fused = std::max(outputs_of_fused, static_cast<int>(n.outputs.size()));
+    if (n.op->name == "fused")
+      outputs_of_fused = std::max(outputs_of_fused, static_cast<int>(n.outputs.size()));
   // exp, mul, tanh fuse (exp's value also leaves: to the sum and as "e"); the add
   // reads the sum of exp, so it stays outside.
   EXPECT_EQ(count_op(fused.graph(), "exp"), 0);
@@ -221,10 +233,11 @@ TEST_F(Fusion, ValuesReadOutsideBecomeExtraOutputs) {
 
 TEST_F(Fusion, EveryKernelOpMatchesTheUnfusedGraph) {
   const std::vector<std::string> unary = {
-      "neg", "abs", "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid",
-      "relu", "leaky_relu", "elu", "gelu", "silu", "softplus", "erf", "floor", "ceil", "round",
-      "sign", "reciprocal", "square"};
-  const std::vector<std::string> binary = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "mod"};
+      "neg", "abs",   "exp",     "log",   "log1p",      "expm1",      "sqrt",  "rsqrt", "sin",
+      "cos", "tanh",  "sigmoid", "relu",  "leaky_relu", "elu",        "gelu",  "silu",  "softplus",
+      "erf", "floor", "ceil",    "round", "sign",       "reciprocal", "square"};
+  const std::vector<std::string> binary = {"add", "sub",     "mul",     "div",
+                                           "pow", "maximum", "minimum", "mod"};
   for (ds::DType dt : {ds::DType::Float32, ds::DType::Float64}) {
     for (const auto& op : unary) {
       Graph g;
@@ -233,8 +246,8 @@ TEST_F(Fusion, EveryKernelOpMatchesTheUnfusedGraph) {
       const bool positive = op == "log" || op == "sqrt" || op == "rsqrt";
       Tensor in = positive ? ds::abs(x * b) + 0.1 : x * b;
       g.output(g.add(op, {in})[0] - b, "y");
-      const Compared c = compare_levels(g, {{"x", random_input({5, 67}, 30).to(dt) * 3.0},
-                                            {"b", random_input({67}, 31).to(dt)}});
+      const Compared c = compare_levels(
+          g, {{"x", random_input({5, 67}, 30).to(dt) * 3.0}, {"b", random_input({67}, 31).to(dt)}});
       EXPECT_EQ(c.fused_nodes, 1) << op;
       EXPECT_LE(c.ulps, 8) << op << " " << ds::dtype_name(dt);
     }
@@ -244,8 +257,8 @@ TEST_F(Fusion, EveryKernelOpMatchesTheUnfusedGraph) {
       Tensor b = g.placeholder("b", {5, 1}, dt);
       Tensor base = op == "pow" ? ds::abs(x) + 0.5 : x;
       g.output(ds::exp(g.add(op, {base, b + 0.25})[0] * 0.5), "y");
-      const Compared c = compare_levels(g, {{"x", random_input({5, 67}, 32).to(dt)},
-                                            {"b", random_input({5, 1}, 33).to(dt)}});
+      const Compared c = compare_levels(
+          g, {{"x", random_input({5, 67}, 32).to(dt)}, {"b", random_input({5, 1}, 33).to(dt)}});
       EXPECT_EQ(c.fused_nodes, 1) << op;
       EXPECT_LE(c.ulps, 8) << op << " " << ds::dtype_name(dt);
     }
@@ -260,8 +273,8 @@ TEST_F(Fusion, ComparisonsWhereAndCastsInsideARegion) {
   Tensor picked = ds::where(mask, ds::cast(x, ds::DType::Float64) * y, y - 1.0);
   g.output(picked, "p");
   g.output(ds::cast(ds::ne(picked, y), ds::DType::Float32) + x, "q");
-  const Compared c = compare_levels(g, {{"x", random_input({4, 33}, 34)},
-                                        {"y", random_input({33}, 35).to(ds::DType::Float64)}});
+  const Compared c = compare_levels(
+      g, {{"x", random_input({4, 33}, 34)}, {"y", random_input({33}, 35).to(ds::DType::Float64)}});
   EXPECT_EQ(c.fused_nodes, 1);
   EXPECT_EQ(c.kernels_fused, 2);  // y - 1 has y's shape [33], not the region's [4, 33]
   EXPECT_EQ(c.ulps, 0);
@@ -338,7 +351,8 @@ TEST_F(Fusion, ReductionNaNsPropagate) {
   Tensor x = g.placeholder("x", {3, 4});
   g.output(ds::max(x * 2.0, {-1}), "m");
   g.output(ds::sum(x + 1.0, {-1}), "s");
-  Tensor xs = Tensor::from_vector<float>({1, NAN, 3, 4, -INFINITY, -2, -3, -4, 5, 6, 7, NAN}, {3, 4});
+  Tensor xs =
+      Tensor::from_vector<float>({1, NAN, 3, 4, -INFINITY, -2, -3, -4, 5, 6, 7, NAN}, {3, 4});
   auto a = ds::compile(g, "cpu", {.opt_level = 0}).run({{"x", xs}});
   auto f = ds::compile(g, "cpu", {.opt_level = 2});
   EXPECT_EQ(count_op(f.graph(), "fused"), 2);

@@ -1,12 +1,12 @@
 // The LLVM JIT's kernel cache: memory and disk hits without codegen, corrupt
 // and foreign entries rebuilt (never loaded), and DS_DUMP_KERNELS output.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-#include <unistd.h>
 
 #include "codegen/jit.h"
 #include "codegen/kernel_cache.h"
@@ -76,8 +76,9 @@ class JitCache : public ::testing::Test {
   Tensor run(const Graph& g) {
     const int64_t cols = g.nodes()[0].outputs[0].shape[1];
     auto exe = ds::compile(g, "cpu", {.opt_level = 2});
-    return exe.run({{"x", ds::test::random_tensor({3, cols}, 1, ds::DType::Float32)},
-                    {"b", ds::test::random_tensor({cols}, 2, ds::DType::Float32)}})
+    return exe
+        .run({{"x", ds::test::random_tensor({3, cols}, 1, ds::DType::Float32)},
+              {"b", ds::test::random_tensor({cols}, 2, ds::DType::Float32)}})
         .at("y");
   }
   Tensor expected(const Graph& g) {
@@ -135,7 +136,8 @@ TEST_F(JitCache, CorruptEntryIsRebuiltNotExecuted) {
   const fs::path entry = only_entry();
   std::string bytes = read_file(entry);
   ASSERT_GT(bytes.size(), 200u);
-  for (size_t i = bytes.size() - 64; i < bytes.size() - 32; ++i) bytes[i] = static_cast<char>(0xCC);  // int3s
+  for (size_t i = bytes.size() - 64; i < bytes.size() - 32; ++i)
+    bytes[i] = static_cast<char>(0xCC);  // int3s
   write_file(entry, bytes);
 
   codegen::jit_unload_all();

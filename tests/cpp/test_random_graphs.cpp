@@ -23,7 +23,8 @@ using ds::Tensor;
 namespace {
 
 // Runs every node of `g` with its reference kernel.
-std::map<std::string, Tensor> reference_run(const Graph& g, const std::map<std::string, Tensor>& feeds) {
+std::map<std::string, Tensor> reference_run(const Graph& g,
+                                            const std::map<std::string, Tensor>& feeds) {
   std::map<std::pair<int, int>, Tensor> values;
   for (const ds::Node& n : g.nodes()) {
     if (n.op->name == "placeholder") {
@@ -59,7 +60,8 @@ class GraphMaker {
     for (int i = 0; i < inputs; ++i) {
       // Inputs share trailing extents with `base` often, so binary ops broadcast.
       Shape s = base;
-      if (coin(0.3)) s = Shape(base.begin() + pick(0, static_cast<int>(base.size()) - 1), base.end());
+      if (coin(0.3))
+        s = Shape(base.begin() + pick(0, static_cast<int>(base.size()) - 1), base.end());
       if (coin(0.2) && !s.empty()) s[pick(0, static_cast<int>(s.size()) - 1)] = 1;
       const ds::DType dt = coin(0.15) ? ds::DType::Float64 : ds::DType::Float32;
       const std::string name = "in" + std::to_string(i);
@@ -105,8 +107,9 @@ class GraphMaker {
       case 0:
       case 1:
       case 2: {  // unary, kept in a safe domain
-        static const char* bounded[] = {"tanh", "sigmoid", "sin", "cos", "erf", "relu", "abs",
-                                        "neg", "gelu", "silu", "softplus", "square", "floor", "sign"};
+        static const char* bounded[] = {"tanh",     "sigmoid", "sin",   "cos",  "erf",
+                                        "relu",     "abs",     "neg",   "gelu", "silu",
+                                        "softplus", "square",  "floor", "sign"};
         static const char* positive[] = {"log", "sqrt", "rsqrt", "reciprocal", "log1p"};
         if (coin(0.3)) return g.add(positive[pick(0, 4)], {ds::abs(a) + 0.5})[0];
         if (coin(0.2)) return ds::exp(ds::tanh(a));
@@ -117,13 +120,20 @@ class GraphMaker {
       case 5: {  // binary with broadcasting
         const Tensor b = partner(g, a);
         switch (pick(0, 6)) {
-          case 0: return a + b;
-          case 1: return a - b;
-          case 2: return a * b;
-          case 3: return a / (ds::abs(b) + 0.5);
-          case 4: return ds::maximum(a, b);
-          case 5: return ds::where(ds::gt(a, b), a, b * 0.5);
-          default: return ds::pow(ds::abs(a) + 0.5, ds::tanh(b));
+          case 0:
+            return a + b;
+          case 1:
+            return a - b;
+          case 2:
+            return a * b;
+          case 3:
+            return a / (ds::abs(b) + 0.5);
+          case 4:
+            return ds::maximum(a, b);
+          case 5:
+            return ds::where(ds::gt(a, b), a, b * 0.5);
+          default:
+            return ds::pow(ds::abs(a) + 0.5, ds::tanh(b));
         }
       }
       case 6: {  // reduction over one axis
@@ -131,9 +141,12 @@ class GraphMaker {
         const int64_t axis = pick(0, rank - 1);
         const bool keep = coin(0.6);
         switch (pick(0, 2)) {
-          case 0: return ds::sum(a, {axis}, keep);
-          case 1: return ds::mean(a, {axis}, keep);
-          default: return ds::max(a, {axis}, keep);
+          case 0:
+            return ds::sum(a, {axis}, keep);
+          case 1:
+            return ds::mean(a, {axis}, keep);
+          default:
+            return ds::max(a, {axis}, keep);
         }
       }
       case 7: {  // data movement
@@ -147,7 +160,8 @@ class GraphMaker {
       case 8: {  // matmul against a constant
         if (rank == 0) return a * 2.0;
         const int64_t k = a.shape().back();
-        Tensor w = g.constant(ds::test::random_tensor({k, pick(1, 7)}, static_cast<uint32_t>(rng_()), a.dtype()));
+        Tensor w = g.constant(
+            ds::test::random_tensor({k, pick(1, 7)}, static_cast<uint32_t>(rng_()), a.dtype()));
         return ds::matmul(a, w);
       }
       default:
@@ -175,13 +189,16 @@ std::string mismatch(const Graph& g, const std::map<std::string, Tensor>& feeds)
   // float32 fast kernels (matmul blocking, sum order, libmvec) vs float64 math.
   const double tol = all_float64 ? 1e-9 : 2e-4;
   for (const auto& [name, ref] : want) {
-    if (got.at(name).shape() != ref.shape()) return name + ": shape " + ds::shape_str(got.at(name).shape());
+    if (got.at(name).shape() != ref.shape())
+      return name + ": shape " + ds::shape_str(got.at(name).shape());
     const auto r = ds::test::values(ref), v = ds::test::values(got.at(name));
     for (size_t i = 0; i < r.size(); ++i) {
-      const bool ok = (std::isnan(r[i]) && std::isnan(v[i])) || std::abs(v[i] - r[i]) <= tol * (1 + std::abs(r[i]));
+      const bool ok = (std::isnan(r[i]) && std::isnan(v[i])) ||
+                      std::abs(v[i] - r[i]) <= tol * (1 + std::abs(r[i]));
       if (!ok) {
         std::ostringstream os;
-        os << std::setprecision(9) << name << "[" << i << "]: compiled " << v[i] << ", reference " << r[i];
+        os << std::setprecision(9) << name << "[" << i << "]: compiled " << v[i] << ", reference "
+           << r[i];
         return os.str();
       }
     }
@@ -212,6 +229,7 @@ TEST(RandomGraphs, OptLevel3MatchesTheReferenceInterpreter) {
       }
     }
     ADD_FAILURE() << "fuzzer seed " << seed << ": " << problem << "\nsmallest failing graph:\n"
-                  << smallest.str() << "full graph:\n" << g.str();
+                  << smallest.str() << "full graph:\n"
+                  << g.str();
   }
 }

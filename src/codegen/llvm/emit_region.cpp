@@ -1,17 +1,19 @@
 #include "codegen/llvm/emit_region.h"
 
-#include <cmath>
-
 #include <llvm/IR/IRBuilder.h>
 #include <llvm/IR/Intrinsics.h>
 #include <llvm/IR/MDBuilder.h>
+
+#include <cmath>
 
 #include "ds/error.h"
 
 namespace ds::codegen::llvm_cpu {
 namespace {
 
-bool is_float(DType t) { return t == DType::Float32 || t == DType::Float64; }
+bool is_float(DType t) {
+  return t == DType::Float32 || t == DType::Float64;
+}
 
 // Ops whose float32 form computes in float64 and rounds once, as their reference
 // does: their inner steps (a product with a float64 attribute, 1 + exp(-x), ...)
@@ -27,10 +29,14 @@ class Emitter {
 
   llvm::Type* type(DType t) {
     switch (t) {
-      case DType::Float32: return b_.getFloatTy();
-      case DType::Float64: return b_.getDoubleTy();
-      case DType::Bool: return b_.getInt1Ty();
-      default: throw Error("kernel IR: no LLVM type for " + std::string(dtype_name(t)));
+      case DType::Float32:
+        return b_.getFloatTy();
+      case DType::Float64:
+        return b_.getDoubleTy();
+      case DType::Bool:
+        return b_.getInt1Ty();
+      default:
+        throw Error("kernel IR: no LLVM type for " + std::string(dtype_name(t)));
     }
   }
   llvm::Type* memory_type(DType t) { return t == DType::Bool ? b_.getInt8Ty() : type(t); }
@@ -67,14 +73,17 @@ class Emitter {
     }
     if (args.size() == 1) {
       // Compute type: the (float) result type, float64 for the ops that round once.
-      DType ct = is_float(in.dtype) ? in.dtype : is_float(arg_types[0]) ? arg_types[0] : DType::Float32;
+      DType ct = is_float(in.dtype)       ? in.dtype
+                 : is_float(arg_types[0]) ? arg_types[0]
+                                          : DType::Float32;
       if (computes_in_double(op)) ct = DType::Float64;
       llvm::Value* x = convert(args[0], arg_types[0], ct);
       if (op == "isnan") return b_.CreateFCmpUNO(x, x);
       return convert(unary(in, x), ct, in.dtype);
     }
     const DType promoted = promote_types(arg_types[0], arg_types[1]);
-    const bool compare = op == "eq" || op == "ne" || op == "lt" || op == "le" || op == "gt" || op == "ge";
+    const bool compare =
+        op == "eq" || op == "ne" || op == "lt" || op == "le" || op == "gt" || op == "ge";
     const DType ct = compare ? (is_float(promoted) ? promoted : DType::Float32)
                              : (is_float(in.dtype) ? in.dtype : DType::Float32);
     llvm::Value* a = convert(args[0], arg_types[0], ct);
@@ -84,7 +93,9 @@ class Emitter {
   }
 
  private:
-  llvm::Constant* k(llvm::Value* like, double v) { return llvm::ConstantFP::get(like->getType(), v); }
+  llvm::Constant* k(llvm::Value* like, double v) {
+    return llvm::ConstantFP::get(like->getType(), v);
+  }
 
   // libm, by the float64 name ("exp"); float32 values call the "f" variant. Marked
   // as reading no memory (they only set errno) so the loop vectorizer maps them
@@ -93,7 +104,8 @@ class Emitter {
     llvm::Type* t = args[0]->getType();
     const std::string full = name + (t->isFloatTy() ? "f" : "");
     std::vector<llvm::Type*> params(args.size(), t);
-    llvm::FunctionCallee f = m_.getOrInsertFunction(full, llvm::FunctionType::get(t, params, false));
+    llvm::FunctionCallee f =
+        m_.getOrInsertFunction(full, llvm::FunctionType::get(t, params, false));
     auto* fn = llvm::cast<llvm::Function>(f.getCallee());
     fn->setDoesNotAccessMemory();
     fn->setDoesNotThrow();
@@ -134,7 +146,8 @@ class Emitter {
     if (op == "leaky_relu")
       return b_.CreateSelect(gt0(x), x, b_.CreateFMul(x, k(x, attr("negative_slope", 0.01))));
     if (op == "elu")
-      return b_.CreateSelect(gt0(x), x, b_.CreateFMul(k(x, attr("alpha", 1.0)), libm("expm1", {x})));
+      return b_.CreateSelect(gt0(x), x,
+                             b_.CreateFMul(k(x, attr("alpha", 1.0)), libm("expm1", {x})));
     if (op == "softplus") {
       const double beta = attr("beta", 1.0);
       llvm::Value* bx = b_.CreateFMul(x, k(x, beta));
@@ -155,8 +168,9 @@ class Emitter {
     }
     if (op == "sign") {
       llvm::Value* zero_or_nan = b_.CreateSelect(b_.CreateFCmpUNO(x, x), x, k(x, 0.0));
-      return b_.CreateSelect(gt0(x), k(x, 1.0),
-                             b_.CreateSelect(b_.CreateFCmpOLT(x, k(x, 0.0)), k(x, -1.0), zero_or_nan));
+      return b_.CreateSelect(
+          gt0(x), k(x, 1.0),
+          b_.CreateSelect(b_.CreateFCmpOLT(x, k(x, 0.0)), k(x, -1.0), zero_or_nan));
     }
     throw Error("kernel IR: the LLVM emitter has no rule for unary op '" + op + "'");
   }
@@ -174,7 +188,8 @@ class Emitter {
     }
     if (op == "mod") {  // the divisor's sign, like Python
       llvm::Value* r = b_.CreateFRem(a, c);
-      llvm::Value* differ = b_.CreateXor(b_.CreateFCmpOLT(r, k(r, 0.0)), b_.CreateFCmpOLT(c, k(c, 0.0)));
+      llvm::Value* differ =
+          b_.CreateXor(b_.CreateFCmpOLT(r, k(r, 0.0)), b_.CreateFCmpOLT(c, k(c, 0.0)));
       llvm::Value* fix = b_.CreateAnd(b_.CreateFCmpUNE(r, k(r, 0.0)), differ);
       return b_.CreateSelect(fix, b_.CreateFAdd(r, c), r);
     }
@@ -213,7 +228,8 @@ std::unique_ptr<llvm::Module> emit_region(llvm::LLVMContext& ctx, const KernelIR
                                       llvm::Function::InternalLinkage, name + "_body", *m);
   body->addFnAttr(llvm::Attribute::AlwaysInline);
   body->addFnAttr(llvm::Attribute::NoUnwind);
-  for (size_t i = 0; i < nin + nout; ++i) body->addParamAttr(static_cast<unsigned>(i), llvm::Attribute::NoAlias);
+  for (size_t i = 0; i < nin + nout; ++i)
+    body->addParamAttr(static_cast<unsigned>(i), llvm::Attribute::NoAlias);
 
   auto* entry = llvm::BasicBlock::Create(ctx, "entry", body);
   auto* loop = llvm::BasicBlock::Create(ctx, "loop", body);
@@ -222,7 +238,8 @@ std::unique_ptr<llvm::Module> emit_region(llvm::LLVMContext& ctx, const KernelIR
   llvm::Value* n = body->getArg(static_cast<unsigned>(nin + nout));
   std::vector<llvm::Value*> broadcast(nin, nullptr);  // inputs read once per row
   for (size_t i = 0; i < nin; ++i)
-    if (!layout.inner_contiguous(i)) broadcast[i] = e.load(body->getArg(static_cast<unsigned>(i)), ir.inputs[i].dtype);
+    if (!layout.inner_contiguous(i))
+      broadcast[i] = e.load(body->getArg(static_cast<unsigned>(i)), ir.inputs[i].dtype);
   // The reduction's accumulator: float64 for sums (float32 rows add up without
   // rounding drift), the register's type for max.
   const bool summing = ir.reduce && ir.reduce->op != "max";
@@ -244,7 +261,8 @@ std::unique_ptr<llvm::Module> emit_region(llvm::LLVMContext& ctx, const KernelIR
       continue;
     }
     llvm::Type* mt = e.memory_type(ir.inputs[i].dtype);
-    regs.push_back(e.load(b.CreateGEP(mt, body->getArg(static_cast<unsigned>(i)), idx), ir.inputs[i].dtype));
+    regs.push_back(
+        e.load(b.CreateGEP(mt, body->getArg(static_cast<unsigned>(i)), idx), ir.inputs[i].dtype));
   }
   for (const KernelInst& in : ir.insts) {
     std::vector<llvm::Value*> args;
@@ -266,13 +284,15 @@ std::unique_ptr<llvm::Module> emit_region(llvm::LLVMContext& ctx, const KernelIR
       llvm::cast<llvm::Instruction>(acc_next)->setFastMathFlags(reassoc);
     } else {  // NaN-propagating max
       llvm::Value* bigger = b.CreateSelect(b.CreateFCmpOGT(v, acc), v, acc);
-      acc_next = b.CreateSelect(b.CreateFCmpUNO(v, acc), llvm::ConstantFP::getNaN(acc_type), bigger);
+      acc_next =
+          b.CreateSelect(b.CreateFCmpUNO(v, acc), llvm::ConstantFP::getNaN(acc_type), bigger);
     }
     acc->addIncoming(acc_next, loop);
   }
   for (size_t o = 0; o < ir.outputs.size(); ++o) {
     const DType t = ir.register_dtype(ir.outputs[o]);
-    llvm::Value* p = b.CreateGEP(e.memory_type(t), body->getArg(static_cast<unsigned>(nin + o)), idx);
+    llvm::Value* p =
+        b.CreateGEP(e.memory_type(t), body->getArg(static_cast<unsigned>(nin + o)), idx);
     e.store(regs[ir.outputs[o]], p, t);
   }
   llvm::Value* next = b.CreateAdd(idx, b.getInt64(1), "next", true, true);
@@ -281,9 +301,9 @@ std::unique_ptr<llvm::Module> emit_region(llvm::LLVMContext& ctx, const KernelIR
   // Ask for vectorization explicitly (the cost model still picks the width);
   // a NaN-propagating max cannot vectorize without fast-math, so it is not asked.
   if (!ir.reduce || summing) {
-    llvm::MDNode* enable = llvm::MDNode::get(
-        ctx, {llvm::MDString::get(ctx, "llvm.loop.vectorize.enable"),
-              llvm::ConstantAsMetadata::get(b.getTrue())});
+    llvm::MDNode* enable =
+        llvm::MDNode::get(ctx, {llvm::MDString::get(ctx, "llvm.loop.vectorize.enable"),
+                                llvm::ConstantAsMetadata::get(b.getTrue())});
     llvm::MDNode* loop_id = llvm::MDNode::getDistinct(ctx, {nullptr, enable});
     loop_id->replaceOperandWith(0, loop_id);
     br->setMetadata(llvm::LLVMContext::MD_loop, loop_id);

@@ -7,11 +7,11 @@
 // across threads.
 #pragma once
 
-#include <memory>
-#include <string>
-
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/Module.h>
+
+#include <memory>
+#include <string>
 
 #include "codegen/loop_layout.h"
 

@@ -2,6 +2,8 @@
 // object code, cached on disk, loaded into an ORC LLJIT (one JITDylib per kernel
 // so kernels can be unloaded). Compilation is serialized by one mutex; loaded
 // kernels run concurrently.
+#include "codegen/jit.h"
+
 #include <llvm/Analysis/TargetLibraryInfo.h>
 #include <llvm/Config/llvm-config.h>
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
@@ -22,7 +24,6 @@
 #include <map>
 #include <mutex>
 
-#include "codegen/jit.h"
 #include "codegen/kernel_cache.h"
 #include "codegen/llvm/emit_region.h"
 #include "core/thread_pool.h"
@@ -39,9 +40,12 @@ struct Loaded {
   llvm::orc::JITDylib* dylib = nullptr;
 };
 
-std::string llvm_error(llvm::Error e) { return llvm::toString(std::move(e)); }
+std::string llvm_error(llvm::Error e) {
+  return llvm::toString(std::move(e));
+}
 
-template <typename T> T check(llvm::Expected<T> v, const char* what) {
+template <typename T>
+T check(llvm::Expected<T> v, const char* what) {
   if (!v) throw Error(std::string("LLVM JIT: ") + what + ": " + llvm_error(v.takeError()));
   if constexpr (std::is_reference_v<T>)
     return *v;
@@ -82,7 +86,8 @@ class Jit {
     const bool libmvec = !llvm::sys::DynamicLibrary::LoadLibraryPermanently("libmvec.so.1", &why);
     avx2_ = libmvec && features_.find("+avx2") != std::string::npos;
     tm_ = check(jtmb.createTargetMachine(), "creating the target machine");
-    lljit_ = check(llvm::orc::LLJITBuilder().setJITTargetMachineBuilder(jtmb).create(), "creating LLJIT");
+    lljit_ = check(llvm::orc::LLJITBuilder().setJITTargetMachineBuilder(jtmb).create(),
+                   "creating LLJIT");
   }
 
   std::shared_ptr<Loaded> get(const KernelIR& ir) {
@@ -109,13 +114,16 @@ class Jit {
       object = compile(ir, k->layout, name);
       cache_store(dir, key, object);
     }
-    k->dylib = &check<llvm::orc::JITDylib&>(lljit_->createJITDylib(std::string(name) + "_" + std::to_string(next_dylib_++)),
-                      "creating a JITDylib");
+    k->dylib = &check<llvm::orc::JITDylib&>(
+        lljit_->createJITDylib(std::string(name) + "_" + std::to_string(next_dylib_++)),
+        "creating a JITDylib");
     k->dylib->addGenerator(check(llvm::orc::DynamicLibrarySearchGenerator::GetForCurrentProcess(
                                      lljit_->getDataLayout().getGlobalPrefix()),
                                  "resolving process symbols"));
-    if (auto e = lljit_->addObjectFile(*k->dylib, llvm::MemoryBuffer::getMemBufferCopy(object, name)))
-      throw Error("LLVM JIT: loading kernel " + std::string(name) + ": " + llvm_error(std::move(e)));
+    if (auto e =
+            lljit_->addObjectFile(*k->dylib, llvm::MemoryBuffer::getMemBufferCopy(object, name)))
+      throw Error("LLVM JIT: loading kernel " + std::string(name) + ": " +
+                  llvm_error(std::move(e)));
     k->fn = check(lljit_->lookup(*k->dylib, name), "looking up the kernel").toPtr<RegionFn>();
     loaded_[hash] = k;
     return k;
@@ -207,14 +215,24 @@ Jit& jit() {
   return *j;
 }
 
-size_t element_size(DType t) { return t == DType::Bool ? 1 : dtype_size(t); }
+size_t element_size(DType t) {
+  return t == DType::Bool ? 1 : dtype_size(t);
+}
 
 }  // namespace
 
-bool jit_available() { return true; }
-JitCounters jit_counters() { return jit().counters(); }
-void jit_prepare(const KernelIR& ir) { jit().get(ir); }
-void jit_unload_all() { jit().unload_all(); }
+bool jit_available() {
+  return true;
+}
+JitCounters jit_counters() {
+  return jit().counters();
+}
+void jit_prepare(const KernelIR& ir) {
+  jit().get(ir);
+}
+void jit_unload_all() {
+  jit().unload_all();
+}
 
 void jit_run(const KernelIR& ir, const std::vector<const void*>& inputs,
              const std::vector<void*>& outputs) {
@@ -230,12 +248,14 @@ void jit_run(const KernelIR& ir, const std::vector<const void*>& inputs,
   const int64_t inner = l.inner();
   // Pointers for elements [begin, begin + len) of one row; with a reduction the
   // last output gets one value per row.
-  auto call = [&](int64_t begin, int64_t len, std::vector<void*>& ptrs, std::vector<int64_t>& offsets) {
+  auto call = [&](int64_t begin, int64_t len, std::vector<void*>& ptrs,
+                  std::vector<int64_t>& offsets) {
     const int64_t row = begin / inner, col = begin % inner;
     l.row_offsets(row, offsets);
     for (size_t i = 0; i < nin; ++i) {
       const int64_t at = offsets[i] + (l.inner_contiguous(i) ? col : 0);
-      ptrs[i] = const_cast<char*>(static_cast<const char*>(inputs[i])) + at * static_cast<int64_t>(in_size[i]);
+      ptrs[i] = const_cast<char*>(static_cast<const char*>(inputs[i])) +
+                at * static_cast<int64_t>(in_size[i]);
     }
     for (size_t o = 0; o < nout; ++o) {
       const int64_t at = ir.reduce && o + 1 == nout ? row : begin;

@@ -16,11 +16,11 @@ const OpRegistrar reg([] {
       .infer =
           [](const OpContext& c) {
             const codegen::KernelIR& ir = codegen::cached_kernel_ir(c.s("region"));
-            DS_CHECK(c.inputs.size() == ir.inputs.size(), ValueError, c.where(), "the region takes ",
-                     ir.inputs.size(), " inputs, got ", c.inputs.size());
+            DS_CHECK(c.inputs.size() == ir.inputs.size(), ValueError, c.where(),
+                     "the region takes ", ir.inputs.size(), " inputs, got ", c.inputs.size());
             for (size_t i = 0; i < ir.inputs.size(); ++i)
-              DS_CHECK(c.inputs[i] == ir.inputs[i], TypeError, c.where(), "input ", i,
-                       " must be ", ir.inputs[i].str(), ", got ", c.inputs[i].str());
+              DS_CHECK(c.inputs[i] == ir.inputs[i], TypeError, c.where(), "input ", i, " must be ",
+                       ir.inputs[i].str(), ", got ", c.inputs[i].str());
             return ir.result_types();
           },
       .cost =
@@ -36,7 +36,8 @@ const OpRegistrar reg([] {
           },
       .reference =
           [](const KernelCall& k) {
-            const auto out = codegen::interpret(codegen::cached_kernel_ir(k.ctx.s("region")), k.inputs);
+            const auto out =
+                codegen::interpret(codegen::cached_kernel_ir(k.ctx.s("region")), k.inputs);
             for (size_t i = 0; i < out.size(); ++i) copy_into(out[i], k.outputs[i]);
           },
   });
