@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "ds/compile.h"
+#include "ds/cuda.h"
 #include "ds/op.h"
 #include "ds/ops.h"
 #include "ds/profile.h"
@@ -14,6 +15,7 @@
 #include "passes/pass_manager.h"
 #include "runtime/dispatch.h"
 #include "runtime/memory_plan.h"
+#include "runtime/micro_batch.h"
 
 namespace ds {
 
@@ -23,11 +25,13 @@ struct Step {
   std::vector<int> out_slots;
   std::vector<int> release;  // slots whose last use is this step
   const KernelEntry* kernel = nullptr;  // chosen at compile time for static shapes
+  bool on_gpu = false;                  // a CUDA executable's step with a CUDA kernel
 };
 
 struct Executable::Impl {
   Graph graph;
   std::string target;
+  Device device;  // where the steps run (CUDA steps without a CUDA kernel fall back to the CPU)
   std::string reason;
   std::vector<IOSpec> inputs, outputs;
   std::vector<int> input_slots, output_slots;
@@ -41,6 +45,7 @@ struct Executable::Impl {
   ExecutableStats stats;
   std::vector<passes::PassTiming> pass_timings;
   mutable std::atomic<int64_t> last_peak{0};
+  std::shared_ptr<const MicroBatchPlan> micro;  // set when the plan is over the memory budget
 };
 
 namespace {
@@ -100,18 +105,80 @@ void plan_arena(Executable::Impl& m, const std::set<int>& keep, const std::map<i
   m.stats.unplanned_bytes = plan.unplanned_bytes;
 }
 
+// "auto" runs a graph on the GPU only from this many FLOPs per run: below it,
+// launches and host<->device copies cost more than the CPU's work.
+constexpr double kAutoGpuMinFlops = 1e8;
+
+// The kernel a step runs on the GPU, or nullptr when the op has no CUDA kernel
+// for these inputs (then it runs on the CPU).
+const KernelEntry* cuda_kernel(const OpContext& ctx) {
+  const KernelEntry& k = select_kernel(ctx, DeviceKind::CUDA);
+  return k.impl == "reference" ? nullptr : &k;
+}
+
+// A CUDA executable's run: each step on the GPU (its CUDA kernel) or on the CPU
+// (fallback), inputs copied to where the step runs; outputs come back to the CPU.
+std::vector<Tensor> run_cuda(const Executable::Impl& m, std::vector<Tensor>& slots) {
+  const auto& nodes = m.graph.nodes();
+  int64_t live_bytes = 0, peak = 0;
+  for (const Step& st : m.steps) {
+    const Node& n = nodes[st.node];
+    std::vector<TensorType> in_types;
+    for (int s : st.in_slots) in_types.push_back({slots[s].dtype(), slots[s].shape()});
+    OpContext ctx{*n.op, n.attrs, in_types, n.label()};
+    const std::vector<TensorType> out_types = st.kernel ? n.outputs : n.op->infer(ctx);
+    const KernelEntry* k = st.kernel ? st.kernel : cuda_kernel(ctx);
+    const bool gpu = st.kernel ? st.on_gpu : k != nullptr;
+    if (!k) k = &select_kernel(ctx, DeviceKind::CPU);
+    const Device where = gpu ? m.device : Device::cpu();
+    std::vector<Tensor> in;
+    for (int s : st.in_slots) {
+      if (slots[s].device() != where) slots[s] = slots[s].to(where);
+      in.push_back(slots[s]);
+    }
+    std::vector<Tensor> outs;
+    for (const TensorType& t : out_types) outs.push_back(Tensor::empty(t.shape, t.dtype, where));
+    {
+      OpEventScope profile_event(ctx, *k, out_types);
+      run_kernel_into(ctx, *k, in, outs);
+    }
+    for (size_t i = 0; i < outs.size(); ++i) {
+      live_bytes += static_cast<int64_t>(outs[i].nbytes());
+      slots[st.out_slots[i]] = std::move(outs[i]);
+    }
+    peak = std::max(peak, live_bytes);
+    for (int s : st.release) {
+      live_bytes -= static_cast<int64_t>(slots[s].nbytes());
+      slots[s] = Tensor();
+    }
+  }
+  m.last_peak.store(peak);
+  std::vector<Tensor> result;
+  for (int s : m.output_slots) result.push_back(slots[s].to(Device::cpu()));
+  return result;
+}
+
 }  // namespace
 
-std::vector<std::string> available_targets() { return {"cpu", "auto"}; }
+std::vector<std::string> available_targets() {
+  std::vector<std::string> t = {"cpu", "auto"};
+  const int gpus = cuda::device_count();
+  if (gpus > 0) {
+    t.push_back("gpu");
+    t.push_back("cuda");
+    for (int i = 0; i < gpus; ++i) t.push_back("cuda:" + std::to_string(i));
+  }
+  return t;
+}
 
 Executable compile(const Graph& graph, const std::string& target, const CompileOptions& options) {
   DS_CHECK(options.opt_level >= 0 && options.opt_level <= 3, ValueError,
            "compile: opt_level must be 0..3, got ", options.opt_level);
   const auto targets = available_targets();
-  if (target == "gpu" || target.rfind("cuda", 0) == 0) {
-    throw UnavailableError("compile: target '" + target +
-                           "' is not available: this build was made without CUDA (or no GPU is "
-                           "present). Available targets here: " + list(targets));
+  const bool gpu_target = target == "gpu" || target.rfind("cuda", 0) == 0;
+  if (gpu_target && cuda::device_count() == 0) {
+    throw UnavailableError("compile: target '" + target + "' is not available: " +
+                           cuda::unavailable_reason() + ". Available targets here: " + list(targets));
   }
   if (std::find(targets.begin(), targets.end(), target) == targets.end())
     throw NotFoundError("compile: unknown target '" + target +
@@ -119,15 +186,20 @@ Executable compile(const Graph& graph, const std::string& target, const CompileO
   graph.verify();
 
   auto impl = std::make_shared<Executable::Impl>();
-  impl->graph = passes::run_pipeline(graph, options.opt_level, &impl->pass_timings);
+  // Loop fusion (opt_level 2+) makes CPU-only regions: a GPU target keeps the ops apart.
+  impl->graph = passes::run_pipeline(graph, gpu_target ? std::min(options.opt_level, 1)
+                                                       : options.opt_level, &impl->pass_timings);
   impl->target = "cpu";
-  impl->reason = target == "auto" ? "target 'auto': the CPU is the only device in this build"
+  impl->reason = target == "auto" ? "target 'auto': the CPU is the only device here (" +
+                                        cuda::unavailable_reason() + ")"
                                   : "target 'cpu' requested";
   DS_CHECK(!graph.outputs().empty(), ValueError, "compile: the graph has no outputs");
   const Graph& g = impl->graph;
   const auto outs = g.outputs();
 
   const auto& nodes = g.nodes();  // dead code is gone: every node is live
+  const bool have_gpu = cuda::device_count() > 0;
+  std::vector<const KernelEntry*> cuda_choice;  // per step, when a GPU is present
 
   std::map<std::pair<int, int>, int> slot_of;
   auto slot = [&](ValueRef v) {
@@ -159,11 +231,36 @@ Executable compile(const Graph& graph, const std::string& target, const CompileO
     for (const auto& t : in) is_static_node &= is_static(t.shape);
     if (is_static_node) {
       s.kernel = &select_kernel(ctx, DeviceKind::CPU);
+      if (have_gpu) cuda_choice.push_back(cuda_kernel(ctx));
       Cost c = n.op->estimate(ctx, n.outputs);
       impl->stats.flops += c.flops;
       impl->stats.bytes += c.bytes;
     }
+    if (have_gpu && !s.kernel) cuda_choice.push_back(nullptr);  // chosen per run
     impl->steps.push_back(std::move(s));
+  }
+  if (gpu_target || (target == "auto" && have_gpu)) {
+    const bool big = impl->stats.flops >= kAutoGpuMinFlops;
+    if (target == "auto") {
+      impl->reason = detail::cat("target 'auto': ", impl->stats.flops, " FLOPs per run ",
+                                 big ? ">=" : "<", " ", kAutoGpuMinFlops, " (the rule: a GPU is present "
+                                 "and the graph does at least that much work, else the CPU, where "
+                                 "small graphs are faster than launches and copies)");
+    } else {
+      impl->reason = "target '" + target + "' requested (opt_level at most 1: fusion is CPU-only)";
+    }
+    if (gpu_target || big) {
+      impl->device = Device::parse(target == "auto" ? "cuda" : target);
+      impl->target = impl->device.str();
+      impl->reason += "; " + cuda::device_info(impl->device.index).str();
+      for (size_t i = 0; i < impl->steps.size(); ++i) {
+        Step& st = impl->steps[i];
+        if (!st.kernel || !cuda_choice[i]) continue;
+        st.kernel = cuda_choice[i];
+        st.on_gpu = true;
+      }
+      for (auto& [slot_id, t] : impl->constant_slots) t = t.to(impl->device);
+    }
   }
   for (const auto& [name, v] : outs) {
     impl->outputs.push_back({name, g.type(v)});
@@ -182,13 +279,33 @@ Executable compile(const Graph& graph, const std::string& target, const CompileO
   for (const auto& [s, i] : last_use)
     if (!keep.count(s)) impl->steps[i].release.push_back(s);
   impl->stats.kernels = static_cast<int>(impl->steps.size());
-  if (!impl->dynamic) plan_arena(*impl, keep, last_use);
+  // The arena is CPU memory: CUDA executables allocate from the device's caching allocator.
+  if (!impl->dynamic && impl->device.kind == DeviceKind::CPU) plan_arena(*impl, keep, last_use);
+  if (options.memory_budget > 0) {
+    DS_CHECK(!impl->dynamic && impl->device.kind == DeviceKind::CPU, ValueError,
+             "compile: memory_budget needs a planned CPU executable (static shapes); this graph ",
+             impl->dynamic ? "has symbolic extents" : "runs on " + impl->target);
+    const int64_t need = planned_bytes(Executable(impl));
+    if (need > options.memory_budget) {
+      CompileOptions micro_options = options;
+      micro_options.memory_budget = 0;
+      impl->micro = plan_micro_batches(graph, need, options.memory_budget, [&](const Graph& part) {
+        return compile(part, target, micro_options);
+      });
+      impl->reason += detail::cat("; the plan needs ", need, " bytes, over the memory_budget of ",
+                                  options.memory_budget, ": runs micro-batches of ",
+                                  impl->micro->micro, " of the batch of ", impl->micro->batch, " (",
+                                  planned_bytes(impl->micro->exec), " bytes each)");
+      impl->stats.arena_bytes = impl->micro->exec.stats().arena_bytes;
+    }
+  }
   return Executable(impl);
 }
 
 std::vector<Tensor> Executable::run(const std::vector<Tensor>& feeds) const {
   RecordFunction profile_range("Executable.run");
   const Impl& m = *impl_;
+  if (m.micro) return run_micro_batches(*m.micro, feeds);
   DS_CHECK(feeds.size() == m.inputs.size(), ValueError, "run: expected ", m.inputs.size(),
            " feeds (", [&] {
              std::vector<std::string> n;
@@ -212,6 +329,7 @@ std::vector<Tensor> Executable::run(const std::vector<Tensor>& feeds) const {
     slots[m.input_slots[i]] = f.dtype() == spec.type.dtype ? f.contiguous() : cast(f, spec.type.dtype);
   }
   for (const auto& [s, t] : m.constant_slots) slots[s] = t;
+  if (m.device.kind == DeviceKind::CUDA) return run_cuda(m, slots);
 
   int64_t live_bytes = 0, peak = 0;
   const auto& nodes = m.graph.nodes();
@@ -309,9 +427,15 @@ std::string Executable::explain() const {
        << " ms\n";
   os << "kernels:\n";
   const auto& nodes = impl_->graph.nodes();
+  const bool cuda = impl_->device.kind == DeviceKind::CUDA;
   for (const Step& s : impl_->steps)
     os << "  " << nodes[s.node].label() << " -> "
-       << (s.kernel ? s.kernel->impl : std::string("chosen per run (symbolic shape)")) << "\n";
+       << (s.kernel ? s.kernel->impl : std::string("chosen per run (symbolic shape)"))
+       << (!cuda || !s.kernel ? ""
+           : s.on_gpu ? " [cuda]"
+                      : " [cpu fallback: no CUDA kernel for these inputs; copies to and from the "
+                        "device]")
+       << "\n";
   return os.str();
 }
 
