@@ -8,6 +8,7 @@ void bind_tensorboard(nb::module_& m);  // tensorboard_bindings.cpp
 void bind_data(nb::module_& m);         // data_bindings.cpp
 void bind_profile(nb::module_& m);      // profile_bindings.cpp: profile, monitor
 void bind_nn(nb::module_& m);           // nn_bindings.cpp: nn, optim, value_and_grad
+void bind_cuda(nb::module_& m);         // cuda_bindings.cpp: ds.cuda
 }  // namespace ds::py
 
 NB_MODULE(_core, m) {
@@ -23,4 +24,5 @@ NB_MODULE(_core, m) {
   ds::py::bind_data(m);
   ds::py::bind_profile(m);
   ds::py::bind_nn(m);
+  ds::py::bind_cuda(m);
 }
