@@ -4,7 +4,7 @@ set -euo pipefail
 
 APT_PACKAGES=(cmake ninja-build g++ ccache pkg-config libdnnl-dev libopenblas-dev zlib1g-dev
   nlohmann-json3-dev libcpp-httplib-dev libgtest-dev libbenchmark-dev dataset-fashion-mnist
-  llvm-16-dev)
+  llvm-16-dev python3-torch)
 PIP_PACKAGES=(nanobind scikit-build-core numpy pytest safetensors tensorboard)
 
 missing=()
