@@ -12,6 +12,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/train_tools.h"
 #include "ds/data.h"
 #include "ds/ds.h"
 #include "ds/nn.h"
@@ -32,6 +33,7 @@ struct TrainArgs {
   std::string out = "fashion_mnist_cnn.safetensors";
   int64_t max_steps = 0;  // > 0: stop after this many steps (benchmarks)
   bool eval = true;
+  TrainToolsOptions tools;  // --tensorboard, --debug-every, --profile
 };
 
 const char* kUsage =
@@ -55,13 +57,14 @@ TrainArgs parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (flag == "-h" || flag == "--help") {
-      std::cout << kUsage;
+      std::cout << kUsage << kTrainToolsUsage;
       std::exit(0);
     }
     if (flag == "--no-eval") {
       a.eval = false;
       continue;
     }
+    if (parse_train_tools_flag(a.tools, argc, argv, i)) continue;
     DS_CHECK(i + 1 < argc, ValueError, "option ", flag, " needs a value\n", kUsage);
     const std::string v = argv[++i];
     auto integer = [&](int64_t min) {
@@ -205,9 +208,11 @@ int run_train(int argc, char** argv) {
   nn::manual_seed(a.seed);
   auto model = fashion_cnn();
   optim::Adam adam({.lr = a.lr});
-  optim::TrainStep step(*model, adam, [](const Tensor& logits, const Tensor& labels) {
+  const optim::LossFn loss = [](const Tensor& logits, const Tensor& labels) {
     return nn::cross_entropy(logits, labels);
-  });
+  };
+  optim::TrainStep step(*model, adam, loss);
+  TrainTools tools(a.tools, *model, step, loss, {dyn, 1, 28, 28});
   data::DataLoader loader(train_set, {.batch_size = a.batch_size, .shuffle = true, .seed = a.seed});
   std::printf("ds train: Fashion-MNIST CNN, %lld train images, batch %lld, Adam lr %g, %d threads, "
               "seed %llu\n",
@@ -230,12 +235,14 @@ int run_train(int argc, char** argv) {
     const auto t0 = Clock::now();
     if (steps >= 1) steady_start = t0;
     while (auto batch = epoch.next()) {
-      const optim::StepResult r = step.step((*batch)[0], (*batch)[1]);
+      const optim::StepResult r = tools.step((*batch)[0], (*batch)[1]);
       const int64_t b = (*batch)[1].shape()[0];
+      const int64_t batch_correct = count_correct(r.output, (*batch)[1]);
       loss_sum += r.loss.item<double>() * double(b);
-      correct += count_correct(r.output, (*batch)[1]);
+      correct += batch_correct;
       seen += b;
       ++steps;
+      tools.log(steps, r.loss.item<double>(), 100.0 * double(batch_correct) / double(b), adam.lr(), b);
       ++batch_idx;
       if (steps == 1)
         steady_start = Clock::now();
@@ -253,11 +260,13 @@ int run_train(int argc, char** argv) {
     images_total += seen;
     if (a.eval) {
       last_test = test_accuracy(*model, *test_set);
+      tools.log_test_accuracy(steps, last_test);
       std::printf("epoch %lld: train loss %.4f, train acc %.2f%%, test acc %.2f%%, %.1f s\n",
                   (long long)e + 1, loss_sum / double(seen), 100.0 * double(correct) / double(seen),
                   last_test, secs);
     }
   }
+  tools.finish();
   std::printf("trained %lld steps, %lld images in %.1f s: %.1f images/s\n", (long long)steps,
               (long long)images_total, train_seconds, double(images_total) / train_seconds);
   if (steady_images > 0)
