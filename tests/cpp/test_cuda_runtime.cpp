@@ -3,6 +3,7 @@
 // the device tests skip with the reason; the no-device behaviour is tested then.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 
@@ -56,8 +57,8 @@ TEST(CudaRuntime, DeviceInfoIsPlausible) {
     EXPECT_GT(d.sm_count, 0);
     EXPECT_NE(ds::info_text().find("gpu " + std::to_string(d.index) + ":"), std::string::npos);
   }
-  EXPECT_NE(std::find(ds::available_targets().begin(), ds::available_targets().end(), "cuda:0"),
-            ds::available_targets().end());
+  const auto targets = ds::available_targets();
+  EXPECT_NE(std::find(targets.begin(), targets.end(), "cuda:0"), targets.end());
 }
 
 TEST(CudaRuntime, CopiesRoundTripEveryDtypeAndSize) {
