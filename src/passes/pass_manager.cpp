@@ -33,6 +33,7 @@ const std::vector<Pass>& pipeline() {
       {"algebraic_simplification", 1, algebraic_simplification},
       {"fold_batch_norm", 2, fold_batch_norm},
       {"cse", 1, common_subexpression_elimination},
+      {"epilogue_fusion", 2, epilogue_fusion},
       {"loop_fusion", 2, loop_fusion},
       {"dce", 0, dead_code_elimination},
   };

@@ -32,6 +32,7 @@ Graph constant_folding(const Graph& g);
 Graph common_subexpression_elimination(const Graph& g);
 Graph algebraic_simplification(const Graph& g);
 Graph fold_batch_norm(const Graph& g);  // inference graphs
+Graph epilogue_fusion(const Graph& g);  // bias/activation/residual into conv/linear/matmul
 Graph loop_fusion(const Graph& g);      // elementwise regions -> `fused` (needs the JIT)
 
 }  // namespace ds::passes

@@ -262,6 +262,10 @@ Executable compile(const Graph& graph, const std::string& target, const CompileO
       for (auto& [slot_id, t] : impl->constant_slots) t = t.to(impl->device);
     }
   }
+  if (target == "auto" && !have_gpu)
+    impl->reason += detail::cat("; cost model: ", impl->stats.flops, " FLOPs and ",
+                                impl->stats.bytes, " bytes per run; with a GPU, graphs under ",
+                                kAutoGpuMinFlops, " FLOPs would stay on the CPU");
   for (const auto& [name, v] : outs) {
     impl->outputs.push_back({name, g.type(v)});
     impl->output_slots.push_back(slot(v));

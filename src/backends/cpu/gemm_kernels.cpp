@@ -117,6 +117,7 @@ void register_gemm_kernels(SgemmFn sgemm, const std::string& impl, int priority,
                   {[sgemm](const KernelCall& k) { run_linear(sgemm, k); }, supports, impl, priority});
   register_kernel("gemm", DeviceKind::CPU,
                   {[sgemm](const KernelCall& k) { run_gemm(sgemm, k); }, supports, impl, priority});
+  register_fused_gemm_kernel(sgemm, impl, priority, prefer);
 }
 
 }  // namespace ds::cpu

@@ -24,4 +24,8 @@ struct GemmSize {
 void register_gemm_kernels(SgemmFn sgemm, const std::string& impl, int priority,
                            std::function<bool(const GemmSize&)> prefer);
 
+// Registers the fused_linear kernel (GEMM tile + epilogue) with the same SGEMM.
+void register_fused_gemm_kernel(SgemmFn sgemm, const std::string& impl, int priority,
+                                std::function<bool(const GemmSize&)> prefer);
+
 }  // namespace ds::cpu
