@@ -43,7 +43,7 @@ const char* kUsage =
     "  --epochs N        epochs (default 10)\n"
     "  --batch-size N    batch size (default 128)\n"
     "  --lr X            Adam learning rate (default 1e-3)\n"
-    "  --precision P     fp32 (the only precision ds train supports so far)\n"
+    "  --precision P     fp32, bf16 or fp16 (matmul/conv in low precision; fp16 loss scaling)\n"
     "  --threads N       CPU threads (default: DS_NUM_THREADS, else all cores)\n"
     "  --data-dir DIR    Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)\n"
     "  --seed N          weight-init and shuffling seed (default 0)\n"
@@ -100,13 +100,8 @@ TrainArgs parse(int argc, char** argv) {
       throw ValueError("unknown option '" + flag + "'\n" + kUsage);
     }
   }
-  if (a.precision != "fp32") {
-    DS_CHECK(a.precision == "bf16" || a.precision == "fp16", ValueError,
-             "--precision must be fp32, bf16 or fp16, got '", a.precision, "'");
-    throw UnavailableError("--precision " + a.precision +
-                           " is not supported by ds train yet (mixed precision is not "
-                           "implemented); use --precision fp32");
-  }
+  DS_CHECK(a.precision == "fp32" || a.precision == "bf16" || a.precision == "fp16", ValueError,
+           "--precision must be fp32, bf16 or fp16, got '", a.precision, "'");
   return a;
 }
 
@@ -211,7 +206,7 @@ int run_train(int argc, char** argv) {
   const optim::LossFn loss = [](const Tensor& logits, const Tensor& labels) {
     return nn::cross_entropy(logits, labels);
   };
-  optim::TrainStep step(*model, adam, loss);
+  optim::TrainStep step(*model, adam, loss, {.precision = a.precision});
   TrainTools tools(a.tools, *model, step, loss, {dyn, 1, 28, 28});
   data::DataLoader loader(train_set, {.batch_size = a.batch_size, .shuffle = true, .seed = a.seed});
   std::printf("ds train: Fashion-MNIST CNN, %lld train images, batch %lld, Adam lr %g, %d threads, "

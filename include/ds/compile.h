@@ -14,6 +14,9 @@ namespace ds {
 struct CompileOptions {
   int opt_level = 2;         // 0..3
   int64_t memory_budget = 0; // bytes; 0: unlimited
+  // "fp32" | "bf16" | "fp16": with bf16/fp16, matmul/linear/gemm/conv compute in that
+  // precision (float32 in and out); reductions, norms, softmax and losses stay float32.
+  std::string precision = "fp32";
 };
 
 struct ExecutableStats {

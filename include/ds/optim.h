@@ -167,11 +167,19 @@ using LossFn = std::function<Tensor(const Tensor& output, const Tensor& target)>
 struct TrainStepOptions {
   double clip_grad_norm = 0.0;  // > 0: clip the global gradient norm in the graph
   std::string target = "cpu";
+  // "fp32" | "bf16" | "fp16" (CompileOptions::precision); parameters stay float32.
+  // fp16 adds dynamic loss scaling: the loss is multiplied by the scale and the
+  // gradients divided by it; a step with an Inf/NaN gradient is skipped and halves
+  // the scale; after `loss_scale_growth_interval` good steps in a row it doubles.
+  std::string precision = "fp32";
+  double initial_loss_scale = 65536.0;
+  int64_t loss_scale_growth_interval = 2000;
 };
 
 struct StepResult {
   Tensor loss;    // 0-d
   Tensor output;  // the model output (logits), e.g. for accuracy
+  bool skipped = false;  // fp16: a non-finite gradient; parameters and state unchanged
 };
 
 // Traces model forward + loss + ds::grad + the optimizer update for one input
@@ -184,6 +192,7 @@ class TrainStep {
   StepResult step(const Tensor& input, const Tensor& target);
   // The compiled executable for this signature (compiling it if needed).
   const Executable& executable(const TensorType& input, const TensorType& target);
+  double loss_scale() const;  // fp16: the current dynamic loss scale; otherwise 1
 
  private:
   struct Compiled;
@@ -194,6 +203,7 @@ class TrainStep {
   TrainStepOptions options_;
   std::vector<std::pair<std::string, Tensor*>> params_, buffers_;
   std::vector<std::pair<std::vector<TensorType>, std::shared_ptr<Compiled>>> cache_;
+  Tensor loss_scale_, good_steps_;  // fp16 loss-scaling state (0-d float32), fed each step
 };
 
 // Compiled inference (eval mode forward) for one input signature, cached.

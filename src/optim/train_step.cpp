@@ -3,10 +3,12 @@
 // executable each step and swap its outputs back into the slots. No graph is
 // rebuilt per step; the per-step host work is feeding and swapping tensors.
 #include <algorithm>
+#include <cfloat>
 
 #include "ds/autodiff.h"
 #include "ds/ops.h"
 #include "ds/optim.h"
+#include "passes/pass_manager.h"
 
 namespace ds::optim {
 namespace {
@@ -46,6 +48,32 @@ std::vector<size_t> positions(const std::vector<IOSpec>& specs, const std::vecto
   return pos;
 }
 
+// fp16 dynamic loss scaling, in the graph: the gradients of loss * scale, divided by
+// the scale; found_inf when any is Inf/NaN (their absolute sum is then not a finite
+// float32); the scale halves on found_inf and doubles after `interval` good steps.
+struct LossScaling {
+  Tensor scale, good_steps;  // placeholders, 0-d float32
+  Tensor found_inf, new_scale, new_good_steps;
+
+  std::vector<Tensor> unscaled_grads(Graph& g, const Tensor& loss, const std::vector<Tensor>& params,
+                                     int64_t interval) {
+    std::vector<Tensor> grads = grad(g, mul(loss, scale), params);
+    Tensor total;
+    for (Tensor& gr : grads) {
+      gr = div(gr, scale);
+      const Tensor s = sum(abs(gr));
+      total = total.defined() ? add(total, s) : s;
+    }
+    found_inf = logical_not(le(total, Tensor::scalar(FLT_MAX)));
+    const Tensor grown = good_steps + 1.0;
+    const Tensor grow = ge(grown, Tensor::scalar(static_cast<double>(interval)));
+    const Tensor zero = Tensor::scalar(0.0);
+    new_scale = where(found_inf, scale * 0.5, where(grow, scale * 2.0, scale));
+    new_good_steps = where(found_inf, zero, where(grow, zero, grown));
+    return grads;
+  }
+};
+
 }  // namespace
 
 struct TrainStep::Compiled {
@@ -56,6 +84,8 @@ struct TrainStep::Compiled {
   std::vector<size_t> param_out;
   std::vector<std::vector<size_t>> state_out;
   std::vector<std::pair<size_t, size_t>> buffer_out;  // (buffer index, output position)
+  bool loss_scaling = false;
+  size_t found_inf_out = 0, scale_out = 0, good_steps_out = 0;
 };
 
 TrainStep::TrainStep(nn::Module& model, Optimizer& optimizer, LossFn loss, TrainStepOptions options)
@@ -64,6 +94,19 @@ TrainStep::TrainStep(nn::Module& model, Optimizer& optimizer, LossFn loss, Train
   params_ = model_.parameter_slots();
   buffers_ = model_.buffer_slots();
   DS_CHECK(!params_.empty(), ValueError, "TrainStep: the model has no parameters");
+  passes::precision_dtype(options_.precision);  // throws on an unknown precision
+  if (options_.precision == "fp16") {
+    DS_CHECK(options_.initial_loss_scale > 0 && options_.loss_scale_growth_interval > 0, ValueError,
+             "TrainStep: fp16 loss scaling needs initial_loss_scale > 0 and "
+             "loss_scale_growth_interval > 0, got ",
+             options_.initial_loss_scale, " and ", options_.loss_scale_growth_interval);
+    loss_scale_ = Tensor::scalar(options_.initial_loss_scale);
+    good_steps_ = Tensor::scalar(0.0);
+  }
+}
+
+double TrainStep::loss_scale() const {
+  return loss_scale_.defined() ? loss_scale_.item<float>() : 1.0;
 }
 
 TrainStep::Compiled& TrainStep::compiled(const TensorType& input, const TensorType& target) {
@@ -80,6 +123,8 @@ TrainStep::Compiled& TrainStep::compiled(const TensorType& input, const TensorTy
   std::vector<Tensor> grads;
   std::vector<Tensor> scalar_ph;
   std::vector<Tensor> param_ph;
+  LossScaling scaling;
+  c->loss_scaling = loss_scale_.defined();
   {
     SlotSwap params(g, params_, "param:");
     SlotSwap buffers(g, buffers_, "buffer:");
@@ -103,7 +148,13 @@ TrainStep::Compiled& TrainStep::compiled(const TensorType& input, const TensorTy
       if (!new_buffers[i].same(buffers.placeholders()[i]))
         c->buffer_out.emplace_back(i, 0);
   }
-  grads = grad(g, loss, param_ph);
+  if (c->loss_scaling) {
+    scaling.scale = g.placeholder("loss_scale", {});
+    scaling.good_steps = g.placeholder("good_steps", {});
+    grads = scaling.unscaled_grads(g, loss, param_ph, options_.loss_scale_growth_interval);
+  } else {
+    grads = grad(g, loss, param_ph);
+  }
   if (options_.clip_grad_norm > 0) grads = clip_grad_norm(grads, options_.clip_grad_norm).first;
 
   g.output(loss, "loss");
@@ -111,6 +162,9 @@ TrainStep::Compiled& TrainStep::compiled(const TensorType& input, const TensorTy
   std::vector<std::string> out_names = {"loss", "output"};
   for (size_t i = 0; i < params_.size(); ++i) {
     std::vector<Tensor> upd = opt_.update(param_ph[i], grads[i], states[i], scalar_ph);
+    if (c->loss_scaling)  // a skipped step keeps the parameter and its state
+      for (size_t k = 0; k < upd.size(); ++k)
+        upd[k] = where(scaling.found_inf, k == 0 ? param_ph[i] : states[i][k - 1], upd[k]);
     g.output(upd[0], "new_param:" + params_[i].first);
     out_names.push_back("new_param:" + params_[i].first);
     for (size_t k = 1; k < upd.size(); ++k) {
@@ -124,7 +178,17 @@ TrainStep::Compiled& TrainStep::compiled(const TensorType& input, const TensorTy
     g.output(new_buffers[b], n);
     out_names.push_back(n);
   }
-  c->exe = std::make_shared<Executable>(compile(g, options_.target));
+  if (c->loss_scaling) {
+    for (const auto& [t, n] : {std::pair{scaling.found_inf, "found_inf"},
+                               {scaling.new_scale, "new_loss_scale"},
+                               {scaling.new_good_steps, "new_good_steps"}}) {
+      g.output(t, n);
+      out_names.push_back(n);
+    }
+  }
+  CompileOptions copts;
+  copts.precision = options_.precision;
+  c->exe = std::make_shared<Executable>(compile(g, options_.target, copts));
 
   // Feed order: params, states, buffers, input, target, scalars.
   for (auto& [n, _] : params_) c->feed_names.push_back("param:" + n);
@@ -135,6 +199,10 @@ TrainStep::Compiled& TrainStep::compiled(const TensorType& input, const TensorTy
   c->feed_names.push_back("input");
   c->feed_names.push_back("target");
   for (const auto& sn : opt_.scalar_names()) c->feed_names.push_back("scalar:" + sn);
+  if (c->loss_scaling) {
+    c->feed_names.push_back("loss_scale");
+    c->feed_names.push_back("good_steps");
+  }
   c->feed_pos = positions(c->exe->inputs(), c->feed_names);
   DS_CHECK(c->exe->inputs().size() == c->feed_names.size(), ValueError, "TrainStep: expected ",
            c->feed_names.size(), " executable inputs, got ", c->exe->inputs().size());
@@ -150,6 +218,11 @@ TrainStep::Compiled& TrainStep::compiled(const TensorType& input, const TensorTy
     for (size_t s = 0; s < n_state; ++s) c->state_out.back().push_back(out_pos[k++]);
   }
   for (auto& [_, pos] : c->buffer_out) pos = out_pos[k++];
+  if (c->loss_scaling) {
+    c->found_inf_out = out_pos[k++];
+    c->scale_out = out_pos[k++];
+    c->good_steps_out = out_pos[k++];
+  }
   cache_.emplace_back(sig, c);
   return *c;
 }
@@ -173,6 +246,10 @@ StepResult TrainStep::step(const Tensor& input, const Tensor& target) {
   ours.push_back(input);
   ours.push_back(target);
   for (double v : opt_.scalars(t)) ours.push_back(Tensor::scalar(v));
+  if (c.loss_scaling) {
+    ours.push_back(loss_scale_);
+    ours.push_back(good_steps_);
+  }
   std::vector<Tensor> feeds(ours.size());
   for (size_t i = 0; i < ours.size(); ++i) feeds[c.feed_pos[i]] = std::move(ours[i]);
 
@@ -184,8 +261,15 @@ StepResult TrainStep::step(const Tensor& input, const Tensor& target) {
     for (size_t s = 0; s < st.size(); ++s) st[s] = outs[c.state_out[i][s]];
   }
   for (auto& [b, pos] : c.buffer_out) *buffers_[b].second = outs[pos];
-  opt_.count_step();
-  return {outs[c.loss_out], outs[c.output_out]};
+  bool skipped = false;
+  if (c.loss_scaling) {
+    skipped = outs[c.found_inf_out].item<bool>();
+    loss_scale_ = outs[c.scale_out];
+    good_steps_ = outs[c.good_steps_out];
+  }
+  // A skipped step is no update: Adam's bias correction must not advance.
+  if (!skipped) opt_.count_step();
+  return {outs[c.loss_out], outs[c.output_out], skipped};
 }
 
 EvalStep::EvalStep(nn::Module& model, std::string target) : model_(model), target_(std::move(target)) {

@@ -40,12 +40,19 @@ const std::vector<Pass>& pipeline() {
   return p;
 }
 
-Graph run_pipeline(const Graph& input, int opt_level, std::vector<PassTiming>* timings) {
+Graph run_pipeline(const Graph& input, int opt_level, std::vector<PassTiming>* timings,
+                   DType autocast_to) {
   Graph g = input;
   const uint64_t id = input.hash();
   if (dump_wanted("input")) dump(g, "input", 0, id);
   int index = 1;
-  for (const Pass& p : pipeline()) {
+  // Autocast first, so CSE merges the casts of a value read by several ops.
+  const Pass autocast_pass{"autocast", 0, [&](const Graph& x) { return autocast(x, autocast_to); }};
+  std::vector<const Pass*> passes;
+  if (autocast_to != DType::Float32) passes.push_back(&autocast_pass);
+  for (const Pass& p : pipeline()) passes.push_back(&p);
+  for (const Pass* pp : passes) {
+    const Pass& p = *pp;
     if (opt_level < p.min_opt_level) continue;
     const auto t0 = std::chrono::steady_clock::now();
     const int before = static_cast<int>(g.nodes().size());

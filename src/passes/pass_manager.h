@@ -24,7 +24,9 @@ struct PassTiming {
 
 // The pipeline, in order.
 const std::vector<Pass>& pipeline();
-Graph run_pipeline(const Graph& g, int opt_level, std::vector<PassTiming>* timings);
+// With `autocast_to` bfloat16/float16, the autocast pass runs first, at every opt level.
+Graph run_pipeline(const Graph& g, int opt_level, std::vector<PassTiming>* timings,
+                   DType autocast_to = DType::Float32);
 
 // Individual passes (each in its own file).
 Graph dead_code_elimination(const Graph& g);
@@ -34,5 +36,9 @@ Graph algebraic_simplification(const Graph& g);
 Graph fold_batch_norm(const Graph& g);  // inference graphs
 Graph epilogue_fusion(const Graph& g);  // bias/activation/residual into conv/linear/matmul
 Graph loop_fusion(const Graph& g);      // elementwise regions -> `fused` (needs the JIT)
+// Mixed precision: matmul/linear/gemm/conv ops compute in `low` (bfloat16/float16).
+Graph autocast(const Graph& g, DType low);
+// "fp32" | "bf16" | "fp16" -> its dtype; ValueError naming the allowed values otherwise.
+DType precision_dtype(const std::string& precision);
 
 }  // namespace ds::passes

@@ -188,7 +188,8 @@ Executable compile(const Graph& graph, const std::string& target, const CompileO
   auto impl = std::make_shared<Executable::Impl>();
   // Loop fusion (opt_level 2+) makes CPU-only regions: a GPU target keeps the ops apart.
   impl->graph = passes::run_pipeline(graph, gpu_target ? std::min(options.opt_level, 1)
-                                                       : options.opt_level, &impl->pass_timings);
+                                                       : options.opt_level, &impl->pass_timings,
+                                     passes::precision_dtype(options.precision));
   impl->target = "cpu";
   impl->reason = target == "auto" ? "target 'auto': the CPU is the only device here (" +
                                         cuda::unavailable_reason() + ")"

@@ -1,0 +1,90 @@
+// bfloat16/float16 matmul, linear, gemm and convolutions on the CPU, emulated with
+// the float32 kernels: the low-precision inputs widen to float32 exactly, the
+// float32 kernel accumulates, and the result rounds to the low precision once.
+// That is the semantics of a low-precision op with float32 accumulation (what
+// hardware bf16/fp16 units do), so the answer does not depend on the CPU.
+#include <algorithm>
+#include <array>
+
+#include "core/thread_pool.h"
+#include "ds/op.h"
+
+namespace ds::cpu {
+namespace {
+
+constexpr std::array kLowPrecisionOps = {"matmul",
+                                         "linear",
+                                         "gemm",
+                                         "conv2d",
+                                         "conv2d_backward_input",
+                                         "conv2d_backward_weight",
+                                         "conv_transpose2d"};
+
+bool is_low(DType t) { return t == DType::BFloat16 || t == DType::Float16; }
+
+// Every input in one low-precision dtype (mixed calls are promoted by the op first).
+bool all_low_precision(const OpContext& c) {
+  if (c.inputs.empty() || !is_low(c.inputs[0].dtype)) return false;
+  return std::all_of(c.inputs.begin(), c.inputs.end(),
+                     [&](const TensorType& t) { return t.dtype == c.inputs[0].dtype; });
+}
+
+template <typename Low> void widen(const Tensor& src, Tensor& dst) {
+  const Low* s = src.data<Low>();
+  float* d = dst.data<float>();
+  parallel_for(src.numel(), 1 << 14, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) d[i] = static_cast<float>(s[i]);
+  });
+}
+
+template <typename Low> void narrow(const Tensor& src, Tensor& dst) {
+  const float* s = src.data<float>();
+  Low* d = dst.data<Low>();
+  parallel_for(src.numel(), 1 << 14, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) d[i] = Low(s[i]);
+  });
+}
+
+void run_emulated(const KernelCall& kc) {
+  const bool bf16 = kc.ctx.inputs[0].dtype == DType::BFloat16;
+  std::vector<Tensor> wide_in;
+  OpContext wide_ctx{kc.ctx.op, kc.ctx.attrs, kc.ctx.inputs, kc.ctx.node};
+  for (size_t i = 0; i < kc.inputs.size(); ++i) {
+    Tensor w = Tensor::empty(kc.inputs[i].shape(), DType::Float32);
+    bf16 ? widen<BFloat16>(kc.inputs[i], w) : widen<Half>(kc.inputs[i], w);
+    wide_in.push_back(w);
+    wide_ctx.inputs[i].dtype = DType::Float32;
+  }
+  std::vector<Tensor> wide_out;
+  for (const Tensor& y : kc.outputs) wide_out.push_back(Tensor::empty(y.shape(), DType::Float32));
+  // Never this kernel again: the float32 context has no low-precision input.
+  const KernelEntry& f32 = select_kernel(wide_ctx, DeviceKind::CPU);
+  f32.fn(KernelCall{wide_ctx, wide_in, wide_out});
+  for (size_t i = 0; i < kc.outputs.size(); ++i)
+    bf16 ? narrow<BFloat16>(wide_out[i], kc.outputs[i]) : narrow<Half>(wide_out[i], kc.outputs[i]);
+}
+
+// The casts autocast puts around those ops: float32 <-> bfloat16/float16.
+bool is_autocast_cast(const OpContext& c) {
+  const DType from = c.inputs[0].dtype, to = c.dtype("dtype");
+  return (from == DType::Float32 && is_low(to)) || (is_low(from) && to == DType::Float32);
+}
+
+void run_cast(const KernelCall& kc) {
+  const DType from = kc.inputs[0].dtype(), to = kc.outputs[0].dtype();
+  if (from == DType::Float32)
+    to == DType::BFloat16 ? narrow<BFloat16>(kc.inputs[0], kc.outputs[0])
+                          : narrow<Half>(kc.inputs[0], kc.outputs[0]);
+  else
+    from == DType::BFloat16 ? widen<BFloat16>(kc.inputs[0], kc.outputs[0])
+                            : widen<Half>(kc.inputs[0], kc.outputs[0]);
+}
+
+OpRegistrar low_precision_kernels([] {
+  for (const char* op : kLowPrecisionOps)
+    register_kernel(op, DeviceKind::CPU, {run_emulated, all_low_precision, "f32-emulated", 5});
+  register_kernel("cast", DeviceKind::CPU, {run_cast, is_autocast_cast, "low-precision", 5});
+});
+
+}  // namespace
+}  // namespace ds::cpu
