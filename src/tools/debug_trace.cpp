@@ -129,38 +129,52 @@ TracedStep trace_step(nn::Module& model, const optim::LossFn& loss, const Tensor
 
 }  // namespace detail
 
-TensorStats tensor_stats(const Tensor& t) {
+namespace {
+
+template <typename T> TensorStats stats_of(const T* p, int64_t n) {
   TensorStats s;
-  s.numel = t.numel();
-  if (s.numel == 0) return s;
-  const Tensor d = t.to(DType::Float64).contiguous();
-  const double* p = d.data<double>();
+  s.numel = n;
   double sum = 0, sq = 0;
   int64_t finite = 0;
   s.min = INFINITY;
   s.max = -INFINITY;
-  for (int64_t i = 0; i < s.numel; ++i) {
-    if (!std::isfinite(p[i])) continue;
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = double(p[i]);
+    if (!std::isfinite(v)) continue;
     ++finite;
-    sum += p[i];
-    sq += p[i] * p[i];
-    s.min = std::min(s.min, p[i]);
-    s.max = std::max(s.max, p[i]);
+    sum += v;
+    sq += v * v;
+    s.min = std::min(s.min, v);
+    s.max = std::max(s.max, v);
   }
-  s.nonfinite = s.numel - finite;
+  s.nonfinite = n - finite;
   if (finite == 0) {
-    s.min = s.max = NAN;
-    s.mean = s.std = s.norm = NAN;
+    s.min = s.max = s.mean = s.std = s.norm = NAN;
     return s;
   }
   s.mean = sum / double(finite);
   // Two passes for the variance: sum of squares minus mean^2 cancels badly.
   double var = 0;
-  for (int64_t i = 0; i < s.numel; ++i)
-    if (std::isfinite(p[i])) var += (p[i] - s.mean) * (p[i] - s.mean);
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = double(p[i]);
+    if (std::isfinite(v)) var += (v - s.mean) * (v - s.mean);
+  }
   s.std = std::sqrt(var / double(finite));
   s.norm = std::sqrt(sq);
   return s;
+}
+
+}  // namespace
+
+TensorStats tensor_stats(const Tensor& t) {
+  if (t.numel() == 0) return {};
+  // float32 (nearly every tensor in training) is read in place; others as float64.
+  if (t.dtype() == DType::Float32) {
+    const Tensor c = t.contiguous();
+    return stats_of(c.data<float>(), c.numel());
+  }
+  const Tensor d = t.to(DType::Float64).contiguous();
+  return stats_of(d.data<double>(), d.numel());
 }
 
 bool all_finite(const Tensor& t) {
