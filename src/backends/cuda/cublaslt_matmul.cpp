@@ -187,6 +187,11 @@ Gemm linear_gemm(const Tensor& x, const Tensor& w, Tensor& y) {
   return g;
 }
 
+// cuBLASLt's bias epilogue is for fp32/fp16/bf16 outputs; fp64 with a bias runs on the CPU.
+bool linear_supported(const OpContext& c) {
+  return same_float_inputs(c) && !(c.inputs.size() > 2 && c.inputs[0].dtype == DType::Float64);
+}
+
 void linear_kernel(const KernelCall& kc) {
   Gemm g = linear_gemm(kc.inputs[0], kc.inputs[1], kc.outputs[0]);
   if (kc.inputs.size() > 2) {
@@ -198,7 +203,7 @@ void linear_kernel(const KernelCall& kc) {
 
 const OpRegistrar reg([] {
   register_kernel("matmul", DeviceKind::CUDA, {matmul_kernel, matmul_supported, "cublaslt", 10});
-  register_kernel("linear", DeviceKind::CUDA, {linear_kernel, same_float_inputs, "cublaslt", 10});
+  register_kernel("linear", DeviceKind::CUDA, {linear_kernel, linear_supported, "cublaslt", 10});
 });
 
 }  // namespace
