@@ -6,7 +6,7 @@ from ._core import Graph, Tensor
 
 
 def compile(fn_or_graph=None, target="auto", opt_level=2, memory_budget=0,
-            symbolic_batch=False):
+            symbolic_batch=False, precision="fp32"):
     """Compiles a ``ds.Graph`` into an ``Executable``, or wraps a function of tensors.
 
     ``ds.compile(graph, target="cpu")`` returns an Executable (``run(feeds)``).
@@ -14,8 +14,11 @@ def compile(fn_or_graph=None, target="auto", opt_level=2, memory_budget=0,
     like its arguments and compiles the trace once per signature (dtypes and shapes).
     With ``symbolic_batch=True`` axis 0 is traced as ``None``, so one executable serves
     every batch size. The function may return a tensor, or a tuple/list of tensors.
+    ``precision="bf16"`` or ``"fp16"`` runs matmul/linear/conv in that precision
+    (inputs and outputs stay float32; reductions, norms, softmax and losses in float32).
     """
-    options = dict(target=target, opt_level=opt_level, memory_budget=memory_budget)
+    options = dict(target=target, opt_level=opt_level, memory_budget=memory_budget,
+                   precision=precision)
     if fn_or_graph is None:  # @ds.compile(target=...)
         return lambda fn: CompiledFunction(fn, options, symbolic_batch)
     if isinstance(fn_or_graph, Graph):

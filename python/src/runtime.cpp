@@ -81,17 +81,20 @@ void bind_runtime(nb::module_& m) {
            "Runs with feeds in placeholder order; returns the outputs as Tensors, in order.");
 
   m.def("compile",
-        [](const Graph& g, const std::string& target, int opt_level, int64_t memory_budget) {
+        [](const Graph& g, const std::string& target, int opt_level, int64_t memory_budget,
+           const std::string& precision) {
           CompileOptions o;
           o.opt_level = opt_level;
           o.memory_budget = memory_budget;
+          o.precision = precision;
           nb::gil_scoped_release unlocked;
           return compile(g, target, o);
         },
         nb::arg("graph"), nb::arg("target") = "auto", nb::arg("opt_level") = 2,
-        nb::arg("memory_budget") = 0,
+        nb::arg("memory_budget") = 0, nb::arg("precision") = "fp32",
         "Compiles `graph` for `target` ('cpu', 'gpu'/'cuda', 'auto'). An unavailable or "
-        "unknown target raises an error listing the targets available here.");
+        "unknown target raises an error listing the targets available here. `precision` "
+        "'bf16'/'fp16' runs matmul/linear/conv in that precision (float32 elsewhere).");
   m.attr("__version__") = build_info().version;
   m.def("available_targets", &available_targets);
   m.def("info", &info_text, "Version, CPU, threads, targets and optional components.");
