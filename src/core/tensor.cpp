@@ -100,6 +100,8 @@ Graph Tensor::graph() const {
 }
 
 double element_as_double(const Tensor& t, int64_t i) {
+  DS_CHECK(t.device().kind == DeviceKind::CPU, UnavailableError, "reading an element of a tensor on ",
+           t.device().str(), ": move it to the CPU first (.to(Device::cpu()))");
   double out = 0;
   for_each_offset(t.shape(), t.strides(), i, i + 1, [&](int64_t, int64_t off) {
     visit_dtype(t.dtype(), [&](auto z) {
@@ -129,6 +131,9 @@ template <typename D, typename S> inline D convert(S s) {
 }  // namespace
 
 void copy_into(const Tensor& src, Tensor& dst) {
+  DS_CHECK(src.device().kind == DeviceKind::CPU && dst.device().kind == DeviceKind::CPU,
+           UnavailableError, "copy_into: tensors on ", src.device().str(), " and ",
+           dst.device().str(), "; device memory is copied with Tensor::to(device)");
   DS_CHECK(src.shape() == dst.shape(), ShapeError, "copy_into: source shape ",
            shape_str(src.shape()), " differs from destination ", shape_str(dst.shape()));
   if (src.dtype() == dst.dtype() && src.is_contiguous() && dst.is_contiguous()) {
@@ -255,6 +260,11 @@ Tensor Tensor::slice(int64_t axis, int64_t start, int64_t stop, int64_t step) co
 std::string Tensor::str() const {
   if (!defined()) return "Tensor(undefined)";
   std::ostringstream os;
+  if (device().kind != DeviceKind::CPU) {  // values are not readable from here
+    os << "Tensor(shape=" << shape_str(shape()) << ", dtype=" << dtype_name(dtype())
+       << ", device=" << device().str() << ")";
+    return os.str();
+  }
   if (is_symbolic()) {
     os << "Tensor(symbolic %" << value().node << ":" << value().output << ", "
        << dtype_name(dtype()) << shape_str(shape()) << ")";

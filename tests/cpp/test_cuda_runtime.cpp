@@ -81,6 +81,10 @@ TEST(CudaRuntime, CopiesRoundTripEveryDtypeAndSize) {
   expect_same_values(m.transpose(0, 1).to(Device::cuda()).to(Device::cpu()),
                      m.transpose(0, 1).contiguous());
   EXPECT_THROW(m.to(Device::cuda()).transpose(0, 1).to(Device::cpu()), ds::ValueError);
+  // Device values are not read from the host: a summary prints, element reads throw.
+  const Tensor on_gpu = m.to(Device::cuda());
+  EXPECT_EQ(on_gpu.str(), "Tensor(shape=[5, 7], dtype=float32, device=cuda:0)");
+  EXPECT_THROW(ds::element_as_double(on_gpu, 0), ds::UnavailableError);
 }
 
 TEST(CudaRuntime, EventsTimeStreamWork) {
