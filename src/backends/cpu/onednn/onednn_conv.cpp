@@ -5,26 +5,28 @@
 #include <algorithm>
 
 #include "backends/cpu/onednn/onednn_common.h"
+#include "backends/cpu/onednn/onednn_conv_layout.h"
 #include "core/thread_pool.h"
 #include "ir/ops/conv_geometry.h"
 
 namespace ds::cpu::onednn {
-namespace {
-
-using dnnl::memory;
-using ops::ConvGeom;
 
 // Measured per pass on 2 threads (bench/NOTES.md): blocked layouts win for 3x3
 // layers with many channels (and oneDNN's depthwise kernels want them); the plain
 // layout (a GEMM over NCHW, no reorders) wins for 1x1 convolutions (1.3-1.5x) and
 // for a first layer with few input channels (2-5x in the backward passes), where
 // blocking pads the channels up to the block of 8.
-bool plain_layout(const ConvGeom& g) {
+bool plain_layout(const ops::ConvGeom& g) {
   const bool pointwise = g.kh == 1 && g.kw == 1 && g.stride.h == 1 && g.stride.w == 1 &&
                          g.pad.h == 0 && g.pad.w == 0 && g.groups == 1;
   const bool few_channels = g.groups == 1 && g.c < 8;
   return pointwise || few_channels;
 }
+
+namespace {
+
+using dnnl::memory;
+using ops::ConvGeom;
 
 // The descriptor of a data or weights tensor the primitive works on.
 memory::desc layout_f32(const memory::dims& d, bool plain) {

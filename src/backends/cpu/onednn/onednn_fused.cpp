@@ -3,6 +3,7 @@
 // activation as an eltwise post-op, applied by the convolution kernel to each
 // output block it writes.
 #include "backends/cpu/onednn/onednn_common.h"
+#include "backends/cpu/onednn/onednn_conv_layout.h"
 #include "ir/ops/conv_geometry.h"
 #include "ir/ops/fused_epilogue.h"
 
@@ -43,22 +44,25 @@ std::shared_ptr<FusedForward> fused_forward(const ConvGeom& g, bool bias, bool r
                           std::to_string(static_cast<int>(act)) + ":" + std::to_string(alpha) +
                           "t" + std::to_string(threads);
   return cached<FusedForward>(key, [&] {
-    auto any = [](const Shape& s) {
-      return memory::desc(dims_of(s), memory::data_type::f32, memory::format_tag::any);
+    // The layout conv2d picks for this geometry (plain or oneDNN's blocked choice).
+    const bool plain = plain_layout(g);
+    auto layout = [plain](const memory::dims& d) {
+      using tag = memory::format_tag;
+      return memory::desc(d, memory::data_type::f32,
+                          !plain ? tag::any : d.size() == 5 ? tag::abcde : tag::abcd);
     };
-    const memory::dims w = g.groups == 1
-                               ? memory::dims{g.o, g.c, g.kh, g.kw}
-                               : memory::dims{g.groups, g.o / g.groups, g.c / g.groups, g.kh, g.kw};
-    const memory::desc wd(w, memory::data_type::f32, memory::format_tag::any);
+    auto of_shape = [&](const Shape& s) { return layout(dims_of(s)); };
+    const memory::desc wd = layout(
+        g.groups == 1 ? memory::dims{g.o, g.c, g.kh, g.kw}
+                      : memory::dims{g.groups, g.o / g.groups, g.c / g.groups, g.kh, g.kw});
     const memory::dims strides{g.stride.h, g.stride.w}, dil{g.dil.h - 1, g.dil.w - 1},
         pad{g.pad.h, g.pad.w};
     const auto kind = dnnl::prop_kind::forward_inference;
     const auto alg = algorithm::convolution_direct;
-    auto desc = bias ? dnnl::convolution_forward::desc(kind, alg, any(g.x_shape()), wd,
-                                                       plain_f32({g.o}), any(g.y_shape()), strides,
-                                                       dil, pad, pad)
-                     : dnnl::convolution_forward::desc(kind, alg, any(g.x_shape()), wd,
-                                                       any(g.y_shape()), strides, dil, pad, pad);
+    const memory::desc x = of_shape(g.x_shape()), y = of_shape(g.y_shape());
+    auto desc = bias ? dnnl::convolution_forward::desc(kind, alg, x, wd, plain_f32({g.o}), y,
+                                                       strides, dil, pad, pad)
+                     : dnnl::convolution_forward::desc(kind, alg, x, wd, y, strides, dil, pad, pad);
     dnnl::post_ops ops;
     if (residual) ops.append_sum(1.0f);
     if (act != Act::None) {
