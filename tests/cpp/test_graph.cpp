@@ -2,6 +2,7 @@
 // compiling, feeding.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <thread>
@@ -127,8 +128,12 @@ TEST(Executable, UnknownAndUnavailableTargetsListWhatExists) {
   g.relu(g.placeholder("x", {1}));
   auto msg = message_of<ds::NotFoundError>([&] { ds::compile(g, "npu"); });
   EXPECT_TRUE(contains(msg, "npu") && contains(msg, "cpu")) << msg;
-  msg = message_of<ds::UnavailableError>([&] { ds::compile(g, "gpu"); });
-  EXPECT_TRUE(contains(msg, "gpu") && contains(msg, "cpu")) << msg;
+  const auto targets = ds::available_targets();
+  if (std::find(targets.begin(), targets.end(), "gpu") == targets.end()) {
+    // No usable GPU here: asking for one names the targets that exist.
+    msg = message_of<ds::UnavailableError>([&] { ds::compile(g, "gpu"); });
+    EXPECT_TRUE(contains(msg, "gpu") && contains(msg, "cpu")) << msg;
+  }
   EXPECT_THROW(ds::compile(g, "cpu", {.opt_level = 7}), ds::ValueError);
 }
 
