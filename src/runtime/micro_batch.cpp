@@ -100,6 +100,12 @@ std::string batch_split_blocker(const Graph& g) {
 Graph with_batch(const Graph& g, int64_t batch) {
   int64_t old = -1;
   for (int id : g.placeholder_ids()) old = g.node(id).outputs[0].shape[0];
+  // Values computed from a placeholder: only their reshapes name the batch (a
+  // constant's reshape may have the same leading extent by chance).
+  std::vector<char> batched(g.nodes().size(), 0);
+  for (const Node& n : g.nodes())
+    for (const ValueRef& v : n.inputs)
+      batched[n.id] |= batched[v.node] || g.node(v.node).op->name == "placeholder";
   passes::Rewriter rw(g);
   return rw.run([&](const Node& n) {
     if (n.op->name == "placeholder") {
@@ -109,7 +115,7 @@ Graph with_batch(const Graph& g, int64_t batch) {
       return true;
     }
     auto it = n.attrs.find("shape");
-    if (n.op->name != "reshape" || it == n.attrs.end()) return false;
+    if (n.op->name != "reshape" || it == n.attrs.end() || !batched[n.id]) return false;
     AttrMap attrs = n.attrs;
     auto& target = std::get<std::vector<int64_t>>(attrs["shape"]);
     if (!target.empty() && target[0] == old) target[0] = batch;
