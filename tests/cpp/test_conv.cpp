@@ -113,6 +113,50 @@ TEST(ConvConv2d, FastKernelsMatchReference) {
   }
 }
 
+// The first-layer backward-weights kernel (3x3, stride 1, up to 4 input channels):
+// plane sizes that are, and are not, a multiple of its 8-pixel vectors, with and
+// without padding, one image and many; and the shapes it must leave to oneDNN.
+TEST(ConvConv2d, FewChannelBackwardWeightMatchesReference) {
+  const std::vector<ConvCase> cases = {
+      {{128, 1, 28, 28}, {32, 1, 3, 3}, {1}, {1}, {1}, 1},  // Fashion-MNIST's first layer
+      {{1, 1, 3, 3}, {1, 1, 3, 3}, {1}, {0}, {1}, 1},       // one pixel: all tail
+      {{3, 3, 9, 7}, {5, 3, 3, 3}, {1}, {1}, {1}, 1},
+      {{2, 4, 6, 10}, {3, 4, 3, 3}, {1}, {2}, {1}, 1},
+      {{2, 2, 13, 11}, {7, 2, 3, 3}, {1}, {1, 0}, {1}, 1},
+  };
+  uint32_t seed = 700;
+  for (const auto& c : cases) {
+    const Tensor x = random_tensor(c.x, seed++, DType::Float32);
+    Shape y_shape;
+    conv_expected(x, random_tensor(c.w, seed, DType::Float64), Tensor{}, c, &y_shape);
+    const Tensor gy = random_tensor(y_shape, seed++, DType::Float32);
+    AttrMap w_attrs = conv_attrs(c);
+    w_attrs["kernel_size"] = Pair{3, 3};
+    EXPECT_EQ(test::kernel_impl("conv2d_backward_weight", {x, gy}, w_attrs),
+              "direct-3x3-few-channels");
+    const Tensor gw = apply1("conv2d_backward_weight", {x, gy}, w_attrs);
+    EXPECT_EQ(gw.shape(), c.w);
+    // The batch of 128 sums 100K products of random signs in float32:
+    // the result is ~300x smaller than the sum of magnitudes.
+    const double tolerance = c.x[0] == 128 ? 1e-4 : 1e-5;
+    EXPECT_LT(rel_diff(gw, values(test::run_reference("conv2d_backward_weight", {x, gy}, w_attrs))),
+              tolerance)
+        << shape_str(c.x);
+  }
+  const ConvCase strided{{1, 1, 9, 9}, {2, 1, 3, 3}, {2}, {1}, {1}, 1};
+  const ConvCase wide{{1, 8, 6, 6}, {2, 8, 3, 3}, {1}, {1}, {1}, 1};
+  for (const auto& c : {strided, wide}) {
+    const Tensor x = random_tensor(c.x, seed++, DType::Float32);
+    Shape y_shape;
+    conv_expected(x, random_tensor(c.w, seed, DType::Float64), Tensor{}, c, &y_shape);
+    AttrMap w_attrs = conv_attrs(c);
+    w_attrs["kernel_size"] = Pair{3, 3};
+    EXPECT_NE(test::kernel_impl("conv2d_backward_weight",
+                                {x, random_tensor(y_shape, seed++, DType::Float32)}, w_attrs),
+              "direct-3x3-few-channels");
+  }
+}
+
 TEST(ConvConv2d, GradientsMatchFiniteDifferences) {
   uint32_t seed = 100;
   for (const auto& c : kConvCases) {
