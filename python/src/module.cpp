@@ -9,6 +9,7 @@ void bind_data(nb::module_& m);         // data_bindings.cpp
 void bind_profile(nb::module_& m);      // profile_bindings.cpp: profile, monitor
 void bind_nn(nb::module_& m);           // nn_bindings.cpp: nn, optim, value_and_grad
 void bind_cuda(nb::module_& m);         // cuda_bindings.cpp: ds.cuda
+void bind_debug(nb::module_& m);        // debug_bindings.cpp: ds.debug
 }  // namespace ds::py
 
 NB_MODULE(_core, m) {
@@ -24,5 +25,6 @@ NB_MODULE(_core, m) {
   ds::py::bind_data(m);
   ds::py::bind_profile(m);
   ds::py::bind_nn(m);
+  ds::py::bind_debug(m);
   ds::py::bind_cuda(m);
 }
