@@ -167,6 +167,8 @@ int run(int argc, char** argv) {
     if (a.kv.count("load-table")) q.load(a.get("load-table", ""));
     const int episodes = static_cast<int>(a.num("train-runs", 20));
     for (int e = 0; e < episodes; ++e) {
+      // Exploration decays over the training runs: broad at first, then refining.
+      q.set_exploration(0.3 * (1 - static_cast<double>(e) / episodes) + 0.02);
       SimOptions train = o;
       train.seed = o.seed + 1000 + e;  // never the evaluation arrivals
       simulate(train, service, q);

@@ -14,6 +14,7 @@
 #include "ds/compile.h"
 #include "ds/device.h"
 #include "ds/error.h"
+#include "ds/placement.h"
 #include "ds/tensor.h"
 
 namespace ds::sched {
@@ -77,6 +78,9 @@ struct TaskOptions {
   int priority = 1;                   // 1 = most urgent .. SchedulerOptions::priority_levels
   std::optional<TimePoint> deadline;  // expired at once when passed, queued or running
   std::optional<Device> device;       // pins the task to this device's workers
+  // With SchedulerOptions::placer and no pinned device: the placer picks the
+  // device from this cost, and learns from the run time.
+  std::optional<TaskCost> cost;
   Callback on_done;
 };
 
@@ -93,6 +97,7 @@ struct SchedulerOptions {
   Micros aging_step{100000};
   std::vector<DeviceWorkers> devices = {DeviceWorkers{}};
   size_t auxiliary_capacity = 256;
+  std::shared_ptr<Placer> placer;  // its devices must have workers here
 };
 
 // Handed to auxiliary work: true as soon as real work waits (or the scheduler
@@ -129,7 +134,8 @@ class Scheduler {
   // Never blocks: a full level, a passed deadline or a stopped scheduler gives
   // a handle that is already resolved (Rejected / Expired).
   TaskHandle submit(Work work, TaskOptions options = {});
-  // Lowest priority: runs only when a worker has no regular work.
+  // Lowest priority: runs only when a worker has no regular work, on a
+  // companion thread at the lowest OS priority; the worker never waits for it.
   TaskHandle submit_auxiliary(AuxWork work, Callback on_done = {});
   // Expires `task` when its deadline passes, for front-ends (the batcher) that
   // hold tasks in queues of their own.
@@ -218,10 +224,12 @@ struct QLearningOptions {
   double latency_weight = 0.05;    // cost per request per fastest-batch time of latency
   double initial_value = 20;       // optimistic, above any return, to explore every action
   double max_rate = 2000;          // requests/s at the top arrival-rate bucket
+  int rate_buckets = 8;            // arrival rate 0..max_rate in equal steps (at most 10)
   uint64_t seed = 1;
 };
 // Tabular Q-learning, online: state = (queue depth bucket per level, arrival-rate
-// bucket, utilization bucket); action = (batch cap, queue delay); reward = (met
+// bucket, utilization bucket, recent deadline-miss bucket); action = (batch cap,
+// queue delay); reward = (met
 // deadlines + throughput - missed deadlines - latency) per unit of device time,
 // credited to the decision that formed each batch.
 class QLearningPolicy : public Policy {

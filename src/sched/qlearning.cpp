@@ -34,6 +34,7 @@ struct QLearningPolicy::Impl {
   std::optional<std::pair<std::string, int>> pending;  // decided, not yet observed
   std::optional<double> reward;                        // observed, not yet credited
   double min_service_us = 1e300;                       // the fastest batch seen
+  double recent_miss_rate = 0;                         // EWMA over batches
 
   explicit Impl(QLearningOptions o) : opt(std::move(o)), rng(opt.seed) {}
 
@@ -46,8 +47,12 @@ struct QLearningPolicy::Impl {
     for (size_t l = 1; l < s.queue_depth.size(); ++l) rest += s.queue_depth[l];
     k += std::to_string(depth_bucket(s.queue_depth.empty() ? 0 : s.queue_depth[0]));
     k += std::to_string(depth_bucket(rest));
-    k += std::to_string(std::min(4, static_cast<int>(5 * s.arrival_rate / opt.max_rate)));
+    k += std::to_string(std::min(opt.rate_buckets - 1,
+                                 static_cast<int>(opt.rate_buckets * s.arrival_rate / opt.max_rate)));
     k += std::to_string(std::min(3, static_cast<int>(4 * s.utilization)));
+    // Whether deadlines are being missed lately: the same queue can call for
+    // small batches (urgent work is late) or big ones (throughput is short).
+    k += recent_miss_rate < 0.005 ? '0' : recent_miss_rate < 0.05 ? '1' : '2';
     return k;
   }
 
@@ -72,9 +77,10 @@ QLearningPolicy::QLearningPolicy(QLearningOptions options)
   for (int64_t c : o.batch_caps)
     DS_CHECK(c >= 1, ValueError, "QLearningPolicy: batch cap ", c, " must be >= 1");
   DS_CHECK(o.learning_rate > 0 && o.learning_rate <= 1 && o.discount >= 0 && o.discount < 1 &&
-               o.epsilon >= 0 && o.epsilon <= 1 && o.max_rate > 0,
+               o.epsilon >= 0 && o.epsilon <= 1 && o.max_rate > 0 && o.rate_buckets >= 1 &&
+               o.rate_buckets <= 10,
            ValueError, "QLearningPolicy: need 0 < learning_rate <= 1, 0 <= discount < 1, ",
-           "0 <= epsilon <= 1 and max_rate > 0");
+           "0 <= epsilon <= 1, max_rate > 0 and 1 <= rate_buckets <= 10");
 }
 
 QLearningPolicy::~QLearningPolicy() = default;
@@ -121,6 +127,10 @@ void QLearningPolicy::observe(const BatchOutcome& o) {
                     p.opt.latency_weight * latency_units) /
                    time_units;
   p.reward = p.reward.value_or(0) + r;
+  const double outcomes = static_cast<double>(o.deadlines_met + o.deadlines_missed);
+  if (outcomes > 0)
+    p.recent_miss_rate = 0.95 * p.recent_miss_rate +
+                         0.05 * static_cast<double>(o.deadlines_missed) / outcomes;
 }
 
 void QLearningPolicy::set_exploration(double epsilon) {

@@ -5,6 +5,11 @@
 #include <deque>
 #include <thread>
 
+#if defined(__linux__)
+#include <sys/resource.h>
+#include <unistd.h>
+#endif
+
 #include "sched/deadline_watch.h"
 
 namespace ds::sched {
@@ -18,6 +23,27 @@ struct AuxTask {
   std::shared_ptr<TaskState> state;
 };
 
+// One worker thread and its auxiliary companion. `idle` is the per-worker
+// "no real work" flag: submit clears it before waking the worker, so the
+// auxiliary slice in progress sees should_yield() at once, without a lock.
+struct WorkerSlot {
+  int device = 0;
+  std::atomic<bool> idle{false};
+};
+
+// Auxiliary work runs on its own thread at the lowest nice level: a slice in
+// progress never delays real work (the worker does not wait for it, and the
+// kernel gives the CPU to the worker first), and the worker thread itself
+// sleeps while idle, so it is woken promptly instead of competing for time
+// slices as a busy thread would.
+// (Nice 19 rather than SCHED_IDLE: on a machine that is never idle, an
+// idle-class thread may not run for minutes, and a yielded task would starve.)
+void lower_to_idle_priority() {
+#if defined(__linux__)
+  setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
+#endif
+}
+
 }  // namespace
 
 struct Scheduler::Impl {
@@ -25,15 +51,17 @@ struct Scheduler::Impl {
   TimePoint created = Clock::now();
   mutable std::mutex m;
   std::condition_variable cv;
+  std::condition_variable aux_cv;  // auxiliary threads: their worker went idle
   // queues[0]: unpinned; queues[1 + d]: pinned to opt.devices[d]. Each: one deque per level.
   std::vector<std::vector<std::deque<std::shared_ptr<TaskState>>>> queues;
   std::vector<std::atomic<int64_t>> queued;  // live (still Queued) tasks per level
   std::deque<AuxTask> aux;
-  bool stopping = false;
+  std::atomic<bool> stopping{false};
   std::atomic<int64_t> running{0}, completed{0}, failed{0}, rejected{0}, expired{0},
       cancelled{0}, aux_completed{0}, aux_yields{0};
   std::atomic<int64_t> busy_us{0}, aux_us{0};
-  std::vector<std::thread> workers;
+  std::vector<std::unique_ptr<WorkerSlot>> slots;
+  std::vector<std::thread> workers, aux_workers;
   detail::DeadlineWatch deadlines;
 
   explicit Impl(SchedulerOptions o) : opt(std::move(o)), queued(opt.priority_levels) {}
@@ -57,7 +85,11 @@ struct Scheduler::Impl {
 
   std::shared_ptr<TaskState> make(int priority, std::optional<TimePoint> deadline, Callback cb) {
     auto t = detail::make_task(priority, deadline, std::move(cb));
-    t->on_terminal = [this](TaskStatus st) { count_terminal(st); };
+    t->on_terminal = [this, raw = t.get()](TaskStatus st) {
+      count_terminal(st);
+      // A task that started is settled by run_task with its measured time.
+      if (raw->placement && raw->started == TimePoint{}) opt.placer->cancel(*raw->placement);
+    };
     return t;
   }
 
@@ -98,19 +130,18 @@ struct Scheduler::Impl {
     } catch (...) {
       t->resolve(TaskStatus::Failed, {}, std::current_exception());
     }
-    busy_us += detail::micros_between(t0, Clock::now());
+    const int64_t us = detail::micros_between(t0, Clock::now());
+    if (t->placement) opt.placer->complete(*t->placement, t->cost, us * 1e-6);
+    busy_us += us;
     --running;
   }
 
-  void run_aux(AuxTask a) {
+  void run_aux(AuxTask a, const WorkerSlot& slot) {
     const TimePoint t0 = Clock::now();
     bool finished = false;
     std::exception_ptr err;
     try {
-      finished = a.work(YieldToken([this] {
-        std::lock_guard lock(m);
-        return stopping || total_queued() > 0;
-      }));
+      finished = a.work(YieldToken([this, &slot] { return stopping || !slot.idle; }));
     } catch (...) {
       err = std::current_exception();
     }
@@ -125,6 +156,7 @@ struct Scheduler::Impl {
       std::unique_lock lock(m);
       if (!stopping) {
         aux.push_front(std::move(a));
+        aux_cv.notify_all();  // another worker may be idle now
         return;
       }
       lock.unlock();
@@ -132,10 +164,11 @@ struct Scheduler::Impl {
     }
   }
 
-  void worker_loop(int d) {
+  void worker_loop(WorkerSlot& slot) {
     std::unique_lock lock(m);
     for (;;) {
-      if (auto t = pop_best(d, Clock::now())) {
+      if (auto t = pop_best(slot.device, Clock::now())) {
+        slot.idle = false;
         lock.unlock();
         if (t->try_start()) run_task(t, t->work);
         t->work = nullptr;
@@ -143,17 +176,29 @@ struct Scheduler::Impl {
         continue;
       }
       if (stopping) return;
-      if (!aux.empty()) {
-        AuxTask a = std::move(aux.front());
-        aux.pop_front();
-        lock.unlock();
-        // A yielded task resumes in Running; a new one starts unless cancelled.
-        if (a.state->current() == TaskStatus::Running || a.state->try_start())
-          run_aux(std::move(a));
-        lock.lock();
-        continue;
+      if (!slot.idle) {
+        slot.idle = true;
+        aux_cv.notify_all();
       }
       cv.wait(lock);
+    }
+  }
+
+  // Runs auxiliary tasks while `slot`'s worker is idle; a task that yields
+  // goes back to the front of the queue and resumes when a worker idles again.
+  void aux_loop(const WorkerSlot& slot) {
+    lower_to_idle_priority();
+    std::unique_lock lock(m);
+    for (;;) {
+      aux_cv.wait(lock, [&] { return stopping || (slot.idle && !aux.empty()); });
+      if (stopping) return;
+      AuxTask a = std::move(aux.front());
+      aux.pop_front();
+      lock.unlock();
+      // A yielded task resumes in Running; a new one starts unless cancelled.
+      if (a.state->current() == TaskStatus::Running || a.state->try_start())
+        run_aux(std::move(a), slot);
+      lock.lock();
     }
   }
 };
@@ -169,8 +214,20 @@ Scheduler::Scheduler(SchedulerOptions options) : impl_(std::make_unique<Impl>(st
     DS_CHECK(s.opt.devices[d].workers >= 1, ValueError, "Scheduler: device ",
              s.opt.devices[d].device.str(), " needs at least one worker, got ",
              s.opt.devices[d].workers);
-    for (int w = 0; w < s.opt.devices[d].workers; ++w)
-      s.workers.emplace_back([&s, d] { s.worker_loop(d); });
+    for (int w = 0; w < s.opt.devices[d].workers; ++w) {
+      s.slots.push_back(std::make_unique<WorkerSlot>());
+      s.slots.back()->device = d;
+    }
+  }
+  if (s.opt.placer)
+    for (const auto& pd : s.opt.placer->devices())
+      DS_CHECK(std::any_of(s.opt.devices.begin(), s.opt.devices.end(),
+                           [&](const DeviceWorkers& w) { return w.device == pd.device; }),
+               ValueError, "Scheduler: the placer may choose ", pd.device.str(),
+               " but the scheduler has no workers for it");
+  for (auto& slot : s.slots) {
+    s.workers.emplace_back([&s, p = slot.get()] { s.worker_loop(*p); });
+    s.aux_workers.emplace_back([&s, p = slot.get()] { s.aux_loop(*p); });
   }
 }
 
@@ -182,6 +239,11 @@ TaskHandle Scheduler::submit(Work work, TaskOptions options) {
            "Scheduler::submit: priority must be 1..", s.opt.priority_levels, ", got ",
            options.priority);
   auto t = s.make(options.priority, options.deadline, std::move(options.on_done));
+  if (options.cost && s.opt.placer) {
+    t->cost = *options.cost;
+    t->placement = s.opt.placer->place(t->cost, options.device);
+    options.device = t->placement->device;
+  }
   t->device = options.device;
   t->work = std::move(work);
   int qi = 0;
@@ -210,6 +272,8 @@ TaskHandle Scheduler::submit(Work work, TaskOptions options) {
       ++s.queued[level];
       t->on_dequeue = [&s, level] { --s.queued[level]; };
       s.queues[qi][level].push_back(t);
+      for (auto& slot : s.slots)
+        if (qi == 0 || slot->device == qi - 1) slot->idle = false;
     }
   }
   if (!refusal.empty()) {
@@ -237,7 +301,7 @@ TaskHandle Scheduler::submit_auxiliary(AuxWork work, Callback on_done) {
                                         std::to_string(s.opt.auxiliary_capacity) + " tasks)");
     return h;
   }
-  s.cv.notify_one();
+  s.aux_cv.notify_all();  // only the threads whose worker is idle take it
   return h;
 }
 
@@ -265,7 +329,9 @@ void Scheduler::shutdown() {
                                         " rejected: the scheduler shut down before it ran",
               /*queued_only=*/true);
   s.cv.notify_all();
+  s.aux_cv.notify_all();
   for (auto& w : s.workers) w.join();
+  for (auto& w : s.aux_workers) w.join();
 }
 
 SchedulerStats Scheduler::stats() const {

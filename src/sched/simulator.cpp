@@ -144,6 +144,10 @@ SimResult simulate(const SimOptions& o, const ServiceModel& service, Policy& pol
   res.classes.resize(o.classes.size());
   for (size_t c = 0; c < o.classes.size(); ++c) res.classes[c].name = o.classes[c].name;
   double busy_us = 0, last_answer = 0, last_arrival = -1, rate = 0;
+  // Recent utilization for the policy: busy workers, averaged with a time
+  // constant of 50 batch-of-one times, so it follows a shifting load.
+  const double util_tau_us = 50 * service(1);
+  double recent_util = 0, util_time = 0;
   int64_t total_rows = 0, missed_since_observe = 0;
   const auto ius = [](double t) { return static_cast<int64_t>(std::llround(t)); };
   size_t next = 0;
@@ -169,7 +173,7 @@ SimResult simulate(const SimOptions& o, const ServiceModel& service, Policy& pol
     PolicyState ps;
     ps.queue_depth = queue.depth();
     ps.arrival_rate = rate;
-    ps.utilization = now > 0 ? std::min(1.0, busy_us / (now * o.workers)) : 0;
+    ps.utilization = recent_util;
     if (auto t = queue.oldest_arrival_us()) ps.oldest_wait_us = ius(now) - *t;
     double t_timer = std::numeric_limits<double>::infinity();
     if (idle && !queue.empty()) {
@@ -178,6 +182,15 @@ SimResult simulate(const SimOptions& o, const ServiceModel& service, Policy& pol
     }
     now = std::min({t_arrival, t_done, std::max(now, t_timer)});
     if (!std::isfinite(now)) break;
+    {
+      const double busy_now = static_cast<double>(o.workers) -
+                              static_cast<double>(std::count_if(
+                                  workers.begin(), workers.end(),
+                                  [](const Running& w) { return w.members.empty(); }));
+      const double keep = std::exp(-(now - util_time) / util_tau_us);
+      recent_util = keep * recent_util + (1 - keep) * busy_now / o.workers;
+      util_time = now;
+    }
 
     for (auto& w : workers) {
       if (w.members.empty() || w.done_us > now) continue;
@@ -215,6 +228,7 @@ SimResult simulate(const SimOptions& o, const ServiceModel& service, Policy& pol
       last_arrival = a.t_us;
       if (static_cast<size_t>(queue.depth()[c.priority - 1]) >= o.max_queue_size) {
         ++cr.rejected;
+        ++missed_since_observe;  // a learning policy must see what it turned away
         continue;
       }
       Member m{a.cls, a.t_us, std::nullopt};

@@ -19,6 +19,8 @@ struct TaskState : std::enable_shared_from_this<TaskState> {
   int priority = 1;
   std::optional<TimePoint> deadline;
   std::optional<Device> device;
+  std::optional<Placement> placement;  // settled once: completed when run, else cancelled
+  TaskCost cost;
   TimePoint enqueued = Clock::now();
   TimePoint started{}, finished{};
   Callback on_done;
