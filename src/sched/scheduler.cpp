@@ -124,15 +124,22 @@ struct Scheduler::Impl {
   void run_task(const std::shared_ptr<TaskState>& t, const Work& work) {
     ++running;
     const TimePoint t0 = Clock::now();
+    Outputs out;
+    std::exception_ptr err;
     try {
-      Outputs out = work();
-      t->resolve(TaskStatus::Done, std::move(out));
+      out = work();
     } catch (...) {
-      t->resolve(TaskStatus::Failed, {}, std::current_exception());
+      err = std::current_exception();
     }
-    const int64_t us = detail::micros_between(t0, Clock::now());
-    if (t->placement) opt.placer->complete(*t->placement, t->cost, us * 1e-6);
-    busy_us += us;
+    const auto elapsed = Clock::now() - t0;
+    // Before the task resolves, so whoever waits on it sees the placer settled.
+    if (t->placement)
+      opt.placer->complete(*t->placement, t->cost, std::chrono::duration<double>(elapsed).count());
+    busy_us += std::chrono::duration_cast<Micros>(elapsed).count();
+    if (err)
+      t->resolve(TaskStatus::Failed, {}, err);
+    else
+      t->resolve(TaskStatus::Done, std::move(out));
     --running;
   }
 
