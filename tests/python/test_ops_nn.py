@@ -330,12 +330,12 @@ NN_TESTED = {"matmul", "linear", "gemm", "conv2d", "conv_transpose2d", "max_pool
 OTHER_TESTED = {"where", "cast", "arange", "full", "zeros", "ones", "one_hot", "embedding",
                 "unsqueeze", "transpose", "gather", "var", "std"}
 # Graph-internal ops with no Python function: gradients of other ops, checked against
-# finite differences by the C++ autodiff tests; "fused", a region made by the fusion
-# pass, checked against the unfused graph by the C++ fusion tests; sources are made by
-# Graph methods.
+# finite differences by the C++ autodiff tests; "fused" (loop fusion) and
+# "fused_linear"/"fused_conv2d" (epilogue fusion), made by compiler passes and checked
+# against the unfused graph by the C++ fusion tests; sources are made by Graph methods.
 INTERNAL = {"placeholder", "constant", "conv2d_backward_input", "conv2d_backward_weight",
             "max_pool2d_backward", "avg_pool2d_backward", "adaptive_avg_pool2d_backward",
-            "scatter_add_along_axis", "index_add", "fused"}
+            "scatter_add_along_axis", "index_add", "fused", "fused_linear", "fused_conv2d"}
 
 
 def test_every_op_has_a_numpy_test(rng):
