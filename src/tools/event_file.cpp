@@ -25,12 +25,15 @@ std::string hostname() {
 }
 
 std::string event_file_name(const std::string& suffix) {
-  // <n> tells apart the files of one process created in the same second.
+  // <n> tells apart the files of one process created in the same second. Readers load a
+  // run's files in name order, so <n> is zero-padded: file 10 must sort after file 9
+  // (a resumed writer's events come after the crashed one's).
   static std::atomic<int> counter{0};
-  char stamp[16];
+  char stamp[16], n[16];
   std::snprintf(stamp, sizeof(stamp), "%010lld", static_cast<long long>(std::time(nullptr)));
-  return detail::cat("events.out.tfevents.", stamp, ".", hostname(), ".", ::getpid(), ".",
-                     counter++, suffix);
+  std::snprintf(n, sizeof(n), "%06d", counter++);
+  return detail::cat("events.out.tfevents.", stamp, ".", hostname(), ".", ::getpid(), ".", n,
+                     suffix);
 }
 
 }  // namespace
