@@ -7,6 +7,23 @@
 #include "ds/cuda.h"
 #include "ds/runtime.h"
 
+// Each optional part defines DS_HAVE_<X>=1 when CMake found its dependency.
+#ifndef DS_HAVE_ONEDNN
+#define DS_HAVE_ONEDNN 0
+#endif
+#ifndef DS_HAVE_OPENBLAS
+#define DS_HAVE_OPENBLAS 0
+#endif
+#ifndef DS_HAVE_LLVM
+#define DS_HAVE_LLVM 0
+#endif
+#ifndef DS_HAVE_CUDA
+#define DS_HAVE_CUDA 0
+#endif
+#ifndef DS_HAVE_MPI
+#define DS_HAVE_MPI 0
+#endif
+
 #ifndef DS_VERSION
 #define DS_VERSION "0.0.0"
 #endif
@@ -51,31 +68,11 @@ const BuildInfo& build_info() {
   static const BuildInfo info = [] {
     BuildInfo b;
     b.version = DS_VERSION;
-#ifdef DS_HAVE_ONEDNN
-    b.components.emplace_back("oneDNN", true);
-#else
-    b.components.emplace_back("oneDNN", false);
-#endif
-#ifdef DS_HAVE_OPENBLAS
-    b.components.emplace_back("OpenBLAS", true);
-#else
-    b.components.emplace_back("OpenBLAS", false);
-#endif
-#ifdef DS_HAVE_LLVM
-    b.components.emplace_back("LLVM JIT", true);
-#else
-    b.components.emplace_back("LLVM JIT", false);
-#endif
-#ifdef DS_HAVE_CUDA
-    b.components.emplace_back("CUDA", true);
-#else
-    b.components.emplace_back("CUDA", false);
-#endif
-#ifdef DS_HAVE_MPI
-    b.components.emplace_back("MPI", true);
-#else
-    b.components.emplace_back("MPI", false);
-#endif
+    b.components = {{"oneDNN", DS_HAVE_ONEDNN == 1},
+                    {"OpenBLAS", DS_HAVE_OPENBLAS == 1},
+                    {"LLVM JIT", DS_HAVE_LLVM == 1},
+                    {"CUDA", DS_HAVE_CUDA == 1},
+                    {"MPI", DS_HAVE_MPI == 1}};
     return b;
   }();
   return info;
