@@ -9,31 +9,13 @@
 #include <thread>
 
 #include "ds/sched.h"
+#include "sched_test_util.h"
 
 using namespace ds::sched;
 
 namespace {
 
-// A one-shot gate a task blocks on until the test opens it.
-class Gate {
- public:
-  void open() {
-    {
-      std::lock_guard l(m_);
-      open_ = true;
-    }
-    cv_.notify_all();
-  }
-  void wait() {
-    std::unique_lock l(m_);
-    cv_.wait(l, [&] { return open_; });
-  }
-
- private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
+using ds::sched_test::Gate;
 
 // Occupies the scheduler's single worker until `gate` opens.
 TaskHandle block_worker(Scheduler& s, Gate& gate, int priority = 1) {

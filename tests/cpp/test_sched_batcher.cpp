@@ -8,31 +8,14 @@
 
 #include "ds/ds.h"
 #include "ds/sched.h"
+#include "sched_test_util.h"
 
 using namespace ds::sched;
 using ds::Tensor;
 
 namespace {
 
-class Gate {
- public:
-  void open() {
-    {
-      std::lock_guard l(m_);
-      open_ = true;
-    }
-    cv_.notify_all();
-  }
-  void wait() {
-    std::unique_lock l(m_);
-    cv_.wait(l, [&] { return open_; });
-  }
-
- private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
+using ds::sched_test::Gate;
 
 void block_worker(Scheduler& s, Gate& gate) {
   std::latch started(1);
