@@ -1,0 +1,459 @@
+#include "codegen/cuda/emit_cuda.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "codegen/loop_layout.h"
+#include "ds/error.h"
+#include "ds/op.h"
+
+namespace ds::codegen::cuda {
+namespace {
+
+bool is_float(DType t) {
+  return t == DType::Float32 || t == DType::Float64;
+}
+
+std::string reg_type(DType t) {
+  switch (t) {
+    case DType::Float32: return "float";
+    case DType::Float64: return "double";
+    case DType::Bool: return "bool";
+    default: throw Error("kernel IR: no CUDA type for " + std::string(dtype_name(t)));
+  }
+}
+std::string mem_type(DType t) {
+  return t == DType::Bool ? "unsigned char" : reg_type(t);
+}
+int mem_size(DType t) {
+  return static_cast<int>(dtype_size(t));
+}
+
+// A literal of float type `t` holding `v` rounded once to `t`.
+std::string lit(double v, DType t) {
+  const std::string ty = reg_type(t);
+  if (std::isnan(v)) return "ds_nan<" + ty + ">()";
+  if (std::isinf(v)) return std::string(v < 0 ? "(-" : "(") + ty + ")(DS_INF)";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  std::string s = buf;
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  return ty + "(" + s + ")";
+}
+
+std::string convert(const std::string& v, DType from, DType to) {
+  if (from == to) return v;
+  if (to == DType::Bool) return "(" + v + " != " + lit(0, from) + ")";  // NaN is true
+  return "((" + reg_type(to) + ")(" + v + "))";
+}
+
+bool is_compare(const std::string& op) {
+  return op == "eq" || op == "ne" || op == "lt" || op == "le" || op == "gt" || op == "ge";
+}
+
+// The body of a unary op over `x` of float type `c`, as the LLVM emitter computes it.
+std::string unary_expr(const KernelInst& in, const AttrMap& attrs, DType c) {
+  const std::string& op = in.op;
+  auto L = [&](double v) { return lit(v, c); };
+  auto attr = [&](const char* name) { return std::get<double>(attrs.at(name)); };
+  const std::string logistic = "(" + L(1) + " / (" + L(1) + " + exp(-x)))";
+  if (op == "neg") return "-x";
+  if (op == "abs") return "fabs(x)";
+  if (op == "exp" || op == "log" || op == "log1p" || op == "expm1" || op == "sqrt" ||
+      op == "sin" || op == "cos" || op == "tanh" || op == "erf" || op == "floor" || op == "ceil")
+    return op + "(x)";
+  if (op == "round") return "rint(x)";  // half to even, like nearbyint
+  if (op == "rsqrt") return L(1) + " / sqrt(x)";
+  if (op == "reciprocal") return L(1) + " / x";
+  if (op == "square") return "x * x";
+  if (op == "sigmoid") return logistic;
+  if (op == "silu") return "x * " + logistic;
+  if (op == "relu") return "(x > " + L(0) + " || x != x) ? x : " + L(0);
+  if (op == "leaky_relu") return "x > " + L(0) + " ? x : x * " + L(attr("negative_slope"));
+  if (op == "elu") return "x > " + L(0) + " ? x : " + L(attr("alpha")) + " * expm1(x)";
+  if (op == "softplus") {
+    const std::string bx = "(x * " + L(attr("beta")) + ")";
+    return bx + " > " + L(attr("threshold")) + " ? x : log1p(exp(" + bx + ")) / " +
+           L(attr("beta"));
+  }
+  if (op == "gelu") {
+    if (std::get<std::string>(attrs.at("approximate")) == "tanh")
+      return "x / (" + L(1) + " + exp(" + L(-2.0 * std::sqrt(2.0 / M_PI)) + " * (x + " +
+             L(0.044715) + " * (x * x * x))))";
+    return L(0.5) + " * x * erfc(-x / " + L(std::sqrt(2.0)) + ")";
+  }
+  if (op == "sign")
+    return "x > " + L(0) + " ? " + L(1) + " : (x < " + L(0) + " ? " + L(-1) + " : (x != x ? x : " +
+           L(0) + "))";
+  throw Error("kernel IR: the CUDA emitter has no rule for unary op '" + op + "'");
+}
+
+std::string binary_expr(const std::string& op, DType c) {
+  if (op == "add") return "a + b";
+  if (op == "sub") return "a - b";
+  if (op == "mul") return "a * b";
+  if (op == "div") return "a / b";
+  if (op == "pow") return "pow(a, b)";
+  const std::string nan = "ds_nan<" + reg_type(c) + ">()";
+  if (op == "maximum") return "(a != a || b != b) ? " + nan + " : (a < b ? b : a)";
+  if (op == "minimum") return "(a != a || b != b) ? " + nan + " : (b < a ? b : a)";
+  if (op == "mod") return "ds_mod(a, b)";
+  if (op == "eq") return "a == b";
+  if (op == "ne") return "a != b";
+  if (op == "lt") return "a < b";
+  if (op == "le") return "a <= b";
+  if (op == "gt") return "a > b";
+  if (op == "ge") return "a >= b";
+  throw Error("kernel IR: the CUDA emitter has no rule for binary op '" + op + "'");
+}
+
+// One instruction as a statement writing register `r`.
+std::string inst_code(const KernelIR& ir, const KernelInst& in, int r) {
+  std::vector<std::string> a;
+  std::vector<DType> at;
+  for (int x : in.args) {
+    a.push_back("r" + std::to_string(x));
+    at.push_back(ir.register_dtype(x));
+  }
+  const DType dt = in.dtype;
+  const std::string out = "r" + std::to_string(r);
+  std::string rhs;
+  if (in.op == "cast") {
+    rhs = convert(a[0], at[0], dt);
+  } else if (in.op == "where") {
+    rhs = "(" + convert(a[0], at[0], DType::Bool) + " ? " + convert(a[1], at[1], dt) + " : " +
+          convert(a[2], at[2], dt) + ")";
+  } else if (in.op == "logical_not") {
+    rhs = "!" + convert(a[0], at[0], DType::Bool);
+  } else if (in.op == "logical_and" || in.op == "logical_or") {
+    rhs = convert(a[0], at[0], DType::Bool) + (in.op == "logical_and" ? " && " : " || ") +
+          convert(a[1], at[1], DType::Bool);
+  } else if (a.size() == 1) {
+    const DType c = is_float(dt) ? dt : is_float(at[0]) ? at[0] : DType::Float32;
+    const std::string x = "const " + reg_type(c) + " x = " + convert(a[0], at[0], c) + "; ";
+    if (in.op == "isnan") return "  bool " + out + ";\n  { " + x + out + " = x != x; }\n";
+    const AttrMap attrs = complete_attrs(get_op(in.op), in.attrs, "kernel IR op " + in.op);
+    return "  " + reg_type(dt) + " " + out + ";\n  { " + x + out + " = " +
+           convert("(" + unary_expr(in, attrs, c) + ")", c, dt) + "; }\n";
+  } else {
+    const DType promoted = promote_types(at[0], at[1]);
+    const bool compare = is_compare(in.op);
+    const DType c = compare ? (is_float(promoted) ? promoted : DType::Float32)
+                            : (is_float(dt) ? dt : DType::Float32);
+    const std::string ct = reg_type(c);
+    const std::string e = "(" + binary_expr(in.op, c) + ")";
+    return "  " + reg_type(dt) + " " + out + ";\n  { const " + ct + " a = " +
+           convert(a[0], at[0], c) + "; const " + ct + " b = " + convert(a[1], at[1], c) + "; " +
+           out + " = " + (compare ? e : convert(e, c, dt)) + "; }\n";
+  }
+  return "  const " + reg_type(dt) + " " + out + " = " + rhs + ";\n";
+}
+
+struct Plan {
+  const KernelIR& ir;
+  LoopLayout layout;
+  std::string index;  // the index type
+  bool summing = false;
+  std::string acc;    // the reduction's accumulator type
+  DType reduce_type = DType::Float32;
+};
+
+// ds_eval(inputs by value, outputs by reference[, the value to reduce]).
+std::string eval_function(const Plan& p) {
+  const KernelIR& ir = p.ir;
+  std::ostringstream os;
+  os << "__device__ __forceinline__ void ds_eval(";
+  std::vector<std::string> params;
+  for (size_t i = 0; i < ir.inputs.size(); ++i)
+    params.push_back("const " + reg_type(ir.inputs[i].dtype) + " r" + std::to_string(i));
+  for (size_t o = 0; o < ir.outputs.size(); ++o)
+    params.push_back(reg_type(ir.register_dtype(ir.outputs[o])) + "& o" + std::to_string(o));
+  if (ir.reduce) params.push_back(p.acc + "& red");
+  for (size_t i = 0; i < params.size(); ++i) os << (i ? ", " : "") << params[i];
+  os << ") {\n";
+  int r = static_cast<int>(ir.inputs.size());
+  for (const KernelInst& in : ir.insts) os << inst_code(ir, in, r++);
+  for (size_t o = 0; o < ir.outputs.size(); ++o) os << "  o" << o << " = r" << ir.outputs[o] << ";\n";
+  if (ir.reduce)
+    os << "  red = " << convert("r" + std::to_string(ir.reduce->reg), p.reduce_type,
+                                p.summing ? DType::Float64 : p.reduce_type)
+       << ";\n";
+  os << "}\n";
+  return os.str();
+}
+
+// Coordinates c_d of flat index `idx` over `dims` (row-major), only those in
+// `used` (no unused variables in the generated code).
+std::string coords(const std::string& idx, const Shape& dims, const std::string& it,
+                   const std::vector<bool>& used) {
+  const int k = static_cast<int>(dims.size());
+  const int lowest = static_cast<int>(std::find(used.begin(), used.end(), true) - used.begin());
+  if (lowest == k) return "";
+  if (k == 1) return "    const " + it + " c0 = " + idx + ";\n";
+  std::ostringstream os;
+  os << "    " << it << " rest = " << idx << ";\n";
+  for (int d = k - 1; d >= std::max(lowest, 1); --d) {
+    if (used[d]) os << "    const " << it << " c" << d << " = rest % " << dims[d] << ";\n";
+    if (d > lowest) os << "    rest /= " << dims[d] << ";\n";
+  }
+  if (lowest == 0) os << "    const " << it << " c0 = rest;\n";
+  return os.str();
+}
+
+// Element offset of input `i` from the coordinates over dims [0, upto).
+std::string offset(const LoopLayout& l, size_t i, int upto) {
+  std::string s;
+  for (int d = 0; d < upto; ++d)
+    if (l.strides[i][d] != 0)
+      s += (s.empty() ? "" : " + ") + std::string("c") + std::to_string(d) + " * " +
+           std::to_string(l.strides[i][d]);
+  return s.empty() ? "0" : s;
+}
+
+// Input `i` walks the iteration space exactly (its offset is the flat index).
+bool full_shape(const LoopLayout& l, size_t i) {
+  int64_t step = 1;
+  for (size_t d = l.dims.size(); d-- > 0;) {
+    if (l.strides[i][d] != step) return false;
+    step *= l.dims[d];
+  }
+  return true;
+}
+
+std::string params(const KernelIR& ir, const std::string& it, const std::string& count) {
+  std::string s;
+  for (size_t i = 0; i < ir.inputs.size(); ++i)
+    s += "const " + mem_type(ir.inputs[i].dtype) + "* __restrict__ p" + std::to_string(i) + ", ";
+  for (size_t o = 0; o < ir.outputs.size(); ++o)
+    s += mem_type(ir.register_dtype(ir.outputs[o])) + "* __restrict__ q" + std::to_string(o) + ", ";
+  if (ir.reduce) s += mem_type(ir.register_dtype(ir.reduce->reg)) + "* __restrict__ qr, ";
+  return s + it + " " + count;
+}
+
+std::string load(DType t, const std::string& mem) {
+  return t == DType::Bool ? "(" + mem + " != 0)" : mem;
+}
+std::string store_value(DType t, const std::string& v) {
+  return t == DType::Bool ? "(" + v + " ? 1 : 0)" : v;
+}
+
+std::string grid_stride(const std::string& var, const std::string& it, const std::string& count) {
+  return "  for (" + it + " " + var + " = (" + it + ")blockIdx.x * blockDim.x + threadIdx.x; " + var +
+         " < " + count + "; " + var + " += (" + it + ")gridDim.x * blockDim.x) {\n";
+}
+
+std::string out_decls(const KernelIR& ir) {
+  std::string s;
+  for (size_t o = 0; o < ir.outputs.size(); ++o)
+    s += "    " + reg_type(ir.register_dtype(ir.outputs[o])) + " o" + std::to_string(o) + ";\n";
+  return s;
+}
+
+std::string eval_call(const KernelIR& ir, const std::vector<std::string>& in_values, bool red) {
+  std::string s = "ds_eval(";
+  for (size_t i = 0; i < in_values.size(); ++i) s += (i ? ", " : "") + in_values[i];
+  for (size_t o = 0; o < ir.outputs.size(); ++o)
+    s += (s.back() == '(' ? "" : ", ") + std::string("o") + std::to_string(o);
+  if (red) s += (s.back() == '(' ? "" : ", ") + std::string("red");
+  return s + ");\n";
+}
+
+// The dims over [0, upto) that some input indexing by coordinates steps along
+// (full-shape inputs index by the flat index instead when `flat_full`).
+std::vector<bool> used_dims(const LoopLayout& l, int upto, bool flat_full) {
+  std::vector<bool> used(upto, false);
+  for (size_t i = 0; i < l.strides.size(); ++i) {
+    if (flat_full && full_shape(l, i)) continue;
+    for (int d = 0; d < upto; ++d) used[d] = used[d] || l.strides[i][d] != 0;
+  }
+  return used;
+}
+
+std::string scalar_kernel(const Plan& p, const std::string& name) {
+  const KernelIR& ir = p.ir;
+  const LoopLayout& l = p.layout;
+  const int k = static_cast<int>(l.dims.size());
+  const std::vector<bool> used = used_dims(l, k, true);
+  std::ostringstream os;
+  os << "extern \"C\" __global__ void __launch_bounds__(" << kThreadsPerBlock << ") " << name
+     << "(" << params(ir, p.index, "n") << ") {\n"
+     << grid_stride("i", p.index, "n");
+  os << coords("i", l.dims, p.index, used);
+  std::vector<std::string> values;
+  for (size_t i = 0; i < ir.inputs.size(); ++i) {
+    const std::string at = full_shape(l, i) ? "i" : offset(l, i, k);
+    values.push_back(load(ir.inputs[i].dtype, "p" + std::to_string(i) + "[" + at + "]"));
+  }
+  os << out_decls(ir) << "    " << eval_call(ir, values, false);
+  for (size_t o = 0; o < ir.outputs.size(); ++o)
+    os << "    q" << o << "[i] = "
+       << store_value(ir.register_dtype(ir.outputs[o]), "o" + std::to_string(o)) << ";\n";
+  os << "  }\n}\n";
+  return os.str();
+}
+
+// The vectorized kernel: step v covers elements [v*V, v*V + V) of one row of the
+// innermost dim (its extent is a multiple of V).
+std::string vector_kernel(const Plan& p, const std::string& name, int lanes,
+                          const std::vector<bool>& vec_in) {
+  const KernelIR& ir = p.ir;
+  const LoopLayout& l = p.layout;
+  const int k = static_cast<int>(l.dims.size());
+  const std::string V = std::to_string(lanes);
+  std::ostringstream os;
+  os << "extern \"C\" __global__ void __launch_bounds__(" << kThreadsPerBlock << ") " << name
+     << "(" << params(ir, p.index, "nvec") << ") {\n"
+     << grid_stride("v", p.index, "nvec") << "    const " << p.index << " i = v * " << V << ";\n";
+  os << coords("i", l.dims, p.index, used_dims(l, k, true));
+  std::vector<std::string> values;
+  for (size_t i = 0; i < ir.inputs.size(); ++i) {
+    const std::string t = mem_type(ir.inputs[i].dtype), s = std::to_string(i);
+    const std::string at = full_shape(l, i) ? "i" : offset(l, i, k);
+    if (vec_in[i]) {
+      os << "    const ds_vec<" << t << ", " << V << "> l" << s << " = *reinterpret_cast<const ds_vec<"
+         << t << ", " << V << ">*>(p" << s << " + " << at << ");\n";
+      values.push_back(load(ir.inputs[i].dtype, "l" + s + ".v[k]"));
+    } else {  // broadcast along the row: one value for the whole vector
+      os << "    const " << reg_type(ir.inputs[i].dtype) << " l" << s << " = "
+         << load(ir.inputs[i].dtype, "p" + s + "[" + at + "]") << ";\n";
+      values.push_back("l" + s);
+    }
+  }
+  for (size_t o = 0; o < ir.outputs.size(); ++o)
+    os << "    ds_vec<" << mem_type(ir.register_dtype(ir.outputs[o])) << ", " << V << "> s" << o
+       << ";\n";
+  os << "#pragma unroll\n    for (int k = 0; k < " << V << "; ++k) {\n"
+     << out_decls(ir) << "    " << eval_call(ir, values, false);
+  for (size_t o = 0; o < ir.outputs.size(); ++o)
+    os << "      s" << o << ".v[k] = "
+       << store_value(ir.register_dtype(ir.outputs[o]), "o" + std::to_string(o)) << ";\n";
+  os << "    }\n";
+  for (size_t o = 0; o < ir.outputs.size(); ++o)
+    os << "    *reinterpret_cast<ds_vec<" << mem_type(ir.register_dtype(ir.outputs[o])) << ", "
+       << V << ">*>(q" << o << " + i) = s" << o << ";\n";
+  os << "  }\n}\n";
+  return os.str();
+}
+
+// One warp (rows_per_block 8) or one block per row; lanes stride over the row,
+// then a shuffle (or block) reduction combines the partial results.
+std::string rows_kernel(const Plan& p, const std::string& name, int rows_per_block) {
+  const KernelIR& ir = p.ir;
+  const LoopLayout& l = p.layout;
+  const int k = static_cast<int>(l.dims.size());
+  const int64_t len = l.dims.back();
+  const bool warp = rows_per_block > 1;
+  const std::string it = p.index;
+  std::ostringstream os;
+  os << "struct ds_combine { __device__ __forceinline__ " << p.acc << " operator()(" << p.acc
+     << " a, " << p.acc << " b) const { return "
+     << (p.summing ? "a + b" : "(a != a || b != b) ? a + b : (a > b ? a : b)") << "; } };\n";
+  os << "extern \"C\" __global__ void __launch_bounds__(" << kThreadsPerBlock << ") " << name
+     << "(" << params(ir, it, "rows") << ") {\n";
+  if (warp)
+    os << "  const " << it << " row = blockIdx.x * " << rows_per_block
+       << " + (threadIdx.x >> 5);\n  if (row >= rows) return;\n"
+       << "  const " << it << " first = threadIdx.x & 31, step = 32;\n";
+  else
+    os << "  const " << it << " row = blockIdx.x;\n  if (row >= rows) return;\n"
+       << "  const " << it << " first = threadIdx.x, step = blockDim.x;\n";
+  // Row coordinates over the outer dims, then each input's row base.
+  Shape outer(l.dims.begin(), l.dims.end() - 1);
+  if (!outer.empty()) os << coords("row", outer, it, used_dims(l, k - 1, false));
+  const std::string identity = p.summing ? p.acc + "(0)" : "(-(" + p.acc + ")(DS_INF))";
+  os << "  " << p.acc << " acc = " << identity << ";\n"
+     << "  for (" << it << " j = first; j < " << len << "; j += step) {\n";
+  std::vector<std::string> values;
+  for (size_t i = 0; i < ir.inputs.size(); ++i) {
+    std::string at = offset(l, i, k - 1);
+    if (l.strides[i][k - 1] != 0) at = (at == "0" ? "" : at + " + ") + "j";
+    values.push_back(load(ir.inputs[i].dtype, "p" + std::to_string(i) + "[" + at + "]"));
+  }
+  os << out_decls(ir) << "    " << p.acc << " red;\n    " << eval_call(ir, values, true);
+  for (size_t o = 0; o < ir.outputs.size(); ++o)
+    os << "    q" << o << "[row * " << len << " + j] = "
+       << store_value(ir.register_dtype(ir.outputs[o]), "o" + std::to_string(o)) << ";\n";
+  os << "    acc = ds_combine()(acc, red);\n  }\n";
+  if (warp)
+    os << "  for (int o = 16; o > 0; o >>= 1) acc = ds_combine()(acc, __shfl_xor_sync(0xffffffffu, "
+          "acc, o));\n  if (first == 0) {\n";
+  else
+    os << "  acc = ds_block_reduce(acc, ds_combine(), " << identity
+       << ");\n  if (first == 0) {\n";
+  std::string result = "acc";
+  if (ir.reduce->op == "mean") result = "acc / " + p.acc + "(" + std::to_string(len) + ")";
+  os << "    qr[row] = " << convert(result, p.summing ? DType::Float64 : p.reduce_type, p.reduce_type)
+     << ";\n  }\n}\n";
+  return os.str();
+}
+
+const char* const kHelpers = R"(template <typename T> __device__ __forceinline__ T ds_nan();
+template <> __device__ __forceinline__ float ds_nan<float>() { return __int_as_float(0x7fc00000); }
+template <> __device__ __forceinline__ double ds_nan<double>() { return __longlong_as_double(0x7ff8000000000000LL); }
+// Python's modulo: the result takes the divisor's sign.
+template <typename T> __device__ __forceinline__ T ds_mod(T a, T b) {
+  const T r = fmod(a, b);
+  return (r != T(0) && ((r < T(0)) != (b < T(0)))) ? r + b : r;
+}
+template <typename T, int N> struct __align__(sizeof(T) * N) ds_vec { T v[N]; };
+)";
+
+}  // namespace
+
+CudaRegion emit_cuda_region(const KernelIR& ir) {
+  ir.verify();
+  const int64_t n = numel(ir.shape);
+  DS_CHECK(n > 0, ValueError, "CUDA fused region: the iteration shape ", shape_str(ir.shape),
+           " is empty; empty regions launch nothing");
+  Plan p{ir, loop_layout(ir)};
+  CudaRegion r;
+  r.wide_index = n >= (int64_t{1} << 31);
+  p.index = r.wide_index ? "long long" : "unsigned int";
+  if (ir.reduce) {
+    p.summing = ir.reduce->op != "max";
+    p.reduce_type = ir.register_dtype(ir.reduce->reg);
+    p.acc = p.summing ? "double" : reg_type(p.reduce_type);
+  }
+  const std::string tag = [&] {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(ir.hash()));
+    return std::string(buf);
+  }();
+  std::ostringstream src;
+  src << "// ds fused region " << tag << "\n/*\n" << ir.str() << "*/\n" << kHelpers
+      << eval_function(p);
+  if (ir.reduce) {
+    const int64_t len = p.layout.dims.back();
+    r.rows = true;
+    r.rows_per_block = len <= 1024 ? kThreadsPerBlock / 32 : 1;
+    r.items = n / len;
+    r.scalar_kernel = "ds_rows_" + tag;
+    src << rows_kernel(p, r.scalar_kernel, r.rows_per_block);
+  } else {
+    r.items = n;
+    r.scalar_kernel = "ds_fused_" + tag;
+    src << scalar_kernel(p, r.scalar_kernel);
+    // Vector accesses for operands that advance along the row; the widest sets the lanes.
+    int widest = 1;
+    r.vector_inputs.assign(ir.inputs.size(), false);
+    for (size_t i = 0; i < ir.inputs.size(); ++i)
+      if (p.layout.inner_contiguous(i)) {
+        r.vector_inputs[i] = true;
+        widest = std::max(widest, mem_size(ir.inputs[i].dtype));
+      }
+    for (int o : ir.outputs) widest = std::max(widest, mem_size(ir.register_dtype(o)));
+    const int lanes = std::min(16 / widest, 8);
+    if (p.layout.inner() % lanes == 0) {
+      r.vector_lanes = lanes;
+      r.vector_items = n / lanes;
+      r.vector_kernel = "ds_fused_vec_" + tag;
+      src << vector_kernel(p, r.vector_kernel, lanes, r.vector_inputs);
+    }
+  }
+  r.source = src.str();
+  return r;
+}
+
+}  // namespace ds::codegen::cuda

@@ -1,0 +1,255 @@
+// The CUDA emitter of fused regions (codegen/cuda). Where CUDA is built the
+// emitted source must compile cleanly with NVRTC for sm_90a (no GPU needed);
+// on a GPU every region runs through the `fused` CUDA kernel and must match the
+// float64 reference interpreter, on the vectorized and the scalar path.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "codegen/cuda/emit_cuda.h"
+#include "codegen/kernel_ir.h"
+#include "ds/cuda.h"
+#include "ds/ds.h"
+#include "op_check.h"
+
+using ds::DType;
+using ds::Shape;
+using ds::Tensor;
+namespace codegen = ds::codegen;
+
+#define DS_REQUIRE_GPU()             \
+  if (ds::cuda::device_count() == 0) \
+  GTEST_SKIP() << "no CUDA device: " << ds::cuda::unavailable_reason()
+
+namespace {
+
+constexpr DType F32 = DType::Float32, F64 = DType::Float64, B = DType::Bool;
+
+codegen::KernelInst inst(const std::string& op, std::vector<int> args, DType t,
+                         ds::AttrMap attrs = {}) {
+  return {op, std::move(attrs), std::move(args), t};
+}
+
+// gelu(x + bias) * scale over [rows, cols].
+codegen::KernelIR gelu_bias_scale(int64_t rows, int64_t cols, DType t = F32) {
+  codegen::KernelIR ir;
+  ir.shape = {rows, cols};
+  ir.inputs = {{t, {rows, cols}}, {t, {cols}}, {t, {}}};
+  ir.insts = {inst("add", {0, 1}, t), inst("gelu", {3}, t), inst("mul", {4, 2}, t)};
+  ir.outputs = {5};
+  return ir;
+}
+
+// Every unary op on x (positive), every binary op on (x, y broadcast along rows),
+// comparisons, logic, where, casts: one output per instruction.
+codegen::KernelIR all_ops(int64_t rows, int64_t cols) {
+  codegen::KernelIR ir;
+  ir.shape = {rows, cols};
+  ir.inputs = {{F32, {rows, cols}}, {F32, {cols}}};
+  auto add = [&](codegen::KernelInst in) {
+    ir.insts.push_back(std::move(in));
+    const int r = ir.num_registers() - 1;
+    ir.outputs.push_back(r);
+    return r;
+  };
+  for (const char* op : {"neg", "abs", "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin",
+                         "cos", "tanh", "sigmoid", "relu", "elu", "gelu", "silu", "softplus",
+                         "erf", "floor", "ceil", "round", "sign", "reciprocal", "square"})
+    add(inst(op, {0}, F32));
+  add(inst("leaky_relu", {0}, F32, {{"negative_slope", 0.2}}));
+  add(inst("gelu", {0}, F32, {{"approximate", std::string("tanh")}}));
+  add(inst("softplus", {0}, F32, {{"beta", 2.0}, {"threshold", 3.0}}));
+  int shifted = add(inst("sub", {0, 1}, F32));  // values of both signs
+  add(inst("sign", {shifted}, F32));
+  add(inst("relu", {shifted}, F32));
+  add(inst("elu", {shifted}, F32, {{"alpha", 0.5}}));
+  for (const char* op : {"add", "sub", "mul", "div", "pow", "maximum", "minimum"})
+    add(inst(op, {0, 1}, F32));
+  add(inst("mod", {shifted, 1}, F32));
+  add(inst("mod", {1, shifted}, F32));
+  std::vector<int> flags;
+  for (const char* op : {"eq", "ne", "lt", "le", "gt", "ge"})
+    flags.push_back(add(inst(op, {0, 1}, B)));
+  const int both = add(inst("logical_and", {flags[2], flags[5]}, B));
+  add(inst("logical_or", {flags[0], flags[4]}, B));
+  add(inst("logical_not", {both}, B));
+  add(inst("isnan", {0}, B));
+  add(inst("where", {flags[2], 0, shifted}, F32));
+  const int wide = add(inst("cast", {shifted}, F64, {{"dtype", F64}}));
+  add(inst("exp", {wide}, F64));
+  add(inst("cast", {flags[3]}, F32, {{"dtype", F32}}));
+  add(inst("cast", {shifted}, B, {{"dtype", B}}));
+  return ir;
+}
+
+// x[a,b,c] * y[a,1,c] + z[b,1]: strides that are neither full nor one row.
+codegen::KernelIR middle_broadcast(int64_t a, int64_t b, int64_t c) {
+  codegen::KernelIR ir;
+  ir.shape = {a, b, c};
+  ir.inputs = {{F32, {a, b, c}}, {F32, {a, 1, c}}, {F32, {b, 1}}};
+  ir.insts = {inst("mul", {0, 1}, F32), inst("add", {3, 2}, F32)};
+  ir.outputs = {4};
+  return ir;
+}
+
+// exp(x - bias) reduced over rows (sum, mean or max), with the elementwise value out too.
+codegen::KernelIR row_reduction(int64_t rows, int64_t len, const std::string& op, bool keepdims,
+                                DType t = F32) {
+  codegen::KernelIR ir;
+  ir.shape = {rows, len};
+  ir.inputs = {{t, {rows, len}}, {t, {rows, 1}}};
+  ir.insts = {inst("sub", {0, 1}, t), inst("exp", {2}, t)};
+  ir.outputs = {3};
+  ir.reduce = codegen::KernelReduce{op, 3, keepdims};
+  return ir;
+}
+
+std::vector<codegen::KernelIR> regions() {
+  std::vector<codegen::KernelIR> r = {gelu_bias_scale(1, 1),
+                                      gelu_bias_scale(3, 7),
+                                      gelu_bias_scale(37, 128),
+                                      gelu_bias_scale(5, 64, F64),
+                                      all_ops(3, 40),
+                                      all_ops(2, 13),
+                                      middle_broadcast(3, 5, 8),
+                                      middle_broadcast(2, 3, 5)};
+  for (const char* op : {"sum", "mean", "max"})
+    for (bool keep : {false, true}) {
+      r.push_back(row_reduction(6, 13, op, keep));
+      r.push_back(row_reduction(3, 2051, op, keep));
+    }
+  r.push_back(row_reduction(1, 1, "sum", false));
+  r.push_back(row_reduction(4, 100, "mean", true, F64));
+  r.push_back(row_reduction(4, 100, "max", false, F64));
+  return r;
+}
+
+// Inputs of the region's types: values in [0.25, 2] (positive, so every unary op
+// is defined), with some exact ties between x and y for the comparisons.
+std::vector<Tensor> feeds_for(const codegen::KernelIR& ir, uint32_t seed) {
+  std::vector<Tensor> f;
+  for (const auto& t : ir.inputs) {
+    Tensor x = ds::test::random_tensor(t.shape, seed++) * 0.875 + 1.125;
+    x = ds::round(x * 8.0) / 8.0;  // eighths: ties across inputs
+    f.push_back(x.to(t.dtype));
+  }
+  return f;
+}
+
+bool built_with_cuda() {
+  return ds::cuda::built_with_cuda();
+}
+
+}  // namespace
+
+TEST(CudaCodegen, EmittedRegionsCompileCleanlyWithNvrtcForSm90a) {
+  if (!built_with_cuda()) GTEST_SKIP() << "built without CUDA: no NVRTC";
+  for (const codegen::KernelIR& ir : regions()) {
+    const auto r = codegen::cuda::emit_cuda_region(ir);
+    std::string log;
+    ASSERT_NO_THROW(log = codegen::cuda::nvrtc_compile_log(r.source, "sm_90a"))
+        << ir.str() << "\n" << r.source;
+    EXPECT_EQ(log, "") << ir.str() << "\n" << r.source;
+  }
+  // A broken program reports NVRTC's own message.
+  try {
+    codegen::cuda::nvrtc_compile_log("extern \"C\" __global__ void k() { undefined_name(); }",
+                                     "sm_90a");
+    ADD_FAILURE() << "an undefined name compiled";
+  } catch (const ds::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("undefined_name"), std::string::npos) << e.what();
+  }
+}
+
+TEST(CudaCodegen, VectorizesWhereRowsSplitIntoSixteenByteSteps) {
+  const auto f32 = codegen::cuda::emit_cuda_region(gelu_bias_scale(37, 128));
+  EXPECT_EQ(f32.vector_lanes, 4);
+  EXPECT_EQ(f32.vector_items, 37 * 128 / 4);
+  EXPECT_EQ(f32.vector_inputs, (std::vector<bool>{true, true, false}));  // the scale is one value
+  EXPECT_NE(f32.source.find("ds_vec<float, 4>"), std::string::npos);
+  const auto f64 = codegen::cuda::emit_cuda_region(gelu_bias_scale(5, 64, F64));
+  EXPECT_EQ(f64.vector_lanes, 2);
+  // Rows of 7 floats do not split into float4 steps: scalar kernel only.
+  const auto odd = codegen::cuda::emit_cuda_region(gelu_bias_scale(3, 7));
+  EXPECT_TRUE(odd.vector_kernel.empty());
+  EXPECT_EQ(odd.items, 21);
+  EXPECT_FALSE(odd.wide_index);
+  // Short rows: one warp each; long rows: one block each.
+  const auto short_rows = codegen::cuda::emit_cuda_region(row_reduction(6, 13, "sum", false));
+  EXPECT_TRUE(short_rows.rows);
+  EXPECT_EQ(short_rows.rows_per_block, 8);
+  EXPECT_EQ(short_rows.items, 6);
+  EXPECT_EQ(codegen::cuda::emit_cuda_region(row_reduction(3, 2051, "max", true)).rows_per_block, 1);
+  // Past 2^31 elements the index is 64-bit.
+  EXPECT_TRUE(codegen::cuda::emit_cuda_region(gelu_bias_scale(int64_t{1} << 20, 4096)).wide_index);
+  codegen::KernelIR empty = gelu_bias_scale(0, 8);
+  EXPECT_THROW(codegen::cuda::emit_cuda_region(empty), ds::ValueError);
+}
+
+TEST(CudaFusedRegions, MatchTheReferenceInterpreter) {
+  DS_REQUIRE_GPU();
+  uint32_t seed = 1;
+  for (const codegen::KernelIR& ir : regions()) {
+    ds::Graph g;
+    std::vector<Tensor> ph;
+    for (size_t i = 0; i < ir.inputs.size(); ++i)
+      ph.push_back(g.placeholder("x" + std::to_string(i), ir.inputs[i].shape, ir.inputs[i].dtype));
+    const auto outs = g.add("fused", ph, {{"region", ir.str()}});
+    for (size_t o = 0; o < outs.size(); ++o) g.output(outs[o], "y" + std::to_string(o));
+    const ds::Executable exe = ds::compile(g, "cuda", {.opt_level = 0});
+    ASSERT_NE(exe.explain().find("nvrtc-fused [cuda]"), std::string::npos) << exe.explain();
+    const auto feeds = feeds_for(ir, seed += 7);
+    const auto got = exe.run(feeds);
+    const auto want = codegen::interpret(ir, feeds);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t o = 0; o < want.size(); ++o) {
+      ASSERT_EQ(got[o].dtype(), want[o].dtype()) << ir.str() << "output " << o;
+      ASSERT_EQ(got[o].shape(), want[o].shape()) << ir.str() << "output " << o;
+      // Device math is within a few ulps of the float64 reference rounded once.
+      const double tol = want[o].dtype() == F64 ? 1e-13 : want[o].dtype() == B ? 0 : 4e-6;
+      const auto gv = ds::test::values(got[o]), wv = ds::test::values(want[o]);
+      for (size_t i = 0; i < wv.size(); ++i) {
+        if (std::isnan(wv[i])) {
+          EXPECT_TRUE(std::isnan(gv[i])) << ir.str() << "output " << o << " element " << i;
+          continue;
+        }
+        ASSERT_LE(std::abs(gv[i] - wv[i]), tol * (1 + std::abs(wv[i])))
+            << ir.str() << "output " << o << " element " << i << ": got " << gv[i] << ", want "
+            << wv[i];
+      }
+    }
+  }
+}
+
+TEST(CudaFusedRegions, UnalignedOperandsTakeTheScalarKernel) {
+  DS_REQUIRE_GPU();
+  // A view one float into a buffer is not 16-byte aligned: the vector kernel
+  // would fault or read the wrong lanes, so the scalar kernel must run.
+  const codegen::KernelIR ir = gelu_bias_scale(4, 32);
+  const auto feeds = feeds_for(ir, 99);
+  const ds::Device gpu = ds::Device::cuda();
+  const Tensor padded = ds::test::random_tensor({4 * 32 + 1}, 5).to(F32);
+  const Tensor x = ds::reshape(ds::slice(padded, 0, 1, 4 * 32 + 1), {4, 32}).contiguous();
+  const ds::OpDef& def = ds::get_op("fused");
+  const ds::AttrMap attrs = {{"region", ir.str()}};
+  const ds::OpContext ctx{def, attrs, ir.inputs, "fused region test"};
+  const ds::KernelEntry& k = ds::select_kernel(ctx, ds::DeviceKind::CUDA);
+  ASSERT_EQ(k.impl, "nvrtc-fused");
+  // A contiguous [4, 32] view from element 1 of the device copy of `padded`.
+  const Tensor big = padded.to(gpu);
+  auto impl = std::make_shared<ds::TensorImpl>();
+  impl->storage = big.storage();
+  impl->offset = 1;
+  impl->shape = {4, 32};
+  impl->strides = {32, 1};
+  impl->dtype = F32;
+  const Tensor view(impl);
+  ASSERT_NE(reinterpret_cast<uintptr_t>(view.raw_data()) % 16, 0u);
+  const std::vector<Tensor> in = {view, feeds[1].to(gpu), feeds[2].to(gpu)};
+  std::vector<Tensor> out = {Tensor::empty({4, 32}, F32, gpu)};
+  k.fn(ds::KernelCall{ctx, in, out});
+  const auto want = codegen::interpret(ir, {x, feeds[1], feeds[2]});
+  const auto gv = ds::test::values(out[0].to(ds::Device::cpu())), wv = ds::test::values(want[0]);
+  for (size_t i = 0; i < wv.size(); ++i)
+    ASSERT_NEAR(gv[i], wv[i], 4e-6 * (1 + std::abs(wv[i]))) << "element " << i;
+}
