@@ -1,0 +1,237 @@
+// scaled_dot_product_attention and its backward op: float64 reference kernels,
+// CPU kernels composed of matmul and softmax, the VJP through the backward op.
+#include "ir/ops/attention.h"
+
+#include <limits>
+
+#include "ir/ops/op_helpers.h"
+
+namespace ds {
+namespace ops {
+namespace {
+
+struct Dims {
+  int64_t batch, sq, sk, d, dv;
+};
+
+// Checks q, k, v (and, for the backward op, out and grad_out) and returns the sizes.
+Dims attention_dims(const OpContext& c) {
+  const TensorType &q = c.inputs[0], &k = c.inputs[1], &v = c.inputs[2];
+  DS_CHECK(q.shape.size() >= 2 && q.shape.size() == k.shape.size() &&
+               q.shape.size() == v.shape.size(),
+           ShapeError, c.where(), "q, k and v must have the same rank (at least 2), got ",
+           shape_str(q.shape), ", ", shape_str(k.shape), ", ", shape_str(v.shape));
+  DS_CHECK(is_floating(q.dtype) && k.dtype == q.dtype && v.dtype == q.dtype, TypeError, c.where(),
+           "q, k and v must have one float dtype, got ", dtype_name(q.dtype), ", ",
+           dtype_name(k.dtype), ", ", dtype_name(v.dtype));
+  const size_t r = q.shape.size();
+  for (size_t i = 0; i + 2 < r; ++i)
+    DS_CHECK(k.shape[i] == q.shape[i] && v.shape[i] == q.shape[i], ShapeError, c.where(),
+             "leading dims of q, k and v must be equal, got ", shape_str(q.shape), ", ",
+             shape_str(k.shape), ", ", shape_str(v.shape));
+  DS_CHECK(k.shape[r - 1] == q.shape[r - 1], ShapeError, c.where(),
+           "q and k must have the same last dim (the head size), got ", shape_str(q.shape),
+           " and ", shape_str(k.shape));
+  DS_CHECK(v.shape[r - 2] == k.shape[r - 2], ShapeError, c.where(),
+           "k and v must have the same number of keys (dim -2), got ", shape_str(k.shape), " and ",
+           shape_str(v.shape));
+  DS_CHECK(k.shape[r - 2] != 0, ShapeError, c.where(), "attention needs at least one key, got k ",
+           shape_str(k.shape));
+  Dims d{1, q.shape[r - 2], k.shape[r - 2], q.shape[r - 1], v.shape[r - 1]};
+  for (size_t i = 0; i + 2 < r; ++i) d.batch *= q.shape[i];
+  return d;
+}
+
+double attention_scale(const OpContext& c, int64_t d) {
+  const double s = c.f("scale");
+  return s != 0 ? s : 1.0 / std::sqrt(static_cast<double>(std::max<int64_t>(d, 1)));
+}
+
+const std::vector<AttrSpec> kAttrs = {{"causal", AttrKind::Bool, false},
+                                      {"scale", AttrKind::Float, 0.0}};
+
+// Softmax rows of q k^T * scale (masked) in float64, for batch b: p[i * sk + j].
+std::vector<double> probabilities(const std::vector<double>& q, const std::vector<double>& k,
+                                  const Dims& d, int64_t b, double scale, bool causal) {
+  std::vector<double> p(static_cast<size_t>(d.sq * d.sk));
+  for (int64_t i = 0; i < d.sq; ++i) {
+    double* row = &p[i * d.sk];
+    double m = -std::numeric_limits<double>::infinity();
+    for (int64_t j = 0; j < d.sk; ++j) {
+      if (causal && j > i) {
+        row[j] = -std::numeric_limits<double>::infinity();
+        continue;
+      }
+      double s = 0;
+      for (int64_t e = 0; e < d.d; ++e)
+        s += q[(b * d.sq + i) * d.d + e] * k[(b * d.sk + j) * d.d + e];
+      row[j] = s * scale;
+      m = std::max(m, row[j]);
+    }
+    double total = 0;
+    for (int64_t j = 0; j < d.sk; ++j) total += row[j] = std::exp(row[j] - m);
+    for (int64_t j = 0; j < d.sk; ++j) row[j] /= total;
+  }
+  return p;
+}
+
+void reference_forward(const KernelCall& kc) {
+  const Dims d = attention_dims(kc.ctx);
+  const double scale = attention_scale(kc.ctx, d.d);
+  const bool causal = kc.ctx.b("causal");
+  const auto q = to_f64(kc.inputs[0]), k = to_f64(kc.inputs[1]), v = to_f64(kc.inputs[2]);
+  std::vector<double> out(static_cast<size_t>(d.batch * d.sq * d.dv), 0.0);
+  for (int64_t b = 0; b < d.batch; ++b) {
+    const auto p = probabilities(q, k, d, b, scale, causal);
+    for (int64_t i = 0; i < d.sq; ++i)
+      for (int64_t j = 0; j < d.sk; ++j)
+        for (int64_t e = 0; e < d.dv; ++e)
+          out[(b * d.sq + i) * d.dv + e] += p[i * d.sk + j] * v[(b * d.sk + j) * d.dv + e];
+  }
+  from_f64(out, kc.outputs[0]);
+}
+
+// dv = p^T g; dp = g v^T; ds = p (dp - rowsum(dp p)); dq = ds k scale; dk = ds^T q scale.
+void reference_backward(const KernelCall& kc) {
+  const Dims d = attention_dims(kc.ctx);
+  const double scale = attention_scale(kc.ctx, d.d);
+  const bool causal = kc.ctx.b("causal");
+  const auto q = to_f64(kc.inputs[0]), k = to_f64(kc.inputs[1]), v = to_f64(kc.inputs[2]);
+  const auto g = to_f64(kc.inputs[4]);
+  std::vector<double> dq(q.size(), 0.0), dk(k.size(), 0.0), dv(v.size(), 0.0);
+  for (int64_t b = 0; b < d.batch; ++b) {
+    const auto p = probabilities(q, k, d, b, scale, causal);
+    for (int64_t i = 0; i < d.sq; ++i) {
+      std::vector<double> dp(static_cast<size_t>(d.sk), 0.0);
+      double dot = 0;
+      for (int64_t j = 0; j < d.sk; ++j) {
+        for (int64_t e = 0; e < d.dv; ++e)
+          dp[j] += g[(b * d.sq + i) * d.dv + e] * v[(b * d.sk + j) * d.dv + e];
+        dot += dp[j] * p[i * d.sk + j];
+      }
+      for (int64_t j = 0; j < d.sk; ++j) {
+        const double pij = p[i * d.sk + j], ds = pij * (dp[j] - dot) * scale;
+        for (int64_t e = 0; e < d.dv; ++e)
+          dv[(b * d.sk + j) * d.dv + e] += pij * g[(b * d.sq + i) * d.dv + e];
+        for (int64_t e = 0; e < d.d; ++e) {
+          dq[(b * d.sq + i) * d.d + e] += ds * k[(b * d.sk + j) * d.d + e];
+          dk[(b * d.sk + j) * d.d + e] += ds * q[(b * d.sq + i) * d.d + e];
+        }
+      }
+    }
+  }
+  from_f64(dq, kc.outputs[0]);
+  from_f64(dk, kc.outputs[1]);
+  from_f64(dv, kc.outputs[2]);
+}
+
+// The additive mask: -inf above the diagonal (key j > query i), 0 elsewhere.
+Tensor causal_mask(int64_t sq, int64_t sk, DType t) {
+  Tensor m = Tensor::zeros({sq, sk}, DType::Float32);
+  float* p = m.data<float>();
+  for (int64_t i = 0; i < sq; ++i)
+    for (int64_t j = i + 1; j < sk; ++j) p[i * sk + j] = -std::numeric_limits<float>::infinity();
+  return m.to(t);
+}
+
+// Softmax probabilities with the library's matmul and softmax kernels.
+Tensor composed_probabilities(const KernelCall& kc, const Dims& d) {
+  const Tensor &q = kc.inputs[0], &k = kc.inputs[1];
+  Tensor s = matmul(q, transpose(k, -2, -1)) * attention_scale(kc.ctx, d.d);
+  if (kc.ctx.b("causal")) s = s + causal_mask(d.sq, d.sk, s.dtype());
+  return softmax(s, -1);
+}
+
+const OpRegistrar reg([] {
+  register_op({
+      .name = "scaled_dot_product_attention",
+      .traits = kLibrary,
+      .num_inputs = 3,
+      .attrs = kAttrs,
+      .infer =
+          [](const OpContext& c) {
+            attention_dims(c);
+            Shape s = c.inputs[0].shape;
+            s.back() = c.inputs[2].shape.back();
+            return one(c.inputs[0].dtype, s);
+          },
+      .cost =
+          [](const OpContext& c) {
+            const Dims d = attention_dims(c);
+            const double pairs = static_cast<double>(d.batch * d.sq * d.sk);
+            const double bytes = static_cast<double>(dtype_size(c.inputs[0].dtype)) *
+                                 static_cast<double>(d.batch) *
+                                 static_cast<double>(d.sq * (d.d + d.dv) + d.sk * (d.d + d.dv));
+            return Cost{pairs * static_cast<double>(2 * (d.d + d.dv)), bytes};
+          },
+      .reference = reference_forward,
+      .vjp =
+          [](const VjpArgs& a) -> std::vector<Tensor> {
+            return apply("scaled_dot_product_attention_backward",
+                         {a.inputs[0], a.inputs[1], a.inputs[2], a.outputs[0], a.grads[0]},
+                         a.ctx.attrs);
+          },
+  });
+  register_op({
+      .name = "scaled_dot_product_attention_backward",
+      .traits = kLibrary,
+      .num_inputs = 5,
+      .attrs = kAttrs,
+      .infer =
+          [](const OpContext& c) {
+            attention_dims(c);
+            Shape o = c.inputs[0].shape;
+            o.back() = c.inputs[2].shape.back();
+            const TensorType want{c.inputs[0].dtype, o};
+            for (int i : {3, 4})
+              DS_CHECK(c.inputs[i] == want, ShapeError, c.where(), i == 3 ? "out" : "grad_out",
+                       " must be ", want.str(), ", got ", c.inputs[i].str());
+            return std::vector<TensorType>{c.inputs[0], c.inputs[1], c.inputs[2]};
+          },
+      .cost =
+          [](const OpContext& c) {
+            const Dims d = attention_dims(c);
+            const double pairs = static_cast<double>(d.batch * d.sq * d.sk);
+            return Cost{pairs * static_cast<double>(4 * d.d + 3 * d.dv),
+                        static_cast<double>(dtype_size(c.inputs[0].dtype) * d.batch) *
+                            static_cast<double>(2 * d.sq * (d.d + 2 * d.dv) + 4 * d.sk * d.d)};
+          },
+      .reference = reference_backward,
+  });
+  register_kernel("scaled_dot_product_attention", DeviceKind::CPU,
+                  {.fn =
+                       [](const KernelCall& kc) {
+                         const Dims d = attention_dims(kc.ctx);
+                         copy_into(matmul(composed_probabilities(kc, d), kc.inputs[2]),
+                                   kc.outputs[0]);
+                       },
+                   .impl = "matmul-softmax",
+                   .priority = 5});
+  register_kernel(
+      "scaled_dot_product_attention_backward", DeviceKind::CPU,
+      {.fn =
+           [](const KernelCall& kc) {
+             const Dims d = attention_dims(kc.ctx);
+             const double scale = attention_scale(kc.ctx, d.d);
+             const Tensor &q = kc.inputs[0], &k = kc.inputs[1], &v = kc.inputs[2];
+             const Tensor& g = kc.inputs[4];
+             const Tensor p = composed_probabilities(kc, d);
+             const Tensor dp = matmul(g, transpose(v, -2, -1));
+             const Tensor ds = p * (dp - sum(dp * p, {-1}, true)) * scale;
+             copy_into(matmul(ds, k), kc.outputs[0]);
+             copy_into(matmul(transpose(ds, -2, -1), q), kc.outputs[1]);
+             copy_into(matmul(transpose(p, -2, -1), g), kc.outputs[2]);
+           },
+       .impl = "matmul-softmax",
+       .priority = 5});
+});
+
+}  // namespace
+}  // namespace ops
+
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
+                                    double scale) {
+  return apply1("scaled_dot_product_attention", {q, k, v}, {{"causal", causal}, {"scale", scale}});
+}
+
+}  // namespace ds
