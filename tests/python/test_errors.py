@@ -55,6 +55,8 @@ def test_attribute_kind_error_names_the_op():
 @pytest.mark.parametrize("target, cls", [("gpu", ds.UnavailableError), ("cuda", ds.UnavailableError),
                                          ("npu", ds.NotFoundError)])
 def test_unavailable_targets_list_the_available_ones(target, cls):
+    if target in ds.available_targets():
+        pytest.skip(f"target '{target}' is available on this machine")
     g = ds.Graph()
     g.relu(g.placeholder("x", [2]))
     with pytest.raises(cls) as e:

@@ -31,6 +31,8 @@ def test_product_program_on_cpu():
 
 @pytest.mark.parametrize("target", ["gpu", "npu"])
 def test_other_targets_raise_listing_the_available_ones(target):
+    if target in ds.available_targets():
+        pytest.skip(f"target '{target}' is available on this machine")
     graph, _ = build()
     with pytest.raises(ds.Error, match="Available targets here: " + ", ".join(ds.available_targets())):
         ds.compile(graph, target=target)
