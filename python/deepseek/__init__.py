@@ -30,6 +30,7 @@ from . import data, tensorboard  # noqa: F401
 from ._core import monitor, profile, record_function, schedule  # noqa: F401
 from ._core import cuda  # noqa: F401
 from . import nn, optim  # noqa: F401
+from . import models  # noqa: F401
 from ._core import debug  # noqa: F401
 from .autodiff import grad, value_and_grad  # noqa: F401
 from .torch_compat import from_torch, torch_compat  # noqa: F401

@@ -10,6 +10,7 @@ void bind_profile(nb::module_& m);      // profile_bindings.cpp: profile, monito
 void bind_nn(nb::module_& m);           // nn_bindings.cpp: nn, optim, value_and_grad
 void bind_cuda(nb::module_& m);         // cuda_bindings.cpp: ds.cuda
 void bind_debug(nb::module_& m);        // debug_bindings.cpp: ds.debug
+void bind_models(nb::module_& m);       // models_bindings.cpp: ds.models (after nn)
 }  // namespace ds::py
 
 NB_MODULE(_core, m) {
@@ -25,6 +26,7 @@ NB_MODULE(_core, m) {
   ds::py::bind_data(m);
   ds::py::bind_profile(m);
   ds::py::bind_nn(m);
+  ds::py::bind_models(m);
   ds::py::bind_debug(m);
   ds::py::bind_cuda(m);
 }

@@ -263,12 +263,18 @@ void bind_optim(nb::module_& om) {
                                "forward + loss + backward + update compiled into one executable")
       .def("__init__",
            [](optim::TrainStep* self, Module& model, optim::Optimizer& opt, optim::LossFn loss,
-              double clip, const std::string& target) {
-             new (self) optim::TrainStep(model, opt, std::move(loss), {clip, target});
+              double clip, const std::string& target, const std::string& precision) {
+             new (self) optim::TrainStep(model, opt, std::move(loss), {clip, target, precision});
            },
            nb::arg("model"), nb::arg("optimizer"), nb::arg("loss_fn"),
-           nb::arg("clip_grad_norm") = 0.0, nb::arg("target") = "cpu", nb::keep_alive<1, 2>(),
-           nb::keep_alive<1, 3>())
+           nb::arg("clip_grad_norm") = 0.0, nb::arg("target") = "cpu",
+           nb::arg("precision") = "fp32", nb::keep_alive<1, 2>(), nb::keep_alive<1, 3>())
+      .def("explain",
+           [](optim::TrainStep& s, const Tensor& x, const Tensor& y) {
+             return s.executable({x.dtype(), x.shape()}, {y.dtype(), y.shape()}).explain();
+           },
+           nb::arg("input"), nb::arg("target"),
+           "The compiled step's explain() for this input signature (compiling it if needed).")
       .def("step",
            [](optim::TrainStep& s, nb::handle x, nb::handle y) {
              optim::StepResult r = s.step(to_tensor(x), to_tensor(y));
