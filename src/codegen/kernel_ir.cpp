@@ -86,6 +86,16 @@ OpContext inst_context(const KernelInst& in, std::vector<TensorType> args, const
   return OpContext{get_op(in.op), attrs, std::move(args), "fused region op '" + in.op + "'"};
 }
 
+// The reference reduction `op` of x over its last axis.
+Tensor reduce_rows(const std::string& op_name, const Tensor& x, bool keepdims,
+                   const TensorType& result) {
+  const OpDef& op = get_op(op_name);
+  const AttrMap attrs = complete_attrs(
+      op, {{"axes", std::vector<int64_t>{-1}}, {"keepdims", keepdims}}, "kernel IR reduce");
+  const OpContext ctx{op, attrs, {{x.dtype(), x.shape()}}, "fused region reduce " + op_name};
+  return run_kernel(ctx, {op.reference, {}, "reference"}, {x}, {result})[0];
+}
+
 }  // namespace
 
 bool is_kernel_op(const std::string& op) {
@@ -104,9 +114,52 @@ DType KernelIR::register_dtype(int r) const {
   return r < static_cast<int>(inputs.size()) ? inputs[r].dtype : insts[r - inputs.size()].dtype;
 }
 
+Shape KernelIR::row_shape() const {
+  Shape s = shape;
+  if (!s.empty()) s.back() = 1;
+  return s;
+}
+
+bool KernelIR::has_row_reductions() const {
+  for (const KernelInst& in : insts)
+    if (is_kernel_reduction(in.op)) return true;
+  return false;
+}
+
+std::vector<bool> KernelIR::row_registers() const {
+  const int nin = static_cast<int>(inputs.size());
+  std::vector<bool> row(num_registers(), false);
+  for (size_t i = 0; i < insts.size(); ++i) {
+    const KernelInst& in = insts[i];
+    if (is_kernel_reduction(in.op)) {
+      row[nin + i] = true;
+      continue;
+    }
+    bool reads_row = false, row_constant = true;
+    for (int a : in.args) {
+      if (a < 0 || a >= nin + static_cast<int>(i)) return row;  // verify() reports it
+      if (row[a]) {
+        reads_row = true;
+      } else {
+        const bool constant_input =
+            a < nin && (inputs[a].shape.empty() || inputs[a].shape.back() == 1);
+        row_constant = row_constant && constant_input;
+      }
+    }
+    row[nin + i] = reads_row && row_constant;
+  }
+  return row;
+}
+
+Shape KernelIR::register_shape(int r) const {
+  if (r < static_cast<int>(inputs.size())) return inputs.at(r).shape;
+  return row_registers().at(r) ? row_shape() : shape;
+}
+
 std::vector<TensorType> KernelIR::result_types() const {
   std::vector<TensorType> out;
-  for (int r : outputs) out.push_back({register_dtype(r), shape});
+  const auto row = row_registers();
+  for (int r : outputs) out.push_back({register_dtype(r), row.at(r) ? row_shape() : shape});
   if (reduce) {
     Shape s(shape.begin(), shape.end() - 1);
     if (reduce->keepdims) s.push_back(1);
@@ -150,26 +203,40 @@ void KernelIR::verify() const {
              "kernel IR: input %", i, " of shape ", shape_str(inputs[i].shape),
              " does not broadcast to the region shape ", shape_str(shape));
   }
+  const auto row = row_registers();
   for (size_t i = 0; i < insts.size(); ++i) {
     const KernelInst& in = insts[i];
     const int reg = static_cast<int>(inputs.size() + i);
-    DS_CHECK(is_kernel_op(in.op), ValueError, "kernel IR: %", reg, " uses op '", in.op,
-             "', which regions cannot hold");
+    DS_CHECK(is_kernel_op(in.op) || is_kernel_reduction(in.op), ValueError, "kernel IR: %", reg,
+             " uses op '", in.op, "', which regions cannot hold");
     std::vector<TensorType> args;
     for (int a : in.args) {
       DS_CHECK(a >= 0 && a < reg, ValueError, "kernel IR: %", reg, " reads %", a,
                ", which is not defined before it");
-      args.push_back(
-          {register_dtype(a), a < static_cast<int>(inputs.size()) ? inputs[a].shape : shape});
+      args.push_back({register_dtype(a), a < static_cast<int>(inputs.size()) ? inputs[a].shape
+                                         : row[a]                            ? row_shape()
+                                                                             : shape});
+    }
+    if (is_kernel_reduction(in.op)) {  // a row reduction over the innermost axis
+      DS_CHECK(args.size() == 1 && in.attrs.empty(), ValueError, "kernel IR: %", reg, " ", in.op,
+               " takes one operand and no attributes");
+      DS_CHECK(!shape.empty() && shape.back() > 0, ValueError,
+               "kernel IR: a reduction needs a non-empty last axis; the region shape is ",
+               shape_str(shape));
+      DS_CHECK(!row[in.args[0]] && args[0].dtype != DType::Bool && in.dtype == args[0].dtype,
+               ValueError, "kernel IR: %", reg, " ", in.op, " ", dtype_name(in.dtype),
+               " must reduce a float value of its dtype along the row, not %", in.args[0]);
+      continue;
     }
     const OpDef& op = get_op(in.op);
     const AttrMap attrs = complete_attrs(op, in.attrs, "kernel IR op " + in.op);
     DS_CHECK(op.num_inputs == static_cast<int>(args.size()), ValueError, "kernel IR: %", reg, " ",
              in.op, " takes ", op.num_inputs, " operands, got ", args.size());
     const auto out = op.infer(inst_context(in, args, attrs));
-    DS_CHECK(out.size() == 1 && out[0].dtype == in.dtype && out[0].shape == shape, ValueError,
+    const Shape& want = row[reg] ? row_shape() : shape;
+    DS_CHECK(out.size() == 1 && out[0].dtype == in.dtype && out[0].shape == want, ValueError,
              "kernel IR: %", reg, " ", in.op, " infers ", out[0].str(), ", the region says ",
-             dtype_name(in.dtype), shape_str(shape));
+             dtype_name(in.dtype), shape_str(want));
   }
   if (reduce) {
     DS_CHECK(is_kernel_reduction(reduce->op), ValueError, "kernel IR: unknown reduction '",
@@ -178,7 +245,7 @@ void KernelIR::verify() const {
              "kernel IR: a reduction needs a non-empty last axis; the region shape is ",
              shape_str(shape));
     DS_CHECK(reduce->reg >= static_cast<int>(inputs.size()) && reduce->reg < num_registers() &&
-                 register_dtype(reduce->reg) != DType::Bool,
+                 register_dtype(reduce->reg) != DType::Bool && !row[reduce->reg],
              ValueError, "kernel IR: reduction of %", reduce->reg,
              ", which is not a float instruction register");
   }
@@ -267,7 +334,13 @@ std::vector<Tensor> interpret(const KernelIR& ir, const std::vector<Tensor>& inp
   DS_CHECK(inputs.size() == ir.inputs.size(), ValueError, "kernel IR: expected ", ir.inputs.size(),
            " inputs, got ", inputs.size());
   std::vector<Tensor> regs(inputs.begin(), inputs.end());
+  const auto row = ir.row_registers();
   for (const KernelInst& in : ir.insts) {
+    const Shape& shape = row[regs.size()] ? ir.row_shape() : ir.shape;
+    if (is_kernel_reduction(in.op)) {
+      regs.push_back(reduce_rows(in.op, regs[in.args[0]], true, {in.dtype, shape}));
+      continue;
+    }
     const OpDef& op = get_op(in.op);
     const AttrMap attrs = complete_attrs(op, in.attrs, "kernel IR op " + in.op);
     std::vector<Tensor> args;
@@ -278,21 +351,13 @@ std::vector<Tensor> interpret(const KernelIR& ir, const std::vector<Tensor>& inp
     }
     const OpContext ctx = inst_context(in, types, attrs);
     const KernelEntry reference{op.reference, {}, "reference"};
-    regs.push_back(run_kernel(ctx, reference, args, {TensorType{in.dtype, ir.shape}})[0]);
+    regs.push_back(run_kernel(ctx, reference, args, {TensorType{in.dtype, shape}})[0]);
   }
   std::vector<Tensor> out;
   for (int r : ir.outputs) out.push_back(regs[r]);
-  if (ir.reduce) {
-    const OpDef& op = get_op(ir.reduce->op);
-    const AttrMap attrs =
-        complete_attrs(op, {{"axes", std::vector<int64_t>{-1}}, {"keepdims", ir.reduce->keepdims}},
-                       "kernel IR reduce");
-    const Tensor& x = regs[ir.reduce->reg];
-    const OpContext ctx{
-        op, attrs, {{x.dtype(), x.shape()}}, "fused region reduce " + ir.reduce->op};
-    out.push_back(
-        run_kernel(ctx, {op.reference, {}, "reference"}, {x}, {ir.result_types().back()})[0]);
-  }
+  if (ir.reduce)
+    out.push_back(reduce_rows(ir.reduce->op, regs[ir.reduce->reg], ir.reduce->keepdims,
+                              ir.result_types().back()));
   return out;
 }
 

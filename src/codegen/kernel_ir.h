@@ -33,6 +33,19 @@ struct KernelReduce {
   bool keepdims = false;
 };
 
+// Row reductions inside a region (in addition to the trailing `reduce`): an
+// instruction whose op is "sum", "mean" or "max" (no attributes, one operand of
+// its own dtype) reduces its operand over the innermost axis, NaN-propagating.
+// Its register is a *row register*: one value per row, of row_shape() (the
+// iteration shape with the last extent 1). An elementwise instruction is a row
+// register too when it reads at least one row register and otherwise only row
+// registers and row-constant inputs (shape [] or last extent 1): it runs once
+// per row. Any other instruction reading a row register broadcasts it along the
+// row, so "x + res -> mean/var -> normalize -> *gamma + beta -> gelu" is one
+// region. Outputs may be row registers (results of row_shape()). A backend runs
+// a row in passes (see row_plan.h): pass p accumulates the reductions whose
+// operand reads row registers of pass p-1 at most, recomputing the elementwise
+// values it needs, and stores the outputs that need nothing later.
 struct KernelIR {
   Shape shape;                     // iteration shape (static)
   std::vector<TensorType> inputs;  // each broadcastable to `shape`
@@ -45,6 +58,13 @@ struct KernelIR {
 
   int num_registers() const { return static_cast<int>(inputs.size() + insts.size()); }
   DType register_dtype(int r) const;
+  // Row reductions: the iteration shape with the last extent 1; which registers
+  // hold one value per row (per register, inputs false); the shape of register r
+  // (an input's own, row_shape() for row registers, else `shape`).
+  Shape row_shape() const;
+  std::vector<bool> row_registers() const;
+  Shape register_shape(int r) const;
+  bool has_row_reductions() const;  // any reduction among the instructions
   // Stable text form ("region v1 ..."): the `fused` node's attribute and the cache key.
   std::string str() const;
   uint64_t hash() const;  // FNV-1a of str()
@@ -62,7 +82,7 @@ const KernelIR& cached_kernel_ir(const std::string& text);
 // Ops a region may contain (every backend emitter handles all of them), and the
 // dtypes its values may have (float32, float64, bool).
 bool is_kernel_op(const std::string& op);
-bool is_kernel_reduction(const std::string& op);  // sum, mean, max
+bool is_kernel_reduction(const std::string& op);  // sum, mean, max (also as instructions)
 bool is_kernel_dtype(DType t);
 
 // Evaluates the region with each op's reference kernel (float64 math, rounded to

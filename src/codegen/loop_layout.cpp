@@ -18,7 +18,7 @@ LoopLayout loop_layout(const KernelIR& ir) {
   LoopLayout l;
   l.strides.assign(ir.inputs.size(), {});
   // A reduction's rows are the last axis: it stays a dim of its own.
-  const bool rows = ir.reduce.has_value();
+  const bool rows = ir.reduce.has_value() || ir.has_row_reductions();
   for (int d = 0; d < rank; ++d) {
     const bool own_axis = rows && d == rank - 1;
     if (ir.shape[d] == 1 && !own_axis) continue;

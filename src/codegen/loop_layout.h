@@ -1,7 +1,8 @@
 // The loop nest of a region: its iteration shape with unit axes dropped and
 // neighbouring axes merged wherever every input walks them alike, so the inner
 // loop is as long as possible. Each input's inner step is 1 or 0 (broadcast).
-// With a reduction the last axis is kept apart: the inner loop is one row.
+// With a reduction (trailing or row) the last axis is kept apart: the inner loop
+// is one row.
 #pragma once
 
 #include <vector>

@@ -1,17 +1,21 @@
-// Loop fusion: maximal connected regions of elementwise ops with one static
-// output shape, optionally closed by a sum/mean/max over the last axis, become
-// one `fused` node carrying the region's kernel IR. Values
+// Loop fusion: maximal connected regions of elementwise ops, with sum/mean/max
+// reductions over the last axis whose per-row results may feed later ops of the
+// same rows (softmax, layer_norm, RMSNorm spelled out, or decomposed from those
+// ops first), become one `fused` node carrying the region's kernel IR. Values
 // computed inside a region and read outside it (or graph outputs) become extra
 // outputs of the fused node; a merge that would route a path out of the region
-// and back in (a cycle once contracted) is refused.
+// and back in (a cycle once contracted), or that the kernel IR cannot express,
+// is refused.
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <queue>
 #include <set>
 
 #include "codegen/jit.h"
 #include "codegen/kernel_ir.h"
 #include "ds/op.h"
+#include "passes/loop_fusion.h"
 #include "passes/pass_manager.h"
 #include "passes/rewriter.h"
 
@@ -45,6 +49,10 @@ bool fusible_reduction(const Graph& g, const Node& n) {
          n.outputs[0].dtype == in.dtype;
 }
 
+bool row_constant(const Shape& s) {
+  return s.empty() || s.back() == 1;
+}
+
 class RegionBuilder {
  public:
   explicit RegionBuilder(const Graph& g) : g_(g), region_(g.nodes().size(), -1) {
@@ -53,22 +61,14 @@ class RegionBuilder {
       for (const ValueRef& v : n.inputs) consumers_[v.node].push_back(n.id);
   }
 
-  // A region ending in a reduction is closed: nothing may consume the reduced
-  // row inside the loop that computes it.
   void grow() {
     for (const Node& n : g_.nodes()) {
-      const bool reduction = fusible_reduction(g_, n);
-      if (!reduction && !fusible(g_, n)) continue;
-      const int r = static_cast<int>(members_.size());
+      if (!fusible_reduction(g_, n) && !fusible(g_, n)) continue;
+      region_[n.id] = static_cast<int>(members_.size());
       members_.push_back({n.id});
-      closed_.push_back(reduction);
-      region_[n.id] = r;
-      const Shape& shape = reduction ? g_.type(n.inputs[0]).shape : n.outputs[0].shape;
       for (const ValueRef& v : n.inputs) {
         const int other = region_[v.node];
-        if (other < 0 || other == region_[n.id] || closed_[other]) continue;
-        if (g_.node(members_[other].front()).outputs[0].shape != shape) continue;
-        try_merge(region_[n.id], other);
+        if (other >= 0 && other != region_[n.id]) try_merge(region_[n.id], other);
       }
     }
   }
@@ -77,12 +77,57 @@ class RegionBuilder {
   const std::vector<std::vector<int>>& members() const { return members_; }
 
  private:
-  // Merges region `b` into `a` unless a path leaves the union and comes back.
-  // Paths are followed on the contracted graph: reaching a member of another
-  // region reaches all of it (it becomes one node).
+  // Whether the kernel IR can hold `set` (node ids, in topological order): one
+  // iteration shape, reductions of values of that shape, per-row values read
+  // only where they broadcast along rows, keepdims=false reductions read by no
+  // member (their rows would broadcast along the wrong axis).
+  bool expressible(const std::vector<int>& set) const {
+    std::optional<Shape> shape;
+    for (int m : set)
+      if (codegen::is_kernel_reduction(g_.node(m).op->name)) {
+        const Shape& s = g_.type(g_.node(m).inputs[0]).shape;
+        if (shape && *shape != s) return false;
+        shape = s;
+      }
+    if (!shape) shape = g_.node(set.front()).outputs[0].shape;
+    Shape row_shape = *shape;
+    if (!row_shape.empty()) row_shape.back() = 1;
+    enum Level { Elem, Row, Sealed };
+    std::map<int, Level> level;
+    for (int m : set) {
+      const Node& n = g_.node(m);
+      if (codegen::is_kernel_reduction(n.op->name)) {
+        auto it = level.find(n.inputs[0].node);
+        if (it != level.end() && it->second != Elem) return false;
+        level[m] = std::get<bool>(n.attrs.at("keepdims")) ? Row : Sealed;
+        continue;
+      }
+      bool reads_row = false, row_args = true;
+      for (const ValueRef& v : n.inputs) {
+        auto it = level.find(v.node);
+        if (it == level.end()) {
+          row_args = row_args && row_constant(g_.type(v).shape);
+        } else if (it->second == Sealed) {
+          return false;
+        } else {
+          reads_row = reads_row || it->second == Row;
+          row_args = row_args && it->second == Row;
+        }
+      }
+      const bool row = reads_row && row_args;
+      if (n.outputs[0].shape != (row ? row_shape : *shape)) return false;
+      level[m] = row ? Row : Elem;
+    }
+    return true;
+  }
+
+  // Merges region `b` into `a` unless the IR cannot express the union or a path
+  // leaves it and comes back. Paths are followed on the contracted graph:
+  // reaching a member of another region reaches all of it (it becomes one node).
   void try_merge(int a, int b) {
     std::set<int> set(members_[a].begin(), members_[a].end());
     set.insert(members_[b].begin(), members_[b].end());
+    if (!expressible(std::vector<int>(set.begin(), set.end()))) return;
     std::vector<bool> reached(g_.nodes().size(), false);
     std::vector<int> stack;
     auto reach = [&](int c) {
@@ -112,14 +157,14 @@ class RegionBuilder {
   const Graph& g_;
   std::vector<int> region_;
   std::vector<std::vector<int>> members_;
-  std::vector<bool> closed_;
   std::vector<std::vector<int>> consumers_;
 };
 
 struct Region {
   codegen::KernelIR ir;
   std::vector<ValueRef> inputs;   // external values, one per IR input
-  std::vector<ValueRef> outputs;  // member values read outside, one per IR output
+  std::vector<ValueRef> outputs;  // member values read outside, one per IR result
+  std::vector<bool> squeeze;      // per result: a keepdims=false row reduction given as rows
 };
 
 Region build_region(const Graph& g, const std::vector<int>& members,
@@ -128,7 +173,20 @@ Region build_region(const Graph& g, const std::vector<int>& members,
   const std::set<int> set(members.begin(), members.end());
   std::map<int, int> reg_of_node;  // member -> register
   std::map<std::pair<int, int>, int> reg_of_input;
-  r.ir.shape = g.node(members.front()).outputs[0].shape;
+  std::vector<int> reductions;
+  std::set<int> read_inside;
+  for (int m : members) {
+    if (codegen::is_kernel_reduction(g.node(m).op->name)) reductions.push_back(m);
+    for (const ValueRef& v : g.node(m).inputs) read_inside.insert(v.node);
+  }
+  r.ir.shape = reductions.empty() ? g.node(members.front()).outputs[0].shape
+                                  : g.type(g.node(reductions[0]).inputs[0]).shape;
+  // A single reduction that nothing in the region reads, of a computed value,
+  // closes the loop as the IR's trailing `reduce` (the form every backend emits).
+  const int trailing = reductions.size() == 1 && !read_inside.count(reductions[0]) &&
+                               set.count(g.node(reductions[0]).inputs[0].node)
+                           ? reductions[0]
+                           : -1;
   for (int m : members)
     for (const ValueRef& v : g.node(m).inputs)
       if (!set.count(v.node) &&
@@ -139,22 +197,28 @@ Region build_region(const Graph& g, const std::vector<int>& members,
   int reg = static_cast<int>(r.inputs.size());
   for (int m : members) {
     const Node& n = g.node(m);
-    if (codegen::is_kernel_reduction(n.op->name)) {  // the closing reduction (last member)
-      r.ir.reduce = codegen::KernelReduce{n.op->name, reg_of_node.at(n.inputs[0].node),
+    auto operand = [&](const ValueRef& v) {
+      return set.count(v.node) ? reg_of_node.at(v.node) : reg_of_input.at({v.node, v.output});
+    };
+    if (m == trailing) {
+      r.ir.reduce = codegen::KernelReduce{n.op->name, operand(n.inputs[0]),
                                           std::get<bool>(n.attrs.at("keepdims"))};
-      r.outputs.push_back({m, 0});
       continue;
     }
-    codegen::KernelInst in{n.op->name, n.attrs, {}, n.outputs[0].dtype};
-    for (const ValueRef& v : n.inputs)
-      in.args.push_back(set.count(v.node) ? reg_of_node.at(v.node)
-                                          : reg_of_input.at({v.node, v.output}));
+    const bool reduction = codegen::is_kernel_reduction(n.op->name);
+    codegen::KernelInst in{n.op->name, reduction ? AttrMap{} : n.attrs, {}, n.outputs[0].dtype};
+    for (const ValueRef& v : n.inputs) in.args.push_back(operand(v));
     r.ir.insts.push_back(std::move(in));
     reg_of_node[m] = reg++;
     if (!readers_outside[m].empty()) {
       r.outputs.push_back({m, 0});
       r.ir.outputs.push_back(reg_of_node[m]);
+      r.squeeze.push_back(reduction && !std::get<bool>(n.attrs.at("keepdims")));
     }
+  }
+  if (trailing >= 0) {
+    r.outputs.push_back({trailing, 0});
+    r.squeeze.push_back(false);
   }
   return r;
 }
@@ -164,7 +228,7 @@ Region build_region(const Graph& g, const std::vector<int>& members,
 Graph loop_fusion(const Graph& input) {
   if (!codegen::jit_available()) return input;  // interpreting a region is slower than the ops
   // Dead values would make regions without outputs.
-  const Graph g = dead_code_elimination(input);
+  const Graph g = dead_code_elimination(decompose_row_ops(input));
   RegionBuilder builder(g);
   builder.grow();
   const auto& region = builder.region();
@@ -232,7 +296,11 @@ Graph loop_fusion(const Graph& input) {
       std::vector<Tensor> in;
       for (const ValueRef& v : r.inputs) in.push_back(rw.map(v));
       const auto out = rw.dst().add("fused", in, {{"region", r.ir.str()}});
-      for (size_t o = 0; o < r.outputs.size(); ++o) rw.set(r.outputs[o], out[o]);
+      for (size_t o = 0; o < r.outputs.size(); ++o) {
+        const Shape& shape = g.type(r.outputs[o]).shape;
+        rw.set(r.outputs[o], r.squeeze[o] ? rw.dst().add("reshape", {out[o]}, {{"shape", shape}})[0]
+                                          : out[o]);
+      }
     }
     for (int s : succ[it])
       if (--indegree[s] == 0) ready.push({item_pos[s], s});

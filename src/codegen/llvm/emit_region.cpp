@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "codegen/row_plan.h"
 #include "ds/error.h"
 
 namespace ds::codegen::llvm_cpu {
@@ -209,6 +210,184 @@ class Emitter {
   llvm::Module& m_;
 };
 
+// One row's passes (see row_plan.h) inside the body function: each pass is a
+// vectorizable loop over the row that recomputes the elementwise values it needs
+// from the inputs and the row registers known so far.
+class RowEmitter {
+ public:
+  RowEmitter(llvm::IRBuilder<>& b, Emitter& e, const KernelIR& ir, const LoopLayout& layout,
+             llvm::Function* body, llvm::Value* n)
+      : b_(b), e_(e), ir_(ir), layout_(layout), body_(body), n_(n), plan_(plan_rows(ir)),
+        known_(ir.num_registers(), nullptr) {}
+
+  void emit() {
+    // Inputs constant along the row are read once.
+    for (size_t i = 0; i < ir_.inputs.size(); ++i)
+      if (!layout_.inner_contiguous(i)) known_[i] = e_.load(arg(i), ir_.inputs[i].dtype);
+    for (const RowPass& p : plan_.passes) {
+      emit_pass(p);
+      for (int r : p.row_insts) known_[r] = compute(r, known_);
+    }
+    for (int o : plan_.row_outputs) {
+      const int r = ir_.outputs[o];
+      e_.store(known_[r], arg(ir_.inputs.size() + o), ir_.register_dtype(r));
+    }
+  }
+
+ private:
+  llvm::Value* arg(size_t i) { return body_->getArg(static_cast<unsigned>(i)); }
+  llvm::Value* reduce_ptr() {
+    return arg(ir_.inputs.size() + ir_.outputs.size());  // the trailing reduction's pointer
+  }
+
+  llvm::Value* compute(int r, const std::vector<llvm::Value*>& regs) {
+    const KernelInst& in = ir_.insts[r - ir_.inputs.size()];
+    std::vector<llvm::Value*> args;
+    std::vector<DType> types;
+    for (int a : in.args) {
+      args.push_back(regs[a]);
+      types.push_back(ir_.register_dtype(a));
+    }
+    return e_.inst(in, args, types);
+  }
+
+  // Marks the elementwise registers `r` reads that a loop must compute.
+  void need(int r, std::vector<bool>& needed) {
+    if (needed[r] || known_[r]) return;
+    needed[r] = true;
+    if (r >= static_cast<int>(ir_.inputs.size()))
+      for (int a : ir_.insts[r - ir_.inputs.size()].args) need(a, needed);
+  }
+
+  struct Acc {
+    std::string op;
+    int reg;          // the reduced register
+    DType type;       // its dtype
+    llvm::Type* acc;  // float64 for sums (float32 rows add up without drift), else the dtype
+    llvm::Value* init;
+    llvm::PHINode* phi = nullptr;
+    llvm::PHINode* nan = nullptr;  // max: whether a NaN was seen
+    llvm::Value* next = nullptr;
+    llvm::Value* nan_next = nullptr;
+  };
+
+  void emit_pass(const RowPass& p) {
+    llvm::LLVMContext& ctx = b_.getContext();
+    std::vector<Acc> accs;
+    std::vector<bool> needed(ir_.num_registers(), false);
+    for (int red : p.reductions) {
+      const std::string op = red < 0 ? ir_.reduce->op : ir_.insts[red - ir_.inputs.size()].op;
+      const int reg = red < 0 ? ir_.reduce->reg : ir_.insts[red - ir_.inputs.size()].args[0];
+      const DType t = ir_.register_dtype(reg);
+      llvm::Type* at = op == "max" ? e_.type(t) : b_.getDoubleTy();
+      llvm::Value* init = op == "max" ? llvm::ConstantFP::getInfinity(at, /*Negative=*/true)
+                                      : llvm::ConstantFP::get(at, 0.0);
+      accs.push_back({op, reg, t, at, init});
+      need(reg, needed);
+    }
+    for (int o : p.outputs) need(ir_.outputs[o], needed);
+
+    llvm::BasicBlock* pre = b_.GetInsertBlock();
+    auto* loop = llvm::BasicBlock::Create(ctx, "loop", body_);
+    auto* exit = llvm::BasicBlock::Create(ctx, "exit", body_);
+    b_.CreateCondBr(b_.CreateICmpSGT(n_, b_.getInt64(0)), loop, exit);
+    b_.SetInsertPoint(loop);
+    llvm::PHINode* idx = b_.CreatePHI(b_.getInt64Ty(), 2, "i");
+    idx->addIncoming(b_.getInt64(0), pre);
+    for (Acc& a : accs) {
+      a.phi = b_.CreatePHI(a.acc, 2, "acc");
+      a.phi->addIncoming(a.init, pre);
+      if (a.op == "max") {
+        a.nan = b_.CreatePHI(b_.getInt1Ty(), 2, "nan");
+        a.nan->addIncoming(b_.getFalse(), pre);
+      }
+    }
+    std::vector<llvm::Value*> regs = known_;
+    for (int r = 0; r < ir_.num_registers(); ++r) {
+      if (!needed[r]) continue;
+      if (r < static_cast<int>(ir_.inputs.size())) {
+        const DType t = ir_.inputs[r].dtype;
+        regs[r] = e_.load(b_.CreateGEP(e_.memory_type(t), arg(r), idx), t);
+      } else {
+        regs[r] = compute(r, regs);
+      }
+    }
+    for (Acc& a : accs) {
+      llvm::Value* v = regs[a.reg];
+      if (a.op == "max") {
+        // maxnum under no-NaN flags vectorizes; NaNs are tracked apart and win at the end.
+        llvm::FastMathFlags f;
+        f.setNoNaNs();
+        f.setNoSignedZeros();
+        a.next = b_.CreateBinaryIntrinsic(llvm::Intrinsic::maxnum, a.phi, v);
+        llvm::cast<llvm::Instruction>(a.next)->setFastMathFlags(f);
+        a.nan_next = b_.CreateOr(a.nan, b_.CreateFCmpUNO(v, v));
+        a.nan->addIncoming(a.nan_next, loop);
+      } else {
+        // Reassociation lets the vectorizer keep several partial sums.
+        llvm::FastMathFlags reassoc;
+        reassoc.setAllowReassoc();
+        a.next = b_.CreateFAdd(a.phi, e_.convert(v, a.type, DType::Float64));
+        llvm::cast<llvm::Instruction>(a.next)->setFastMathFlags(reassoc);
+      }
+      a.phi->addIncoming(a.next, loop);
+    }
+    for (int o : p.outputs) {
+      const int r = ir_.outputs[o];
+      const DType t = ir_.register_dtype(r);
+      e_.store(regs[r], b_.CreateGEP(e_.memory_type(t), arg(ir_.inputs.size() + o), idx), t);
+    }
+    llvm::Value* next = b_.CreateAdd(idx, b_.getInt64(1), "next", true, true);
+    idx->addIncoming(next, loop);
+    auto* br = b_.CreateCondBr(b_.CreateICmpSLT(next, n_), loop, exit);
+    // Ask for vectorization explicitly (the cost model still picks the width).
+    llvm::MDNode* enable =
+        llvm::MDNode::get(ctx, {llvm::MDString::get(ctx, "llvm.loop.vectorize.enable"),
+                                llvm::ConstantAsMetadata::get(b_.getTrue())});
+    llvm::MDNode* loop_id = llvm::MDNode::getDistinct(ctx, {nullptr, enable});
+    loop_id->replaceOperandWith(0, loop_id);
+    br->setMetadata(llvm::LLVMContext::MD_loop, loop_id);
+
+    b_.SetInsertPoint(exit);
+    std::vector<llvm::PHINode*> totals, nans;  // every phi first: they lead the block
+    for (Acc& a : accs) {
+      totals.push_back(b_.CreatePHI(a.acc, 2, "total"));
+      totals.back()->addIncoming(a.init, pre);
+      totals.back()->addIncoming(a.next, loop);
+      nans.push_back(nullptr);
+      if (a.op == "max") {
+        nans.back() = b_.CreatePHI(b_.getInt1Ty(), 2, "any_nan");
+        nans.back()->addIncoming(b_.getFalse(), pre);
+        nans.back()->addIncoming(a.nan_next, loop);
+      }
+    }
+    for (size_t i = 0; i < accs.size(); ++i) {
+      Acc& a = accs[i];
+      llvm::Value* r = totals[i];
+      if (a.op == "max") {
+        r = b_.CreateSelect(nans[i], llvm::ConstantFP::getNaN(a.acc), r);
+      } else {
+        if (a.op == "mean") r = b_.CreateFDiv(r, b_.CreateSIToFP(n_, a.acc));
+        r = e_.convert(r, DType::Float64, a.type);
+      }
+      const int red = p.reductions[i];
+      if (red < 0)
+        e_.store(r, reduce_ptr(), a.type);
+      else
+        known_[red] = r;
+    }
+  }
+
+  llvm::IRBuilder<>& b_;
+  Emitter& e_;
+  const KernelIR& ir_;
+  const LoopLayout& layout_;
+  llvm::Function* body_;
+  llvm::Value* n_;
+  RowPlan plan_;
+  std::vector<llvm::Value*> known_;  // values fixed for the row: broadcast inputs, row registers
+};
+
 }  // namespace
 
 std::unique_ptr<llvm::Module> emit_region(llvm::LLVMContext& ctx, const KernelIR& ir,
@@ -220,7 +399,7 @@ std::unique_ptr<llvm::Module> emit_region(llvm::LLVMContext& ctx, const KernelIR
   llvm::Type* ptr = b.getPtrTy();
   llvm::Type* i64 = b.getInt64Ty();
 
-  // body(p0, ..., pk, n): the pointers never alias, which lets the loop vectorize
+  // body(p0, ..., pk, n): the pointers never alias, which lets the loops vectorize
   // without run-time overlap checks; it is inlined into the entry point.
   std::vector<llvm::Type*> params(nin + nout, ptr);
   params.push_back(i64);
@@ -230,94 +409,8 @@ std::unique_ptr<llvm::Module> emit_region(llvm::LLVMContext& ctx, const KernelIR
   body->addFnAttr(llvm::Attribute::NoUnwind);
   for (size_t i = 0; i < nin + nout; ++i)
     body->addParamAttr(static_cast<unsigned>(i), llvm::Attribute::NoAlias);
-
-  auto* entry = llvm::BasicBlock::Create(ctx, "entry", body);
-  auto* loop = llvm::BasicBlock::Create(ctx, "loop", body);
-  auto* exit = llvm::BasicBlock::Create(ctx, "exit", body);
-  b.SetInsertPoint(entry);
-  llvm::Value* n = body->getArg(static_cast<unsigned>(nin + nout));
-  std::vector<llvm::Value*> broadcast(nin, nullptr);  // inputs read once per row
-  for (size_t i = 0; i < nin; ++i)
-    if (!layout.inner_contiguous(i))
-      broadcast[i] = e.load(body->getArg(static_cast<unsigned>(i)), ir.inputs[i].dtype);
-  // The reduction's accumulator: float64 for sums (float32 rows add up without
-  // rounding drift), the register's type for max.
-  const bool summing = ir.reduce && ir.reduce->op != "max";
-  const DType reduce_type = ir.reduce ? ir.register_dtype(ir.reduce->reg) : DType::Float64;
-  llvm::Type* acc_type = summing ? b.getDoubleTy() : e.type(reduce_type);
-  llvm::Value* acc_init = summing ? llvm::ConstantFP::get(acc_type, 0.0)
-                                  : llvm::ConstantFP::getInfinity(acc_type, /*Negative=*/true);
-  b.CreateCondBr(b.CreateICmpSGT(n, b.getInt64(0)), loop, exit);
-
-  b.SetInsertPoint(loop);
-  llvm::PHINode* idx = b.CreatePHI(i64, 2, "i");
-  idx->addIncoming(b.getInt64(0), entry);
-  llvm::PHINode* acc = ir.reduce ? b.CreatePHI(acc_type, 2, "acc") : nullptr;
-  if (acc) acc->addIncoming(acc_init, entry);
-  std::vector<llvm::Value*> regs;
-  for (size_t i = 0; i < nin; ++i) {
-    if (broadcast[i]) {
-      regs.push_back(broadcast[i]);
-      continue;
-    }
-    llvm::Type* mt = e.memory_type(ir.inputs[i].dtype);
-    regs.push_back(
-        e.load(b.CreateGEP(mt, body->getArg(static_cast<unsigned>(i)), idx), ir.inputs[i].dtype));
-  }
-  for (const KernelInst& in : ir.insts) {
-    std::vector<llvm::Value*> args;
-    std::vector<DType> types;
-    for (int a : in.args) {
-      args.push_back(regs[a]);
-      types.push_back(ir.register_dtype(a));
-    }
-    regs.push_back(e.inst(in, args, types));
-  }
-  llvm::Value* acc_next = nullptr;
-  if (ir.reduce) {
-    llvm::Value* v = regs[ir.reduce->reg];
-    if (summing) {
-      // Reassociation lets the vectorizer keep several partial sums.
-      llvm::FastMathFlags reassoc;
-      reassoc.setAllowReassoc();
-      acc_next = b.CreateFAdd(acc, e.convert(v, reduce_type, DType::Float64));
-      llvm::cast<llvm::Instruction>(acc_next)->setFastMathFlags(reassoc);
-    } else {  // NaN-propagating max
-      llvm::Value* bigger = b.CreateSelect(b.CreateFCmpOGT(v, acc), v, acc);
-      acc_next =
-          b.CreateSelect(b.CreateFCmpUNO(v, acc), llvm::ConstantFP::getNaN(acc_type), bigger);
-    }
-    acc->addIncoming(acc_next, loop);
-  }
-  for (size_t o = 0; o < ir.outputs.size(); ++o) {
-    const DType t = ir.register_dtype(ir.outputs[o]);
-    llvm::Value* p =
-        b.CreateGEP(e.memory_type(t), body->getArg(static_cast<unsigned>(nin + o)), idx);
-    e.store(regs[ir.outputs[o]], p, t);
-  }
-  llvm::Value* next = b.CreateAdd(idx, b.getInt64(1), "next", true, true);
-  idx->addIncoming(next, loop);
-  auto* br = b.CreateCondBr(b.CreateICmpSLT(next, n), loop, exit);
-  // Ask for vectorization explicitly (the cost model still picks the width);
-  // a NaN-propagating max cannot vectorize without fast-math, so it is not asked.
-  if (!ir.reduce || summing) {
-    llvm::MDNode* enable =
-        llvm::MDNode::get(ctx, {llvm::MDString::get(ctx, "llvm.loop.vectorize.enable"),
-                                llvm::ConstantAsMetadata::get(b.getTrue())});
-    llvm::MDNode* loop_id = llvm::MDNode::getDistinct(ctx, {nullptr, enable});
-    loop_id->replaceOperandWith(0, loop_id);
-    br->setMetadata(llvm::LLVMContext::MD_loop, loop_id);
-  }
-  b.SetInsertPoint(exit);
-  if (ir.reduce) {
-    llvm::PHINode* total = b.CreatePHI(acc_type, 2, "total");
-    total->addIncoming(acc_init, entry);
-    total->addIncoming(acc_next, loop);
-    llvm::Value* r = total;
-    if (ir.reduce->op == "mean") r = b.CreateFDiv(r, b.CreateSIToFP(n, acc_type));
-    if (summing) r = e.convert(r, DType::Float64, reduce_type);
-    e.store(r, body->getArg(static_cast<unsigned>(nin + nout - 1)), reduce_type);
-  }
+  b.SetInsertPoint(llvm::BasicBlock::Create(ctx, "entry", body));
+  RowEmitter(b, e, ir, layout, body, body->getArg(static_cast<unsigned>(nin + nout))).emit();
   b.CreateRetVoid();
 
   // The entry point: void name(void** ptrs, int64_t n).

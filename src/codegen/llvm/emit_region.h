@@ -2,9 +2,10 @@
 //   void <name>(void** ptrs, int64_t n)
 // runs the region's inner loop over n elements: ptrs holds one pointer per input
 // (already at the row's first element; broadcast inputs are read once) followed
-// by one per output. With a reduction, n is one whole row and a last pointer
-// receives the row's reduced value. The caller walks rows and splits them
-// across threads.
+// by one per output. With reductions (trailing or row), n is one whole row: the
+// pointers of row-register outputs and of the trailing reduction (the last one)
+// receive one value for the row. The caller walks rows and splits them across
+// threads.
 #pragma once
 
 #include <llvm/IR/LLVMContext.h>

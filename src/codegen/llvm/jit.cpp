@@ -37,6 +37,8 @@ using RegionFn = void (*)(void**, int64_t);
 struct Loaded {
   RegionFn fn = nullptr;
   LoopLayout layout;
+  bool rows = false;             // called once per whole row
+  std::vector<bool> row_output;  // per result: one value per row
   llvm::orc::JITDylib* dylib = nullptr;
 };
 
@@ -101,6 +103,10 @@ class Jit {
     }
     auto k = std::make_shared<Loaded>();
     k->layout = loop_layout(ir);
+    k->rows = ir.reduce || ir.has_row_reductions();
+    const auto row = ir.row_registers();
+    for (int r : ir.outputs) k->row_output.push_back(row[r]);
+    if (ir.reduce) k->row_output.push_back(true);
     char name[40];
     std::snprintf(name, sizeof name, "ds_fused_%016llx", static_cast<unsigned long long>(hash));
     const CacheKey key{"LLVM " LLVM_VERSION_STRING, triple_, cpu_, features_, text};
@@ -258,12 +264,12 @@ void jit_run(const KernelIR& ir, const std::vector<const void*>& inputs,
                 at * static_cast<int64_t>(in_size[i]);
     }
     for (size_t o = 0; o < nout; ++o) {
-      const int64_t at = ir.reduce && o + 1 == nout ? row : begin;
+      const int64_t at = k->row_output[o] ? row : begin;
       ptrs[nin + o] = static_cast<char*>(outputs[o]) + at * static_cast<int64_t>(out_size[o]);
     }
     k->fn(ptrs.data(), len);
   };
-  if (ir.reduce) {  // whole rows per call
+  if (k->rows) {  // whole rows per call
     parallel_for(total / inner, std::max<int64_t>(1, 8192 / inner), [&](int64_t r0, int64_t r1) {
       std::vector<void*> ptrs(nin + nout);
       std::vector<int64_t> offsets;
