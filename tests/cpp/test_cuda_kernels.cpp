@@ -151,7 +151,8 @@ TEST(CudaKernels, ReductionsSoftmaxAndNormsMatchTheCpu) {
   DS_REQUIRE_GPU();
   uint64_t seed = 900;
   for (DType t : kFloats)
-    for (const Shape& s : {Shape{1, 1}, Shape{7, 13}, Shape{3, 5, 1000}, Shape{2, 4099}}) {
+    for (const Shape& s : {Shape{1, 1}, Shape{7, 13}, Shape{33, 64}, Shape{3, 5, 1000},
+                           Shape{2, 4099}, Shape{16, 8192}, Shape{2, 40000}}) {
       const std::string at = std::string(" ") + ds::dtype_name(t) + " " + ds::shape_str(s);
       const Tensor x = uniform(s, ++seed, -4, 4, t);
       // Sums of n values round n times in the CPU's and the GPU's own order.
