@@ -1,10 +1,10 @@
 // GPT as nanoGPT builds it (karpathy/nanoGPT, model.py): the same module names,
 // shapes and initialization; the output projection tied to the token embedding.
 #include <cmath>
-#include <limits>
 #include <sstream>
 
 #include "ds/models.h"
+#include "ir/ops/attention.h"
 
 namespace ds::models {
 namespace {
@@ -24,15 +24,6 @@ std::shared_ptr<nn::LayerNorm> layer_norm_layer(const GPTConfig& c) {
 // The residual projections start smaller, N(0, 0.02 / sqrt(2 n_layer)), so the
 // residual stream's variance does not grow with depth (GPT-2 paper).
 double residual_stddev(const GPTConfig& c) { return 0.02 / std::sqrt(2.0 * double(c.n_layer)); }
-
-// [T, T]: 0 on and below the diagonal, -inf above (position i sees positions <= i).
-Tensor causal_mask(int64_t t) {
-  Tensor mask = Tensor::zeros({t, t}, DType::Float32);
-  float* m = mask.data<float>();
-  for (int64_t i = 0; i < t; ++i)
-    for (int64_t j = i + 1; j < t; ++j) m[i * t + j] = -std::numeric_limits<float>::infinity();
-  return mask;
-}
 
 }  // namespace
 
@@ -54,9 +45,8 @@ Tensor CausalSelfAttention::forward(const Tensor& x) {
     return permute(reshape(p, {-1, t, n_head, d}), {0, 2, 1, 3});
   };
   const Tensor q = head(0), k = head(1), v = head(2);
-  Tensor scores = matmul(q, transpose(k, -2, -1)) * (1.0 / std::sqrt(static_cast<double>(d)));
-  scores = scores + causal_mask(t).to(scores.dtype());
-  Tensor y = matmul(softmax(scores, -1), v);  // [B, n_head, T, d]
+  // One op (a flash-attention kernel on CUDA): softmax(q k^T / sqrt(d) + causal mask) v.
+  Tensor y = scaled_dot_product_attention(q, k, v, /*causal=*/true);  // [B, n_head, T, d]
   y = reshape(permute(y, {0, 2, 1, 3}), {-1, t, n_embd});
   return c_proj->forward(y);
 }
