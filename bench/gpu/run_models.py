@@ -9,6 +9,7 @@ Cases (bf16, synthetic data, the same model and optimizer on both sides):
   gpt2_train      GPT-2 124M, batch 16 x 1024 tokens, AdamW: tokens/s and MFU; PyTorch
                   with SDPA (flash) attention, eager and torch.compile
   resnet50_infer  batch 1, 224x224, eval mode: latency; PyTorch eager (AMP, channels_last)
+  resnet50_infer_fp32  the same in float32 (no TF32 on either side)
 
 PyTorch is timed with CUDA events, ds with the wall clock around a step (a ds step
 returns its outputs on the host, so it has finished); both the median after warm-up.
@@ -48,7 +49,8 @@ def parse_args():
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     p.add_argument("--allow-fallback", action="store_true",
                    help="time ds even when some ops would run on the CPU")
-    p.add_argument("--cases", default="resnet50_train,gpt2_train,resnet50_infer")
+    p.add_argument("--cases",
+                   default="resnet50_train,gpt2_train,resnet50_infer,resnet50_infer_fp32")
     out = os.environ.get("OUT")
     p.add_argument("--json", default=os.path.join(out, "models_gpu.json") if out else
                    os.path.join(os.path.dirname(__file__), "..", "results", "models_gpu.json"))
@@ -110,6 +112,12 @@ def check_ds_placement(explain, args):
         raise Skip(f"{steps} steps have no CUDA kernel and would run on the CPU: {ops}")
 
 
+def host_roundtrip_bytes(model, n_state):
+    """What a ds TrainStep moves each way per step today: the parameters and optimizer
+    state are fed from the host and come back to it."""
+    return sum(int(np.prod(p.shape)) * 4 for p in model.parameters()) * (1 + n_state)
+
+
 def ds_time_step(step_fn, args, budget_s=60.0):
     """Warm-up then the median; gives up (Skip) when one step takes longer than the
     budget allows for the whole case."""
@@ -137,6 +145,7 @@ def case_resnet50_train(args, dev):
     def ds_side():
         model = ds.models.resnet50(num_classes=classes)
         opt = ds.optim.SGD(lr=0.1, momentum=0.9)
+        res["ds_host_bytes_each_way"] = host_roundtrip_bytes(model, 1)
         target = "cpu" if args.smoke else "cuda"
         step = ds.optim.TrainStep(model, opt, ds.nn.functional.cross_entropy, target=target,
                                   precision="bf16")
@@ -202,6 +211,7 @@ def case_gpt2_train(args, dev):
         model = ds.models.gpt2(ds.models.GPTConfig(**cfg))
         res["params_non_embedding"] = model.num_params()
         opt = ds.optim.AdamW(lr=6e-4, betas=(0.9, 0.95), weight_decay=0.1)
+        res["ds_host_bytes_each_way"] = host_roundtrip_bytes(model, 2)
         target = "cpu" if args.smoke else "cuda"
         step = ds.optim.TrainStep(model, opt, ds.models.lm_loss, target=target,
                                   precision="bf16")
@@ -247,17 +257,17 @@ def case_gpt2_train(args, dev):
     return res
 
 
-def case_resnet50_infer(args, dev):
+def case_resnet50_infer(args, dev, precision="bf16"):
     size = 64 if args.smoke else 224
     x_np = np.random.default_rng(2).standard_normal((1, 3, size, size), dtype=np.float32)
-    res = {"unit": "ms", "work": 1, "sides": {}}
+    res = {"unit": "ms", "work": 1, "precision": precision, "sides": {}}
 
     def ds_side():
         model = ds.models.resnet50().eval()
         graph = ds.Graph()
         out = model(graph.placeholder("x", shape=[1, 3, size, size], dtype="float32"))
         graph.output(out, "logits")
-        exe = ds.compile(graph, target="cpu" if args.smoke else "cuda", precision="bf16")
+        exe = ds.compile(graph, target="cpu" if args.smoke else "cuda", precision=precision)
         check_ds_placement(exe.explain(), args)
         x = ds.Tensor(x_np)
         if not args.smoke:
@@ -274,9 +284,17 @@ def case_resnet50_infer(args, dev):
         x = torch.from_numpy(x_np).to(dev).to(memory_format=torch.channels_last)
 
         def infer():
-            with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16):
+            with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16,
+                                                 enabled=precision == "bf16"):
                 model(x)
-        return torch_median_ms(infer, dev, args.warmup, 5 * args.iters)
+        # fp32 without TF32 on both sides (ds leaves TF32 off unless asked).
+        tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = \
+            precision != "fp32" and tf32[0]
+        try:
+            return torch_median_ms(infer, dev, args.warmup, 5 * args.iters)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
 
     res["sides"]["ds"] = run_side(ds_side)
     res["sides"]["torch_eager"] = run_side(torch_side)
@@ -341,6 +359,9 @@ def report(results):
               f"{fmt_side(res, sides.get('torch_compile')):>18}  {' '.join(ratios)}")
         if "mfu" in res:
             print(" " * 17 + "MFU: " + ", ".join(f"{k} {v:.1%}" for k, v in res["mfu"].items()))
+        if "ds_host_bytes_each_way" in res:
+            print(" " * 17 + f"ds step moves {res['ds_host_bytes_each_way'] / 1e6:,.0f} MB of "
+                  "parameters + optimizer state to the device and back (TrainStep today)")
         if "torch_compile_s" in res:
             print(" " * 17 + f"torch.compile first step: {res['torch_compile_s']:.1f} s")
         for side, v in sides.items():
@@ -364,7 +385,8 @@ def main():
         if not ds.cuda.is_available():
             print(f"ds sees no CUDA device: {ds.cuda.unavailable_reason()}")
     cases = {"resnet50_train": case_resnet50_train, "gpt2_train": case_gpt2_train,
-             "resnet50_infer": case_resnet50_infer}
+             "resnet50_infer": case_resnet50_infer,
+             "resnet50_infer_fp32": lambda a, d: case_resnet50_infer(a, d, "fp32")}
     results = {}
     t_start = time.perf_counter()
     for name in args.cases.split(","):
