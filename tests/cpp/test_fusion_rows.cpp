@@ -253,3 +253,36 @@ TEST_F(FusedRows, RowsWithoutKeepdimsLeaveTheRegionReshaped) {
     EXPECT_LE(worst_ulps(b.at(name), a.at(name), DType::Float32), 8) << name;
   }
 }
+
+TEST(KernelIR, SoftmaxKeepsItsExponentialsForTheLastPass) {
+  const codegen::KernelIR ir = codegen::parse_kernel_ir(
+      "region v1 shape=[4,6]\nin float32 [4,6]\n%1 = max float32 %0\n%2 = sub float32 %0 %1\n"
+      "%3 = exp float32 %2\n%4 = sum float32 %3\n%5 = div float32 %3 %4\nout %5\n");
+  const codegen::RowPlan plan = codegen::plan_rows(ir);
+  ASSERT_EQ(plan.passes.size(), 3u);
+  EXPECT_EQ(plan.kept, (std::vector<int>{3}));  // exp, not the cheap subtraction
+  EXPECT_EQ(plan.passes[1].elements, (std::vector<int>{0, 2, 3}));
+  EXPECT_EQ(plan.passes[2].elements, (std::vector<int>{3, 5}));  // read back, then divided
+}
+
+TEST_F(FusedRows, GeluInFloat32LanesStaysWithinAFewUlps) {
+  // gelu in float32 carries its erfc argument as hi + lo: checked where erfc's
+  // condition number is large (x far below 0) against the float64 reference.
+  const int64_t n = 4001;
+  std::vector<float> xs(n);
+  for (int64_t i = 0; i < n; ++i) xs[i] = -12.0f + 24.0f * static_cast<float>(i) / (n - 1);
+  Graph g;
+  Tensor x = g.placeholder("x", {1, n});
+  Tensor zero = g.placeholder("zero", {n});
+  g.output(ds::gelu(x + zero), "y");
+  const auto in = std::map<std::string, Tensor>{{"x", Tensor::from_vector(xs, {1, n})},
+                                                {"zero", Tensor::zeros({n})}};
+  auto fused = ds::compile(g, "cpu", {.opt_level = 2});
+  EXPECT_EQ(count_op(fused.graph(), "fused"), 1);
+  const auto got = ds::test::values(fused.run(in).at("y"));
+  const auto want = ds::test::values(ds::gelu(Tensor::from_vector(xs, {1, n}).to(DType::Float64)));
+  double worst = 0;
+  for (int64_t i = 0; i < n; ++i)
+    worst = std::max(worst, std::abs(got[i] - want[i]) / (std::abs(want[i]) * 0x1p-24));
+  EXPECT_LE(worst, 4);
+}

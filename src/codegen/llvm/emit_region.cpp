@@ -4,7 +4,9 @@
 #include <llvm/IR/Intrinsics.h>
 #include <llvm/IR/MDBuilder.h>
 
+#include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "codegen/row_plan.h"
 #include "ds/error.h"
@@ -77,7 +79,8 @@ class Emitter {
       DType ct = is_float(in.dtype)       ? in.dtype
                  : is_float(arg_types[0]) ? arg_types[0]
                                           : DType::Float32;
-      if (computes_in_double(op)) ct = DType::Float64;
+      if (computes_in_double(op) && !(op == "gelu" && ct == DType::Float32 && !tanh_form(in)))
+        ct = DType::Float64;
       llvm::Value* x = convert(args[0], arg_types[0], ct);
       if (op == "isnan") return b_.CreateFCmpUNO(x, x);
       return convert(unary(in, x), ct, in.dtype);
@@ -123,6 +126,33 @@ class Emitter {
     return b_.CreateFDiv(k(x, 1.0), b_.CreateFAdd(k(x, 1.0), libm("exp", {b_.CreateFNeg(x)})));
   }
 
+  static bool tanh_form(const KernelInst& in) {
+    auto it = in.attrs.find("approximate");
+    return it != in.attrs.end() && std::get<std::string>(it->second) == "tanh";
+  }
+
+  // gelu(x) = x/2 erfc(-x/sqrt 2) in float32 lanes: t = -x/sqrt 2 carried as hi + lo
+  // (the product's rounding error exact through an FMA), since erfc's condition
+  // number ~2t^2 would amplify the rounding of t; lo enters to first order,
+  // erfc(hi + lo) ~ erfc(hi) - lo 2/sqrt(pi) e^(-hi^2).
+  llvm::Value* gelu_erf_f32(llvm::Value* x) {
+    const double c = -std::sqrt(0.5);
+    const float c_hi = static_cast<float>(c);
+    const float c_lo = static_cast<float>(c - c_hi);
+    auto fma = [&](llvm::Value* a, llvm::Value* m, llvm::Value* add) {
+      return b_.CreateIntrinsic(llvm::Intrinsic::fma, {a->getType()}, {a, m, add});
+    };
+    llvm::Value* hi = b_.CreateFMul(x, k(x, c_hi));
+    llvm::Value* lo = fma(x, k(x, c_lo), fma(x, k(x, c_hi), b_.CreateFNeg(hi)));
+    // Infinite x: hi is infinite and the error term NaN; drop it.
+    lo = b_.CreateSelect(b_.CreateFCmpOEQ(intrinsic(llvm::Intrinsic::fabs, hi), k(x, INFINITY)),
+                         k(x, 0.0), lo);
+    llvm::Value* erfc_hi = libm("erfc", {hi});
+    llvm::Value* d = libm("exp", {b_.CreateFNeg(b_.CreateFMul(hi, hi))});
+    llvm::Value* slope = b_.CreateFMul(lo, k(x, -2.0 / std::sqrt(M_PI)));
+    return b_.CreateFMul(b_.CreateFMul(k(x, 0.5), x), fma(slope, d, erfc_hi));
+  }
+
   llvm::Value* unary(const KernelInst& in, llvm::Value* x) {
     const std::string& op = in.op;
     auto attr = [&](const char* name, double fallback) {
@@ -156,8 +186,8 @@ class Emitter {
       return b_.CreateSelect(b_.CreateFCmpOGT(bx, k(x, attr("threshold", 20.0))), x, soft);
     }
     if (op == "gelu") {
-      auto it = in.attrs.find("approximate");
-      if (it != in.attrs.end() && std::get<std::string>(it->second) == "tanh") {
+      if (x->getType()->isFloatTy()) return gelu_erf_f32(x);
+      if (tanh_form(in)) {
         const double c = std::sqrt(2.0 / M_PI);
         llvm::Value* x3 = b_.CreateFMul(b_.CreateFMul(x, x), x);
         llvm::Value* u = b_.CreateFAdd(x, b_.CreateFMul(k(x, 0.044715), x3));
@@ -236,8 +266,16 @@ class RowEmitter {
 
  private:
   llvm::Value* arg(size_t i) { return body_->getArg(static_cast<unsigned>(i)); }
+  size_t num_results() const { return ir_.outputs.size() + (ir_.reduce ? 1 : 0); }
   llvm::Value* reduce_ptr() {
     return arg(ir_.inputs.size() + ir_.outputs.size());  // the trailing reduction's pointer
+  }
+  // The row buffer of kept register r (after the inputs' and results' pointers).
+  llvm::Value* kept_ptr(int r) {
+    const auto it = std::find(plan_.kept.begin(), plan_.kept.end(), r);
+    return it == plan_.kept.end()
+               ? nullptr
+               : arg(ir_.inputs.size() + num_results() + (it - plan_.kept.begin()));
   }
 
   llvm::Value* compute(int r, const std::vector<llvm::Value*>& regs) {
@@ -249,14 +287,6 @@ class RowEmitter {
       types.push_back(ir_.register_dtype(a));
     }
     return e_.inst(in, args, types);
-  }
-
-  // Marks the elementwise registers `r` reads that a loop must compute.
-  void need(int r, std::vector<bool>& needed) {
-    if (needed[r] || known_[r]) return;
-    needed[r] = true;
-    if (r >= static_cast<int>(ir_.inputs.size()))
-      for (int a : ir_.insts[r - ir_.inputs.size()].args) need(a, needed);
   }
 
   struct Acc {
@@ -274,7 +304,6 @@ class RowEmitter {
   void emit_pass(const RowPass& p) {
     llvm::LLVMContext& ctx = b_.getContext();
     std::vector<Acc> accs;
-    std::vector<bool> needed(ir_.num_registers(), false);
     for (int red : p.reductions) {
       const std::string op = red < 0 ? ir_.reduce->op : ir_.insts[red - ir_.inputs.size()].op;
       const int reg = red < 0 ? ir_.reduce->reg : ir_.insts[red - ir_.inputs.size()].args[0];
@@ -283,9 +312,7 @@ class RowEmitter {
       llvm::Value* init = op == "max" ? llvm::ConstantFP::getInfinity(at, /*Negative=*/true)
                                       : llvm::ConstantFP::get(at, 0.0);
       accs.push_back({op, reg, t, at, init});
-      need(reg, needed);
     }
-    for (int o : p.outputs) need(ir_.outputs[o], needed);
 
     llvm::BasicBlock* pre = b_.GetInsertBlock();
     auto* loop = llvm::BasicBlock::Create(ctx, "loop", body_);
@@ -303,15 +330,24 @@ class RowEmitter {
       }
     }
     std::vector<llvm::Value*> regs = known_;
-    for (int r = 0; r < ir_.num_registers(); ++r) {
-      if (!needed[r]) continue;
+    std::vector<int> now_kept;
+    for (int r : p.elements) {
+      if (regs[r]) continue;  // read once per row
+      const DType t = ir_.register_dtype(r);
+      llvm::Value* kept = kept_ptr(r);
       if (r < static_cast<int>(ir_.inputs.size())) {
-        const DType t = ir_.inputs[r].dtype;
         regs[r] = e_.load(b_.CreateGEP(e_.memory_type(t), arg(r), idx), t);
+      } else if (kept && kept_.count(r)) {
+        regs[r] = e_.load(b_.CreateGEP(e_.memory_type(t), kept, idx), t);
       } else {
         regs[r] = compute(r, regs);
+        if (kept) {
+          e_.store(regs[r], b_.CreateGEP(e_.memory_type(t), kept, idx), t);
+          now_kept.push_back(r);
+        }
       }
     }
+    kept_.insert(now_kept.begin(), now_kept.end());
     for (Acc& a : accs) {
       llvm::Value* v = regs[a.reg];
       if (a.op == "max") {
@@ -386,6 +422,7 @@ class RowEmitter {
   llvm::Value* n_;
   RowPlan plan_;
   std::vector<llvm::Value*> known_;  // values fixed for the row: broadcast inputs, row registers
+  std::set<int> kept_;               // kept registers stored by an earlier pass
 };
 
 }  // namespace
@@ -395,7 +432,9 @@ std::unique_ptr<llvm::Module> emit_region(llvm::LLVMContext& ctx, const KernelIR
   auto m = std::make_unique<llvm::Module>(name, ctx);
   llvm::IRBuilder<> b(ctx);
   Emitter e(b, *m);
-  const size_t nin = ir.inputs.size(), nout = ir.outputs.size() + (ir.reduce ? 1 : 0);
+  const size_t nin = ir.inputs.size();
+  // Results' pointers, then one row buffer per kept register.
+  const size_t nout = ir.outputs.size() + (ir.reduce ? 1 : 0) + plan_rows(ir).kept.size();
   llvm::Type* ptr = b.getPtrTy();
   llvm::Type* i64 = b.getInt64Ty();
 

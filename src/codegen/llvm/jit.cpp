@@ -19,6 +19,9 @@
 #include <llvm/Target/TargetMachine.h>
 #include <llvm/Transforms/Utils/Cloning.h>
 
+#include <dlfcn.h>
+#include <sys/stat.h>
+
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -26,6 +29,7 @@
 
 #include "codegen/kernel_cache.h"
 #include "codegen/llvm/emit_region.h"
+#include "codegen/row_plan.h"
 #include "core/thread_pool.h"
 #include "ds/error.h"
 
@@ -39,6 +43,7 @@ struct Loaded {
   LoopLayout layout;
   bool rows = false;             // called once per whole row
   std::vector<bool> row_output;  // per result: one value per row
+  std::vector<size_t> kept_size;  // per kept register (row_plan.h): its element size
   llvm::orc::JITDylib* dylib = nullptr;
 };
 
@@ -69,6 +74,22 @@ const llvm::VecDesc kMoreLibmvec[] = {
     {"expm1", "_ZGVdN4v_expm1", llvm::ElementCount::getFixed(4)},
     {"log1p", "_ZGVdN4v_log1p", llvm::ElementCount::getFixed(4)},
 };
+
+size_t element_size(DType t) {
+  return t == DType::Bool ? 1 : dtype_size(t);
+}
+
+// The library holding this emitter, by path, size and modification time: an
+// object compiled by another build (another emitter) is foreign to this one.
+std::string build_identity() {
+  Dl_info info;
+  struct stat st;
+  if (dladdr(reinterpret_cast<void*>(&jit_available), &info) && info.dli_fname &&
+      stat(info.dli_fname, &st) == 0)
+    return std::string(info.dli_fname) + " " + std::to_string(st.st_size) + " " +
+           std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+  return "deepseek " DS_VERSION;
+}
 
 class Jit {
  public:
@@ -107,9 +128,10 @@ class Jit {
     const auto row = ir.row_registers();
     for (int r : ir.outputs) k->row_output.push_back(row[r]);
     if (ir.reduce) k->row_output.push_back(true);
+    for (int r : plan_rows(ir).kept) k->kept_size.push_back(element_size(ir.register_dtype(r)));
     char name[40];
     std::snprintf(name, sizeof name, "ds_fused_%016llx", static_cast<unsigned long long>(hash));
-    const CacheKey key{"LLVM " LLVM_VERSION_STRING, triple_, cpu_, features_, text};
+    const CacheKey key{"LLVM " LLVM_VERSION_STRING " " + build_, triple_, cpu_, features_, text};
     const auto dir = kernel_cache_dir();
     std::string object;
     const CacheLookup found = cache_load(dir, key, &object);
@@ -208,6 +230,7 @@ class Jit {
 
   std::mutex mu_;
   std::string triple_, cpu_, features_;
+  const std::string build_ = build_identity();
   bool avx2_ = false;
   std::unique_ptr<llvm::TargetMachine> tm_;
   std::unique_ptr<llvm::orc::LLJIT> lljit_;
@@ -219,10 +242,6 @@ class Jit {
 Jit& jit() {
   static Jit* j = new Jit();  // never destroyed: kernels may run during static teardown
   return *j;
-}
-
-size_t element_size(DType t) {
-  return t == DType::Bool ? 1 : dtype_size(t);
 }
 
 }  // namespace
@@ -269,9 +288,18 @@ void jit_run(const KernelIR& ir, const std::vector<const void*>& inputs,
     }
     k->fn(ptrs.data(), len);
   };
-  if (k->rows) {  // whole rows per call
+  if (k->rows) {  // whole rows per call, with the kept registers' row buffers
     parallel_for(total / inner, std::max<int64_t>(1, 8192 / inner), [&](int64_t r0, int64_t r1) {
-      std::vector<void*> ptrs(nin + nout);
+      const size_t nkept = k->kept_size.size();
+      std::vector<void*> ptrs(nin + nout + nkept);
+      size_t kept_bytes = 0;
+      for (size_t s : k->kept_size) kept_bytes += s * static_cast<size_t>(inner);
+      std::vector<double> kept(kept_bytes / sizeof(double) + nkept);  // 8-byte aligned
+      char* at = reinterpret_cast<char*>(kept.data());
+      for (size_t j = 0; j < nkept; ++j) {
+        ptrs[nin + nout + j] = at;
+        at += (k->kept_size[j] * static_cast<size_t>(inner) + 7) / 8 * 8;
+      }
       std::vector<int64_t> offsets;
       for (int64_t r = r0; r < r1; ++r) call(r * inner, inner, ptrs, offsets);
     });
