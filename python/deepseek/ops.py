@@ -265,6 +265,14 @@ def layer_norm(x, weight=None, bias=None, eps: float = 1e-5, *, normalized_shape
                    name)
 
 
+def scaled_dot_product_attention(q, k, v, *, causal: bool = False, scale: float = 0.0,
+                                 name: str = "") -> Tensor:
+    """softmax(q @ k^T * scale [+ causal mask]) @ v over the last two dims ([..., L, D]);
+    ``scale`` 0 means 1/sqrt(D). One fused (flash-style) kernel on CUDA."""
+    return _apply1("scaled_dot_product_attention", [q, k, v],
+                   {"causal": bool(causal), "scale": float(scale)}, name)
+
+
 def group_norm(x, num_groups: int, weight=None, bias=None, eps: float = 1e-5, *,
                name: str = "") -> Tensor:
     return _apply1("group_norm", [x, weight, bias], {"num_groups": int(num_groups),
@@ -439,7 +447,7 @@ __all__ = sorted(
        "softmax", "log_softmax", "matmul", "linear", "gemm",
        "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
        "global_avg_pool2d", "batch_norm", "layer_norm", "group_norm", "rms_norm",
-       "reshape", "flatten", "squeeze", "unsqueeze", "permute", "transpose", "broadcast_to",
+       "scaled_dot_product_attention", "reshape", "flatten", "squeeze", "unsqueeze", "permute", "transpose", "broadcast_to",
        "concat", "stack", "split", "slice", "take_along_axis", "gather", "index_select",
        "embedding", "pad", "tril", "triu", "arange", "full", "zeros", "ones", "one_hot",
        "random_uniform", "random_normal", "bernoulli"])

@@ -15,6 +15,8 @@ struct DeviceHooks {
   // Copies contiguous `src` into contiguous `dst` of the same shape and dtype;
   // at least one of them is on the hooks' device.
   std::function<void(const Tensor& src, Tensor& dst)> copy;
+  // A contiguous copy of a strided tensor on the hooks' device, made there.
+  std::function<Tensor(const Tensor& src)> contiguous;
 };
 
 void register_device_hooks(DeviceKind kind, DeviceHooks hooks);

@@ -166,6 +166,7 @@ void copy_into(const Tensor& src, Tensor& dst) {
 
 Tensor Tensor::contiguous() const {
   if (is_symbolic() || is_contiguous()) return *this;
+  if (device().kind != DeviceKind::CPU) return device_hooks(device().kind)->contiguous(*this);
   Tensor out = empty(shape(), dtype());
   copy_into(*this, out);
   return out;
@@ -173,6 +174,12 @@ Tensor Tensor::contiguous() const {
 
 Tensor Tensor::clone() const {
   if (is_symbolic()) return *this;
+  if (device().kind != DeviceKind::CPU) {
+    if (!is_contiguous()) return contiguous();
+    Tensor out = empty(shape(), dtype(), device());
+    device_hooks(device().kind)->copy(*this, out);
+    return out;
+  }
   Tensor out = empty(shape(), dtype());
   copy_into(*this, out);
   return out;
@@ -189,8 +196,7 @@ Tensor Tensor::to(Device d) const {
   const DeviceHooks* hooks = device_hooks(d.kind == DeviceKind::CPU ? device().kind : d.kind);
   DS_CHECK(hooks, UnavailableError, "Tensor.to(", d.str(),
            "): this build has no backend for that device (built without CUDA)");
-  // Device memory is not readable here: a strided device tensor is refused by the copy.
-  const Tensor src = device().kind == DeviceKind::CPU ? contiguous() : *this;
+  const Tensor src = contiguous();  // a strided device tensor is compacted on its device
   Tensor out = empty(shape(), dtype(), d);
   hooks->copy(src, out);
   return out;

@@ -24,6 +24,28 @@ std::vector<Tensor> run_kernel(const OpContext& ctx, const KernelEntry& kernel,
   return out;
 }
 
+namespace {
+
+// The device an op's inputs share; mixing devices is an error naming the input.
+Device common_device(const std::vector<Tensor>& inputs, const std::string& where) {
+  Device device = Device::cpu();
+  int first = -1;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!inputs[i].defined()) continue;
+    if (first < 0) {
+      device = inputs[i].device();
+      first = static_cast<int>(i);
+      continue;
+    }
+    DS_CHECK(inputs[i].device() == device, ValueError, where, "input ", i, " is on ",
+             inputs[i].device().str(), " but input ", first, " is on ", device.str(),
+             "; move them to one device with .to(device)");
+  }
+  return device;
+}
+
+}  // namespace
+
 std::vector<Tensor> apply(const std::string& op_name, const std::vector<Tensor>& inputs,
                           const AttrMap& attrs, const std::string& name) {
   for (const Tensor& t : inputs)
@@ -33,17 +55,36 @@ std::vector<Tensor> apply(const std::string& op_name, const std::vector<Tensor>&
   const size_t count = checked_arity(op, inputs, where);
   std::vector<Tensor> in(inputs.begin(), inputs.begin() + count);
   std::vector<TensorType> types;
-  for (const Tensor& t : in) {
-    DS_CHECK(t.device().kind == DeviceKind::CPU, UnavailableError, where,
-             "eager execution on ", t.device().str(), " needs the CUDA backend");
-    types.push_back({t.dtype(), t.shape()});
-  }
+  const Device device = common_device(in, where);
+  for (const Tensor& t : in) types.push_back({t.dtype(), t.shape()});
   AttrMap full = complete_attrs(op, attrs, where);
   OpContext ctx{op, full, types, ""};
   const auto out_types = op.infer(ctx);
-  const KernelEntry& kernel = select_kernel(ctx, DeviceKind::CPU);
-  OpEventScope profile_event(ctx, kernel, out_types);
-  return run_kernel(ctx, kernel, in, out_types);
+  if (device.kind == DeviceKind::CPU) {
+    const KernelEntry& kernel = select_kernel(ctx, DeviceKind::CPU);
+    OpEventScope profile_event(ctx, kernel, out_types);
+    return run_kernel(ctx, kernel, in, out_types);
+  }
+  // On a device: its kernel, or (an op it has none for) the CPU's, with the inputs
+  // copied over and the results copied back, so tensors stay where the user put them.
+  const KernelEntry& kernel = select_kernel(ctx, device.kind);
+  if (kernel.impl != "reference") {
+    std::vector<Tensor> out;
+    for (const TensorType& t : out_types) out.push_back(Tensor::empty(t.shape, t.dtype, device));
+    OpEventScope profile_event(ctx, kernel, out_types);
+    run_kernel_into(ctx, kernel, in, out);
+    return out;
+  }
+  std::vector<Tensor> host;
+  for (const Tensor& t : in) host.push_back(t.defined() ? t.to(Device::cpu()) : t);
+  const KernelEntry& cpu_kernel = select_kernel(ctx, DeviceKind::CPU);
+  std::vector<Tensor> out;
+  {
+    OpEventScope profile_event(ctx, cpu_kernel, out_types);
+    out = run_kernel(ctx, cpu_kernel, host, out_types);
+  }
+  for (Tensor& t : out) t = t.to(device);
+  return out;
 }
 
 Tensor apply1(const std::string& op, const std::vector<Tensor>& inputs, const AttrMap& attrs,

@@ -22,14 +22,30 @@ TOL = {
 }
 
 
+# The op conformance tables run once per device here (`on_device`): inputs made by
+# make() live on it, so every op runs there (its CUDA kernel, or the CPU's fallback).
+DEVICES = ["cpu"] + (["cuda"] if "cuda" in ds.available_targets() else [])
+_device = "cpu"
+
+
+@pytest.fixture(params=DEVICES)
+def on_device(request):
+    global _device
+    _device = request.param
+    yield request.param
+    _device = "cpu"
+
+
 def make(values, dtype):
     """A ds tensor of ``dtype`` from float64 values, and those values as rounded to it (f64)."""
     t = ds.Tensor(np.asarray(values, dtype=np.float64), dtype=dtype)
+    if _device != "cpu":
+        t = t.to(_device)
     return t, as_f64(t)
 
 
 def as_f64(t):
-    return np.asarray(t.astype("float64").numpy(), dtype=np.float64)
+    return np.asarray(t.to("cpu").astype("float64").numpy(), dtype=np.float64)
 
 
 def assert_close(got, want, dtype, scale=1.0):

@@ -10,6 +10,8 @@ from conftest import FLOAT_DTYPES, TOL, as_f64, assert_close, make, require_op
 
 import test_ops_numpy
 
+pytestmark = pytest.mark.usefixtures("on_device")
+
 
 def assert_bounded(got, want, bound, dtype, k):
     """|got - want| <= rtol * sqrt(k) * bound + atol, elementwise."""
@@ -323,10 +325,30 @@ def test_random(dtype):
                                   as_f64(ds.random_uniform([20], seed=11, dtype=dtype)))
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("causal", [False, True])
+def test_scaled_dot_product_attention(dtype, causal, rng):
+    for (b, h, lq, lk, d) in [(1, 1, 1, 1, 1), (2, 3, 7, 7, 16), (1, 2, 65, 65, 64), (2, 1, 5, 9, 8)]:
+        if causal and lq != lk:
+            continue
+        q, q64 = make(rng.standard_normal((b, h, lq, d)), dtype)
+        k, k64 = make(rng.standard_normal((b, h, lk, d)), dtype)
+        v, v64 = make(rng.standard_normal((b, h, lk, d)), dtype)
+        s = q64 @ np.swapaxes(k64, -1, -2) / np.sqrt(d)
+        if causal:
+            s = np.where(np.tril(np.ones((lq, lk), dtype=bool)), s, -np.inf)
+        p = np.exp(s - s.max(-1, keepdims=True))
+        want = (p / p.sum(-1, keepdims=True)) @ v64
+        got = ds.scaled_dot_product_attention(q, k, v, causal=causal)
+        assert got.shape == (b, h, lq, d)
+        assert_close(got, want, dtype, scale=4 * np.sqrt(lk))
+
+
 # ---- coverage of both tables
 NN_TESTED = {"matmul", "linear", "gemm", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d",
              "adaptive_avg_pool2d", "global_avg_pool2d", "batch_norm", "layer_norm", "group_norm",
-             "rms_norm", "random_uniform", "random_normal", "bernoulli"}
+             "rms_norm", "random_uniform", "random_normal", "bernoulli",
+             "scaled_dot_product_attention"}
 OTHER_TESTED = {"where", "cast", "arange", "full", "zeros", "ones", "one_hot", "embedding",
                 "unsqueeze", "transpose", "gather", "var", "std"}
 # Graph-internal ops with no Python function: gradients of other ops, checked against
@@ -335,7 +357,8 @@ OTHER_TESTED = {"where", "cast", "arange", "full", "zeros", "ones", "one_hot", "
 # against the unfused graph by the C++ fusion tests; sources are made by Graph methods.
 INTERNAL = {"placeholder", "constant", "conv2d_backward_input", "conv2d_backward_weight",
             "max_pool2d_backward", "avg_pool2d_backward", "adaptive_avg_pool2d_backward",
-            "scatter_add_along_axis", "index_add", "fused", "fused_linear", "fused_conv2d"}
+            "scatter_add_along_axis", "index_add", "fused", "fused_linear", "fused_conv2d",
+            "scaled_dot_product_attention_backward"}
 
 
 def test_every_op_has_a_numpy_test(rng):

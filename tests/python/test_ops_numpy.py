@@ -17,6 +17,8 @@ ALL_DTYPES = ["bool", "uint8", "int8", "int32", "int64", "float16", "bfloat16", 
 SHAPES = [(), (0,), (1,), (7,), (3, 5), (2, 3, 4), (67, 257)]
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
+pytestmark = pytest.mark.usefixtures("on_device")
+
 
 def _gelu_tanh(x):
     return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))

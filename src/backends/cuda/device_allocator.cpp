@@ -5,6 +5,7 @@
 // kept per exact rounded size, so steady-state runs never call cudaMalloc.
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -81,8 +82,32 @@ class DevicePool {
   void release(void* p, size_t nbytes) {
     const size_t size = rounded(nbytes);
     std::lock_guard<std::mutex> lock(mu_);
+    if (held_) {  // a graph capture: the block stays the graph's (still allocated)
+      held_->emplace_back(p, size);
+      return;
+    }
     stats_.allocated -= static_cast<int64_t>(size);
     free_[size].push_back(p);
+  }
+
+  void begin_hold() {
+    std::lock_guard<std::mutex> lock(mu_);
+    DS_CHECK(!held_, Error, "CUDA graph capture on cuda:", device_, " is already holding blocks");
+    held_ = std::make_unique<std::vector<std::pair<void*, size_t>>>();
+  }
+
+  std::shared_ptr<void> end_hold() {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto* blocks = held_.release();
+    return std::shared_ptr<void>(blocks, [this](void* b) {
+      std::unique_ptr<std::vector<std::pair<void*, size_t>>> list(
+          static_cast<std::vector<std::pair<void*, size_t>>*>(b));
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [p, size] : *list) {
+        stats_.allocated -= static_cast<int64_t>(size);
+        free_[size].push_back(p);
+      }
+    });
   }
 
   void empty_cache() {
@@ -131,6 +156,7 @@ class DevicePool {
   int device_;
   std::mutex mu_;
   std::map<size_t, std::vector<void*>> free_;
+  std::unique_ptr<std::vector<std::pair<void*, size_t>>> held_;  // during a graph capture
   AllocatorStats stats_;
 };
 
@@ -146,7 +172,7 @@ DevicePool& pool(int device) {
 }
 
 [[maybe_unused]] const bool hooks_registered = [] {
-  register_device_hooks(DeviceKind::CUDA, {device_storage, copy_tensor});
+  register_device_hooks(DeviceKind::CUDA, {device_storage, copy_tensor, contiguous_on_device});
   return true;
 }();
 
@@ -166,6 +192,9 @@ std::shared_ptr<void> allocate(size_t nbytes, int device) {
   void* p = pool(device).allocate(nbytes);
   return std::shared_ptr<void>(p, [device, nbytes](void* q) { pool(device).release(q, nbytes); });
 }
+
+void begin_graph_hold(int device) { pool(device).begin_hold(); }
+std::shared_ptr<void> end_graph_hold(int device) { return pool(device).end_hold(); }
 
 AllocatorStats memory_stats(int device) { return pool(device).stats(); }
 void reset_peak_memory(int device) { pool(device).reset_peak(); }

@@ -1,0 +1,72 @@
+// Eager ops on CUDA tensors: each runs its CUDA kernel (or the CPU's, with copies
+// both ways) and its results stay on the device; strided device views are
+// compacted on the device.
+#include <gtest/gtest.h>
+
+#include "ds/cuda.h"
+#include "ds/ds.h"
+
+using ds::Device;
+using ds::DType;
+using ds::Tensor;
+
+#define DS_REQUIRE_GPU()                                                               \
+  do {                                                                                  \
+    if (ds::cuda::device_count() == 0)                                                  \
+      GTEST_SKIP() << "no CUDA device here: " << ds::cuda::unavailable_reason();        \
+  } while (0)
+
+namespace {
+
+void expect_same(const Tensor& gpu, const Tensor& cpu, double tol, const std::string& what) {
+  ASSERT_EQ(gpu.device().kind, ds::DeviceKind::CUDA) << what << ": result left the device";
+  const Tensor got = gpu.to(Device::cpu()).to(DType::Float64);
+  const Tensor want = cpu.to(DType::Float64);
+  ASSERT_EQ(got.shape(), want.shape()) << what;
+  const double* g = got.data<double>();
+  const double* w = want.data<double>();
+  for (int64_t i = 0; i < got.numel(); ++i)
+    ASSERT_NEAR(g[i], w[i], tol * (1 + std::abs(w[i]))) << what << " at " << i;
+}
+
+}  // namespace
+
+TEST(CudaEager, OpsOnDeviceTensorsMatchTheCpuAndStayOnTheDevice) {
+  DS_REQUIRE_GPU();
+  const Device gpu = Device::parse("cuda:0");
+  const Tensor a = ds::random_uniform({37, 64}, 1, -1, 1), b = ds::random_uniform({64}, 2, -1, 1);
+  const Tensor w = ds::random_uniform({64, 24}, 3, -1, 1);
+  const Tensor ga = a.to(gpu), gb = b.to(gpu), gw = w.to(gpu);
+  expect_same(ds::add(ga, gb), ds::add(a, b), 1e-6, "add broadcast");
+  expect_same(ds::softmax(ga, -1), ds::softmax(a, -1), 1e-5, "softmax");
+  expect_same(ds::matmul(ga, gw), ds::matmul(a, gw.to(Device::cpu())), 1e-4, "matmul");
+  // tril has no CUDA kernel: it runs on the CPU and its result comes back to the device.
+  expect_same(ds::tril(ga), ds::tril(a), 0, "tril (CPU fallback)");
+}
+
+TEST(CudaEager, StridedViewsAreCompactedOnTheDevice) {
+  DS_REQUIRE_GPU();
+  const Device gpu = Device::parse("cuda:0");
+  for (DType t : {DType::Float32, DType::Float64, DType::BFloat16, DType::Int64, DType::Bool}) {
+    const Tensor x = ds::random_uniform({5, 7, 3}, 4, -2, 2).to(t);
+    const Tensor view = x.to(gpu).transpose(0, 2);
+    ASSERT_FALSE(view.is_contiguous());
+    expect_same(view.contiguous(), x.transpose(0, 2).contiguous(), 0,
+                std::string("transpose ") + ds::dtype_name(t));
+    expect_same(ds::neg(view.to(DType::Float32)), ds::neg(x.transpose(0, 2).to(DType::Float32)), 0,
+                "op on a strided view");
+  }
+}
+
+TEST(CudaEager, MixingDevicesNamesTheInputs) {
+  DS_REQUIRE_GPU();
+  const Tensor a = ds::random_uniform({4}, 1, -1, 1);
+  try {
+    ds::add(a.to(Device::parse("cuda:0")), a);
+    FAIL() << "mixing cuda:0 and cpu did not throw";
+  } catch (const ds::ValueError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("input 1 is on cpu"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("cuda:0"), std::string::npos) << msg;
+  }
+}
