@@ -1,10 +1,12 @@
 // ds::models: parameter counts and names against torchvision / nanoGPT, forward
 // shapes, causality, checkpoint loading and a training step that learns.
+// On a GPU (CudaModels.*): compiled for CUDA against the same model on the CPU.
 // (Outputs against PyTorch with the same weights: tests/python/test_models.py.)
 #include <gtest/gtest.h>
 
 #include <cmath>
 
+#include "ds/cuda.h"
 #include "ds/models.h"
 #include "ds/optim.h"
 
@@ -201,4 +203,49 @@ TEST(Models, LoadNanoGptStateDictWithTiedHead) {
 
   state["lm_head.weight"] = state.at("transformer.wte.weight") * 2.0;
   EXPECT_THROW(models::load_torch_state_dict(*dst, state), ValueError);
+}
+
+// ---- the models compiled for CUDA (steps without a CUDA kernel fall back to the CPU)
+
+class CudaModels : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: " << cuda::unavailable_reason();
+  }
+};
+
+TEST_F(CudaModels, ResNet18EvalMatchesCpu) {
+  nn::manual_seed(20);
+  auto r = models::resnet18(10);
+  // Eval-mode BN with non-trivial statistics, so a misplaced one shows.
+  for (auto& [name, slot] : r->buffer_slots())
+    *slot = name.find("running_var") != std::string::npos
+                ? random_uniform(slot->shape(), 22, 0.5, 1.5)
+                : random_normal(slot->shape(), 23, 0.0, 0.2);
+  r->eval();
+  const Tensor x = random_normal({2, 3, 64, 64}, 21);
+  optim::EvalStep cpu(*r, "cpu"), gpu(*r, "cuda");
+  const Tensor want = cpu.run(x), got = gpu.run(x);
+  // cuDNN may pick TF32 convolutions: 1e-2 of the largest logit still catches a wrong layer.
+  EXPECT_LT(max_abs_diff(got, want), 1e-2 * max(abs(want)).item<double>());
+}
+
+TEST_F(CudaModels, GptTrainingStepsMatchCpu) {
+  auto make = [] {
+    nn::manual_seed(24);
+    return models::gpt2(tiny_gpt());
+  };
+  auto on_cpu = make(), on_gpu = make();
+  optim::AdamW opt_cpu({.lr = 1e-2, .weight_decay = 0.1}), opt_gpu({.lr = 1e-2, .weight_decay = 0.1});
+  optim::TrainStep cpu(*on_cpu, opt_cpu, models::lm_loss, {.target = "cpu"});
+  optim::TrainStep gpu(*on_gpu, opt_gpu, models::lm_loss, {.target = "cuda"});
+  const Tensor seq = tokens(3, 17, 50, 25);
+  const Tensor x = slice(seq, 1, 0, 16).contiguous(), y = slice(seq, 1, 1, 17).contiguous();
+  for (int i = 0; i < 3; ++i) {
+    const double want = cpu.step(x, y).loss.item<double>();
+    EXPECT_NEAR(gpu.step(x, y).loss.item<double>(), want, 1e-4 * want) << "step " << i;
+  }
+  const auto want = on_cpu->state_dict(), got = on_gpu->state_dict();
+  for (const auto& [name, w] : want)
+    EXPECT_LT(max_abs_diff(got.at(name).to(Device::cpu()), w), 1e-4) << name;
 }
