@@ -126,7 +126,8 @@ TEST(CudaKernels, BinaryOpsMatchTheCpuWithBroadcasting) {
       {"eq", ds::eq}, {"ne", ds::ne}, {"lt", ds::lt}, {"le", ds::le}, {"gt", ds::gt}, {"ge", ds::ge}};
   const std::vector<std::pair<Shape, Shape>> shapes = {
       {{0}, {0}}, {{1}, {1}}, {{7, 13}, {7, 13}}, {{5, 1, 7}, {3, 1}}, {{4, 1}, {1, 9}},
-      {{(1 << 20) + 3}, {1}}, {{3, 129}, {129}}};
+      {{(1 << 20) + 3}, {1}}, {{3, 129}, {129}}, {{6, 256}, {256}}, {{2, 3, 64}, {1, 64}},
+      {{1000, 1024}, {1024}}};
   uint64_t seed = 500;
   for (DType t : kFloats)
     for (const auto& [sa, sb] : shapes) {

@@ -2,6 +2,8 @@
 // dtypes). Contiguous same-shape operands with 16-byte aligned pointers take
 // the vectorized path (one 16-byte load/store per operand and step); broadcasts
 // index through per-operand strides (0 on broadcast axes).
+#include <algorithm>
+#include <cstddef>
 #include <map>
 
 #include "backends/cuda/kernel_support.h"
@@ -91,20 +93,44 @@ extern "C" __global__ void ds_scalar(const T* __restrict__ x, const T* __restric
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
     o[i] = )" + with(args) + R"(;
 }
-extern "C" __global__ void ds_vector(const T* __restrict__ xv, const T* __restrict__ yv, O* __restrict__ ov, long long nvec) {
+__device__ __forceinline__ uint4 ds_vec_op(uint4 xr, uint4 yr) {
   const int L = 16 / sizeof(T);
-  for (long long v = blockIdx.x * (long long)blockDim.x + threadIdx.x; v < nvec; v += (long long)gridDim.x * blockDim.x) {
-    uint4 xr = reinterpret_cast<const uint4*>(xv)[v];
-    uint4 yr = )" + std::string(arity == 2 ? "reinterpret_cast<const uint4*>(yv)[v]" : "xr") + R"(;
-    uint4 orr;
-    const T* x = reinterpret_cast<const T*>(&xr);
-    const T* y = reinterpret_cast<const T*>(&yr);
-    O* o = reinterpret_cast<O*>(&orr);
-    (void)y;
+  uint4 orr;
+  const T* x = reinterpret_cast<const T*>(&xr);
+  const T* y = reinterpret_cast<const T*>(&yr);
+  O* o = reinterpret_cast<O*>(&orr);
+  (void)y;
 #pragma unroll
-    for (int i = 0; i < L; ++i) o[i] = )" + with(args) + R"(;
-    reinterpret_cast<uint4*>(ov)[v] = orr;
+  for (int i = 0; i < L; ++i) o[i] = )" + with(args) + R"(;
+  return orr;
+}
+// Four independent 16-byte loads in flight per thread before the first use.
+extern "C" __global__ void ds_vector(const T* __restrict__ xv, const T* __restrict__ yv, O* __restrict__ ov, long long nvec) {
+  const uint4* X = reinterpret_cast<const uint4*>(xv);
+  const uint4* Y = reinterpret_cast<const uint4*>()" + std::string(arity == 2 ? "yv" : "xv") + R"();
+  uint4* Z = reinterpret_cast<uint4*>(ov);
+  (void)Y;
+  const long long stride = (long long)gridDim.x * blockDim.x;
+  long long v = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  for (; v + 3 * stride < nvec; v += 4 * stride) {
+    uint4 xr[4], yr[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      xr[u] = X[v + u * stride];
+      )" + std::string(arity == 2 ? "yr[u] = Y[v + u * stride];" : "yr[u] = xr[u];") + R"(
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u) Z[v + u * stride] = ds_vec_op(xr[u], yr[u]);
   }
+  for (; v < nvec; v += stride) Z[v] = ds_vec_op(X[v], )" + std::string(arity == 2 ? "Y[v]" : "X[v]") + R"();
+}
+// y repeats along the leading dims (a bias over the last ones): y's vector v % yvec.
+extern "C" __global__ void ds_vector_rows(const T* __restrict__ xv, const T* __restrict__ yv, O* __restrict__ ov, long long nvec, long long yvec) {
+  const uint4* X = reinterpret_cast<const uint4*>(xv);
+  const uint4* Y = reinterpret_cast<const uint4*>(yv);
+  uint4* Z = reinterpret_cast<uint4*>(ov);
+  for (long long v = blockIdx.x * (long long)blockDim.x + threadIdx.x; v < nvec; v += (long long)gridDim.x * blockDim.x)
+    Z[v] = ds_vec_op(X[v], Y[v % yvec]);
 }
 extern "C" __global__ void ds_strided(const T* __restrict__ xs, const T* __restrict__ ys, O* __restrict__ o, long long n, ds_strides s) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
@@ -146,6 +172,16 @@ void fill_strides(const Shape& in, const Shape& out, long long* s) {
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+// `in` equals the trailing dims of `out` (leading 1s aside): it repeats along the rest.
+bool repeats_along_leading_dims(const Shape& in, const Shape& out) {
+  size_t first = 0;
+  while (first < in.size() && in[first] == 1) ++first;
+  const size_t k = in.size() - first;
+  if (k == 0 || k > out.size()) return false;
+  return std::equal(in.begin() + static_cast<std::ptrdiff_t>(first), in.end(),
+                    out.end() - static_cast<std::ptrdiff_t>(k));
+}
+
 // Runs the program over contiguous x (and y) into out.
 void run(const KernelCall& kc, const std::string& src) {
   const int dev = call_device(kc);
@@ -158,6 +194,17 @@ void run(const KernelCall& kc, const std::string& src) {
   const void* yp = y.raw_data();
   void* op = out.raw_data();
   const bool same_shapes = x.shape() == out.shape() && y.shape() == out.shape();
+  const size_t esize = dtype_size(x.dtype());
+  const bool vectors = esize == dtype_size(out.dtype()) && aligned16(xp) && aligned16(yp) && aligned16(op);
+  const long long lanes = static_cast<long long>(16 / esize);
+  if (!same_shapes && vectors && kc.inputs.size() > 1 && x.shape() == out.shape() &&
+      y.numel() % lanes == 0 && repeats_along_leading_dims(y.shape(), out.shape())) {
+    long long nvec = n / lanes, yvec = y.numel() / lanes;
+    void* args[] = {&xp, &yp, &op, &nvec, &yvec};
+    launch(dev, get_kernel(dev, src, "ds_vector_rows"), grid_for(nvec, dev), 256, args, 0,
+           kc.ctx.op.name.c_str());
+    return;
+  }
   if (!same_shapes) {
     DS_CHECK(out.ndim() <= kMaxDims, ShapeError, kc.ctx.where(), "CUDA broadcast supports at most ",
              kMaxDims, " dims, got ", out.ndim());
@@ -170,10 +217,8 @@ void run(const KernelCall& kc, const std::string& src) {
     launch(dev, get_kernel(dev, src, "ds_strided"), grid_for(n, dev), 256, args, 0, kc.ctx.op.name.c_str());
     return;
   }
-  const size_t esize = dtype_size(x.dtype());
   long long done = 0;
-  if (esize == dtype_size(out.dtype()) && aligned16(xp) && aligned16(yp) && aligned16(op)) {
-    const long long lanes = static_cast<long long>(16 / esize);
+  if (vectors) {
     const long long nvec = n / lanes;
     if (nvec > 0) {
       void* args[] = {&xp, &yp, &op, const_cast<long long*>(&nvec)};
