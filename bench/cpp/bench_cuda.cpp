@@ -93,5 +93,16 @@ int main() {
            8.0 * rows.numel(), 20);
   bench_op("sum_last_fp32_8192x8192", "sum", {rows}, {{"axes", std::vector<int64_t>{-1}}},
            1.0 * rows.numel(), 4.0 * rows.numel(), 20);
+  const Tensor bias = random_uniform({8192}, 8, -1, 1);
+  bench_op("add_bias_fp32_8192x8192", "add", {rows, bias}, {}, 1.0 * rows.numel(),
+           8.0 * rows.numel(), 20);
+  const Tensor xh = x.to(DType::BFloat16), rows_h = rows.to(DType::BFloat16);
+  bench_op("gelu_bf16_64M", "gelu", {xh}, {}, 8.0 * big, 4.0 * big, 20);
+  bench_op("softmax_bf16_8192x8192", "softmax", {rows_h}, {}, 5.0 * rows.numel(),
+           4.0 * rows.numel(), 20);
+  const Tensor short_rows = random_uniform({65536, 1024}, 9, -1, 1);
+  bench_op("layer_norm_fp32_65536x1024", "layer_norm", {short_rows},
+           {{"normalized_shape", std::vector<int64_t>{1024}}}, 8.0 * short_rows.numel(),
+           8.0 * short_rows.numel(), 20);
   return 0;
 }
