@@ -11,8 +11,8 @@ Cases (bf16, synthetic data, the same model and optimizer on both sides):
   resnet50_infer  batch 1, 224x224, eval mode: latency; PyTorch eager (AMP, channels_last)
   resnet50_infer_fp32  the same in float32 (no TF32 on either side)
 
-PyTorch is timed with CUDA events, ds with the wall clock around a step (a ds step
-returns its outputs on the host, so it has finished); both the median after warm-up.
+PyTorch is timed with CUDA events, ds with the wall clock around a step followed by
+ds.cuda.synchronize(); both the median after warm-up.
 A ds case whose compiled graph would run ops on the CPU (no CUDA kernel yet) is not
 timed: the table says which ops, from the executable's explain(). --allow-fallback
 times it anyway. A case that fails prints the reason and the run goes on.
@@ -113,9 +113,23 @@ def check_ds_placement(explain, args):
 
 
 def host_roundtrip_bytes(model, n_state):
-    """What a ds TrainStep moves each way per step today: the parameters and optimizer
-    state are fed from the host and come back to it."""
-    return sum(int(np.prod(p.shape)) * 4 for p in model.parameters()) * (1 + n_state)
+    """What a ds TrainStep moves each way per step when its outputs come back to the
+    host: the parameters and optimizer state (0 when they stay on the device)."""
+    params = model.parameters()
+    if params[0].device != "cpu":
+        return 0
+    return sum(int(np.prod(p.shape)) * 4 for p in params) * (1 + n_state)
+
+
+def synced(fn, args):
+    """fn, then wait for the device: ds runs asynchronously once outputs stay there."""
+    if args.smoke:
+        return fn
+
+    def run():
+        fn()
+        ds.cuda.synchronize()
+    return run
 
 
 def ds_time_step(step_fn, args, budget_s=60.0):
@@ -145,7 +159,6 @@ def case_resnet50_train(args, dev):
     def ds_side():
         model = ds.models.resnet50(num_classes=classes)
         opt = ds.optim.SGD(lr=0.1, momentum=0.9)
-        res["ds_host_bytes_each_way"] = host_roundtrip_bytes(model, 1)
         target = "cpu" if args.smoke else "cuda"
         step = ds.optim.TrainStep(model, opt, ds.nn.functional.cross_entropy, target=target,
                                   precision="bf16")
@@ -153,8 +166,9 @@ def case_resnet50_train(args, dev):
         if not args.smoke:
             x, y = x.to("cuda"), y.to("cuda")
         check_ds_placement(step.explain(x, y), args)
-        ms, first = ds_time_step(lambda: step.step(x, y), args)
+        ms, first = ds_time_step(synced(lambda: step.step(x, y), args), args)
         res["ds_first_step_s"] = first
+        res["ds_host_bytes_each_way"] = host_roundtrip_bytes(model, 1)
         return ms
 
     def torch_model():
@@ -211,7 +225,6 @@ def case_gpt2_train(args, dev):
         model = ds.models.gpt2(ds.models.GPTConfig(**cfg))
         res["params_non_embedding"] = model.num_params()
         opt = ds.optim.AdamW(lr=6e-4, betas=(0.9, 0.95), weight_decay=0.1)
-        res["ds_host_bytes_each_way"] = host_roundtrip_bytes(model, 2)
         target = "cpu" if args.smoke else "cuda"
         step = ds.optim.TrainStep(model, opt, ds.models.lm_loss, target=target,
                                   precision="bf16")
@@ -219,8 +232,9 @@ def case_gpt2_train(args, dev):
         if not args.smoke:
             x, y = x.to("cuda"), y.to("cuda")
         check_ds_placement(step.explain(x, y), args)
-        ms, first = ds_time_step(lambda: step.step(x, y), args)
+        ms, first = ds_time_step(synced(lambda: step.step(x, y), args), args)
         res["ds_first_step_s"] = first
+        res["ds_host_bytes_each_way"] = host_roundtrip_bytes(model, 2)
         return ms
 
     x_t, y_t = torch.from_numpy(x_np).to(dev), torch.from_numpy(y_np).to(dev)
@@ -272,7 +286,7 @@ def case_resnet50_infer(args, dev, precision="bf16"):
         x = ds.Tensor(x_np)
         if not args.smoke:
             x = x.to("cuda")
-        return ds_time_step(lambda: exe.run_tensors([x]), args)[0]
+        return ds_time_step(synced(lambda: exe.run_tensors([x]), args), args)[0]
 
     def torch_side():
         try:
@@ -359,7 +373,7 @@ def report(results):
               f"{fmt_side(res, sides.get('torch_compile')):>18}  {' '.join(ratios)}")
         if "mfu" in res:
             print(" " * 17 + "MFU: " + ", ".join(f"{k} {v:.1%}" for k, v in res["mfu"].items()))
-        if "ds_host_bytes_each_way" in res:
+        if res.get("ds_host_bytes_each_way"):
             print(" " * 17 + f"ds step moves {res['ds_host_bytes_each_way'] / 1e6:,.0f} MB of "
                   "parameters + optimizer state to the device and back (TrainStep today)")
         if "torch_compile_s" in res:

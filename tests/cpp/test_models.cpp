@@ -225,7 +225,7 @@ TEST_F(CudaModels, ResNet18EvalMatchesCpu) {
   r->eval();
   const Tensor x = random_normal({2, 3, 64, 64}, 21);
   optim::EvalStep cpu(*r, "cpu"), gpu(*r, "cuda");
-  const Tensor want = cpu.run(x), got = gpu.run(x);
+  const Tensor want = cpu.run(x), got = gpu.run(x).to(Device::cpu());
   // cuDNN may pick TF32 convolutions: 1e-2 of the largest logit still catches a wrong layer.
   EXPECT_LT(max_abs_diff(got, want), 1e-2 * max(abs(want)).item<double>());
 }
@@ -243,7 +243,8 @@ TEST_F(CudaModels, GptTrainingStepsMatchCpu) {
   const Tensor x = slice(seq, 1, 0, 16).contiguous(), y = slice(seq, 1, 1, 17).contiguous();
   for (int i = 0; i < 3; ++i) {
     const double want = cpu.step(x, y).loss.item<double>();
-    EXPECT_NEAR(gpu.step(x, y).loss.item<double>(), want, 1e-4 * want) << "step " << i;
+    EXPECT_NEAR(gpu.step(x, y).loss.to(Device::cpu()).item<double>(), want, 1e-4 * want)
+        << "step " << i;
   }
   const auto want = on_cpu->state_dict(), got = on_gpu->state_dict();
   for (const auto& [name, w] : want)
