@@ -65,6 +65,20 @@ def test_load_state_dict_from_safetensors(tmp_path):
         ds.models.load_torch_state_dict(dst, state)
 
 
+def test_one_compiled_graph_serves_every_batch_size():
+    g = ds.models.gpt2(tiny_config())
+    r = ds.models.resnet18(num_classes=5).eval()
+    for model, make in [(g, lambda b: np.random.default_rng(b).integers(0, 40, size=(b, 9))),
+                        (r, lambda b: np.random.default_rng(b).standard_normal(
+                            (b, 3, 32, 32)).astype(np.float32))]:
+        fn = ds.compile(lambda x, model=model: model(x), target="cpu", symbolic_batch=True)
+        for batch in (1, 3):
+            x = make(batch)
+            np.testing.assert_allclose(fn(ds.Tensor(x)).numpy(), model(x).numpy(),
+                                       rtol=1e-5, atol=1e-5)
+        assert fn.compilations == 1
+
+
 def test_gpt_trains_on_a_fixed_batch():
     ds.nn.manual_seed(2)
     g = ds.models.gpt2(tiny_config())
