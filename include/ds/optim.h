@@ -174,6 +174,16 @@ struct TrainStepOptions {
   std::string precision = "fp32";
   double initial_loss_scale = 65536.0;
   int64_t loss_scale_growth_interval = 2000;
+  // Bytes (0: unlimited). When the whole-batch step's plan is over it, the step
+  // runs the batch as equal micro-batches (the largest divisor of the batch that
+  // fits), sums their gradients weighted by rows / batch and applies ONE update:
+  // the same result as the whole batch for a loss that is a mean over the batch
+  // (each micro-batch's mean loss, weighted, adds up to the batch mean). Batch
+  // norm in train mode normalizes each micro-batch with its own statistics and
+  // updates the running statistics once per micro-batch, as in PyTorch with
+  // gradient accumulation; dropout draws per micro-batch. A batch whose single
+  // sample does not fit is refused when the step compiles, naming need and budget.
+  int64_t memory_budget = 0;
 };
 
 struct StepResult {
@@ -193,10 +203,18 @@ class TrainStep {
   // The compiled executable for this signature (compiling it if needed).
   const Executable& executable(const TensorType& input, const TensorType& target);
   double loss_scale() const;  // fp16: the current dynamic loss scale; otherwise 1
+  // Rows per micro-batch for this signature (compiling if needed): the batch
+  // itself unless options.memory_budget splits it. With a split, executable()
+  // is the per-micro-batch forward + backward (gradient accumulation).
+  int64_t micro_batch_size(const TensorType& input, const TensorType& target);
 
  private:
   struct Compiled;
+  struct MicroPlan;
   Compiled& compiled(const TensorType& input, const TensorType& target);
+  std::shared_ptr<MicroPlan> plan_micro(const TensorType& input, const TensorType& target,
+                                        int64_t need);
+  StepResult step_micro(const MicroPlan& plan, const Tensor& input, const Tensor& target);
   nn::Module& model_;
   Optimizer& opt_;
   LossFn loss_;

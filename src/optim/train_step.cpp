@@ -3,78 +3,19 @@
 // executable each step and swap its outputs back into the slots. No graph is
 // rebuilt per step; the per-step host work is feeding and swapping tensors.
 #include <algorithm>
-#include <cfloat>
+#include <optional>
 
 #include "ds/autodiff.h"
 #include "ds/ops.h"
 #include "ds/optim.h"
+#include "optim/train_step_trace.h"
 #include "passes/pass_manager.h"
+#include "runtime/micro_batch.h"
 
 namespace ds::optim {
-namespace {
 
-// Puts symbolic placeholders into the module's slots for the duration of a trace,
-// restoring the concrete tensors afterwards (also when the trace throws).
-class SlotSwap {
- public:
-  SlotSwap(Graph& g, const std::vector<std::pair<std::string, Tensor*>>& slots,
-           const std::string& prefix)
-      : slots_(slots) {
-    for (auto& [name, slot] : slots_) {
-      saved_.push_back(*slot);
-      *slot = g.placeholder(prefix + name, slot->shape(), slot->dtype());
-      symbolic_.push_back(*slot);
-    }
-  }
-  ~SlotSwap() {
-    for (size_t i = 0; i < slots_.size(); ++i) *slots_[i].second = saved_[i];
-  }
-  const std::vector<Tensor>& placeholders() const { return symbolic_; }
-  const std::vector<Tensor>& saved() const { return saved_; }
-
- private:
-  const std::vector<std::pair<std::string, Tensor*>>& slots_;
-  std::vector<Tensor> saved_, symbolic_;
-};
-
-// Positions of `names` in the executable's input (or output) list.
-std::vector<size_t> positions(const std::vector<IOSpec>& specs, const std::vector<std::string>& names) {
-  std::vector<size_t> pos;
-  for (const auto& n : names) {
-    auto it = std::find_if(specs.begin(), specs.end(), [&](const IOSpec& s) { return s.name == n; });
-    DS_CHECK(it != specs.end(), NotFoundError, "train step: the executable has no '", n, "'");
-    pos.push_back(static_cast<size_t>(it - specs.begin()));
-  }
-  return pos;
-}
-
-// fp16 dynamic loss scaling, in the graph: the gradients of loss * scale, divided by
-// the scale; found_inf when any is Inf/NaN (their absolute sum is then not a finite
-// float32); the scale halves on found_inf and doubles after `interval` good steps.
-struct LossScaling {
-  Tensor scale, good_steps;  // placeholders, 0-d float32
-  Tensor found_inf, new_scale, new_good_steps;
-
-  std::vector<Tensor> unscaled_grads(Graph& g, const Tensor& loss, const std::vector<Tensor>& params,
-                                     int64_t interval) {
-    std::vector<Tensor> grads = grad(g, mul(loss, scale), params);
-    Tensor total;
-    for (Tensor& gr : grads) {
-      gr = div(gr, scale);
-      const Tensor s = sum(abs(gr));
-      total = total.defined() ? add(total, s) : s;
-    }
-    found_inf = logical_not(le(total, Tensor::scalar(FLT_MAX)));
-    const Tensor grown = good_steps + 1.0;
-    const Tensor grow = ge(grown, Tensor::scalar(static_cast<double>(interval)));
-    const Tensor zero = Tensor::scalar(0.0);
-    new_scale = where(found_inf, scale * 0.5, where(grow, scale * 2.0, scale));
-    new_good_steps = where(found_inf, zero, where(grow, zero, grown));
-    return grads;
-  }
-};
-
-}  // namespace
+using detail::LossScaling;
+using detail::positions;
 
 struct TrainStep::Compiled {
   std::shared_ptr<Executable> exe;
@@ -86,6 +27,9 @@ struct TrainStep::Compiled {
   std::vector<std::pair<size_t, size_t>> buffer_out;  // (buffer index, output position)
   bool loss_scaling = false;
   size_t found_inf_out = 0, scale_out = 0, good_steps_out = 0;
+  // Set when the whole batch is over options.memory_budget: the step runs as
+  // micro-batches with gradient accumulation instead of `exe`.
+  std::shared_ptr<MicroPlan> micro;
 };
 
 TrainStep::TrainStep(nn::Module& model, Optimizer& optimizer, LossFn loss, TrainStepOptions options)
@@ -94,6 +38,8 @@ TrainStep::TrainStep(nn::Module& model, Optimizer& optimizer, LossFn loss, Train
   params_ = model_.parameter_slots();
   buffers_ = model_.buffer_slots();
   DS_CHECK(!params_.empty(), ValueError, "TrainStep: the model has no parameters");
+  DS_CHECK(options_.memory_budget >= 0, ValueError,
+           "TrainStep: memory_budget must be >= 0 bytes (0: unlimited), got ", options_.memory_budget);
   passes::precision_dtype(options_.precision);  // throws on an unknown precision
   if (options_.precision == "fp16") {
     DS_CHECK(options_.initial_loss_scale > 0 && options_.loss_scale_growth_interval > 0, ValueError,
@@ -116,79 +62,54 @@ TrainStep::Compiled& TrainStep::compiled(const TensorType& input, const TensorTy
 
   Graph g;
   auto c = std::make_shared<Compiled>();
-  std::vector<Tensor> state_ph;  // flattened [param][state]
-  std::vector<std::vector<Tensor>> states;
-  Tensor output, loss;
-  std::vector<Tensor> new_buffers;
-  std::vector<Tensor> grads;
-  std::vector<Tensor> scalar_ph;
-  std::vector<Tensor> param_ph;
-  LossScaling scaling;
+  const detail::TracedForward t =
+      detail::trace_forward(g, model_, loss_, params_, buffers_, input, target);
+  std::optional<LossScaling> scaling;
   c->loss_scaling = loss_scale_.defined();
-  {
-    SlotSwap params(g, params_, "param:");
-    SlotSwap buffers(g, buffers_, "buffer:");
-    param_ph = params.placeholders();
-    const auto names = opt_.state_names();
-    for (size_t i = 0; i < params_.size(); ++i) {
-      states.emplace_back();
-      for (const auto& sn : names)
-        states.back().push_back(g.placeholder("state:" + params_[i].first + ":" + sn,
-                                              param_ph[i].shape(), param_ph[i].dtype()));
-    }
-    Tensor x = g.placeholder("input", input.shape, input.dtype);
-    Tensor y = g.placeholder("target", target.shape, target.dtype);
-    for (const auto& sn : opt_.scalar_names()) scalar_ph.push_back(g.placeholder("scalar:" + sn, {}));
-    output = model_.forward(x);
-    loss = loss_(output, y);
-    DS_CHECK(loss.is_symbolic() && loss.impl().graph == g.data(), ValueError,
-             "TrainStep: the loss does not depend on the model output");
-    for (size_t i = 0; i < buffers_.size(); ++i) new_buffers.push_back(*buffers_[i].second);
-    for (size_t i = 0; i < buffers_.size(); ++i)
-      if (!new_buffers[i].same(buffers.placeholders()[i]))
-        c->buffer_out.emplace_back(i, 0);
-  }
+  std::vector<Tensor> grads;
   if (c->loss_scaling) {
-    scaling.scale = g.placeholder("loss_scale", {});
-    scaling.good_steps = g.placeholder("good_steps", {});
-    grads = scaling.unscaled_grads(g, loss, param_ph, options_.loss_scale_growth_interval);
+    scaling.emplace(g);
+    grads = scaling->unscale(grad(g, mul(t.loss, scaling->scale), t.params),
+                             options_.loss_scale_growth_interval);
   } else {
-    grads = grad(g, loss, param_ph);
+    grads = grad(g, t.loss, t.params);
   }
-  if (options_.clip_grad_norm > 0) grads = clip_grad_norm(grads, options_.clip_grad_norm).first;
-
-  g.output(loss, "loss");
-  g.output(output, "output");
+  g.output(t.loss, "loss");
+  g.output(t.output, "output");
+  detail::add_updates(g, opt_, params_, t.params, std::move(grads), options_.clip_grad_norm,
+                      scaling ? &*scaling : nullptr);
   std::vector<std::string> out_names = {"loss", "output"};
   for (size_t i = 0; i < params_.size(); ++i) {
-    std::vector<Tensor> upd = opt_.update(param_ph[i], grads[i], states[i], scalar_ph);
-    if (c->loss_scaling)  // a skipped step keeps the parameter and its state
-      for (size_t k = 0; k < upd.size(); ++k)
-        upd[k] = where(scaling.found_inf, k == 0 ? param_ph[i] : states[i][k - 1], upd[k]);
-    g.output(upd[0], "new_param:" + params_[i].first);
     out_names.push_back("new_param:" + params_[i].first);
-    for (size_t k = 1; k < upd.size(); ++k) {
-      const std::string n = "new_state:" + params_[i].first + ":" + std::to_string(k - 1);
-      g.output(upd[k], n);
-      out_names.push_back(n);
-    }
+    for (size_t k = 0; k < opt_.state_names().size(); ++k)
+      out_names.push_back("new_state:" + params_[i].first + ":" + std::to_string(k));
   }
-  for (auto& [b, _] : c->buffer_out) {
+  for (const auto& [b, value] : t.new_buffers) {
     const std::string n = "new_buffer:" + buffers_[b].first;
-    g.output(new_buffers[b], n);
+    g.output(value, n);
     out_names.push_back(n);
+    c->buffer_out.emplace_back(b, 0);
   }
-  if (c->loss_scaling) {
-    for (const auto& [t, n] : {std::pair{scaling.found_inf, "found_inf"},
-                               {scaling.new_scale, "new_loss_scale"},
-                               {scaling.new_good_steps, "new_good_steps"}}) {
-      g.output(t, n);
+  if (scaling) {
+    for (const auto& [v, n] : {std::pair{scaling->found_inf, "found_inf"},
+                               {scaling->new_scale, "new_loss_scale"},
+                               {scaling->new_good_steps, "new_good_steps"}}) {
+      g.output(v, n);
       out_names.push_back(n);
     }
   }
   CompileOptions copts;
   copts.precision = options_.precision;
   c->exe = std::make_shared<Executable>(compile(g, options_.target, copts));
+  if (options_.memory_budget > 0) {
+    const int64_t need = planned_bytes(*c->exe);
+    if (need > options_.memory_budget) {
+      c->micro = plan_micro(input, target, need);
+      c->exe = c->micro->gradients;
+      cache_.emplace_back(sig, c);
+      return *c;
+    }
+  }
 
   // Feed order: params, states, buffers, input, target, scalars.
   for (auto& [n, _] : params_) c->feed_names.push_back("param:" + n);
@@ -231,9 +152,15 @@ const Executable& TrainStep::executable(const TensorType& input, const TensorTyp
   return *compiled(input, target).exe;
 }
 
+int64_t TrainStep::micro_batch_size(const TensorType& input, const TensorType& target) {
+  const Compiled& c = compiled(input, target);
+  return c.micro ? c.micro->micro : (input.shape.empty() ? 1 : input.shape[0]);
+}
+
 StepResult TrainStep::step(const Tensor& input, const Tensor& target) {
   DS_CHECK(input.defined() && target.defined(), ValueError, "TrainStep: undefined input or target");
   Compiled& c = compiled({input.dtype(), input.shape()}, {target.dtype(), target.shape()});
+  if (c.micro) return step_micro(*c.micro, input, target);
   const int64_t t = opt_.steps() + 1;
   std::vector<Tensor> ours;
   ours.reserve(c.feed_names.size());
@@ -288,8 +215,8 @@ Tensor EvalStep::run(const Tensor& input) {
     model_.eval();
     Tensor out;
     try {
-      SlotSwap params(g, params_, "param:");
-      SlotSwap buffers(g, buffers_, "buffer:");
+      detail::SlotSwap params(g, params_, "param:");
+      detail::SlotSwap buffers(g, buffers_, "buffer:");
       Tensor x = g.placeholder("input", input.shape(), input.dtype());
       out = model_.forward(x);
     } catch (...) {

@@ -1,6 +1,7 @@
 #include "runtime/micro_batch.h"
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
 #include "ds/op.h"
@@ -131,6 +132,20 @@ int64_t planned_bytes(const Executable& e) {
   return bytes;
 }
 
+MicroBatchChoice largest_fitting_micro_batch(int64_t batch, int64_t need, int64_t budget,
+                                             const std::function<int64_t(int64_t)>& bytes_at) {
+  // The plan grows about linearly with the batch: start from the proportional
+  // size, then step down through the divisors until the plan fits.
+  const int64_t guess = std::clamp<int64_t>(batch * budget / std::max<int64_t>(need, 1), 1, batch);
+  int64_t bytes = need;
+  for (int64_t micro = guess; micro >= 1; --micro) {
+    if (batch % micro != 0 || micro == batch) continue;
+    bytes = bytes_at(micro);
+    if (bytes <= budget) return {micro, bytes};
+  }
+  return {0, bytes};  // a batch of 1 cannot be split: its bytes are the need
+}
+
 std::shared_ptr<const MicroBatchPlan> plan_micro_batches(
     const Graph& g, int64_t need, int64_t budget,
     const std::function<Executable(const Graph&)>& compile_fn) {
@@ -140,19 +155,17 @@ std::shared_ptr<const MicroBatchPlan> plan_micro_batches(
   if (!blocker.empty())
     throw ValueError(over + ", and the graph cannot be split along the batch (" + blocker + ")");
   const int64_t batch = g.node(g.placeholder_ids().front()).outputs[0].shape[0];
-  // The arena grows about linearly with the batch: start from the proportional
-  // size, then step down through the divisors until the plan fits.
-  const int64_t guess = std::clamp<int64_t>(batch * budget / std::max<int64_t>(need, 1), 1, batch);
-  for (int64_t micro = guess; micro >= 1; --micro) {
-    if (batch % micro != 0 || micro == batch) continue;
+  std::optional<Executable> fitting;
+  const MicroBatchChoice choice = largest_fitting_micro_batch(batch, need, budget, [&](int64_t micro) {
     Executable e = compile_fn(with_batch(g, micro));
     const int64_t bytes = planned_bytes(e);
-    if (bytes <= budget)
-      return std::make_shared<const MicroBatchPlan>(MicroBatchPlan{std::move(e), batch, micro, need});
-    if (micro == 1)
-      throw ValueError(over + "; even a micro-batch of 1 row needs " + std::to_string(bytes) + " bytes");
-  }
-  throw ValueError(over + "; the batch of " + std::to_string(batch) + " cannot be split further");
+    if (bytes <= budget) fitting.emplace(std::move(e));
+    return bytes;
+  });
+  if (choice.micro == 0)
+    throw ValueError(over + "; even a micro-batch of 1 row needs " + std::to_string(choice.bytes) +
+                     " bytes");
+  return std::make_shared<const MicroBatchPlan>(MicroBatchPlan{std::move(*fitting), batch, choice.micro, need});
 }
 
 std::vector<Tensor> run_micro_batches(const MicroBatchPlan& plan, const std::vector<Tensor>& feeds) {

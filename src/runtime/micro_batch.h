@@ -30,6 +30,16 @@ struct MicroBatchPlan {
   int64_t need;           // bytes of the full-batch plan
 };
 
+struct MicroBatchChoice {
+  int64_t micro;  // rows per micro-batch (a divisor of the batch, below it); 0: none fits
+  int64_t bytes;  // the plan's bytes at `micro`, or at 1 row when none fits
+};
+
+// The largest divisor of `batch` below it whose plan, bytes_at(micro), fits `budget`,
+// searched down from the proportional guess batch * budget / need.
+MicroBatchChoice largest_fitting_micro_batch(int64_t batch, int64_t need, int64_t budget,
+                                             const std::function<int64_t(int64_t)>& bytes_at);
+
 // Chooses the largest micro-batch (a divisor of the batch) whose plan fits `budget`,
 // compiling with `compile_fn`. Throws ValueError (at compile time) when the graph
 // cannot be split or even one row does not fit.
