@@ -3,6 +3,7 @@
 #include <mutex>
 
 #include "ds/op.h"
+#include "ir/kernel_inventory.h"
 
 namespace ds {
 namespace {
@@ -144,6 +145,14 @@ void register_kernel(const std::string& op, DeviceKind device, KernelEntry entry
   list.push_back(std::move(entry));
   std::stable_sort(list.begin(), list.end(),
                    [](const KernelEntry& a, const KernelEntry& b) { return a.priority > b.priority; });
+}
+
+std::vector<std::string> kernel_impls(const std::string& op, DeviceKind device) {
+  std::vector<std::string> impls;
+  auto it = registry().kernels.find({op, device});
+  if (it != registry().kernels.end())
+    for (const auto& k : it->second) impls.push_back(k.impl);
+  return impls;
 }
 
 const KernelEntry& select_kernel(const OpContext& ctx, DeviceKind device) {

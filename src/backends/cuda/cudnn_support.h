@@ -1,0 +1,48 @@
+// cuDNN for the convolution kernels: status checks, one handle per thread and
+// device (bound to the device's ds stream), RAII descriptors and dtype mapping.
+// cuDNN 9 marks the legacy convolution API deprecated (the graph API replaces
+// it); it still is the shortest path to cuDNN's tuned kernels, so the files that
+// call it silence -Wdeprecated-declarations.
+#pragma once
+
+#include <cudnn.h>
+
+#include "ds/dtype.h"
+
+namespace ds::cuda {
+
+[[noreturn]] void throw_cudnn_error(cudnnStatus_t code, const char* call, const char* file,
+                                    int line);
+
+// The calling thread's cuDNN handle for `device`, on Stream::default_for(device).
+cudnnHandle_t cudnn_handle(int device);
+
+// cuDNN's name for a float dtype (float32/float64/float16/bfloat16).
+cudnnDataType_t cudnn_type(DType t);
+// The accumulation type: double for float64, float for the rest.
+cudnnDataType_t cudnn_compute_type(DType t);
+
+struct TensorDesc {
+  cudnnTensorDescriptor_t h = nullptr;
+  TensorDesc(DType t, int64_t n, int64_t c, int64_t height, int64_t width);  // NCHW, packed
+  TensorDesc(const TensorDesc&) = delete;
+  TensorDesc& operator=(const TensorDesc&) = delete;
+  ~TensorDesc();
+};
+
+struct FilterDesc {
+  cudnnFilterDescriptor_t h = nullptr;
+  FilterDesc(DType t, int64_t o, int64_t c, int64_t kh, int64_t kw);  // OIHW
+  FilterDesc(const FilterDesc&) = delete;
+  FilterDesc& operator=(const FilterDesc&) = delete;
+  ~FilterDesc();
+};
+
+}  // namespace ds::cuda
+
+#define DS_CUDNN_CHECK(call)                                                        \
+  do {                                                                              \
+    const cudnnStatus_t ds_cudnn_status_ = (call);                                  \
+    if (ds_cudnn_status_ != CUDNN_STATUS_SUCCESS)                                   \
+      ::ds::cuda::throw_cudnn_error(ds_cudnn_status_, #call, __FILE__, __LINE__);   \
+  } while (0)
