@@ -26,6 +26,10 @@ struct ExecutableStats {
   int64_t peak_bytes = 0;     // live intermediate bytes at the high-water mark, last run
   int64_t arena_bytes = 0;    // the planned arena for intermediates (static shapes)
   int64_t unplanned_bytes = 0;  // what the intermediates take without reuse
+  // CUDA executables: launch sequences captured into a CUDA graph (on the second
+  // run), and runs served by one graph launch.
+  int64_t cuda_graph_captures = 0;
+  int64_t cuda_graph_replays = 0;
 };
 
 struct IOSpec {

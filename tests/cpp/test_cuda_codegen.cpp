@@ -104,6 +104,37 @@ codegen::KernelIR row_reduction(int64_t rows, int64_t len, const std::string& op
   return ir;
 }
 
+// softmax of x * scale over rows: max, then sum of exp, then the quotient.
+codegen::KernelIR softmax_rows(int64_t rows, int64_t len, DType t = F32) {
+  codegen::KernelIR ir;
+  ir.shape = {rows, len};
+  ir.inputs = {{t, {rows, len}}, {t, {}}};
+  ir.insts = {inst("mul", {0, 1}, t), inst("max", {2}, t), inst("sub", {2, 3}, t),
+              inst("exp", {4}, t),    inst("sum", {5}, t), inst("div", {5, 6}, t)};
+  ir.outputs = {7};
+  return ir;
+}
+
+// gelu(layer_norm(x + residual) * gamma + beta), with the mean and rstd rows out too.
+codegen::KernelIR layer_norm_rows(int64_t rows, int64_t len, DType t = F32) {
+  codegen::KernelIR ir;
+  ir.shape = {rows, len};
+  ir.inputs = {{t, {rows, len}}, {t, {rows, len}}, {t, {len}}, {t, {len}}, {t, {}}};
+  ir.insts = {inst("add", {0, 1}, t),     // %5 x + residual
+              inst("mean", {5}, t),       // %6 row mean
+              inst("sub", {5, 6}, t),     // %7
+              inst("square", {7}, t),     // %8
+              inst("mean", {8}, t),       // %9 row variance
+              inst("add", {9, 4}, t),     // %10 + eps (a row register)
+              inst("rsqrt", {10}, t),     // %11 rstd
+              inst("mul", {7, 11}, t),    // %12
+              inst("mul", {12, 2}, t),    // %13 * gamma
+              inst("add", {13, 3}, t),    // %14 + beta
+              inst("gelu", {14}, t)};     // %15
+  ir.outputs = {15, 6, 11};
+  return ir;
+}
+
 std::vector<codegen::KernelIR> regions() {
   std::vector<codegen::KernelIR> r = {gelu_bias_scale(1, 1),
                                       gelu_bias_scale(3, 7),
@@ -119,6 +150,12 @@ std::vector<codegen::KernelIR> regions() {
       r.push_back(row_reduction(3, 2051, op, keep));
     }
   r.push_back(row_reduction(1, 1, "sum", false));
+  for (int64_t len : {1, 13, 1000, 4099}) {
+    r.push_back(softmax_rows(5, len));
+    r.push_back(layer_norm_rows(3, len));
+  }
+  r.push_back(softmax_rows(4, 64, F64));
+  r.push_back(layer_norm_rows(2, 2000, F64));
   r.push_back(row_reduction(4, 100, "mean", true, F64));
   r.push_back(row_reduction(4, 100, "max", false, F64));
   return r;

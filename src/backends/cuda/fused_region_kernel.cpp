@@ -70,12 +70,8 @@ const OpRegistrar reg([] {
                    .supports =
                        [](const OpContext& c) {
                          const std::string& text = c.s("region");
-                         const codegen::KernelIR& ir = codegen::cached_kernel_ir(text);
-                         // Reductions inside the region (rows read back by later
-                         // instructions) are left to the CPU kernel.
-                         for (const codegen::KernelInst& in : ir.insts)
-                           if (codegen::is_kernel_reduction(in.op)) return false;
-                         if (numel(ir.shape) > 0 && device_count() > 0) {
+                         if (numel(codegen::cached_kernel_ir(text).shape) > 0 &&
+                             device_count() > 0) {
                            const auto& r = region_source(text);
                            get_kernel(0, r.source, r.scalar_kernel);
                          }

@@ -94,6 +94,7 @@ struct Cache {
   std::mutex mu;
   std::map<std::pair<int, std::string>, Loaded> modules;  // (device, source)
   KernelCacheStats stats;
+  uint64_t generation = 0;
 };
 Cache& cache() {
   static auto* c = new Cache;  // leaked: libraries stay loaded to exit
@@ -195,9 +196,15 @@ KernelCacheStats kernel_cache_stats() {
   return cache().stats;
 }
 
+uint64_t kernel_generation() {
+  std::lock_guard<std::mutex> lock(cache().mu);
+  return cache().generation;
+}
+
 void clear_kernel_memory_cache() {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
+  ++c.generation;
   for (auto& [key, l] : c.modules) {
     set_device(key.first);
     DS_CUDA_CHECK(cudaLibraryUnload(l.library));

@@ -24,4 +24,8 @@ void launch(int device, cudaKernel_t kernel, dim3 grid, dim3 block, void** args,
 // "sm_90a" for the H200: the architecture NVRTC compiles for.
 std::string device_arch(int device);
 
+// Counts clear_kernel_memory_cache() calls: kernels captured into a CUDA graph
+// before the count changed were unloaded.
+uint64_t kernel_generation();
+
 }  // namespace ds::cuda

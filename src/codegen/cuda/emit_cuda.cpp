@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "codegen/loop_layout.h"
+#include "codegen/row_plan.h"
 #include "ds/error.h"
 #include "ds/op.h"
 
@@ -155,12 +156,9 @@ struct Plan {
   const KernelIR& ir;
   LoopLayout layout;
   std::string index;  // the index type
-  bool summing = false;
-  std::string acc;    // the reduction's accumulator type
-  DType reduce_type = DType::Float32;
 };
 
-// ds_eval(inputs by value, outputs by reference[, the value to reduce]).
+// ds_eval(inputs by value, outputs by reference): an elementwise region's body.
 std::string eval_function(const Plan& p) {
   const KernelIR& ir = p.ir;
   std::ostringstream os;
@@ -170,16 +168,11 @@ std::string eval_function(const Plan& p) {
     params.push_back("const " + reg_type(ir.inputs[i].dtype) + " r" + std::to_string(i));
   for (size_t o = 0; o < ir.outputs.size(); ++o)
     params.push_back(reg_type(ir.register_dtype(ir.outputs[o])) + "& o" + std::to_string(o));
-  if (ir.reduce) params.push_back(p.acc + "& red");
   for (size_t i = 0; i < params.size(); ++i) os << (i ? ", " : "") << params[i];
   os << ") {\n";
   int r = static_cast<int>(ir.inputs.size());
   for (const KernelInst& in : ir.insts) os << inst_code(ir, in, r++);
   for (size_t o = 0; o < ir.outputs.size(); ++o) os << "  o" << o << " = r" << ir.outputs[o] << ";\n";
-  if (ir.reduce)
-    os << "  red = " << convert("r" + std::to_string(ir.reduce->reg), p.reduce_type,
-                                p.summing ? DType::Float64 : p.reduce_type)
-       << ";\n";
   os << "}\n";
   return os.str();
 }
@@ -251,12 +244,11 @@ std::string out_decls(const KernelIR& ir) {
   return s;
 }
 
-std::string eval_call(const KernelIR& ir, const std::vector<std::string>& in_values, bool red) {
+std::string eval_call(const KernelIR& ir, const std::vector<std::string>& in_values) {
   std::string s = "ds_eval(";
   for (size_t i = 0; i < in_values.size(); ++i) s += (i ? ", " : "") + in_values[i];
   for (size_t o = 0; o < ir.outputs.size(); ++o)
     s += (s.back() == '(' ? "" : ", ") + std::string("o") + std::to_string(o);
-  if (red) s += (s.back() == '(' ? "" : ", ") + std::string("red");
   return s + ");\n";
 }
 
@@ -286,7 +278,7 @@ std::string scalar_kernel(const Plan& p, const std::string& name) {
     const std::string at = full_shape(l, i) ? "i" : offset(l, i, k);
     values.push_back(load(ir.inputs[i].dtype, "p" + std::to_string(i) + "[" + at + "]"));
   }
-  os << out_decls(ir) << "    " << eval_call(ir, values, false);
+  os << out_decls(ir) << "    " << eval_call(ir, values);
   for (size_t o = 0; o < ir.outputs.size(); ++o)
     os << "    q" << o << "[i] = "
        << store_value(ir.register_dtype(ir.outputs[o]), "o" + std::to_string(o)) << ";\n";
@@ -325,7 +317,7 @@ std::string vector_kernel(const Plan& p, const std::string& name, int lanes,
     os << "    ds_vec<" << mem_type(ir.register_dtype(ir.outputs[o])) << ", " << V << "> s" << o
        << ";\n";
   os << "#pragma unroll\n    for (int k = 0; k < " << V << "; ++k) {\n"
-     << out_decls(ir) << "    " << eval_call(ir, values, false);
+     << out_decls(ir) << "    " << eval_call(ir, values);
   for (size_t o = 0; o < ir.outputs.size(); ++o)
     os << "      s" << o << ".v[k] = "
        << store_value(ir.register_dtype(ir.outputs[o]), "o" + std::to_string(o)) << ";\n";
@@ -337,19 +329,30 @@ std::string vector_kernel(const Plan& p, const std::string& name, int lanes,
   return os.str();
 }
 
-// One warp (rows_per_block 8) or one block per row; lanes stride over the row,
-// then a shuffle (or block) reduction combines the partial results.
+// The registers computing `r` per element reads (inputs and elementwise
+// instructions), stopping at row registers.
+void element_cone(const KernelIR& ir, const RowPlan& plan, int r, std::vector<bool>& in_cone) {
+  if (in_cone[r] || plan.row[r]) return;
+  in_cone[r] = true;
+  if (r >= static_cast<int>(ir.inputs.size()))
+    for (int a : ir.insts[r - ir.inputs.size()].args) element_cone(ir, plan, a, in_cone);
+}
+
+// One warp (rows_per_block 8) or one block per row. The row runs in the passes
+// of plan_rows: each pass strides over the row computing the per-element values
+// its reductions and outputs need, combines the lanes' partial reductions
+// (shuffles, or a block reduction), then computes the row registers they give.
+// Sums accumulate in double, max in the register's type (NaN-propagating).
 std::string rows_kernel(const Plan& p, const std::string& name, int rows_per_block) {
   const KernelIR& ir = p.ir;
   const LoopLayout& l = p.layout;
+  const RowPlan plan = plan_rows(ir);
   const int k = static_cast<int>(l.dims.size());
+  const int nin = static_cast<int>(ir.inputs.size());
   const int64_t len = l.dims.back();
   const bool warp = rows_per_block > 1;
   const std::string it = p.index;
   std::ostringstream os;
-  os << "struct ds_combine { __device__ __forceinline__ " << p.acc << " operator()(" << p.acc
-     << " a, " << p.acc << " b) const { return "
-     << (p.summing ? "a + b" : "(a != a || b != b) ? a + b : (a > b ? a : b)") << "; } };\n";
   os << "extern \"C\" __global__ void __launch_bounds__(" << kThreadsPerBlock << ") " << name
      << "(" << params(ir, it, "rows") << ") {\n";
   if (warp)
@@ -359,33 +362,103 @@ std::string rows_kernel(const Plan& p, const std::string& name, int rows_per_blo
   else
     os << "  const " << it << " row = blockIdx.x;\n  if (row >= rows) return;\n"
        << "  const " << it << " first = threadIdx.x, step = blockDim.x;\n";
-  // Row coordinates over the outer dims, then each input's row base.
   Shape outer(l.dims.begin(), l.dims.end() - 1);
   if (!outer.empty()) os << coords("row", outer, it, used_dims(l, k - 1, false));
-  const std::string identity = p.summing ? p.acc + "(0)" : "(-(" + p.acc + ")(DS_INF))";
-  os << "  " << p.acc << " acc = " << identity << ";\n"
-     << "  for (" << it << " j = first; j < " << len << "; j += step) {\n";
-  std::vector<std::string> values;
-  for (size_t i = 0; i < ir.inputs.size(); ++i) {
+  auto input_at = [&](int i, bool per_element) {
     std::string at = offset(l, i, k - 1);
-    if (l.strides[i][k - 1] != 0) at = (at == "0" ? "" : at + " + ") + "j";
-    values.push_back(load(ir.inputs[i].dtype, "p" + std::to_string(i) + "[" + at + "]"));
+    if (per_element) at = (at == "0" ? "" : at + " + ") + "j";
+    return load(ir.inputs[i].dtype, "p" + std::to_string(i) + "[" + at + "]");
+  };
+  auto row_constant = [&](int i) { return l.strides[i][k - 1] == 0; };
+  // Inputs constant along the row are read once per row (and by row instructions).
+  std::vector<bool> used(ir.num_registers(), false);
+  for (const RowPass& pass : plan.passes) {
+    for (int red : pass.reductions)
+      element_cone(ir, plan, red < 0 ? ir.reduce->reg : ir.insts[red - nin].args[0], used);
+    for (int o : pass.outputs) element_cone(ir, plan, ir.outputs[o], used);
+    for (int r : pass.row_insts)
+      for (int a : ir.insts[r - nin].args) used[a] = used[a] || a < nin;
   }
-  os << out_decls(ir) << "    " << p.acc << " red;\n    " << eval_call(ir, values, true);
-  for (size_t o = 0; o < ir.outputs.size(); ++o)
-    os << "    q" << o << "[row * " << len << " + j] = "
-       << store_value(ir.register_dtype(ir.outputs[o]), "o" + std::to_string(o)) << ";\n";
-  os << "    acc = ds_combine()(acc, red);\n  }\n";
-  if (warp)
-    os << "  for (int o = 16; o > 0; o >>= 1) acc = ds_combine()(acc, __shfl_xor_sync(0xffffffffu, "
-          "acc, o));\n  if (first == 0) {\n";
-  else
-    os << "  acc = ds_block_reduce(acc, ds_combine(), " << identity
-       << ");\n  if (first == 0) {\n";
-  std::string result = "acc";
-  if (ir.reduce->op == "mean") result = "acc / " + p.acc + "(" + std::to_string(len) + ")";
-  os << "    qr[row] = " << convert(result, p.summing ? DType::Float64 : p.reduce_type, p.reduce_type)
-     << ";\n  }\n}\n";
+  for (int i = 0; i < nin; ++i)
+    if (used[i] && row_constant(i))
+      os << "  const " << reg_type(ir.inputs[i].dtype) << " r" << i << " = " << input_at(i, false)
+         << ";\n";
+  const std::string combine_sum = "ds_add_op()", combine_max = "ds_max_op()";
+  for (size_t pi = 0; pi < plan.passes.size(); ++pi) {
+    const RowPass& pass = plan.passes[pi];
+    std::vector<bool> cone(ir.num_registers(), false);
+    struct Acc {
+      int reg;            // the row register (-1: the trailing reduce)
+      int operand;
+      std::string op, type;
+      DType dtype;
+    };
+    std::vector<Acc> accs;
+    for (int red : pass.reductions) {
+      Acc a;
+      a.reg = red;
+      a.operand = red < 0 ? ir.reduce->reg : ir.insts[red - nin].args[0];
+      a.op = red < 0 ? ir.reduce->op : ir.insts[red - nin].op;
+      a.dtype = ir.register_dtype(a.operand);
+      a.type = a.op == "max" ? reg_type(a.dtype) : "double";
+      accs.push_back(a);
+      element_cone(ir, plan, a.operand, cone);
+    }
+    for (int o : pass.outputs) element_cone(ir, plan, ir.outputs[o], cone);
+    const std::string pass_tag = std::to_string(pi);
+    for (size_t a = 0; a < accs.size(); ++a)
+      os << "  " << accs[a].type << " acc" << pass_tag << "_" << a << " = "
+         << (accs[a].op == "max" ? "(-(" + accs[a].type + ")(DS_INF))" : "0.0") << ";\n";
+    if (!accs.empty() || !pass.outputs.empty()) {
+      os << "  for (" << it << " j = first; j < " << len << "; j += step) {\n";
+      for (int r = 0; r < ir.num_registers(); ++r) {
+        if (!cone[r]) continue;
+        if (r < nin) {
+          if (!row_constant(r))
+            os << "    const " << reg_type(ir.inputs[r].dtype) << " r" << r << " = "
+               << input_at(r, true) << ";\n";
+        } else {
+          os << "  " << inst_code(ir, ir.insts[r - nin], r);
+        }
+      }
+      for (size_t a = 0; a < accs.size(); ++a) {
+        const std::string acc = "acc" + pass_tag + "_" + std::to_string(a);
+        const std::string v = convert("r" + std::to_string(accs[a].operand), accs[a].dtype,
+                                      accs[a].op == "max" ? accs[a].dtype : DType::Float64);
+        os << "    " << acc << " = " << (accs[a].op == "max" ? combine_max : combine_sum) << "("
+           << acc << ", " << v << ");\n";
+      }
+      for (int o : pass.outputs)
+        os << "    q" << o << "[row * " << len << " + j] = "
+           << store_value(ir.register_dtype(ir.outputs[o]), "r" + std::to_string(ir.outputs[o]))
+           << ";\n";
+      os << "  }\n";
+    }
+    for (size_t a = 0; a < accs.size(); ++a) {
+      const std::string acc = "acc" + pass_tag + "_" + std::to_string(a);
+      const std::string op = accs[a].op == "max" ? combine_max : combine_sum;
+      const std::string identity =
+          accs[a].op == "max" ? "(-(" + accs[a].type + ")(DS_INF))" : "0.0";
+      os << "  " << acc << " = "
+         << (warp ? "ds_warp_reduce(" + acc + ", " + op + ")"
+                  : "ds_block_reduce(" + acc + ", " + op + ", " + identity + ")")
+         << ";\n";
+      std::string value = acc;
+      if (accs[a].op == "mean") value = acc + " / " + std::to_string(len) + ".0";
+      value = convert(value, accs[a].op == "max" ? accs[a].dtype : DType::Float64, accs[a].dtype);
+      if (accs[a].reg < 0)
+        os << "  if (first == 0) qr[row] = " << value << ";\n";
+      else
+        os << "  const " << reg_type(accs[a].dtype) << " r" << accs[a].reg << " = " << value
+           << ";\n";
+    }
+    for (int r : pass.row_insts) os << inst_code(ir, ir.insts[r - nin], r);
+  }
+  for (int o : plan.row_outputs)
+    os << "  if (first == 0) q" << o << "[row] = "
+       << store_value(ir.register_dtype(ir.outputs[o]), "r" + std::to_string(ir.outputs[o]))
+       << ";\n";
+  os << "}\n";
   return os.str();
 }
 
@@ -398,6 +471,14 @@ template <typename T> __device__ __forceinline__ T ds_mod(T a, T b) {
   return (r != T(0) && ((r < T(0)) != (b < T(0)))) ? r + b : r;
 }
 template <typename T, int N> struct __align__(sizeof(T) * N) ds_vec { T v[N]; };
+struct ds_add_op { template <typename T> __device__ __forceinline__ T operator()(T a, T b) const { return a + b; } };
+// NaN-propagating max (a + b carries the NaN).
+struct ds_max_op { template <typename T> __device__ __forceinline__ T operator()(T a, T b) const {
+  return (a != a || b != b) ? a + b : (a > b ? a : b); } };
+template <typename T, typename Op> __device__ __forceinline__ T ds_warp_reduce(T v, Op op) {
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
 )";
 
 }  // namespace
@@ -411,20 +492,14 @@ CudaRegion emit_cuda_region(const KernelIR& ir) {
   CudaRegion r;
   r.wide_index = n >= (int64_t{1} << 31);
   p.index = r.wide_index ? "long long" : "unsigned int";
-  if (ir.reduce) {
-    p.summing = ir.reduce->op != "max";
-    p.reduce_type = ir.register_dtype(ir.reduce->reg);
-    p.acc = p.summing ? "double" : reg_type(p.reduce_type);
-  }
   const std::string tag = [&] {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(ir.hash()));
     return std::string(buf);
   }();
   std::ostringstream src;
-  src << "// ds fused region " << tag << "\n/*\n" << ir.str() << "*/\n" << kHelpers
-      << eval_function(p);
-  if (ir.reduce) {
+  src << "// ds fused region " << tag << "\n/*\n" << ir.str() << "*/\n" << kHelpers;
+  if (ir.reduce || ir.has_row_reductions()) {
     const int64_t len = p.layout.dims.back();
     r.rows = true;
     r.rows_per_block = len <= 1024 ? kThreadsPerBlock / 32 : 1;
@@ -434,7 +509,7 @@ CudaRegion emit_cuda_region(const KernelIR& ir) {
   } else {
     r.items = n;
     r.scalar_kernel = "ds_fused_" + tag;
-    src << scalar_kernel(p, r.scalar_kernel);
+    src << eval_function(p) << scalar_kernel(p, r.scalar_kernel);
     // Vector accesses for operands that advance along the row; the widest sets the lanes.
     int widest = 1;
     r.vector_inputs.assign(ir.inputs.size(), false);
