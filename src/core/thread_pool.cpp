@@ -1,4 +1,5 @@
 #include "core/thread_pool.h"
+#include "core/thread_cap.h"
 
 #include <atomic>
 #include <condition_variable>
@@ -14,6 +15,7 @@ namespace ds {
 namespace {
 
 thread_local bool t_in_parallel = false;
+thread_local int t_thread_cap = 0;  // ScopedThreadCap's cap on this thread; 0: none
 
 class ThreadPool {
  public:
@@ -119,8 +121,11 @@ int num_threads() {
     n = default_threads();
     g_threads.store(n);
   }
-  return n;
+  return t_thread_cap > 0 && t_thread_cap < n ? t_thread_cap : n;
 }
+
+ScopedThreadCap::ScopedThreadCap(int cap) : saved_(t_thread_cap) { t_thread_cap = cap; }
+ScopedThreadCap::~ScopedThreadCap() { t_thread_cap = saved_; }
 
 void set_num_threads(int n) { g_threads.store(n > 0 ? n : default_threads()); }
 
