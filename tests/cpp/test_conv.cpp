@@ -383,8 +383,8 @@ TEST(ConvMaxPool2d, MatchesFloat64LoopsReferenceAndGradients) {
 TEST(ConvMaxPool2d, NaNPropagatesAndTakesTheGradient) {
   // Windows with a NaN give NaN and route the gradient to the (first) NaN, in the
   // fast kernels (2x2 fast path and general path) as in the reference.
-  // 46 columns: 2x2 windows 0-15 go through the 8-wide path, 16-19 through the
-  // 4-wide one and 20-22 through the scalar one.
+  // 46 columns: 2x2 windows 0-15 go through two full 8-wide chunks, 16-22 through
+  // a masked partial one.
   for (const AttrMap& attrs : {AttrMap{{"kernel_size", Pair{2}}},
                                AttrMap{{"kernel_size", Pair{3}}, {"stride", Pair{1}}}}) {
     Tensor x = random_tensor({1, 2, 6, 46}, 900, DType::Float32);

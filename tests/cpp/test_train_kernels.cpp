@@ -1,5 +1,7 @@
 // Kernels chosen for the training step's shapes (the Fashion-MNIST CNN and its
 // relatives): each fast kernel against the op's float64 reference kernel.
+#include <cmath>
+
 #include "op_check.h"
 
 namespace ds {
@@ -47,6 +49,33 @@ TEST(TrainKernelsConv, WinogradShapesMatchReference) {
               1e-4)
         << shape_str(c.x);
   }
+}
+
+// The 2x2/stride-2 max-pool kernels run 8 windows per vector with a masked last
+// chunk: every row width from 1 to 17 windows (full chunks, partial ones, both),
+// odd extents (an uncovered last row/column), ties (as after a ReLU) and NaNs,
+// forward and backward against the reference kernels.
+TEST(TrainKernelsMaxPool, TwoByTwoEveryRowWidthMatchesReference) {
+  const AttrMap attrs = {{"kernel_size", Pair{2}}};
+  uint32_t seed = 4200;
+  for (int64_t w = 2; w <= 35; ++w)
+    for (int64_t h : {2, 3, 14}) {
+      Tensor x = random_tensor({2, 3, h, w}, seed++, DType::Float32);
+      float* px = x.data<float>();
+      for (int64_t i = 0; i < x.numel(); i += 3) px[i] = 0.0f;
+      if (w % 5 == 0) px[x.numel() / 2] = NAN;
+      const Tensor y = apply1("max_pool2d", {x}, attrs);
+      const Tensor gy = random_tensor(y.shape(), seed++, DType::Float32);
+      for (const auto& [op, in] :
+           {std::pair{std::string("max_pool2d"), std::vector<Tensor>{x}},
+            std::pair{std::string("max_pool2d_backward"), std::vector<Tensor>{x, gy}}}) {
+        const auto fast = values(apply1(op, in, attrs)), ref = values(test::run_reference(op, in, attrs));
+        ASSERT_EQ(fast.size(), ref.size());
+        for (size_t i = 0; i < fast.size(); ++i)
+          ASSERT_TRUE(std::isnan(ref[i]) ? std::isnan(fast[i]) : fast[i] == ref[i])
+              << op << " " << h << "x" << w << " at " << i << ": " << fast[i] << " vs " << ref[i];
+      }
+    }
 }
 
 }  // namespace

@@ -30,9 +30,6 @@ template <class F> void for_planes(int64_t planes, int64_t plane_elems, F&& fn) 
 // v replaces the running maximum m: larger, or the first NaN.
 inline bool beats(float v, float m) { return v > m || (std::isnan(v) && !std::isnan(m)); }
 
-// The running maximum after a then b (keeps the first of equals and the first NaN).
-inline float pick(float a, float b) { return beats(b, a) ? b : a; }
-
 // The first maximum of output (oy, ox)'s window in plane x (NaN counts as the
 // maximum, like the reference kernel and PyTorch); -1 for a window with no input.
 inline int64_t window_argmax(const float* x, const PoolGeom& g, int64_t oy, int64_t ox) {
@@ -61,31 +58,9 @@ bool simple2x2(const PoolGeom& g) {
          g.pad.w == 0 && g.dil.h == 1 && g.dil.w == 1 && 2 * g.oh <= g.h && 2 * g.ow <= g.w;
 }
 
-void max_forward(const PoolGeom& g, const float* x, float* y) {
-  const bool two_by_two = simple2x2(g);
-  for_planes(g.n * g.c, g.h * g.w, [&](int64_t p) {
-    const float* xp = x + p * g.h * g.w;
-    float* yp = y + p * g.oh * g.ow;
-    if (two_by_two) {
-      for (int64_t oy = 0; oy < g.oh; ++oy) {
-        const float* r0 = xp + 2 * oy * g.w;
-        const float* r1 = r0 + g.w;
-        float* out = yp + oy * g.ow;
-        for (int64_t ox = 0; ox < g.ow; ++ox)
-          out[ox] = pick(pick(r0[2 * ox], r0[2 * ox + 1]), pick(r1[2 * ox], r1[2 * ox + 1]));
-      }
-      return;
-    }
-    for (int64_t oy = 0; oy < g.oh; ++oy)
-      for (int64_t ox = 0; ox < g.ow; ++ox) {
-        const int64_t i = window_argmax(xp, g, oy, ox);
-        yp[oy * g.ow + ox] = i < 0 ? -std::numeric_limits<float>::infinity() : xp[i];
-      }
-  });
-}
-
-// The gradient of one 2x2 window: all of it to the first maximum (or first NaN).
-inline void max2x2_backward_one(const float* r0, const float* r1, float v, float* g0, float* g1) {
+// The first maximum of the 2x2 window with top row r0 and bottom row r1: its
+// position k (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right) and value.
+inline int max2x2_one(const float* r0, const float* r1, float* value) {
   int k = 0;
   float m = r0[0];
   if (beats(r0[1], m)) {
@@ -96,11 +71,12 @@ inline void max2x2_backward_one(const float* r0, const float* r1, float v, float
     k = 2;
     m = r1[0];
   }
-  if (beats(r1[1], m)) k = 3;
-  g0[0] = k == 0 ? v : 0.0f;
-  g0[1] = k == 1 ? v : 0.0f;
-  g1[0] = k == 2 ? v : 0.0f;
-  g1[1] = k == 3 ? v : 0.0f;
+  if (beats(r1[1], m)) {
+    k = 3;
+    m = r1[1];
+  }
+  *value = m;
+  return k;
 }
 
 #if defined(__AVX2__)
@@ -118,73 +94,122 @@ inline __m256 beats8(__m256 v, __m256 m) {
   const __m256 v_nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q), m_nan = _mm256_cmp_ps(m, m, _CMP_UNORD_Q);
   return _mm256_or_ps(_mm256_cmp_ps(v, m, _CMP_GT_OQ), _mm256_andnot_ps(m_nan, v_nan));
 }
-inline __m128 beats4(__m128 v, __m128 m) {
-  const __m128 v_nan = _mm_cmp_ps(v, v, _CMP_UNORD_Q), m_nan = _mm_cmp_ps(m, m, _CMP_UNORD_Q);
-  return _mm_or_ps(_mm_cmp_ps(v, m, _CMP_GT_OQ), _mm_andnot_ps(m_nan, v_nan));
+// Lanes [0, k) set (k clamped to [0, 8]).
+inline __m256i first_lanes(int64_t k) {
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::clamp<int64_t>(k, 0, 8))), lanes);
 }
-// Stores a0 b0 a1 b1 ... a7 b7 at dst.
-inline void store_interleaved(float* dst, __m256 a, __m256 b) {
-  const __m256 lo = _mm256_unpacklo_ps(a, b), hi = _mm256_unpackhi_ps(a, b);
-  _mm256_storeu_ps(dst, _mm256_permute2f128_ps(lo, hi, 0x20));
-  _mm256_storeu_ps(dst + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
-}
+
+// Up to 8 consecutive 2x2 windows (16 floats of rows r0 and r1; `windows` < 8
+// reads and writes only its own lanes, so rows of any width need no scalar tail).
+// The winner of a window is data-dependent, so branches mispredict; masks
+// measured 2.4x faster than the scalar loop.
+struct Windows8 {
+  __m256 a, b, d, e;  // top-left, top-right, bottom-left, bottom-right of each window
+  __m256i lo{}, hi{};  // the masks of the 16 floats of a row (partial chunks)
+  bool full;
+
+  Windows8(const float* r0, const float* r1, int64_t windows) : full(windows == 8) {
+    __m256 x00, x01, x10, x11;
+    if (full) {
+      x00 = _mm256_loadu_ps(r0), x01 = _mm256_loadu_ps(r0 + 8);
+      x10 = _mm256_loadu_ps(r1), x11 = _mm256_loadu_ps(r1 + 8);
+    } else {
+      lo = first_lanes(2 * windows), hi = first_lanes(2 * windows - 8);
+      x00 = _mm256_maskload_ps(r0, lo), x01 = _mm256_maskload_ps(r0 + 8, hi);
+      x10 = _mm256_maskload_ps(r1, lo), x11 = _mm256_maskload_ps(r1 + 8, hi);
+    }
+    a = even_of(x00, x01), b = odd_of(x00, x01), d = even_of(x10, x11), e = odd_of(x10, x11);
+  }
+
+  // Stores a0 b0 a1 b1 ... (the first 2 * windows floats) at dst.
+  void store_interleaved(float* dst, __m256 p, __m256 q) const {
+    const __m256 l = _mm256_unpacklo_ps(p, q), h = _mm256_unpackhi_ps(p, q);
+    const __m256 first = _mm256_permute2f128_ps(l, h, 0x20), second = _mm256_permute2f128_ps(l, h, 0x31);
+    if (full) {
+      _mm256_storeu_ps(dst, first);
+      _mm256_storeu_ps(dst + 8, second);
+    } else {
+      _mm256_maskstore_ps(dst, lo, first);
+      _mm256_maskstore_ps(dst + 8, hi, second);
+    }
+  }
+};
 #endif
 
-// One output row of 2x2/stride-2 windows over input rows r0, r1. The winner of a
-// window is data-dependent, so branches mispredict; 8 windows at a time with
-// masks measured 2.4x faster than the scalar loop.
+// One output row of 2x2/stride-2 windows over input rows r0, r1.
+void max2x2_forward_row(const float* r0, const float* r1, float* y, int64_t ow) {
+  int64_t ox = 0;
+#if defined(__AVX2__)
+  for (; ox < ow; ox += 8) {
+    const int64_t windows = std::min<int64_t>(8, ow - ox);
+    const Windows8 w(r0 + 2 * ox, r1 + 2 * ox, windows);
+    __m256 m = _mm256_blendv_ps(w.a, w.b, beats8(w.b, w.a));
+    m = _mm256_blendv_ps(m, w.d, beats8(w.d, m));
+    m = _mm256_blendv_ps(m, w.e, beats8(w.e, m));
+    if (windows == 8)
+      _mm256_storeu_ps(y + ox, m);
+    else
+      _mm256_maskstore_ps(y + ox, first_lanes(windows), m);
+  }
+#endif
+  for (; ox < ow; ++ox) max2x2_one(r0 + 2 * ox, r1 + 2 * ox, y + ox);
+}
+
+void max_forward(const PoolGeom& g, const float* x, float* y) {
+  const bool two_by_two = simple2x2(g);
+  for_planes(g.n * g.c, g.h * g.w, [&](int64_t p) {
+    const float* xp = x + p * g.h * g.w;
+    float* yp = y + p * g.oh * g.ow;
+    if (two_by_two) {
+      for (int64_t oy = 0; oy < g.oh; ++oy) {
+        const float* r0 = xp + 2 * oy * g.w;
+        max2x2_forward_row(r0, r0 + g.w, yp + oy * g.ow, g.ow);
+      }
+      return;
+    }
+    for (int64_t oy = 0; oy < g.oh; ++oy)
+      for (int64_t ox = 0; ox < g.ow; ++ox) {
+        const int64_t i = window_argmax(xp, g, oy, ox);
+        yp[oy * g.ow + ox] = i < 0 ? -std::numeric_limits<float>::infinity() : xp[i];
+      }
+  });
+}
+
+// One output row of 2x2/stride-2 windows: the gradient gy of each window goes to
+// its first maximum (or first NaN) in gradient rows g0, g1; the rest get 0.
 void max2x2_backward_row(const float* r0, const float* r1, const float* gy, float* g0, float* g1,
                          int64_t ow) {
   int64_t ox = 0;
 #if defined(__AVX2__)
-  for (; ox + 8 <= ow; ox += 8) {
-    const int64_t c = 2 * ox;
-    const __m256 x00 = _mm256_loadu_ps(r0 + c), x01 = _mm256_loadu_ps(r0 + c + 8);
-    const __m256 x10 = _mm256_loadu_ps(r1 + c), x11 = _mm256_loadu_ps(r1 + c + 8);
-    const __m256 a = even_of(x00, x01), b = odd_of(x00, x01);
-    const __m256 d = even_of(x10, x11), e = odd_of(x10, x11);
-    const __m256 take_b = beats8(b, a);
-    __m256 m = _mm256_blendv_ps(a, b, take_b);
-    const __m256 take_d = beats8(d, m);
-    m = _mm256_blendv_ps(m, d, take_d);
-    const __m256 take_e = beats8(e, m);
-    const __m256 v = _mm256_loadu_ps(gy + ox);
+  for (; ox < ow; ox += 8) {
+    const int64_t c = 2 * ox, windows = std::min<int64_t>(8, ow - ox);
+    const Windows8 w(r0 + c, r1 + c, windows);
+    const __m256 take_b = beats8(w.b, w.a);
+    __m256 m = _mm256_blendv_ps(w.a, w.b, take_b);
+    const __m256 take_d = beats8(w.d, m);
+    m = _mm256_blendv_ps(m, w.d, take_d);
+    const __m256 take_e = beats8(w.e, m);
+    const __m256 v = windows == 8 ? _mm256_loadu_ps(gy + ox)
+                                  : _mm256_maskload_ps(gy + ox, first_lanes(windows));
     const __m256 later_de = _mm256_or_ps(take_d, take_e);
     const __m256 ve = _mm256_and_ps(take_e, v);
     const __m256 vd = _mm256_andnot_ps(take_e, _mm256_and_ps(take_d, v));
     const __m256 vb = _mm256_andnot_ps(later_de, _mm256_and_ps(take_b, v));
     const __m256 va = _mm256_andnot_ps(_mm256_or_ps(later_de, take_b), v);
-    store_interleaved(g0 + c, va, vb);
-    store_interleaved(g1 + c, vd, ve);
-  }
-  // The same on 4 windows (rows of 4-7 windows, like a 14x14 input).
-  for (; ox + 4 <= ow; ox += 4) {
-    const int64_t c = 2 * ox;
-    const __m128 x00 = _mm_loadu_ps(r0 + c), x01 = _mm_loadu_ps(r0 + c + 4);
-    const __m128 x10 = _mm_loadu_ps(r1 + c), x11 = _mm_loadu_ps(r1 + c + 4);
-    const __m128 a = _mm_shuffle_ps(x00, x01, _MM_SHUFFLE(2, 0, 2, 0));
-    const __m128 b = _mm_shuffle_ps(x00, x01, _MM_SHUFFLE(3, 1, 3, 1));
-    const __m128 d = _mm_shuffle_ps(x10, x11, _MM_SHUFFLE(2, 0, 2, 0));
-    const __m128 e = _mm_shuffle_ps(x10, x11, _MM_SHUFFLE(3, 1, 3, 1));
-    const __m128 take_b = beats4(b, a);
-    __m128 m = _mm_blendv_ps(a, b, take_b);
-    const __m128 take_d = beats4(d, m);
-    m = _mm_blendv_ps(m, d, take_d);
-    const __m128 take_e = beats4(e, m);
-    const __m128 v = _mm_loadu_ps(gy + ox);
-    const __m128 later_de = _mm_or_ps(take_d, take_e);
-    const __m128 ve = _mm_and_ps(take_e, v);
-    const __m128 vd = _mm_andnot_ps(take_e, _mm_and_ps(take_d, v));
-    const __m128 vb = _mm_andnot_ps(later_de, _mm_and_ps(take_b, v));
-    const __m128 va = _mm_andnot_ps(_mm_or_ps(later_de, take_b), v);
-    _mm_storeu_ps(g0 + c, _mm_unpacklo_ps(va, vb));
-    _mm_storeu_ps(g0 + c + 4, _mm_unpackhi_ps(va, vb));
-    _mm_storeu_ps(g1 + c, _mm_unpacklo_ps(vd, ve));
-    _mm_storeu_ps(g1 + c + 4, _mm_unpackhi_ps(vd, ve));
+    w.store_interleaved(g0 + c, va, vb);
+    w.store_interleaved(g1 + c, vd, ve);
   }
 #endif
-  for (; ox < ow; ++ox)
-    max2x2_backward_one(r0 + 2 * ox, r1 + 2 * ox, gy[ox], g0 + 2 * ox, g1 + 2 * ox);
+  for (; ox < ow; ++ox) {
+    float m;
+    const int k = max2x2_one(r0 + 2 * ox, r1 + 2 * ox, &m);
+    const float v = gy[ox];
+    g0[2 * ox] = k == 0 ? v : 0.0f;
+    g0[2 * ox + 1] = k == 1 ? v : 0.0f;
+    g1[2 * ox] = k == 2 ? v : 0.0f;
+    g1[2 * ox + 1] = k == 3 ? v : 0.0f;
+  }
 }
 
 void max_backward(const PoolGeom& g, const float* x, const float* gy, float* gx) {
