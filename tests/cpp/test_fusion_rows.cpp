@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <random>
 #include <string>
 
 #include "codegen/jit.h"
@@ -285,4 +286,69 @@ TEST_F(FusedRows, GeluInFloat32LanesStaysWithinAFewUlps) {
   for (int64_t i = 0; i < n; ++i)
     worst = std::max(worst, std::abs(got[i] - want[i]) / (std::abs(want[i]) * 0x1p-24));
   EXPECT_LE(worst, 4);
+}
+
+namespace {
+
+// A seeded random chain on x [.., n] and r [.., n]: well-conditioned elementwise
+// steps, binary steps with r or a weight [n], and row steps (softmax,
+// log_softmax, layer_norm, rms_norm, a centring spelled out), sometimes with an
+// intermediate value as an extra output.
+Graph random_row_chain(std::mt19937& rng, const Shape& shape, DType dt, std::string* text) {
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  Graph g;
+  Tensor x = g.placeholder("x", shape, dt);
+  Tensor r = g.placeholder("r", shape, dt);
+  const int64_t n = shape.back();
+  Tensor w = g.constant(ds::test::random_tensor({n}, pick(1, 1000), dt) * 0.5 + 1.0);
+  Tensor h = x;
+  const int steps = pick(2, 6);
+  for (int s = 0; s < steps; ++s) {
+    switch (pick(0, 11)) {
+      case 0: h = ds::tanh(h), *text += " tanh"; break;
+      case 1: h = ds::sigmoid(h), *text += " sigmoid"; break;
+      case 2: h = ds::gelu(h), *text += " gelu"; break;
+      case 3: h = ds::silu(h) - r, *text += " silu-r"; break;
+      case 4: h = h * w + r, *text += " *w+r"; break;
+      case 5: h = ds::relu(h) + ds::abs(r), *text += " relu+|r|"; break;
+      case 6: h = ds::softmax(h, -1) * static_cast<double>(n), *text += " softmax*n"; break;
+      case 7: h = ds::log_softmax(h, -1) * 0.25, *text += " log_softmax/4"; break;
+      case 8: h = ds::layer_norm(h + r, {n}, w, w - 1.0), *text += " layer_norm"; break;
+      case 9: h = ds::rms_norm(h, {n}, w), *text += " rms_norm"; break;
+      case 10: h = h - ds::mean(h, {-1}, true), *text += " centre"; break;
+      default: h = h / (ds::max(ds::abs(h), {-1}, true) + 1.0), *text += " /(max|h|+1)"; break;
+    }
+    if (pick(0, 5) == 0) {
+      g.output(h, "mid" + std::to_string(s));
+      *text += "[out]";
+    }
+  }
+  g.output(h, "y");
+  return g;
+}
+
+}  // namespace
+
+TEST_F(FusedRows, RandomRowChainsMatchTheUnfusedOps) {
+  const int64_t lasts[] = {1, 2, 7, 33, 128, 257};
+  for (uint32_t seed = 1; seed <= 60; ++seed) {
+    std::mt19937 rng(seed);
+    auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+    Shape shape;
+    for (int d = pick(0, 2); d > 0; --d) shape.push_back(pick(1, 5));
+    shape.push_back(lasts[pick(0, 5)]);
+    const DType dt = pick(0, 2) == 0 ? DType::Float64 : DType::Float32;
+    std::string chain;
+    const Graph g = random_row_chain(rng, shape, dt, &chain);
+    const auto in = feeds(shape, dt, seed * 7);
+    auto plain = ds::compile(g, "cpu", {.opt_level = 0});
+    auto fused = ds::compile(g, "cpu", {.opt_level = 2});
+    EXPECT_LT(fused.stats().kernels, plain.stats().kernels) << "seed " << seed << chain;
+    const auto a = plain.run(in), b = fused.run(in);
+    for (const auto& [name, t] : a)
+      EXPECT_LE(worst_ulps(b.at(name), t, dt), 64)
+          << "seed " << seed << ": " << ds::shape_str(shape) << " " << ds::dtype_name(dt)
+          << chain << ", output " << name << "\n"
+          << fused.graph().str();
+  }
 }
