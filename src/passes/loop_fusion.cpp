@@ -227,6 +227,10 @@ Region build_region(const Graph& g, const std::vector<int>& members,
 
 Graph loop_fusion(const Graph& input) {
   if (!codegen::jit_available()) return input;  // interpreting a region is slower than the ops
+  return loop_fusion_regions(input);
+}
+
+Graph loop_fusion_regions(const Graph& input) {
   // Dead values would make regions without outputs.
   const Graph g = dead_code_elimination(decompose_row_ops(input));
   RegionBuilder builder(g);

@@ -3,6 +3,7 @@
 // the live working set.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <set>
 #include <sstream>
 
@@ -14,6 +15,7 @@
 #include "ds/profile.h"
 #include "ds/runtime.h"
 #include "passes/pass_manager.h"
+#include "runtime/cuda_graph.h"
 #include "runtime/dispatch.h"
 #include "runtime/memory_plan.h"
 #include "runtime/micro_batch.h"
@@ -49,6 +51,9 @@ struct Executable::Impl {
   std::vector<passes::PassTiming> pass_timings;
   mutable std::atomic<int64_t> last_peak{0};
   std::shared_ptr<const MicroBatchPlan> micro;  // set when the plan is over the memory budget
+  // CUDA executables: the runner capturing and replaying a CUDA graph, or why there is none.
+  std::shared_ptr<CudaGraphRunner> cuda_graph;
+  std::string cuda_graph_off;
 };
 
 namespace {
@@ -127,7 +132,7 @@ const KernelEntry* cuda_kernel(const OpContext& ctx) {
 }
 
 // A CUDA executable's run: each step on the GPU (its CUDA kernel) or on the CPU
-// (fallback), inputs copied to where the step runs; outputs come back to the CPU.
+// (fallback), inputs copied to where the step runs; outputs stay where made.
 std::vector<Tensor> run_cuda(const Executable::Impl& m, std::vector<Tensor>& slots) {
   const auto& nodes = m.graph.nodes();
   int64_t live_bytes = 0, peak = 0;
@@ -164,8 +169,17 @@ std::vector<Tensor> run_cuda(const Executable::Impl& m, std::vector<Tensor>& slo
   }
   m.last_peak.store(peak);
   std::vector<Tensor> result;
-  for (int s : m.output_slots) result.push_back(slots[s].to(Device::cpu()));
+  for (int s : m.output_slots) result.push_back(slots[s]);
   return result;
+}
+
+// Why a CUDA executable cannot be captured into a CUDA graph ("" when it can).
+std::string cuda_graph_blocker(const Executable::Impl& m) {
+  if (!cuda_graphs_enabled()) return "DS_CUDA_GRAPHS=0";
+  if (m.dynamic) return "symbolic shapes";
+  for (const Step& st : m.steps)
+    if (!st.on_gpu) return m.graph.nodes()[st.node].label() + " runs on the CPU";
+  return "";
 }
 
 }  // namespace
@@ -196,10 +210,20 @@ Executable compile(const Graph& graph, const std::string& target, const CompileO
   graph.verify();
 
   auto impl = std::make_shared<Executable::Impl>();
-  // Loop fusion (opt_level 2+) makes CPU-only regions: a GPU target keeps the ops apart.
+  // GPU targets run the level-1 passes and then loop fusion alone (its regions
+  // compile with NVRTC); the other level-2 passes make ops without CUDA kernels.
   impl->graph = passes::run_pipeline(graph, gpu_target ? std::min(options.opt_level, 1)
                                                        : options.opt_level, &impl->pass_timings,
                                      passes::precision_dtype(options.precision));
+  if (gpu_target && options.opt_level >= 2) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const int before = static_cast<int>(impl->graph.nodes().size());
+    impl->graph = passes::loop_fusion_regions(impl->graph);
+    impl->pass_timings.push_back(
+        {"loop_fusion (cuda)",
+         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
+         before, static_cast<int>(impl->graph.nodes().size())});
+  }
   impl->target = "cpu";
   impl->reason = target == "auto" ? "target 'auto': the CPU is the only device here (" +
                                         cuda::unavailable_reason() + ")"
@@ -260,7 +284,8 @@ Executable compile(const Graph& graph, const std::string& target, const CompileO
                                  "and the graph does at least that much work, else the CPU, where "
                                  "small graphs are faster than launches and copies)");
     } else {
-      impl->reason = "target '" + target + "' requested (opt_level at most 1: fusion is CPU-only)";
+      impl->reason = "target '" + target + "' requested (GPU: loop fusion into NVRTC kernels at "
+                     "opt_level 2+, the other level-2 passes off)";
     }
     if (gpu_target || big) {
       impl->device = Device::parse(target == "auto" ? "cuda" : target);
@@ -273,6 +298,9 @@ Executable compile(const Graph& graph, const std::string& target, const CompileO
         st.on_gpu = true;
       }
       for (auto& [slot_id, t] : impl->constant_slots) t = t.to(impl->device);
+      impl->cuda_graph_off = cuda_graph_blocker(*impl);
+      if (impl->cuda_graph_off.empty())
+        impl->cuda_graph = std::make_shared<CudaGraphRunner>(impl->device.index);
     }
   }
   if (target == "auto" && !have_gpu)
@@ -346,7 +374,14 @@ std::vector<Tensor> Executable::run(const std::vector<Tensor>& feeds) const {
     slots[m.input_slots[i]] = f.dtype() == spec.type.dtype ? f.contiguous() : cast(f, spec.type.dtype);
   }
   for (const auto& [s, t] : m.constant_slots) slots[s] = t;
-  if (m.device.kind == DeviceKind::CUDA) return run_cuda(m, slots);
+  if (m.device.kind == DeviceKind::CUDA) {
+    if (m.cuda_graph)
+      return m.cuda_graph->run(slots, m.input_slots,
+                               [&m](std::vector<Tensor>& s) { return run_cuda(m, s); });
+    std::vector<Tensor> result;
+    for (const Tensor& t : run_cuda(m, slots)) result.push_back(t.to(Device::cpu()));
+    return result;
+  }
 
   int64_t live_bytes = 0, peak = 0;
   const auto& nodes = m.graph.nodes();
@@ -434,6 +469,11 @@ const Graph& Executable::graph() const { return impl_->graph; }
 ExecutableStats Executable::stats() const {
   ExecutableStats s = impl_->stats;
   s.peak_bytes = impl_->last_peak.load();
+  if (impl_->cuda_graph) {
+    const CudaGraphStats g = impl_->cuda_graph->stats();
+    s.cuda_graph_captures = g.captures;
+    s.cuda_graph_replays = g.replays;
+  }
   return s;
 }
 
@@ -453,6 +493,10 @@ std::string Executable::explain() const {
            : s.on_gpu ? " [cuda]"
                       : " [cpu fallback: no CUDA kernel for these inputs; copies to and from the "
                         "device]")
+       << "\n";
+  if (cuda)
+    os << "cuda graph: "
+       << (impl_->cuda_graph ? impl_->cuda_graph->stats().status : "off: " + impl_->cuda_graph_off)
        << "\n";
   return os.str();
 }
