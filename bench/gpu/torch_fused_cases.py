@@ -1,0 +1,57 @@
+"""PyTorch on the cases of bench/cpp/bench_cuda_fused.cpp, timed the same way
+(CUDA events, median after warm-up). Prints `name median_ms` per line; the
+names match the C++ benchmark's so bench/gpu/fused_bench.sh can pair them."""
+import torch
+import torch.nn.functional as F
+
+
+def med(fn, runs):
+    for _ in range(3):
+        fn()
+    ts = []
+    for _ in range(runs):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        ts.append(a.elapsed_time(b))
+    return sorted(ts)[len(ts) // 2]
+
+
+def main():
+    cases = []
+    x = torch.rand(8192, 8192, device="cuda") * 4 - 2
+    bias = torch.rand(8192, device="cuda") * 2 - 1
+    scale = torch.rand((), device="cuda") + 0.5
+    dst = torch.empty_like(x)
+    cases.append(("copy_fp32_8192x8192", lambda: dst.copy_(x), 20))
+    cases.append(("unfused_gelu_bias_scale_fp32", lambda: F.gelu(x + bias) * scale, 20))
+    try:  # the fused chain as torch.compile (Inductor/Triton) makes it
+        compiled = torch.compile(lambda a, b, s: F.gelu(a + b) * s)
+        compiled(x, bias, scale)
+        cases.append(("fused_gelu_bias_scale_fp32", lambda: compiled(x, bias, scale), 20))
+    except Exception as e:  # noqa: BLE001 - report and go on with the eager cases
+        print(f"# torch.compile failed: {e}")
+    shift = torch.rand(8192, 1, device="cuda") * 2 - 1
+    cases.append(("fused_sum_exp_rows_fp32", lambda: torch.exp(x - shift).sum(-1, keepdim=True), 20))
+    cases.append(("layer_norm_fp32_8192x8192", lambda: F.layer_norm(x, (8192,)), 20))
+    cases.append(("softmax_fp32_8192x8192", lambda: torch.softmax(x, -1), 20))
+    for dt, dname in ((torch.bfloat16, "bfloat16"), (torch.float16, "float16")):
+        for causal in (False, True):
+            shape = (16, 12, 1024, 64)
+            q, k, v = (torch.rand(shape, device="cuda", dtype=dt) * 2 - 1 for _ in range(3))
+            name = f"sdpa_{dname}{'_causal' if causal else ''}_16x12x1024x64"
+            cases.append((name + "_fwd", lambda q=q, k=k, v=v, c=causal:
+                          F.scaled_dot_product_attention(q, k, v, is_causal=c), 10))
+            qg, kg, vg = (t.clone().requires_grad_() for t in (q, k, v))
+            out = F.scaled_dot_product_attention(qg, kg, vg, is_causal=causal)
+            g = torch.rand_like(out)
+            cases.append((name + "_bwd", lambda out=out, g=g, ins=(qg, kg, vg):
+                          torch.autograd.grad(out, ins, g, retain_graph=True), 5))
+    for name, fn, runs in cases:
+        print(f"{name:<32} {med(fn, runs):10.4f}")
+
+
+if __name__ == "__main__":
+    main()
