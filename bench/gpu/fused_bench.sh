@@ -2,7 +2,7 @@
 # Fused CUDA kernels (generated regions, row kernels, flash attention) next to
 # PyTorch on the GPU machine. Run from the repo root after scripts/gpu-run built
 # the library; env B = its bin dir (build-gpu, or .gpu/bundle/bin), OUT = logs.
-#   bash bench/gpu/fused_bench.sh
+#   bash bench/gpu/fused_bench.sh     (DS_TORCH_COMPILE=1 adds torch.compile's fused chain)
 set -uo pipefail
 B=${B:-build-gpu}
 OUT=${OUT:-$PWD/gpu-run-out}
@@ -14,9 +14,9 @@ LINK=$LIB/libdeepseek.so
 c++ -std=c++20 -O2 bench/cpp/bench_cuda_fused.cpp -Iinclude -Isrc "$LINK" \
   "-Wl,-rpath,$(cd "$LIB" && pwd)" -o "$OUT/ds_bench_cuda_fused" >"$OUT/bench_fused_build.log" 2>&1 \
   || { tail -20 "$OUT/bench_fused_build.log"; exit 1; }
-timeout 100 "$OUT/ds_bench_cuda_fused" >"$OUT/bench_fused_ds.txt" 2>&1
+timeout 50 "$OUT/ds_bench_cuda_fused" >"$OUT/bench_fused_ds.txt" 2>&1
 echo "ds rc=$?"
-timeout 100 python3 bench/gpu/torch_fused_cases.py >"$OUT/bench_fused_torch.txt" 2>&1
+timeout 50 python3 bench/gpu/torch_fused_cases.py >"$OUT/bench_fused_torch.txt" 2>&1
 echo "torch rc=$?"
 grep '^#' "$OUT/bench_fused_ds.txt"
 echo "== fused kernels: ds vs PyTorch (median ms; ratio = torch_ms / ds_ms, >1: ds faster)"

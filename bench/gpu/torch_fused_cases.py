@@ -1,6 +1,8 @@
 """PyTorch on the cases of bench/cpp/bench_cuda_fused.cpp, timed the same way
 (CUDA events, median after warm-up). Prints `name median_ms` per line; the
 names match the C++ benchmark's so bench/gpu/fused_bench.sh can pair them."""
+import os
+
 import torch
 import torch.nn.functional as F
 
@@ -27,12 +29,10 @@ def main():
     dst = torch.empty_like(x)
     cases.append(("copy_fp32_8192x8192", lambda: dst.copy_(x), 20))
     cases.append(("unfused_gelu_bias_scale_fp32", lambda: F.gelu(x + bias) * scale, 20))
-    try:  # the fused chain as torch.compile (Inductor/Triton) makes it
+    if os.environ.get("DS_TORCH_COMPILE") == "1":  # Inductor's fused kernel (~30 s to compile)
         compiled = torch.compile(lambda a, b, s: F.gelu(a + b) * s)
         compiled(x, bias, scale)
         cases.append(("fused_gelu_bias_scale_fp32", lambda: compiled(x, bias, scale), 20))
-    except Exception as e:  # noqa: BLE001 - report and go on with the eager cases
-        print(f"# torch.compile failed: {e}")
     shift = torch.rand(8192, 1, device="cuda") * 2 - 1
     cases.append(("fused_sum_exp_rows_fp32", lambda: torch.exp(x - shift).sum(-1, keepdim=True), 20))
     cases.append(("layer_norm_fp32_8192x8192", lambda: F.layer_norm(x, (8192,)), 20))
