@@ -1,0 +1,231 @@
+// Flash-attention forward on tensor cores for bf16/fp16 (sm_80+: mma.sync
+// m16n8k16 with fp32 accumulation), head sizes a multiple of 16 up to 128.
+// A block of 4 warps owns 64 query rows, each warp 16 of them: its Q fragments
+// stay in registers, K and V tiles of 64 keys are staged in shared memory, S =
+// Q K^T and O += P V run as mma tiles, and the softmax is online in the
+// accumulator layout (each thread holds two rows' values; a row's four threads
+// combine with shuffles). P goes from the S accumulators straight into A
+// fragments. Other dtypes and shapes use the scalar kernels (attention_kernels.cpp).
+#include <cmath>
+
+#include "backends/cuda/kernel_support.h"
+#include "backends/cuda/nvrtc_module.h"
+#include "ds/cuda.h"
+
+namespace ds::cuda {
+namespace {
+
+constexpr int kRowsPerBlock = 64;
+
+const char* const kFlashMma = R"(
+constexpr int BK = 64;        // keys per tile
+constexpr int LD = D + 8;     // shared row stride (halves): spreads rows over banks
+constexpr int KT = D / 16;    // k-steps of Q K^T
+constexpr int NT = BK / 8;    // n-tiles of S
+constexpr int DT = D / 8;     // n-tiles of O
+
+__device__ __forceinline__ unsigned ds_pack(float lo, float hi) {
+  unsigned r;
+#if DS_BF16
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+#else
+  asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+#endif
+  return r;
+}
+__device__ __forceinline__ void ds_mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+#if DS_BF16
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+#else
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+#endif
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+// Rows [r0, r0 + BK) of an [n, D] matrix of 16-bit values into tile[BK][LD] (zeros past n).
+__device__ __forceinline__ void ds_stage16(unsigned short (*tile)[LD], const unsigned short* m,
+                                           int r0, int n, int vec) {
+  if (vec) {
+    for (int t = threadIdx.x; t < BK * (D / 8); t += blockDim.x) {
+      const int r = t / (D / 8), c = (t % (D / 8)) * 8;
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (r0 + r < n) v = *reinterpret_cast<const uint4*>(m + (long long)(r0 + r) * D + c);
+      *reinterpret_cast<uint4*>(&tile[r][c]) = v;
+    }
+  } else {
+    for (int t = threadIdx.x; t < BK * D; t += blockDim.x) {
+      const int r = t / D, c = t % D;
+      tile[r][c] = r0 + r < n ? m[(long long)(r0 + r) * D + c] : 0;
+    }
+  }
+}
+__device__ __forceinline__ unsigned ds_pair(const unsigned short* p) {  // p[0] low, p[1] high
+  return (unsigned)p[0] | ((unsigned)p[1] << 16);
+}
+
+// scale_log2 = scale * log2(e): scores live in the exp2 domain.
+extern "C" __global__ void __launch_bounds__(128) ds_flash_fwd_mma(
+    const unsigned short* __restrict__ q, const unsigned short* __restrict__ k,
+    const unsigned short* __restrict__ v, unsigned short* __restrict__ o, int sq, int sk,
+    float scale_log2, int causal, int vec) {
+  __shared__ __align__(16) unsigned short ks[BK][LD];
+  __shared__ __align__(16) unsigned short vs[BK][LD];
+  const long long bh = blockIdx.y;
+  q += bh * sq * D; k += bh * sk * D; v += bh * sk * D; o += bh * sq * D;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int gid = lane >> 2, tig = lane & 3;
+  const int q0 = blockIdx.x * 64 + warp * 16;
+  const int row_lo = q0 + gid, row_hi = q0 + gid + 8;
+  unsigned qa[KT][4];
+#pragma unroll
+  for (int kk = 0; kk < KT; ++kk) {
+    const int c = kk * 16 + tig * 2;
+    qa[kk][0] = row_lo < sq ? ds_pair(q + (long long)row_lo * D + c) : 0u;
+    qa[kk][1] = row_hi < sq ? ds_pair(q + (long long)row_hi * D + c) : 0u;
+    qa[kk][2] = row_lo < sq ? ds_pair(q + (long long)row_lo * D + c + 8) : 0u;
+    qa[kk][3] = row_hi < sq ? ds_pair(q + (long long)row_hi * D + c + 8) : 0u;
+  }
+  float acc[DT][4];
+#pragma unroll
+  for (int dn = 0; dn < DT; ++dn) acc[dn][0] = acc[dn][1] = acc[dn][2] = acc[dn][3] = 0.f;
+  float m_lo = -DS_INF, m_hi = -DS_INF, l_lo = 0.f, l_hi = 0.f;
+  const int kend = causal ? min(sk, (int)blockIdx.x * 64 + 64) : sk;
+  for (int k0 = 0; k0 < kend; k0 += BK) {
+    __syncthreads();
+    ds_stage16(ks, k, k0, sk, vec);
+    ds_stage16(vs, v, k0, sk, vec);
+    __syncthreads();
+    float s[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < KT; ++kk) {
+        const unsigned short* kr = &ks[nt * 8 + gid][kk * 16 + tig * 2];
+        ds_mma(s[nt], qa[kk], ds_pair(kr), ds_pair(kr + 8));
+      }
+    }
+    // Scale, mask (past the keys; above the diagonal when causal), tile row maxima.
+    float t_lo = -DS_INF, t_hi = -DS_INF;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int key = k0 + nt * 8 + tig * 2 + (e & 1);
+        const int row = e < 2 ? row_lo : row_hi;
+        const bool off = key >= sk || (causal && key > row);
+        s[nt][e] = off ? -DS_INF : s[nt][e] * scale_log2;
+        if (e < 2) t_lo = fmaxf(t_lo, s[nt][e]); else t_hi = fmaxf(t_hi, s[nt][e]);
+      }
+#pragma unroll
+    for (int x = 1; x < 4; x <<= 1) {
+      t_lo = fmaxf(t_lo, __shfl_xor_sync(0xffffffffu, t_lo, x));
+      t_hi = fmaxf(t_hi, __shfl_xor_sync(0xffffffffu, t_hi, x));
+    }
+    const float n_lo = fmaxf(m_lo, t_lo), n_hi = fmaxf(m_hi, t_hi);
+    // A row with every key masked so far keeps max -inf: exponents use 0 then.
+    const float b_lo = n_lo == -DS_INF ? 0.f : n_lo, b_hi = n_hi == -DS_INF ? 0.f : n_hi;
+    const float c_lo = exp2f(m_lo - b_lo), c_hi = exp2f(m_hi - b_hi);
+    m_lo = n_lo;
+    m_hi = n_hi;
+    l_lo *= c_lo;
+    l_hi *= c_hi;
+#pragma unroll
+    for (int dn = 0; dn < DT; ++dn) {
+      acc[dn][0] *= c_lo; acc[dn][1] *= c_lo; acc[dn][2] *= c_hi; acc[dn][3] *= c_hi;
+    }
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      s[nt][0] = exp2f(s[nt][0] - b_lo); s[nt][1] = exp2f(s[nt][1] - b_lo);
+      s[nt][2] = exp2f(s[nt][2] - b_hi); s[nt][3] = exp2f(s[nt][3] - b_hi);
+      l_lo += s[nt][0] + s[nt][1];
+      l_hi += s[nt][2] + s[nt][3];
+    }
+    // O += P V, 16 keys per k-step; P's A fragments come from two S tiles.
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; ++kk) {
+      const unsigned pa[4] = {ds_pack(s[2 * kk][0], s[2 * kk][1]), ds_pack(s[2 * kk][2], s[2 * kk][3]),
+                              ds_pack(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                              ds_pack(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      const int kr = kk * 16 + tig * 2;
+#pragma unroll
+      for (int dn = 0; dn < DT; ++dn) {
+        const int c = dn * 8 + gid;
+        const unsigned b0 = (unsigned)vs[kr][c] | ((unsigned)vs[kr + 1][c] << 16);
+        const unsigned b1 = (unsigned)vs[kr + 8][c] | ((unsigned)vs[kr + 9][c] << 16);
+        ds_mma(acc[dn], pa, b0, b1);
+      }
+    }
+  }
+#pragma unroll
+  for (int x = 1; x < 4; x <<= 1) {
+    l_lo += __shfl_xor_sync(0xffffffffu, l_lo, x);
+    l_hi += __shfl_xor_sync(0xffffffffu, l_hi, x);
+  }
+  const float i_lo = 1.f / l_lo, i_hi = 1.f / l_hi;
+#pragma unroll
+  for (int dn = 0; dn < DT; ++dn) {
+    const int c = dn * 8 + tig * 2;
+    if (row_lo < sq)
+      *reinterpret_cast<unsigned*>(o + (long long)row_lo * D + c) = ds_pack(acc[dn][0] * i_lo, acc[dn][1] * i_lo);
+    if (row_hi < sq)
+      *reinterpret_cast<unsigned*>(o + (long long)row_hi * D + c) = ds_pack(acc[dn][2] * i_hi, acc[dn][3] * i_hi);
+  }
+}
+)";
+
+// bf16/fp16 q, k, v of one dtype, v's head size equal to q's, D a multiple of 16
+// up to 128, sizes within the kernel's int indices; a device of compute capability 8+.
+bool supported(const OpContext& c) {
+  const TensorType& q = c.inputs[0];
+  if (q.shape.size() < 2 || (q.dtype != DType::BFloat16 && q.dtype != DType::Float16)) return false;
+  for (const TensorType& t : c.inputs)
+    if (t.dtype != q.dtype) return false;
+  const size_t r = q.shape.size();
+  const int64_t d = q.shape[r - 1];
+  int64_t batch = 1;
+  for (size_t i = 0; i + 2 < r; ++i) batch *= q.shape[i];
+  static const bool tensor_cores = device_count() > 0 && device_info(0).major >= 8;
+  return c.inputs[2].shape.back() == d && d % 16 == 0 && d <= 128 && q.shape[r - 2] < (1 << 30) &&
+         c.inputs[1].shape[r - 2] < (1 << 30) && batch < 65536 && tensor_cores;
+}
+
+std::string source(DType t, int64_t d) {
+  return detail::cat("#define DS_BF16 ", t == DType::BFloat16 ? 1 : 0, "\nconstexpr int D = ", d,
+                     ";\n", kFlashMma);
+}
+
+bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+void forward(const KernelCall& kc) {
+  const Tensor& qt = kc.inputs[0];
+  const size_t r = static_cast<size_t>(qt.ndim());
+  int64_t batch = 1;
+  for (size_t i = 0; i + 2 < r; ++i) batch *= qt.shape()[i];
+  const int64_t d = qt.shape()[r - 1];
+  int sq = static_cast<int>(qt.shape()[r - 2]);
+  int sk = static_cast<int>(kc.inputs[1].shape()[r - 2]);
+  if (batch == 0 || sq == 0) return;
+  const int dev = call_device(kc);
+  const void *q = qt.raw_data(), *k = kc.inputs[1].raw_data(), *v = kc.inputs[2].raw_data();
+  void* o = kc.outputs[0].raw_data();
+  const double scale = kc.ctx.f("scale") != 0 ? kc.ctx.f("scale") : 1.0 / std::sqrt(double(d));
+  float scale_log2 = static_cast<float>(scale * 1.4426950408889634);
+  int causal = kc.ctx.b("causal");
+  int vec = aligned16(k) && aligned16(v) && d % 8 == 0;
+  void* args[] = {&q, &k, &v, &o, &sq, &sk, &scale_log2, &causal, &vec};
+  const dim3 grid(static_cast<unsigned>((sq + kRowsPerBlock - 1) / kRowsPerBlock),
+                  static_cast<unsigned>(batch));
+  launch(dev, get_kernel(dev, source(qt.dtype(), d), "ds_flash_fwd_mma"), grid, dim3(128), args,
+         0, "scaled_dot_product_attention (tensor cores)");
+}
+
+const OpRegistrar reg([] {
+  register_kernel("scaled_dot_product_attention", DeviceKind::CUDA,
+                  {forward, supported, "nvrtc-flash-mma", 20});
+});
+
+}  // namespace
+}  // namespace ds::cuda
