@@ -1,17 +1,56 @@
-// fused_linear (float32): SGEMM over a tile of rows, then the epilogue (bias,
-// residual, activation) over that tile while it is still in cache.
+// fused_linear (float32): SGEMM, then the epilogue (bias, residual, activation)
+// in vectorized passes: measured faster than SGEMM tiles with a per-element
+// epilogue (bench/NOTES.md, fused chains).
 #include <algorithm>
 
 #include "backends/cpu/gemm_kernels.h"
 #include "core/thread_pool.h"
 #include "ir/ops/fused_epilogue.h"
+#include "runtime/dispatch.h"
 
 namespace ds::cpu {
 namespace {
 
-// Rows per tile: about 256 KiB of output (L2-sized), at least one row.
-int64_t tile_rows(int64_t cols) { return std::max<int64_t>(1, (256 * 1024 / 4) / std::max<int64_t>(cols, 1)); }
+// y = op(y [+ bias] [+ residual]) over rows [b, e): loops without a branch per
+// element, so they vectorize.
+template <typename F>
+void add_and_map(float* y, int64_t b, int64_t e, int64_t out, const float* bias,
+                 const float* residual, F f) {
+  for (int64_t r = b; r < e; ++r) {
+    float* row = y + r * out;
+    const float* res = residual ? residual + r * out : nullptr;
+    if (bias && res)
+      for (int64_t j = 0; j < out; ++j) row[j] = f(row[j] + bias[j] + res[j]);
+    else if (bias)
+      for (int64_t j = 0; j < out; ++j) row[j] = f(row[j] + bias[j]);
+    else if (res)
+      for (int64_t j = 0; j < out; ++j) row[j] = f(row[j] + res[j]);
+    else
+      for (int64_t j = 0; j < out; ++j) row[j] = f(row[j]);
+  }
+}
 
+// GELU, SiLU, sigmoid and tanh: the op's own vectorized CPU kernel over y in place
+// (elementwise kernels read each element before writing it).
+void activate_in_place(ops::Act act, const OpContext& c, Tensor& y) {
+  std::string name;
+  AttrMap attrs;
+  switch (act) {
+    case ops::Act::Gelu: name = "gelu", attrs = {{"approximate", std::string("none")}}; break;
+    case ops::Act::GeluTanh: name = "gelu", attrs = {{"approximate", std::string("tanh")}}; break;
+    case ops::Act::Silu: name = "silu"; break;
+    case ops::Act::Sigmoid: name = "sigmoid"; break;
+    default: name = "tanh"; break;
+  }
+  const OpDef& op = get_op(name);
+  const OpContext ctx{op, complete_attrs(op, attrs, c.where()), {{DType::Float32, y.shape()}},
+                      c.where()};
+  std::vector<Tensor> out = {y};
+  run_kernel_into(ctx, select_kernel(ctx, DeviceKind::CPU), {y}, out);
+}
+
+// One SGEMM over all rows (the library blocks and threads it; tiling the rows here
+// repacked the whole weight once per tile), then the epilogue.
 void run_fused_linear(SgemmFn sgemm, const KernelCall& kc) {
   const OpContext& c = kc.ctx;
   const Tensor &x = kc.inputs[0], &w = kc.inputs[1];
@@ -25,29 +64,25 @@ void run_fused_linear(SgemmFn sgemm, const KernelCall& kc) {
   const ops::Act act = ops::parse_activation(c.s("activation"));
   const float alpha = static_cast<float>(c.f("alpha"));
   float* py = y.data<float>();
-  const int64_t step = tile_rows(out);
-  for (int64_t r0 = 0; r0 < rows; r0 += step) {
-    const int64_t r1 = std::min(rows, r0 + step);
-    float* tile = py + r0 * out;
-    if (in == 0)
-      std::fill(tile, py + r1 * out, 0.0f);
-    else
-      sgemm(false, linear, r1 - r0, out, in, 1.0f, x.data<float>() + r0 * in, in, w.data<float>(),
-            linear ? in : out, 0.0f, tile, out);
-    // The epilogue: elementwise over the tile, split over threads by rows.
-    parallel_for(r1 - r0, std::max<int64_t>(1, 4096 / std::max<int64_t>(out, 1)),
-                 [&](int64_t b, int64_t e) {
-                   for (int64_t r = b; r < e; ++r) {
-                     float* row = tile + r * out;
-                     const float* res = residual ? residual + (r0 + r) * out : nullptr;
-                     for (int64_t j = 0; j < out; ++j) {
-                       float v = row[j];
-                       if (bias) v += bias[j];
-                       if (res) v += res[j];
-                       row[j] = ops::activate(act, v, alpha);
-                     }
-                   }
-                 });
+  if (in == 0)
+    std::fill(py, py + rows * out, 0.0f);
+  else
+    sgemm(false, linear, rows, out, in, 1.0f, x.data<float>(), in, w.data<float>(),
+          linear ? in : out, 0.0f, py, out);
+  const int64_t grain = std::max<int64_t>(1, 16384 / out);
+  auto each = [&](auto f) {
+    parallel_for(rows, grain, [&](int64_t b, int64_t e) { add_and_map(py, b, e, out, bias, residual, f); });
+  };
+  switch (act) {
+    case ops::Act::Relu:
+      each([](float v) { return v > 0.0f || v != v ? v : 0.0f; });
+      break;
+    case ops::Act::LeakyRelu:
+      each([alpha](float v) { return v > 0.0f ? v : v * alpha; });
+      break;
+    default:
+      if (bias || residual) each([](float v) { return v; });
+      if (act != ops::Act::None) activate_in_place(act, c, y);
   }
 }
 
