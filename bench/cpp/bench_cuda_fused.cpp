@@ -134,6 +134,25 @@ int main() {
     bench_op("fused_sum_exp_rows_fp32", "fused", {x, shift}, {{"region", ir.str()}}, 3.0 * n,
              4.0 * n, 20, true);
   }
+  {  // softmax and layer_norm as loop fusion spells them: row regions, the row kept in registers
+    const Tensor one = random_uniform({}, 10, 1, 1);
+    codegen::KernelIR sm;
+    sm.shape = {rows, cols};
+    sm.inputs = {{DType::Float32, {rows, cols}}};
+    sm.insts = {inst("max", {0}), inst("sub", {0, 1}), inst("exp", {2}), inst("sum", {3}),
+                inst("div", {3, 4})};
+    sm.outputs = {5};
+    bench_op("fused_softmax_fp32_8192x8192", "fused", {x}, {{"region", sm.str()}}, 5.0 * n,
+             8.0 * n, 20, true);
+    codegen::KernelIR ln;
+    ln.shape = {rows, cols};
+    ln.inputs = {{DType::Float32, {rows, cols}}, {DType::Float32, {}}};
+    ln.insts = {inst("mean", {0}),  inst("sub", {0, 2}),  inst("square", {3}), inst("mean", {4}),
+                inst("add", {5, 1}), inst("rsqrt", {6}), inst("mul", {3, 7})};
+    ln.outputs = {8};
+    bench_op("fused_layer_norm_fp32_8192x8192", "fused", {x, one * 1e-5}, {{"region", ln.str()}},
+             8.0 * n, 8.0 * n, 20, true);
+  }
   bench_op("layer_norm_fp32_8192x8192", "layer_norm", {x},
            {{"normalized_shape", std::vector<int64_t>{cols}}}, 8.0 * n, 8.0 * n, 20, true);
   bench_op("softmax_fp32_8192x8192", "softmax", {x}, {}, 5.0 * n, 8.0 * n, 20, true);

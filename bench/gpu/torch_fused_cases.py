@@ -35,8 +35,9 @@ def main():
         cases.append(("fused_gelu_bias_scale_fp32", lambda: compiled(x, bias, scale), 20))
     shift = torch.rand(8192, 1, device="cuda") * 2 - 1
     cases.append(("fused_sum_exp_rows_fp32", lambda: torch.exp(x - shift).sum(-1, keepdim=True), 20))
-    cases.append(("layer_norm_fp32_8192x8192", lambda: F.layer_norm(x, (8192,)), 20))
-    cases.append(("softmax_fp32_8192x8192", lambda: torch.softmax(x, -1), 20))
+    for prefix in ("", "fused_"):  # ds: the op's row kernel and the fused row region
+        cases.append((prefix + "layer_norm_fp32_8192x8192", lambda: F.layer_norm(x, (8192,)), 20))
+        cases.append((prefix + "softmax_fp32_8192x8192", lambda: torch.softmax(x, -1), 20))
     for dt, dname in ((torch.bfloat16, "bfloat16"), (torch.float16, "float16")):
         for causal in (False, True):
             shape = (16, 12, 1024, 64)

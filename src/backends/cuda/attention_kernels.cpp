@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 
+#include "backends/cuda/attention_mma.h"
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/kernel_support.h"
 #include "backends/cuda/nvrtc_module.h"
@@ -303,21 +304,6 @@ void forward(const KernelCall& kc) {
          args, 0, "scaled_dot_product_attention");
 }
 
-// lse and delta rows of the backward: device memory kept for the process and
-// grown only (a captured CUDA graph may still hold an older, smaller buffer).
-void* scratch(int dev, size_t bytes) {
-  static std::mutex mu;
-  static auto* held = new std::map<int, std::vector<std::shared_ptr<void>>>;
-  static auto* sizes = new std::map<int, size_t>;
-  std::lock_guard<std::mutex> lock(mu);
-  auto& list = (*held)[dev];
-  if (list.empty() || (*sizes)[dev] < bytes) {
-    list.push_back(allocate(bytes, dev));
-    (*sizes)[dev] = bytes;
-  }
-  return list.back().get();
-}
-
 void backward(const KernelCall& kc) {
   const Geometry g = geometry(kc.ctx);
   if (g.batch == 0) return;
@@ -337,7 +323,7 @@ void backward(const KernelCall& kc) {
        *dv = kc.outputs[2].raw_data();
   const size_t acc = t == DType::Float64 ? 8 : 4;
   const size_t rows = static_cast<size_t>(g.batch * g.sq);
-  char* base = static_cast<char*>(scratch(dev, 2 * rows * acc));
+  char* base = static_cast<char*>(attention_scratch(dev, 2 * rows * acc));
   void *lse = base, *delta = base + rows * acc;
   int sq = static_cast<int>(g.sq), sk = static_cast<int>(g.sk), causal = kc.ctx.b("causal");
   const double s = scale_of(kc.ctx, g.d);
@@ -359,4 +345,18 @@ const OpRegistrar reg([] {
 });
 
 }  // namespace
+
+void* attention_scratch(int device, size_t bytes) {
+  static std::mutex mu;
+  static auto* held = new std::map<int, std::vector<std::shared_ptr<void>>>;
+  static auto* sizes = new std::map<int, size_t>;
+  std::lock_guard<std::mutex> lock(mu);
+  auto& list = (*held)[device];
+  if (list.empty() || (*sizes)[device] < bytes) {
+    list.push_back(allocate(bytes, device));
+    (*sizes)[device] = bytes;
+  }
+  return list.back().get();
+}
+
 }  // namespace ds::cuda

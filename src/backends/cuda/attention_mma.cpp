@@ -8,21 +8,23 @@
 // fragments. Other dtypes and shapes use the scalar kernels (attention_kernels.cpp).
 #include <cmath>
 
+#include "backends/cuda/attention_mma.h"
 #include "backends/cuda/kernel_support.h"
 #include "backends/cuda/nvrtc_module.h"
 #include "ds/cuda.h"
 
 namespace ds::cuda {
+
 namespace {
 
 constexpr int kRowsPerBlock = 64;
 
-const char* const kFlashMma = R"(
-constexpr int BK = 64;        // keys per tile
+const char* const kCommon = R"(
+constexpr int BK = 64;        // keys (queries) per staged tile
 constexpr int LD = D + 8;     // shared row stride (halves): spreads rows over banks
-constexpr int KT = D / 16;    // k-steps of Q K^T
-constexpr int NT = BK / 8;    // n-tiles of S
-constexpr int DT = D / 8;     // n-tiles of O
+constexpr int KT = D / 16;    // k-steps over the head dims
+constexpr int NT = BK / 8;    // n-tiles of a score tile
+constexpr int DT = D / 8;     // n-tiles over the head dims
 
 __device__ __forceinline__ unsigned ds_pack(float lo, float hi) {
   unsigned r;
@@ -62,6 +64,47 @@ __device__ __forceinline__ void ds_stage16(unsigned short (*tile)[LD], const uns
 __device__ __forceinline__ unsigned ds_pair(const unsigned short* p) {  // p[0] low, p[1] high
   return (unsigned)p[0] | ((unsigned)p[1] << 16);
 }
+// Rows r and r + 1 of column c: the k-pair of a B fragment read down a column.
+__device__ __forceinline__ unsigned ds_column_pair(const unsigned short (*tile)[LD], int r, int c) {
+  return (unsigned)tile[r][c] | ((unsigned)tile[r + 1][c] << 16);
+}
+// The A fragment of a 16-row x 16-column slice of accumulator tiles t0 (columns
+// 0-7) and t1 (8-15), rounded to the 16-bit dtype.
+__device__ __forceinline__ void ds_to_a(unsigned* a, const float* t0, const float* t1) {
+  a[0] = ds_pack(t0[0], t0[1]);
+  a[1] = ds_pack(t0[2], t0[3]);
+  a[2] = ds_pack(t1[0], t1[1]);
+  a[3] = ds_pack(t1[2], t1[3]);
+}
+// A fragments of rows [r, r + 16) of an [n, D] matrix in global memory (zeros past n).
+__device__ __forceinline__ void ds_load_a(unsigned (*a)[4], const unsigned short* m, int r, int n) {
+  const int gid = (threadIdx.x & 31) >> 2, tig = threadIdx.x & 3;
+  const int lo = r + gid, hi = r + gid + 8;
+#pragma unroll
+  for (int kk = 0; kk < KT; ++kk) {
+    const int c = kk * 16 + tig * 2;
+    a[kk][0] = lo < n ? ds_pair(m + (long long)lo * D + c) : 0u;
+    a[kk][1] = hi < n ? ds_pair(m + (long long)hi * D + c) : 0u;
+    a[kk][2] = lo < n ? ds_pair(m + (long long)lo * D + c + 8) : 0u;
+    a[kk][3] = hi < n ? ds_pair(m + (long long)hi * D + c + 8) : 0u;
+  }
+}
+// Accumulator tiles [DT][4] of 16 rows from r (times `scale`) stored as 16-bit pairs.
+__device__ __forceinline__ void ds_store_acc(unsigned short* m, const float (*acc)[4], int r, int n,
+                                             float scale) {
+  const int gid = (threadIdx.x & 31) >> 2, tig = threadIdx.x & 3;
+#pragma unroll
+  for (int dn = 0; dn < DT; ++dn) {
+    const int c = dn * 8 + tig * 2;
+    if (r + gid < n)
+      *reinterpret_cast<unsigned*>(m + (long long)(r + gid) * D + c) = ds_pack(acc[dn][0] * scale, acc[dn][1] * scale);
+    if (r + gid + 8 < n)
+      *reinterpret_cast<unsigned*>(m + (long long)(r + gid + 8) * D + c) = ds_pack(acc[dn][2] * scale, acc[dn][3] * scale);
+  }
+}
+)";
+
+const char* const kForward = R"(
 
 // scale_log2 = scale * log2(e): scores live in the exp2 domain.
 extern "C" __global__ void __launch_bounds__(128) ds_flash_fwd_mma(
@@ -77,14 +120,7 @@ extern "C" __global__ void __launch_bounds__(128) ds_flash_fwd_mma(
   const int q0 = blockIdx.x * 64 + warp * 16;
   const int row_lo = q0 + gid, row_hi = q0 + gid + 8;
   unsigned qa[KT][4];
-#pragma unroll
-  for (int kk = 0; kk < KT; ++kk) {
-    const int c = kk * 16 + tig * 2;
-    qa[kk][0] = row_lo < sq ? ds_pair(q + (long long)row_lo * D + c) : 0u;
-    qa[kk][1] = row_hi < sq ? ds_pair(q + (long long)row_hi * D + c) : 0u;
-    qa[kk][2] = row_lo < sq ? ds_pair(q + (long long)row_lo * D + c + 8) : 0u;
-    qa[kk][3] = row_hi < sq ? ds_pair(q + (long long)row_hi * D + c + 8) : 0u;
-  }
+  ds_load_a(qa, q, q0, sq);
   float acc[DT][4];
 #pragma unroll
   for (int dn = 0; dn < DT; ++dn) acc[dn][0] = acc[dn][1] = acc[dn][2] = acc[dn][3] = 0.f;
@@ -144,17 +180,12 @@ extern "C" __global__ void __launch_bounds__(128) ds_flash_fwd_mma(
     // O += P V, 16 keys per k-step; P's A fragments come from two S tiles.
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk) {
-      const unsigned pa[4] = {ds_pack(s[2 * kk][0], s[2 * kk][1]), ds_pack(s[2 * kk][2], s[2 * kk][3]),
-                              ds_pack(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                              ds_pack(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      unsigned pa[4];
+      ds_to_a(pa, s[2 * kk], s[2 * kk + 1]);
       const int kr = kk * 16 + tig * 2;
 #pragma unroll
-      for (int dn = 0; dn < DT; ++dn) {
-        const int c = dn * 8 + gid;
-        const unsigned b0 = (unsigned)vs[kr][c] | ((unsigned)vs[kr + 1][c] << 16);
-        const unsigned b1 = (unsigned)vs[kr + 8][c] | ((unsigned)vs[kr + 9][c] << 16);
-        ds_mma(acc[dn], pa, b0, b1);
-      }
+      for (int dn = 0; dn < DT; ++dn)
+        ds_mma(acc[dn], pa, ds_column_pair(vs, kr, dn * 8 + gid), ds_column_pair(vs, kr + 8, dn * 8 + gid));
     }
   }
 #pragma unroll
@@ -162,37 +193,18 @@ extern "C" __global__ void __launch_bounds__(128) ds_flash_fwd_mma(
     l_lo += __shfl_xor_sync(0xffffffffu, l_lo, x);
     l_hi += __shfl_xor_sync(0xffffffffu, l_hi, x);
   }
+  // Rows of one thread share nothing else: fold 1/l into the accumulators first.
   const float i_lo = 1.f / l_lo, i_hi = 1.f / l_hi;
 #pragma unroll
   for (int dn = 0; dn < DT; ++dn) {
-    const int c = dn * 8 + tig * 2;
-    if (row_lo < sq)
-      *reinterpret_cast<unsigned*>(o + (long long)row_lo * D + c) = ds_pack(acc[dn][0] * i_lo, acc[dn][1] * i_lo);
-    if (row_hi < sq)
-      *reinterpret_cast<unsigned*>(o + (long long)row_hi * D + c) = ds_pack(acc[dn][2] * i_hi, acc[dn][3] * i_hi);
+    acc[dn][0] *= i_lo; acc[dn][1] *= i_lo; acc[dn][2] *= i_hi; acc[dn][3] *= i_hi;
   }
+  ds_store_acc(o, acc, q0, sq, 1.f);
 }
 )";
 
-// bf16/fp16 q, k, v of one dtype, v's head size equal to q's, D a multiple of 16
-// up to 128, sizes within the kernel's int indices; a device of compute capability 8+.
-bool supported(const OpContext& c) {
-  const TensorType& q = c.inputs[0];
-  if (q.shape.size() < 2 || (q.dtype != DType::BFloat16 && q.dtype != DType::Float16)) return false;
-  for (const TensorType& t : c.inputs)
-    if (t.dtype != q.dtype) return false;
-  const size_t r = q.shape.size();
-  const int64_t d = q.shape[r - 1];
-  int64_t batch = 1;
-  for (size_t i = 0; i + 2 < r; ++i) batch *= q.shape[i];
-  static const bool tensor_cores = device_count() > 0 && device_info(0).major >= 8;
-  return c.inputs[2].shape.back() == d && d % 16 == 0 && d <= 128 && q.shape[r - 2] < (1 << 30) &&
-         c.inputs[1].shape[r - 2] < (1 << 30) && batch < 65536 && tensor_cores;
-}
-
 std::string source(DType t, int64_t d) {
-  return detail::cat("#define DS_BF16 ", t == DType::BFloat16 ? 1 : 0, "\nconstexpr int D = ", d,
-                     ";\n", kFlashMma);
+  return flash_mma_common(t, d) + kForward;
 }
 
 bool aligned16(const void* p) {
@@ -224,8 +236,28 @@ void forward(const KernelCall& kc) {
 
 const OpRegistrar reg([] {
   register_kernel("scaled_dot_product_attention", DeviceKind::CUDA,
-                  {forward, supported, "nvrtc-flash-mma", 20});
+                  {forward, flash_mma_supported, "nvrtc-flash-mma", 20});
 });
 
 }  // namespace
+
+std::string flash_mma_common(DType t, int64_t d) {
+  return detail::cat("#define DS_BF16 ", t == DType::BFloat16 ? 1 : 0, "\nconstexpr int D = ", d,
+                     ";\n", kCommon);
+}
+
+bool flash_mma_supported(const OpContext& c) {
+  const TensorType& q = c.inputs[0];
+  if (q.shape.size() < 2 || (q.dtype != DType::BFloat16 && q.dtype != DType::Float16)) return false;
+  for (const TensorType& t : c.inputs)
+    if (t.dtype != q.dtype) return false;
+  const size_t r = q.shape.size();
+  const int64_t d = q.shape[r - 1];
+  int64_t batch = 1;
+  for (size_t i = 0; i + 2 < r; ++i) batch *= q.shape[i];
+  static const bool tensor_cores = device_count() > 0 && device_info(0).major >= 8;
+  return c.inputs[2].shape.back() == d && d % 16 == 0 && d <= 128 && q.shape[r - 2] < (1 << 30) &&
+         c.inputs[1].shape[r - 2] < (1 << 30) && batch < 65536 && tensor_cores;
+}
+
 }  // namespace ds::cuda

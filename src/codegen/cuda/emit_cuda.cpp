@@ -343,6 +343,8 @@ void element_cone(const KernelIR& ir, const RowPlan& plan, int r, std::vector<bo
 // its reductions and outputs need, combines the lanes' partial reductions
 // (shuffles, or a block reduction), then computes the row registers they give.
 // Sums accumulate in double, max in the register's type (NaN-propagating).
+// With several passes and at most 32 elements per thread, each thread keeps
+// its elements of the row's inputs in registers: the row is read once.
 std::string rows_kernel(const Plan& p, const std::string& name, int rows_per_block) {
   const KernelIR& ir = p.ir;
   const LoopLayout& l = p.layout;
@@ -361,7 +363,7 @@ std::string rows_kernel(const Plan& p, const std::string& name, int rows_per_blo
        << "  const " << it << " first = threadIdx.x & 31, step = 32;\n";
   else
     os << "  const " << it << " row = blockIdx.x;\n  if (row >= rows) return;\n"
-       << "  const " << it << " first = threadIdx.x, step = blockDim.x;\n";
+       << "  const " << it << " first = threadIdx.x, step = " << kThreadsPerBlock << ";\n";
   Shape outer(l.dims.begin(), l.dims.end() - 1);
   if (!outer.empty()) os << coords("row", outer, it, used_dims(l, k - 1, false));
   auto input_at = [&](int i, bool per_element) {
@@ -383,6 +385,23 @@ std::string rows_kernel(const Plan& p, const std::string& name, int rows_per_blo
     if (used[i] && row_constant(i))
       os << "  const " << reg_type(ir.inputs[i].dtype) << " r" << i << " = " << input_at(i, false)
          << ";\n";
+  const int64_t per_thread = (len + (warp ? 32 : kThreadsPerBlock) - 1) / (warp ? 32 : kThreadsPerBlock);
+  bool per_element_inputs = false;
+  for (int i = 0; i < nin; ++i) per_element_inputs |= used[i] && !row_constant(i);
+  const bool cached = per_element_inputs && plan.passes.size() > 1 && per_thread <= 32;
+  const std::string E = std::to_string(per_thread);
+  if (cached) {
+    for (int i = 0; i < nin; ++i)
+      if (used[i] && !row_constant(i))
+        os << "  " << reg_type(ir.inputs[i].dtype) << " cache" << i << "[" << E << "];\n";
+    os << "#pragma unroll\n  for (int e = 0; e < " << E << "; ++e) {\n    const " << it
+       << " j = first + e * step;\n";
+    for (int i = 0; i < nin; ++i)
+      if (used[i] && !row_constant(i))
+        os << "    cache" << i << "[e] = j < " << len << " ? " << input_at(i, true) << " : "
+           << (ir.inputs[i].dtype == DType::Bool ? "false" : lit(0, ir.inputs[i].dtype)) << ";\n";
+    os << "  }\n";
+  }
   const std::string combine_sum = "ds_add_op()", combine_max = "ds_max_op()";
   for (size_t pi = 0; pi < plan.passes.size(); ++pi) {
     const RowPass& pass = plan.passes[pi];
@@ -410,13 +429,17 @@ std::string rows_kernel(const Plan& p, const std::string& name, int rows_per_blo
       os << "  " << accs[a].type << " acc" << pass_tag << "_" << a << " = "
          << (accs[a].op == "max" ? "(-(" + accs[a].type + ")(DS_INF))" : "0.0") << ";\n";
     if (!accs.empty() || !pass.outputs.empty()) {
-      os << "  for (" << it << " j = first; j < " << len << "; j += step) {\n";
+      if (cached)
+        os << "#pragma unroll\n  for (int e = 0; e < " << E << "; ++e) {\n    const " << it
+           << " j = first + e * step;\n    if (j >= " << len << ") break;\n";
+      else
+        os << "  for (" << it << " j = first; j < " << len << "; j += step) {\n";
       for (int r = 0; r < ir.num_registers(); ++r) {
         if (!cone[r]) continue;
         if (r < nin) {
           if (!row_constant(r))
             os << "    const " << reg_type(ir.inputs[r].dtype) << " r" << r << " = "
-               << input_at(r, true) << ";\n";
+               << (cached ? "cache" + std::to_string(r) + "[e]" : input_at(r, true)) << ";\n";
         } else {
           os << "  " << inst_code(ir, ir.insts[r - nin], r);
         }

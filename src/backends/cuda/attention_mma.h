@@ -1,0 +1,22 @@
+// Shared by the tensor-core flash-attention kernels (attention_mma*.cpp).
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "ds/op.h"
+
+namespace ds::cuda {
+
+// The device code both tensor-core kernels start with: D, tile constants, mma,
+// packing, staging, fragment loads and stores, for bf16 (else fp16) values.
+std::string flash_mma_common(DType t, int64_t d);
+// bf16/fp16 q, k, v (and for the backward op out and grad_out) of one dtype, v's
+// head size equal to q's, a multiple of 16 up to 128; a device with tensor cores.
+bool flash_mma_supported(const OpContext& c);
+// Device memory for per-row log-sum-exp and delta of the backward kernels:
+// grown only and kept for the process (a captured CUDA graph may still use an
+// older buffer).
+void* attention_scratch(int device, size_t bytes);
+
+}  // namespace ds::cuda
