@@ -1,6 +1,7 @@
 // Kernels chosen for the training step's shapes (the Fashion-MNIST CNN and its
 // relatives): each fast kernel against the op's float64 reference kernel.
 #include <cmath>
+#include <tuple>
 
 #include "op_check.h"
 
@@ -48,6 +49,43 @@ TEST(TrainKernelsConv, WinogradShapesMatchReference) {
     EXPECT_LT(rel_diff(gw, values(test::run_reference("conv2d_backward_weight", {x, gy}, w_attrs))),
               1e-4)
         << shape_str(c.x);
+  }
+}
+
+// The first-layer forward kernel (3x3, stride 1, <= 4 input channels): planes
+// that are and are not a multiple of its 32-pixel steps, paddings 0-2, with and
+// without bias; and the shapes it leaves to oneDNN.
+TEST(TrainKernelsConv, FewChannelForwardMatchesReference) {
+  struct Case {
+    Shape x, w;
+    Pair padding;
+  };
+  const std::vector<Case> cases = {
+      {{128, 1, 28, 28}, {32, 1, 3, 3}, {1}},  // Fashion-MNIST's first layer
+      {{1, 1, 3, 3}, {1, 1, 3, 3}, {0}},       // one pixel
+      {{3, 3, 9, 7}, {5, 3, 3, 3}, {1}},
+      {{2, 4, 6, 10}, {3, 4, 3, 3}, {2}},
+      {{2, 2, 13, 11}, {7, 2, 3, 3}, {1, 0}},
+  };
+  uint32_t seed = 4300;
+  for (const auto& c : cases)
+    for (bool with_bias : {true, false}) {
+      std::vector<Tensor> in = {random_tensor(c.x, seed++, DType::Float32),
+                                random_tensor(c.w, seed++, DType::Float32)};
+      if (with_bias) in.push_back(random_tensor({c.w[0]}, seed++, DType::Float32));
+      const AttrMap attrs = {{"stride", Pair{1}}, {"padding", c.padding}};
+      EXPECT_EQ(test::kernel_impl("conv2d", in, attrs), "direct-3x3-few-channels");
+      EXPECT_LT(rel_diff(apply1("conv2d", in, attrs), values(test::run_reference("conv2d", in, attrs))),
+                1e-6)
+          << shape_str(c.x) << " bias " << with_bias;
+    }
+  for (const auto& [x, w, stride] : {std::tuple{Shape{1, 1, 9, 9}, Shape{2, 1, 3, 3}, Pair{2}},
+                                     std::tuple{Shape{1, 8, 6, 6}, Shape{2, 8, 3, 3}, Pair{1}},
+                                     std::tuple{Shape{1, 2, 6, 6}, Shape{2, 2, 5, 5}, Pair{1}}}) {
+    const std::vector<Tensor> in = {random_tensor(x, seed++, DType::Float32),
+                                    random_tensor(w, seed++, DType::Float32)};
+    EXPECT_NE(test::kernel_impl("conv2d", in, {{"stride", stride}}), "direct-3x3-few-channels")
+        << shape_str(x) << " * " << shape_str(w);
   }
 }
 
