@@ -11,6 +11,7 @@
 #include <map>
 #include <vector>
 
+#include "backends/cuda/device_allocator.h"
 #include "codegen/kernel_ir.h"
 #include "ds/cuda.h"
 #include "ds/ds.h"
@@ -89,7 +90,8 @@ int main() {
   {  // the ceiling: one device-to-device copy of the same bytes
     const Tensor src = x.to(Device::cuda());
     Tensor dst = Tensor::empty(src.shape(), src.dtype(), Device::cuda());
-    report("copy_fp32_8192x8192", 0, 8.0 * n, median_ms([&] { copy_into(src, dst); }, 20), true);
+    report("copy_fp32_8192x8192", 0, 8.0 * n, median_ms([&] { cuda::copy_tensor(src, dst); }, 20),
+           true);
   }
   {  // gelu(x + bias) * scale: one generated kernel (16-byte vector path)
     codegen::KernelIR ir;

@@ -87,7 +87,7 @@ std::vector<Tensor> CudaGraphRunner::run(std::vector<Tensor>& slots,
   }
   if (captured_) {
     for (size_t i = 0; i < input_slots.size(); ++i)
-      copy_into(slots[input_slots[i]], captured_->inputs[i]);
+      cuda::copy_tensor(slots[input_slots[i]].contiguous(), captured_->inputs[i]);
     DS_CUDA_CHECK(cudaGraphLaunch(captured_->exec, cuda::stream_of(device_)));
     ++stats_.replays;
     return to_host(captured_->outputs);
@@ -98,7 +98,7 @@ std::vector<Tensor> CudaGraphRunner::run(std::vector<Tensor>& slots,
   std::vector<Tensor> plain = slots;  // to run step by step if the capture fails
   for (int s : input_slots) {
     Tensor buffer = Tensor::empty(slots[s].shape(), slots[s].dtype(), dev);
-    copy_into(slots[s].contiguous(), buffer);
+    cuda::copy_tensor(slots[s].contiguous(), buffer);
     c->inputs.push_back(buffer);
     slots[s] = buffer;
   }
