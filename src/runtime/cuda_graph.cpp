@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "ds/error.h"
+#include "ds/profile.h"
 
 #ifdef DS_HAVE_CUDA
 #include "backends/cuda/cuda_check.h"
@@ -85,14 +86,15 @@ std::vector<Tensor> CudaGraphRunner::run(std::vector<Tensor>& slots,
     runs_ = 0;
     stats_.status = "on: kernels reloaded, capturing again";
   }
-  if (captured_) {
+  if (captured_ && !profiler_active()) {
     for (size_t i = 0; i < input_slots.size(); ++i)
       cuda::copy_tensor(slots[input_slots[i]].contiguous(), captured_->inputs[i]);
     DS_CUDA_CHECK(cudaGraphLaunch(captured_->exec, cuda::stream_of(device_)));
     ++stats_.replays;
     return to_host(captured_->outputs);
   }
-  if (failed_ || ++runs_ < 2) return to_host(steps(slots));
+  // The profiler times ops one by one: while it records, runs go step by step.
+  if (failed_ || profiler_active() || ++runs_ < 2) return to_host(steps(slots));
   // Second run: the feeds go into buffers of the graph's own, then the capture.
   auto c = std::make_unique<Captured>();
   std::vector<Tensor> plain = slots;  // to run step by step if the capture fails

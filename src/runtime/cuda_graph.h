@@ -6,7 +6,8 @@
 // blocks released during the capture), so replays find the same addresses.
 // A capture that fails (a host synchronization or a copy to the host inside a
 // kernel, any CUDA error) is abandoned: that run and all later ones launch step
-// by step. DS_CUDA_GRAPHS=0 turns graphs off.
+// by step. While the profiler records, runs go step by step (it times each op).
+// DS_CUDA_GRAPHS=0 turns graphs off.
 #pragma once
 
 #include <functional>
