@@ -70,6 +70,8 @@ void bind_runtime(nb::module_& m) {
         d["peak_bytes"] = s.peak_bytes;
         d["arena_bytes"] = s.arena_bytes;
         d["unplanned_bytes"] = s.unplanned_bytes;
+        d["cuda_graph_captures"] = s.cuda_graph_captures;
+        d["cuda_graph_replays"] = s.cuda_graph_replays;
         return d;
       })
       .def("run_tensors",
