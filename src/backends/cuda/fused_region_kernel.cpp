@@ -58,7 +58,9 @@ void run_region(const KernelCall& kc) {
              " rows exceed the CUDA grid");
     grid = static_cast<unsigned>(blocks);
   } else {
-    grid = grid_for(items, dev);
+    grid = grid_for(vector ? (items + codegen::cuda::kVectorUnroll - 1) / codegen::cuda::kVectorUnroll
+                           : items,
+                    dev);
   }
   launch(dev, k, dim3(grid), dim3(codegen::cuda::kThreadsPerBlock), args.data(), 0,
          "fused region");

@@ -287,45 +287,61 @@ std::string scalar_kernel(const Plan& p, const std::string& name) {
 }
 
 // The vectorized kernel: step v covers elements [v*V, v*V + V) of one row of the
-// innermost dim (its extent is a multiple of V).
+// innermost dim (its extent is a multiple of V). Each thread issues the loads of
+// kVectorUnroll steps before computing any, so several 16-byte loads are in flight.
 std::string vector_kernel(const Plan& p, const std::string& name, int lanes,
                           const std::vector<bool>& vec_in) {
   const KernelIR& ir = p.ir;
   const LoopLayout& l = p.layout;
   const int k = static_cast<int>(l.dims.size());
-  const std::string V = std::to_string(lanes);
+  const std::string V = std::to_string(lanes), U = std::to_string(kVectorUnroll);
+  const std::string it = p.index;
   std::ostringstream os;
   os << "extern \"C\" __global__ void __launch_bounds__(" << kThreadsPerBlock << ") " << name
-     << "(" << params(ir, p.index, "nvec") << ") {\n"
-     << grid_stride("v", p.index, "nvec") << "    const " << p.index << " i = v * " << V << ";\n";
-  os << coords("i", l.dims, p.index, used_dims(l, k, true));
+     << "(" << params(ir, it, "nvec") << ") {\n"
+     << "  const " << it << " stride = (" << it << ")gridDim.x * blockDim.x;\n"
+     << "  for (" << it << " v0 = (" << it << ")blockIdx.x * blockDim.x + threadIdx.x; v0 < nvec; v0 += "
+     << U << " * stride) {\n";
+  const std::string step_head = "#pragma unroll\n    for (int u = 0; u < " + U + "; ++u) {\n      const " +
+                                it + " v = v0 + u * stride;\n      if (v >= nvec) break;\n      const " +
+                                it + " i = v * " + V + ";\n";
+  for (size_t i = 0; i < ir.inputs.size(); ++i) {
+    const std::string s = std::to_string(i);
+    if (vec_in[i])
+      os << "    ds_vec<" << mem_type(ir.inputs[i].dtype) << ", " << V << "> l" << s << "[" << U
+         << "];\n";
+    else  // broadcast along the row: one value for the whole vector
+      os << "    " << reg_type(ir.inputs[i].dtype) << " l" << s << "[" << U << "];\n";
+  }
+  os << step_head << coords("i", l.dims, it, used_dims(l, k, true));
   std::vector<std::string> values;
   for (size_t i = 0; i < ir.inputs.size(); ++i) {
     const std::string t = mem_type(ir.inputs[i].dtype), s = std::to_string(i);
     const std::string at = full_shape(l, i) ? "i" : offset(l, i, k);
     if (vec_in[i]) {
-      os << "    const ds_vec<" << t << ", " << V << "> l" << s << " = *reinterpret_cast<const ds_vec<"
-         << t << ", " << V << ">*>(p" << s << " + " << at << ");\n";
-      values.push_back(load(ir.inputs[i].dtype, "l" + s + ".v[k]"));
-    } else {  // broadcast along the row: one value for the whole vector
-      os << "    const " << reg_type(ir.inputs[i].dtype) << " l" << s << " = "
-         << load(ir.inputs[i].dtype, "p" + s + "[" + at + "]") << ";\n";
-      values.push_back("l" + s);
+      os << "      l" << s << "[u] = *reinterpret_cast<const ds_vec<" << t << ", " << V << ">*>(p"
+         << s << " + " << at << ");\n";
+      values.push_back(load(ir.inputs[i].dtype, "l" + s + "[u].v[k]"));
+    } else {
+      os << "      l" << s << "[u] = " << load(ir.inputs[i].dtype, "p" + s + "[" + at + "]")
+         << ";\n";
+      values.push_back("l" + s + "[u]");
     }
   }
+  os << "    }\n" << step_head;
   for (size_t o = 0; o < ir.outputs.size(); ++o)
-    os << "    ds_vec<" << mem_type(ir.register_dtype(ir.outputs[o])) << ", " << V << "> s" << o
+    os << "      ds_vec<" << mem_type(ir.register_dtype(ir.outputs[o])) << ", " << V << "> s" << o
        << ";\n";
-  os << "#pragma unroll\n    for (int k = 0; k < " << V << "; ++k) {\n"
+  os << "#pragma unroll\n      for (int k = 0; k < " << V << "; ++k) {\n"
      << out_decls(ir) << "    " << eval_call(ir, values);
   for (size_t o = 0; o < ir.outputs.size(); ++o)
-    os << "      s" << o << ".v[k] = "
+    os << "        s" << o << ".v[k] = "
        << store_value(ir.register_dtype(ir.outputs[o]), "o" + std::to_string(o)) << ";\n";
-  os << "    }\n";
+  os << "      }\n";
   for (size_t o = 0; o < ir.outputs.size(); ++o)
-    os << "    *reinterpret_cast<ds_vec<" << mem_type(ir.register_dtype(ir.outputs[o])) << ", "
+    os << "      *reinterpret_cast<ds_vec<" << mem_type(ir.register_dtype(ir.outputs[o])) << ", "
        << V << ">*>(q" << o << " + i) = s" << o << ";\n";
-  os << "  }\n}\n";
+  os << "    }\n  }\n}\n";
   return os.str();
 }
 

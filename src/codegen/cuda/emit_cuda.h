@@ -34,6 +34,7 @@ struct CudaRegion {
 };
 
 constexpr int kThreadsPerBlock = 256;
+constexpr int kVectorUnroll = 4;  // vector steps per thread and loop trip (loads in flight)
 
 CudaRegion emit_cuda_region(const KernelIR& ir);
 
