@@ -30,6 +30,12 @@ void jit_prepare(const KernelIR& ir);
 void jit_run(const KernelIR& ir, const std::vector<const void*>& inputs,
              const std::vector<void*>& outputs);
 
+// jit_run for a region from cached_kernel_ir() (alive for the whole process):
+// finds its kernel by address, without rebuilding the region's text per call
+// (the `fused` kernel's path).
+void jit_run_cached(const KernelIR& ir, const std::vector<const void*>& inputs,
+                    const std::vector<void*>& outputs);
+
 // Unloads every kernel of this process (no kernel may be running), so the next
 // prepare goes to the disk cache as a new process would.
 void jit_unload_all();

@@ -19,6 +19,9 @@ void jit_prepare(const KernelIR&) {
 void jit_run(const KernelIR&, const std::vector<const void*>&, const std::vector<void*>&) {
   throw UnavailableError("fused kernels: this build was made without LLVM (DS_WITH_LLVM)");
 }
+void jit_run_cached(const KernelIR&, const std::vector<const void*>&, const std::vector<void*>&) {
+  throw UnavailableError("fused kernels: this build was made without LLVM (DS_WITH_LLVM)");
+}
 void jit_unload_all() {}
 
 }  // namespace ds::codegen

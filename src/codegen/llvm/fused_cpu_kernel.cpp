@@ -16,7 +16,7 @@ const OpRegistrar reg([] {
                          for (const Tensor& t : k.inputs) in.push_back(t.raw_data());
                          std::vector<void*> out;
                          for (Tensor& t : k.outputs) out.push_back(t.raw_data());
-                         jit_run(ir, in, out);
+                         jit_run_cached(ir, in, out);
                        },
                    .supports =
                        [](const OpContext& c) {

@@ -44,6 +44,7 @@ struct Loaded {
   bool rows = false;             // called once per whole row
   std::vector<bool> row_output;  // per result: one value per row
   std::vector<size_t> kept_size;  // per kept register (row_plan.h): its element size
+  std::vector<size_t> in_size, out_size;  // element sizes of the inputs and results
   llvm::orc::JITDylib* dylib = nullptr;
 };
 
@@ -129,6 +130,8 @@ class Jit {
     for (int r : ir.outputs) k->row_output.push_back(row[r]);
     if (ir.reduce) k->row_output.push_back(true);
     for (int r : plan_rows(ir).kept) k->kept_size.push_back(element_size(ir.register_dtype(r)));
+    for (const TensorType& t : ir.inputs) k->in_size.push_back(element_size(t.dtype));
+    for (const TensorType& t : ir.result_types()) k->out_size.push_back(element_size(t.dtype));
     char name[40];
     std::snprintf(name, sizeof name, "ds_fused_%016llx", static_cast<unsigned long long>(hash));
     const CacheKey key{"LLVM " LLVM_VERSION_STRING " " + build_, triple_, cpu_, features_, text};
@@ -157,8 +160,22 @@ class Jit {
     return k;
   }
 
+  // get() for a region that lives for the whole process, found by its address.
+  std::shared_ptr<Loaded> get_cached(const KernelIR& ir) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = by_address_.find(&ir);
+      if (it != by_address_.end()) return it->second;
+    }
+    auto k = get(ir);
+    std::lock_guard<std::mutex> lock(mu_);
+    by_address_[&ir] = k;
+    return k;
+  }
+
   void unload_all() {
     std::lock_guard<std::mutex> lock(mu_);
+    by_address_.clear();
     for (auto& [_, k] : loaded_)
       if (auto e = lljit_->getExecutionSession().removeJITDylib(*k->dylib))
         throw Error("LLVM JIT: unloading a kernel: " + llvm_error(std::move(e)));
@@ -235,6 +252,7 @@ class Jit {
   std::unique_ptr<llvm::TargetMachine> tm_;
   std::unique_ptr<llvm::orc::LLJIT> lljit_;
   std::map<uint64_t, std::shared_ptr<Loaded>> loaded_;
+  std::map<const KernelIR*, std::shared_ptr<Loaded>> by_address_;  // regions of cached_kernel_ir
   JitCounters counters_;
   int64_t next_dylib_ = 0;
 };
@@ -259,63 +277,82 @@ void jit_unload_all() {
   jit().unload_all();
 }
 
-void jit_run(const KernelIR& ir, const std::vector<const void*>& inputs,
-             const std::vector<void*>& outputs) {
-  const auto k = jit().get(ir);
+namespace {
+
+// Per-thread scratch reused by every call (runs allocate nothing once warm).
+struct Scratch {
+  std::vector<void*> ptrs;
+  std::vector<int64_t> offsets;
+  std::vector<double> kept;  // the kept registers' row buffers, 8-byte aligned
+};
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+void run_loaded(const Loaded& k, const KernelIR& ir, const std::vector<const void*>& inputs,
+                const std::vector<void*>& outputs) {
   const int64_t total = numel(ir.shape);
   if (total == 0) return;
   const size_t nin = inputs.size(), nout = outputs.size();
-  const auto results = ir.result_types();
-  std::vector<size_t> in_size(nin), out_size(nout);
-  for (size_t i = 0; i < nin; ++i) in_size[i] = element_size(ir.inputs[i].dtype);
-  for (size_t o = 0; o < nout; ++o) out_size[o] = element_size(results[o].dtype);
-  const LoopLayout& l = k->layout;
+  const LoopLayout& l = k.layout;
   const int64_t inner = l.inner();
-  // Pointers for elements [begin, begin + len) of one row; with a reduction the
-  // last output gets one value per row.
-  auto call = [&](int64_t begin, int64_t len, std::vector<void*>& ptrs,
-                  std::vector<int64_t>& offsets) {
+  // Pointers for elements [begin, begin + len) of one row; outputs with one value
+  // per row (row registers, the trailing reduction) point at the row's.
+  auto call = [&](int64_t begin, int64_t len, Scratch& s) {
     const int64_t row = begin / inner, col = begin % inner;
-    l.row_offsets(row, offsets);
+    l.row_offsets(row, s.offsets);
     for (size_t i = 0; i < nin; ++i) {
-      const int64_t at = offsets[i] + (l.inner_contiguous(i) ? col : 0);
-      ptrs[i] = const_cast<char*>(static_cast<const char*>(inputs[i])) +
-                at * static_cast<int64_t>(in_size[i]);
+      const int64_t at = s.offsets[i] + (l.inner_contiguous(i) ? col : 0);
+      s.ptrs[i] = const_cast<char*>(static_cast<const char*>(inputs[i])) +
+                  at * static_cast<int64_t>(k.in_size[i]);
     }
     for (size_t o = 0; o < nout; ++o) {
-      const int64_t at = k->row_output[o] ? row : begin;
-      ptrs[nin + o] = static_cast<char*>(outputs[o]) + at * static_cast<int64_t>(out_size[o]);
+      const int64_t at = k.row_output[o] ? row : begin;
+      s.ptrs[nin + o] = static_cast<char*>(outputs[o]) + at * static_cast<int64_t>(k.out_size[o]);
     }
-    k->fn(ptrs.data(), len);
+    k.fn(s.ptrs.data(), len);
   };
-  if (k->rows) {  // whole rows per call, with the kept registers' row buffers
+  if (k.rows) {  // whole rows per call, with the kept registers' row buffers
     parallel_for(total / inner, std::max<int64_t>(1, 8192 / inner), [&](int64_t r0, int64_t r1) {
-      const size_t nkept = k->kept_size.size();
-      std::vector<void*> ptrs(nin + nout + nkept);
-      size_t kept_bytes = 0;
-      for (size_t s : k->kept_size) kept_bytes += s * static_cast<size_t>(inner);
-      std::vector<double> kept(kept_bytes / sizeof(double) + nkept);  // 8-byte aligned
-      char* at = reinterpret_cast<char*>(kept.data());
+      Scratch& s = scratch();
+      const size_t nkept = k.kept_size.size();
+      s.ptrs.resize(nin + nout + nkept);
+      size_t words = 0;
+      for (size_t size : k.kept_size) words += (size * static_cast<size_t>(inner) + 7) / 8;
+      if (s.kept.size() < words) s.kept.resize(words);
+      char* at = reinterpret_cast<char*>(s.kept.data());
       for (size_t j = 0; j < nkept; ++j) {
-        ptrs[nin + nout + j] = at;
-        at += (k->kept_size[j] * static_cast<size_t>(inner) + 7) / 8 * 8;
+        s.ptrs[nin + nout + j] = at;
+        at += (k.kept_size[j] * static_cast<size_t>(inner) + 7) / 8 * 8;
       }
-      std::vector<int64_t> offsets;
-      for (int64_t r = r0; r < r1; ++r) call(r * inner, inner, ptrs, offsets);
+      for (int64_t r = r0; r < r1; ++r) call(r * inner, inner, s);
     });
     return;
   }
   // Chunks of whole or partial rows; every element is computed by the same code
   // whatever the split, so results do not depend on the thread count.
   parallel_for(total, 8192, [&](int64_t begin, int64_t end) {
-    std::vector<void*> ptrs(nin + nout);
-    std::vector<int64_t> offsets;
+    Scratch& s = scratch();
+    s.ptrs.resize(nin + nout);
     while (begin < end) {
       const int64_t len = std::min(inner - begin % inner, end - begin);
-      call(begin, len, ptrs, offsets);
+      call(begin, len, s);
       begin += len;
     }
   });
+}
+
+}  // namespace
+
+void jit_run(const KernelIR& ir, const std::vector<const void*>& inputs,
+             const std::vector<void*>& outputs) {
+  run_loaded(*jit().get(ir), ir, inputs, outputs);
+}
+
+void jit_run_cached(const KernelIR& ir, const std::vector<const void*>& inputs,
+                    const std::vector<void*>& outputs) {
+  run_loaded(*jit().get_cached(ir), ir, inputs, outputs);
 }
 
 }  // namespace ds::codegen
