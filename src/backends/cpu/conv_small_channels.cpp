@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "core/thread_pool.h"
 #include "ir/ops/conv_geometry.h"
@@ -89,42 +90,45 @@ float horizontal_sum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// gw[o, c, ky, kx] = sum over n, y, x of gy[n, o, y, x] * xpad[n, c, y + ky, x + kx].
-void filter_grad(const ConvGeom& g, const ShiftedInput& xs, const float* gy, int64_t o, int64_t c,
-                 float* gw9) {
+// gw[o, c, ky, kx] = sum over n, y, x of gy[n, o, y, x] * xpad[n, c, y + ky, x + kx]
+// for the (o, c) pairs [first, last), image by image: an image's shifted input
+// stays in L1 while its filters' gradient planes stream through once (looping over
+// the batch per filter re-read the whole 1.3 MB shifted input from L3 32 times).
+void filter_grads(const ConvGeom& g, const ShiftedInput& xs, const float* gy, int64_t first,
+                  int64_t last, float* gw) {
   // float32 sums per image, totalled in float64: one float32 sum over a batch of
   // 128 28x28 planes measured 2e-4 relative error against the reference.
-  double total[9] = {};
-  __m256 acc[9];
+  std::vector<double> total(static_cast<size_t>((last - first) * 9), 0.0);
   const int64_t pixels = g.oh * g.ow, full = pixels / 8 * 8;
   const __m256i tail = first_lanes(pixels - full);
-  for (int64_t n = 0; n < g.n; ++n) {
-    for (auto& a : acc) a = _mm256_setzero_ps();
-    const float* gp = gy + (n * g.o + o) * pixels;
-    const float* x0 = xs.shifted(n * g.c + c, 0);
-    const float* x1 = xs.shifted(n * g.c + c, 1);
-    const float* x2 = xs.shifted(n * g.c + c, 2);
-    auto taps = [&](__m256 gv, int64_t i) {
-      for (int ky = 0; ky < 3; ++ky) {
-        const int64_t at = i + ky * g.ow;
-        acc[ky * 3] = _mm256_fmadd_ps(gv, _mm256_loadu_ps(x0 + at), acc[ky * 3]);
-        acc[ky * 3 + 1] = _mm256_fmadd_ps(gv, _mm256_loadu_ps(x1 + at), acc[ky * 3 + 1]);
-        acc[ky * 3 + 2] = _mm256_fmadd_ps(gv, _mm256_loadu_ps(x2 + at), acc[ky * 3 + 2]);
-      }
-    };
-    for (int64_t i = 0; i < full; i += 8) taps(_mm256_loadu_ps(gp + i), i);
-    if (full < pixels) taps(_mm256_maskload_ps(gp + full, tail), full);
-    for (int t = 0; t < 9; ++t) total[t] += horizontal_sum(acc[t]);
-  }
-  for (int t = 0; t < 9; ++t) gw9[t] = static_cast<float>(total[t]);
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t oc = first; oc < last; ++oc) {
+      const int64_t o = oc / g.c, c = oc % g.c;
+      __m256 acc[9];
+      for (auto& a : acc) a = _mm256_setzero_ps();
+      const float* gp = gy + (n * g.o + o) * pixels;
+      const float* x0 = xs.shifted(n * g.c + c, 0);
+      const float* x1 = xs.shifted(n * g.c + c, 1);
+      const float* x2 = xs.shifted(n * g.c + c, 2);
+      auto taps = [&](__m256 gv, int64_t i) {
+        for (int ky = 0; ky < 3; ++ky) {
+          const int64_t at = i + ky * g.ow;
+          acc[ky * 3] = _mm256_fmadd_ps(gv, _mm256_loadu_ps(x0 + at), acc[ky * 3]);
+          acc[ky * 3 + 1] = _mm256_fmadd_ps(gv, _mm256_loadu_ps(x1 + at), acc[ky * 3 + 1]);
+          acc[ky * 3 + 2] = _mm256_fmadd_ps(gv, _mm256_loadu_ps(x2 + at), acc[ky * 3 + 2]);
+        }
+      };
+      for (int64_t i = 0; i < full; i += 8) taps(_mm256_loadu_ps(gp + i), i);
+      if (full < pixels) taps(_mm256_maskload_ps(gp + full, tail), full);
+      double* t9 = total.data() + (oc - first) * 9;
+      for (int t = 0; t < 9; ++t) t9[t] += horizontal_sum(acc[t]);
+    }
+  for (int64_t i = 0; i < (last - first) * 9; ++i) gw[first * 9 + i] = static_cast<float>(total[i]);
 }
 
 void backward_weight(const ConvGeom& g, const float* x, const float* gy, float* gw) {
   const ShiftedInput xs = shift_input(g, x);
-  parallel_for(g.o * g.c, 1, [&](int64_t b, int64_t e) {
-    for (int64_t oc = b; oc < e; ++oc)
-      filter_grad(g, xs, gy, oc / g.c, oc % g.c, gw + oc * 9);
-  });
+  parallel_for(g.o * g.c, 1, [&](int64_t b, int64_t e) { filter_grads(g, xs, gy, b, e, gw); });
 }
 
 // V 8-pixel vectors of output plane (n, o) from pixel i: V independent FMA chains,
