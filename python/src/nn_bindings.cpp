@@ -15,6 +15,9 @@
 #include "ds/optim.h"
 
 namespace ds::py {
+
+void bind_module_base(nb::module_& nnm);  // nn_bindings_module.cpp: Module and Python subclasses
+
 namespace {
 
 using nn::Module;
@@ -31,33 +34,8 @@ Shape to_shape(nb::handle h) {
   return nb::cast<std::vector<int64_t>>(h);
 }
 
-nb::dict to_dict(const std::map<std::string, Tensor>& m) {
-  nb::dict d;
-  for (const auto& [k, v] : m) d[k.c_str()] = nb::cast(v);
-  return d;
-}
-
 void bind_modules(nb::module_& nnm) {
-  nb::class_<Module>(nnm, "Module",
-                     "Base of every layer: named parameters and buffers, train/eval, state dicts.")
-      .def("forward", &Module::forward, nb::arg("x"))
-      .def("__call__", [](Module& m, nb::handle x) { return m.forward(to_tensor(x)); }, nb::arg("x"))
-      .def("train", [](Module& m, bool mode) -> Module& { m.train(mode); return m; },
-           nb::arg("mode") = true, nb::rv_policy::reference)
-      .def("eval", [](Module& m) -> Module& { m.eval(); return m; }, nb::rv_policy::reference)
-      .def_prop_ro("training", &Module::is_training)
-      .def("parameters", &Module::parameters)
-      .def("named_parameters", &Module::named_parameters)
-      .def("named_buffers", &Module::named_buffers)
-      .def("state_dict", [](const Module& m) { return to_dict(m.state_dict()); })
-      .def("load_state_dict",
-           [](Module& m, nb::dict state, bool strict) {
-             std::map<std::string, Tensor> s;
-             for (auto [k, v] : state) s[nb::cast<std::string>(k)] = to_tensor(v);
-             m.load_state_dict(s, strict);
-           },
-           nb::arg("state_dict"), nb::arg("strict") = true)
-      .def("__repr__", &Module::str);
+  bind_module_base(nnm);
 
   nb::class_<nn::Linear, Module>(nnm, "Linear")
       .def(nb::init<int64_t, int64_t, bool>(), nb::arg("in_features"), nb::arg("out_features"),
@@ -214,7 +192,15 @@ void bind_modules(nb::module_& nnm) {
 void bind_optim(nb::module_& om) {
   nb::class_<optim::Optimizer>(om, "Optimizer")
       .def_prop_rw("lr", &optim::Optimizer::lr, &optim::Optimizer::set_lr)
-      .def_prop_ro("steps", &optim::Optimizer::steps);
+      .def_prop_ro("steps", &optim::Optimizer::steps)
+      .def("step",
+           [](optim::Optimizer& o, Module& model, const std::vector<Tensor>& grads) {
+             std::vector<Tensor*> slots;
+             for (auto& [_, slot] : model.parameter_slots()) slots.push_back(slot);
+             o.step(slots, grads);
+           },
+           nb::arg("model"), nb::arg("grads"),
+           "Eager update of model's parameters (in named_parameters order) from `grads`.");
   nb::class_<optim::SGD, optim::Optimizer>(om, "SGD")
       .def("__init__",
            [](optim::SGD* self, double lr, double momentum, double weight_decay, bool nesterov) {
@@ -263,12 +249,26 @@ void bind_optim(nb::module_& om) {
                                "forward + loss + backward + update compiled into one executable")
       .def("__init__",
            [](optim::TrainStep* self, Module& model, optim::Optimizer& opt, optim::LossFn loss,
-              double clip, const std::string& target, const std::string& precision) {
-             new (self) optim::TrainStep(model, opt, std::move(loss), {clip, target, precision});
+              double clip, const std::string& target, const std::string& precision,
+              int64_t memory_budget) {
+             optim::TrainStepOptions o{clip, target, precision};
+             o.memory_budget = memory_budget;
+             new (self) optim::TrainStep(model, opt, std::move(loss), o);
            },
            nb::arg("model"), nb::arg("optimizer"), nb::arg("loss_fn"),
            nb::arg("clip_grad_norm") = 0.0, nb::arg("target") = "cpu",
-           nb::arg("precision") = "fp32", nb::keep_alive<1, 2>(), nb::keep_alive<1, 3>())
+           nb::arg("precision") = "fp32", nb::arg("memory_budget") = 0, nb::keep_alive<1, 2>(),
+           nb::keep_alive<1, 3>(),
+           "memory_budget (bytes, 0: unlimited): a batch whose step needs more runs as "
+           "micro-batches with gradient accumulation and one update (see micro_batch_size).")
+      .def("micro_batch_size",
+           [](optim::TrainStep& s, nb::handle x, nb::handle y) {
+             const Tensor a = to_tensor(x), b = to_tensor(y);
+             return s.micro_batch_size({a.dtype(), a.shape()}, {b.dtype(), b.shape()});
+           },
+           nb::arg("input"), nb::arg("target"),
+           "Rows per micro-batch for this input signature (the batch itself when it fits the "
+           "memory_budget); compiles the step, so a batch that cannot fit raises here.")
       .def("explain",
            [](optim::TrainStep& s, const Tensor& x, const Tensor& y) {
              return s.executable({x.dtype(), x.shape()}, {y.dtype(), y.shape()}).explain();

@@ -24,6 +24,16 @@ void Module::add_child(const std::string& name, std::shared_ptr<Module> m) {
   children_.emplace_back(name, std::move(m));
 }
 
+void Module::set_child(const std::string& name, std::shared_ptr<Module> m) {
+  DS_CHECK(m != nullptr, ValueError, "set_child: '", name, "' is null");
+  for (auto& [n, c] : children_)
+    if (n == name) {
+      c = std::move(m);
+      return;
+    }
+  children_.emplace_back(name, std::move(m));
+}
+
 void Module::train(bool on) {
   training_ = on;
   for (auto& [_, c] : children_) c->train(on);

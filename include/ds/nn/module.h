@@ -60,6 +60,8 @@ class Module {
     return m;
   }
   void add_child(const std::string& name, std::shared_ptr<Module> m);
+  // Replaces the child `name`, or adds it (an attribute assigned again, from Python).
+  void set_child(const std::string& name, std::shared_ptr<Module> m);
 
  private:
   struct BufferSlot {
