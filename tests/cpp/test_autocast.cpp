@@ -13,6 +13,7 @@
 #include "ds/nn.h"
 #include "ds/op.h"
 #include "ds/optim.h"
+#include "backends/cpu/low_precision.h"
 #include "passes/pass_manager.h"
 
 namespace {
@@ -166,6 +167,11 @@ TEST(Autocast, ConvNetForwardAndGradientsCloseToFloat32) {
 // float64 reference rounded to the low precision.
 void check_emulated(const std::string& op, const std::vector<Tensor>& f32_inputs,
                     const ds::AttrMap& attrs, DType low) {
+  // The emulation, also on CPUs whose native bf16 kernels would run (test_bf16_native.cpp).
+  struct Emulate {
+    Emulate() { ds::cpu::allow_native_bf16(false); }
+    ~Emulate() { ds::cpu::allow_native_bf16(true); }
+  } emulate;
   std::vector<Tensor> low_in, wide_in;
   for (const Tensor& t : f32_inputs) {
     low_in.push_back(ds::cast(t, low));

@@ -5,16 +5,28 @@
 // hardware bf16/fp16 units do), so the answer does not depend on the CPU.
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
-#ifdef __F16C__
+#if defined(__F16C__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
+#include "backends/cpu/low_precision.h"
 #include "core/thread_pool.h"
 #include "ds/op.h"
 
 namespace ds::cpu {
 namespace {
+
+std::atomic<bool>& native_bf16_flag() {
+  static std::atomic<bool> on = [] {
+    const char* env = std::getenv("DS_BF16");
+    return !(env && std::strcmp(env, "emulate") == 0);
+  }();
+  return on;
+}
 
 constexpr std::array kLowPrecisionOps = {"matmul",
                                          "linear",
@@ -58,6 +70,31 @@ int64_t narrow_f16c(const float* s, Half* d, int64_t n) {
   return i;
 }
 
+// float32 -> bfloat16 eight at a time with AVX2 integer ops, bit-exact with
+// BFloat16(float): round to nearest even, a NaN stays a quiet NaN.
+int64_t narrow_bf16_avx2(const float* s, BFloat16* d, int64_t n) {
+  int64_t i = 0;
+#ifdef __AVX2__
+  const __m256i half = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1);
+  const __m256i magnitude = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+  const __m256i quiet = _mm256_set1_epi32(0x40);
+  for (; i + 8 <= n; i += 8) {
+    const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i));
+    const __m256i high = _mm256_srli_epi32(u, 16);
+    const __m256i even = _mm256_add_epi32(half, _mm256_and_si256(high, one));
+    const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(u, even), 16);
+    const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, magnitude), inf);
+    const __m256i r = _mm256_blendv_epi8(rounded, _mm256_or_si256(high, quiet), nan);
+    // Every lane is below 2^16, so the saturating pack keeps it.
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i),
+                     _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
+  }
+#else
+  (void)s, (void)d, (void)n;
+#endif
+  return i;
+}
+
 template <typename Low> void widen(const Tensor& src, Tensor& dst) {
   const Low* s = src.data<Low>();
   float* d = dst.data<float>();
@@ -74,6 +111,7 @@ template <typename Low> void narrow(const Tensor& src, Tensor& dst) {
   parallel_for(src.numel(), 1 << 14, [&](int64_t lo, int64_t hi) {
     int64_t i = lo;
     if constexpr (std::is_same_v<Low, Half>) i += narrow_f16c(s + lo, d + lo, hi - lo);
+    if constexpr (std::is_same_v<Low, BFloat16>) i += narrow_bf16_avx2(s + lo, d + lo, hi - lo);
     for (; i < hi; ++i) d[i] = Low(s[i]);
   });
 }
@@ -120,4 +158,8 @@ OpRegistrar low_precision_kernels([] {
 });
 
 }  // namespace
+
+bool native_bf16_allowed() { return native_bf16_flag().load(std::memory_order_relaxed); }
+void allow_native_bf16(bool on) { native_bf16_flag().store(on, std::memory_order_relaxed); }
+
 }  // namespace ds::cpu
