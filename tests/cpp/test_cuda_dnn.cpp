@@ -108,7 +108,10 @@ TEST(CudaKernelInventory, TrainingOpsHaveCudaKernels) {
       "add", "sub", "mul", "div", "rsqrt", "sqrt",
       // GPT-2
       "embedding", "index_add", "layer_norm", "softmax", "log_softmax", "gelu", "one_hot",
-      "exp", "neg", "max"};
+      "exp", "neg", "max",
+      // the bookkeeping around them: views, broadcasts, masks, casts
+      "reshape", "flatten", "squeeze", "permute", "broadcast_to", "slice", "concat", "split",
+      "cast", "where", "eq", "ne", "full"};
 #ifdef DS_HAVE_CUDNN
   training.insert({"conv2d", "conv2d_backward_input", "conv2d_backward_weight", "fused_conv2d"});
 #endif
@@ -409,6 +412,81 @@ TEST(CudaDnnNorm, BatchNormWithStatisticsMatchesTheReference) {
       check_op("batch_norm", {x, mean, var, w, b}, {{"eps", 1e-3}}, "nvrtc", tol(t) * 4,
                "batch_norm affine" + at(t, s));
     }
+}
+
+// Every dtype's data for the byte-moving ops: floats, integers and bools.
+Tensor any_dtype(const Shape& s, uint64_t seed, DType t) {
+  if (t == DType::Bool) return ds::gt(uniform(s, seed, DType::Float32), Tensor::scalar(0.0));
+  if (!ds::is_floating(t)) return indices(s, seed, 0, 100, t);
+  return uniform(s, seed, t, -3, 3);
+}
+
+TEST(CudaDnnShape, ShapeOpsMatchTheReferenceForEveryDtype) {
+  DS_REQUIRE_GPU();
+  uint64_t seed = 13000;
+  for (DType t : {DType::Float32, DType::BFloat16, DType::Float64, DType::Int64, DType::Int32,
+                  DType::Bool}) {
+    const std::string w = at(t, {});
+    const Tensor x = any_dtype({3, 4, 5}, ++seed, t);
+    check_op("reshape", {x}, {{"shape", std::vector<int64_t>{12, 5}}}, "cuda-copy", 0, "reshape" + w);
+    check_op("flatten", {x}, {}, "cuda-copy", 0, "flatten" + w);
+    check_op("squeeze", {any_dtype({3, 1, 5}, ++seed, t)}, {{"axes", std::vector<int64_t>{1}}},
+             "cuda-copy", 0, "squeeze" + w);
+    check_op("permute", {x}, {{"axes", std::vector<int64_t>{2, 0, 1}}}, "nvrtc", 0, "permute" + w);
+    check_op("permute", {x}, {{"axes", std::vector<int64_t>{0, 2, 1}}}, "nvrtc", 0,
+             "permute last two" + w);
+    check_op("broadcast_to", {any_dtype({3, 1, 5}, ++seed, t)},
+             {{"shape", std::vector<int64_t>{2, 3, 4, 5}}}, "nvrtc", 0, "broadcast_to" + w);
+    check_op("slice", {x}, {{"axis", int64_t{1}}, {"start", int64_t{1}}, {"stop", int64_t{4}},
+                            {"step", int64_t{2}}},
+             "nvrtc", 0, "slice step 2" + w);
+    check_op("slice", {x}, {{"axis", int64_t{-1}}, {"start", int64_t{-3}}}, "nvrtc", 0,
+             "slice from the end" + w);
+    const Tensor y = any_dtype({3, 2, 5}, ++seed, t);
+    check_op("concat", {x, y}, {{"axis", int64_t{1}}}, "nvrtc", 0, "concat" + w);
+    check_op("stack", {x, x, any_dtype({3, 4, 5}, ++seed, t)}, {{"axis", int64_t{1}}}, "nvrtc", 0,
+             "stack" + w);
+    check_op("split", {x}, {{"sizes", std::vector<int64_t>{1, 0, 3}}, {"axis", int64_t{1}}},
+             "nvrtc", 0, "split" + w);
+    check_op("pad", {x}, {{"pads", std::vector<int64_t>{1, 0, 0, 2}}, {"value", 1.0}}, "nvrtc", 0,
+             "pad" + w);
+    for (int64_t k : {int64_t{0}, int64_t{1}, int64_t{-2}}) {
+      check_op("tril", {x}, {{"k", k}}, "nvrtc", 0, "tril k " + std::to_string(k) + w);
+      check_op("triu", {x}, {{"k", k}}, "nvrtc", 0, "triu k " + std::to_string(k) + w);
+    }
+    if (t != DType::Bool)
+      check_op("full", {}, {{"shape", std::vector<int64_t>{4, 3}}, {"value", 2.0}, {"dtype", t}},
+               "nvrtc", 0, "full" + w);
+  }
+}
+
+TEST(CudaDnnShape, CastWhereIntegerComparesAndArangeMatchTheReference) {
+  DS_REQUIRE_GPU();
+  const DType all[] = {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16,
+                       DType::Int32,   DType::Int64,   DType::Int8,    DType::UInt8, DType::Bool};
+  uint64_t seed = 14000;
+  for (DType from : all)
+    for (DType to : all) {
+      // Values in [0, 100) with fractions: every dtype holds them (int8 up to 100).
+      const Tensor x = from == DType::Bool ? any_dtype({7, 9}, ++seed, from)
+                                           : ds::cast(uniform({7, 9}, ++seed, DType::Float64, 0, 100),
+                                                      from);
+      check_op("cast", {x}, {{"dtype", to}}, "nvrtc", ds::is_floating(to) ? tol(to) : 0,
+               std::string("cast ") + ds::dtype_name(from) + " -> " + ds::dtype_name(to));
+    }
+  for (DType t : {DType::Float32, DType::BFloat16, DType::Int64, DType::Bool}) {
+    const Tensor cond = any_dtype({3, 1, 5}, ++seed, DType::Bool);
+    check_op("where", {cond, any_dtype({3, 4, 5}, ++seed, t), any_dtype({5}, ++seed, t)}, {},
+             "nvrtc", 0, "where" + at(t, {}));
+  }
+  for (DType t : {DType::Int64, DType::Int32, DType::Bool, DType::UInt8}) {
+    const Tensor a = any_dtype({4, 5}, ++seed, t), b = any_dtype({5}, ++seed, t);
+    for (const char* op : {"eq", "ne", "lt", "le", "gt", "ge"})
+      check_op(op, {a, b}, {}, "nvrtc-int", 0, op + at(t, {4, 5}));
+  }
+  for (DType t : {DType::Float32, DType::Int64, DType::BFloat16})
+    check_op("arange", {}, {{"start", 2.0}, {"stop", 9.0}, {"step", 0.5}, {"dtype", t}}, "nvrtc",
+             tol(t), "arange" + at(t, {}));
 }
 
 namespace {

@@ -359,7 +359,8 @@ bool fused_relu(const Problem& p, Algo& algo, const Tensor& x, const Tensor& w, 
       static_cast<cudnnConvolutionFwdAlgo_t>(algo.algo), buf.get(), algo.workspace,
       residual ? s.one() : s.zero(), p.y.h, residual ? residual->raw_data() : y.raw_data(),
       bias_desc.h, bias.raw_data(), act, p.y.h, y.raw_data());
-  if (st == CUDNN_STATUS_NOT_SUPPORTED || st == CUDNN_STATUS_BAD_PARAM) {
+  const cudnnStatus_t category = cudnn_category(st);
+  if (category == CUDNN_STATUS_NOT_SUPPORTED || category == CUDNN_STATUS_BAD_PARAM) {
     std::lock_guard<std::mutex> lock(algo_cache().mu);
     algo.fused_ok = false;  // remembered: the next call goes straight to the epilogue
     return false;

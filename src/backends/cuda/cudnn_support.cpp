@@ -22,9 +22,13 @@ int int_dim(int64_t v, const char* what) {
 void throw_cudnn_error(cudnnStatus_t code, const char* call, const char* file, int line) {
   const std::string msg = detail::cat(call, " (", file, ":", line, ") failed: ",
                                       cudnnGetErrorString(code), " (", static_cast<int>(code), ")");
-  if (code == CUDNN_STATUS_ALLOC_FAILED) throw OutOfMemoryError(msg);
-  if (code == CUDNN_STATUS_NOT_SUPPORTED) throw UnavailableError(msg);
+  if (code == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED) throw OutOfMemoryError(msg);
+  if (cudnn_category(code) == CUDNN_STATUS_NOT_SUPPORTED) throw UnavailableError(msg);
   throw Error(msg);
+}
+
+cudnnStatus_t cudnn_category(cudnnStatus_t code) {
+  return static_cast<cudnnStatus_t>(static_cast<int>(code) / 1000 * 1000);
 }
 
 cudnnHandle_t cudnn_handle(int device) {

@@ -14,6 +14,10 @@ namespace ds::cuda {
 [[noreturn]] void throw_cudnn_error(cudnnStatus_t code, const char* call, const char* file,
                                     int line);
 
+// cuDNN 9's statuses come in categories of 1000 (CUDNN_STATUS_NOT_SUPPORTED_SHAPE
+// is a CUDNN_STATUS_NOT_SUPPORTED): the category of `code`.
+cudnnStatus_t cudnn_category(cudnnStatus_t code);
+
 // The calling thread's cuDNN handle for `device`, on Stream::default_for(device).
 cudnnHandle_t cudnn_handle(int device);
 
