@@ -154,7 +154,7 @@ std::vector<Tensor> run_cuda(const Executable::Impl& m, std::vector<Tensor>& slo
     std::vector<Tensor> outs;
     for (const TensorType& t : out_types) outs.push_back(Tensor::empty(t.shape, t.dtype, where));
     {
-      OpEventScope profile_event(ctx, *k, out_types);
+      OpEventScope profile_event(ctx, *k, out_types, gpu ? m.device.index : -1);
       run_kernel_into(ctx, *k, in, outs);
     }
     for (size_t i = 0; i < outs.size(); ++i) {

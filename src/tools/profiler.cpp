@@ -8,14 +8,17 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 #include "ds/error.h"
 #include "ds/profile.h"
 #include "ds/tensor.h"
+#include "tools/cuda_timing.h"
 #include "tools/profiler_state.h"
 
 namespace ds {
@@ -33,13 +36,19 @@ struct RecordingConfig {
   bool record_shapes = false;
   bool profile_memory = true;
   int64_t max_events = 0;
+  DeviceTimer* timer = nullptr;  // times ops on CUDA devices; null: none
 };
 
 struct Registry {
   std::mutex mu;  // guards buffers, orphans, owner and next_thread
   std::vector<ThreadBuffer*> buffers;
   // Events of threads that exited during a recording, tagged with its generation.
-  std::vector<std::pair<uint64_t, std::vector<ProfileEvent>>> orphans;
+  struct Orphan {
+    uint64_t generation;
+    std::vector<ProfileEvent> events;
+    std::vector<std::pair<int, int64_t>> device_ops;
+  };
+  std::vector<Orphan> orphans;
   const void* owner = nullptr;  // the Profiler that holds the recorder
   int next_thread = 0;
   std::map<int, std::string> thread_names;  // OS names, by profiler thread index
@@ -118,6 +127,7 @@ struct ThreadBuffer {
   int thread = 0;
   EventLog events;
   std::vector<int> open;  // indices of events begun and not yet ended, innermost last
+  std::vector<std::pair<int, int64_t>> device_ops;  // (event index, device timer id)
 
   ThreadBuffer() {
     Registry& r = registry();
@@ -134,7 +144,7 @@ struct ThreadBuffer {
     r.buffers.erase(std::find(r.buffers.begin(), r.buffers.end(), this));
     std::lock_guard<SpinLock> own(mu);
     if (generation != 0 && generation == r.generation.load() && !events.empty())
-      r.orphans.emplace_back(generation, events.take());
+      r.orphans.push_back({generation, events.take(), std::move(device_ops)});
   }
 };
 
@@ -154,7 +164,7 @@ int64_t live_bytes() { return memory_stats().current_bytes; }
 // Starts an event on this thread; `fill` sets its details (called only when the
 // event is kept). Returns an empty token when not recording or over the cap.
 template <typename Fill>
-detail::EventToken begin_event(EventKind kind, std::string_view name, Fill&& fill) {
+detail::EventToken begin_event(EventKind kind, std::string_view name, int cuda_device, Fill&& fill) {
   Registry& r = registry();
   ThreadBuffer& b = local_buffer();
   std::lock_guard<SpinLock> lock(b.mu);
@@ -163,6 +173,7 @@ detail::EventToken begin_event(EventKind kind, std::string_view name, Fill&& fil
   if (b.generation != gen) {
     b.events.clear();
     b.open.clear();
+    b.device_ops.clear();
     b.generation = gen;
   }
   const RecordingConfig& c = r.config;
@@ -180,32 +191,40 @@ detail::EventToken begin_event(EventKind kind, std::string_view name, Fill&& fil
   b.open.push_back(index);
   if (c.profile_memory) e.mem_after = live_bytes();  // the start value until the event ends
   e.end_ns = kOpen;
+  e.device = cuda_device;
+  int64_t device_op = -1;
+  if (cuda_device >= 0 && c.timer) {
+    device_op = c.timer->begin_op(cuda_device);
+    b.device_ops.emplace_back(index, device_op);
+  }
   // Last, so the bookkeeping above is charged to the parent, not to this event.
   e.start_ns = c.clock();
-  return {&b, gen, index};
+  return {&b, gen, index, device_op};
 }
 
 // Takes the events of recording `gen` from every thread; the caller has set the
 // generation to 0. Unfinished events are left out (their finished descendants
-// move up to the top level: their ancestors are unfinished too).
-std::vector<ProfileEvent> collect_events(uint64_t gen) {
+// move up to the top level: their ancestors are unfinished too). `op_of_id`
+// receives the index of each kept event that has a device timer id.
+std::vector<ProfileEvent> collect_events(uint64_t gen, std::unordered_map<int64_t, int>& op_of_id) {
   Registry& r = registry();
-  std::vector<std::vector<ProfileEvent>> per_thread;
+  std::vector<Registry::Orphan> per_thread;
   {
     std::lock_guard<std::mutex> lock(r.mu);
     for (ThreadBuffer* b : r.buffers) {
       std::lock_guard<SpinLock> own(b->mu);
-      if (b->generation == gen) per_thread.push_back(b->events.take());
+      if (b->generation == gen) per_thread.push_back({gen, b->events.take(), std::move(b->device_ops)});
       b->events.clear();
       b->open.clear();
+      b->device_ops.clear();
       b->generation = 0;
     }
-    for (auto& [g, events] : r.orphans)
-      if (g == gen) per_thread.push_back(std::move(events));
+    for (auto& o : r.orphans)
+      if (o.generation == gen) per_thread.push_back(std::move(o));
     r.orphans.clear();
   }
   std::vector<ProfileEvent> all;
-  for (auto& events : per_thread) {
+  for (auto& [g, events, device_ops] : per_thread) {
     std::vector<int> new_index(events.size(), -1);
     const int base = static_cast<int>(all.size());
     int kept = 0;
@@ -217,6 +236,8 @@ std::vector<ProfileEvent> collect_events(uint64_t gen) {
       e.parent = e.parent >= 0 ? new_index[e.parent] : -1;
       all.push_back(std::move(e));
     }
+    for (const auto& [index, id] : device_ops)
+      if (new_index[index] >= 0) op_of_id[id] = new_index[index];
   }
   return all;
 }
@@ -226,7 +247,7 @@ std::vector<ProfileEvent> collect_events(uint64_t gen) {
 // ---- events -------------------------------------------------------------------
 
 void RecordFunction::begin(std::string_view name) {
-  token_ = begin_event(EventKind::Range, name, [](ProfileEvent&, const RecordingConfig&) {});
+  token_ = begin_event(EventKind::Range, name, -1, [](ProfileEvent&, const RecordingConfig&) {});
 }
 
 void detail::end_event(const EventToken& t) {
@@ -238,6 +259,7 @@ void detail::end_event(const EventToken& t) {
     return;
   const RecordingConfig& c = r.config;
   ProfileEvent& e = b.events[t.index];
+  if (t.device_op >= 0) c.timer->end_op(t.device_op);
   e.end_ns = c.clock();
   if (c.profile_memory) {
     const int64_t now = live_bytes();
@@ -249,8 +271,8 @@ void detail::end_event(const EventToken& t) {
 }
 
 void OpEventScope::begin(const OpContext& ctx, const KernelEntry& kernel,
-                         const std::vector<TensorType>& outputs) {
-  token_ = begin_event(EventKind::Op, ctx.op.name, [&](ProfileEvent& e, const RecordingConfig& c) {
+                         const std::vector<TensorType>& outputs, int cuda_device) {
+  token_ = begin_event(EventKind::Op, ctx.op.name, cuda_device, [&](ProfileEvent& e, const RecordingConfig& c) {
     e.node = ctx.node;
     e.impl = kernel.impl;
     const Cost cost = ctx.op.estimate(ctx, outputs);
@@ -291,15 +313,35 @@ const char* action_name(ProfilerAction a) {
 
 namespace {
 
+// The timer's work of the recording that just ended. A failure (a CUDA error)
+// costs the device times, not the profile: stop() runs in destructors.
+std::vector<DeviceActivity> collect_device_activities(Profiler::State& s) {
+  if (!s.timer) return {};
+  std::vector<DeviceActivity> acts;
+  try {
+    acts = s.timer->collect();
+  } catch (const std::exception& e) {
+    s.device_warning = std::string("device times lost: ") + e.what();
+  }
+  const std::string w = s.device_warning.empty() ? s.timer->warning() : s.device_warning;
+  if (!w.empty() && !s.warned) {
+    std::fprintf(stderr, "ds.profile: warning: %s\n", w.c_str());
+    s.warned = true;
+  }
+  return acts;
+}
+
 void start_recording(Profiler::State& s) {
   Registry& r = registry();
   {
     std::lock_guard<std::mutex> lock(r.mu);
     s.generation = ++r.last_generation;
-    r.config = {s.clock, s.options.record_shapes, s.options.profile_memory, s.options.max_events};
+    r.config = {s.clock, s.options.record_shapes, s.options.profile_memory, s.options.max_events,
+                s.timer.get()};
     r.count.store(0);
     r.dropped.store(0);
   }
+  if (s.timer) s.timer->start(s.clock);
   s.recording_start = s.clock();
   r.generation.store(s.generation, std::memory_order_release);
   detail::g_profiling.store(true, std::memory_order_relaxed);
@@ -310,9 +352,14 @@ void stop_recording(Profiler::State& s, bool keep) {
   Registry& r = registry();
   detail::g_profiling.store(false, std::memory_order_relaxed);
   r.generation.store(0, std::memory_order_release);
-  auto events = collect_events(s.generation);
+  std::unordered_map<int64_t, int> op_of_id;
+  auto events = collect_events(s.generation, op_of_id);
   s.generation = 0;
+  // Even a discarded recording is collected: that returns the timer's events.
+  std::vector<DeviceActivity> device = collect_device_activities(s);
   if (!keep) return;
+  attach_device_activities(events, device, op_of_id);
+  s.device_activities = std::move(device);
   s.events = std::move(events);
   s.thread_names.clear();
   {
@@ -330,6 +377,7 @@ Profiler::Profiler(ProfilerOptions options) : state_(std::make_unique<State>()) 
            options.max_events);
   state_->options = std::move(options);
   state_->clock = state_->options.clock ? state_->options.clock : ProfileClock(steady_now);
+  state_->timer = state_->options.device_timer ? state_->options.device_timer : default_device_timer();
   {
     Registry& r = registry();
     std::lock_guard<std::mutex> lock(r.mu);
@@ -385,11 +433,44 @@ const std::vector<ProfileEvent>& Profiler::events() const {
 }
 
 int64_t Profiler::dropped_events() const { return state_->dropped; }
+
+const std::vector<DeviceActivity>& Profiler::device_activities() const {
+  events();  // the same availability rule
+  return state_->device_activities;
+}
+
+std::string Profiler::device_timer_kind() const { return state_->timer ? state_->timer->kind() : ""; }
+
+std::string Profiler::device_timer_warning() const {
+  if (!state_->device_warning.empty() || !state_->timer) return state_->device_warning;
+  return state_->timer->warning();
+}
 int64_t Profiler::start_ns() const { return state_->events_start; }
 
 void Profiler::add_counters(std::vector<CounterSample> samples) {
   auto& c = state_->counters;
   c.insert(c.end(), std::make_move_iterator(samples.begin()), std::make_move_iterator(samples.end()));
+}
+
+void attach_device_activities(std::vector<ProfileEvent>& events, std::vector<DeviceActivity>& acts,
+                              const std::unordered_map<int64_t, int>& op_of_id) {
+  for (DeviceActivity& a : acts) {
+    const auto it = a.op >= 0 ? op_of_id.find(a.op) : op_of_id.end();
+    a.op = it == op_of_id.end() ? -1 : it->second;
+    if (a.name.empty()) a.name = a.op >= 0 ? events[a.op].name : "device work";
+  }
+  std::stable_sort(acts.begin(), acts.end(), [](const DeviceActivity& a, const DeviceActivity& b) {
+    if (a.device != b.device) return a.device < b.device;
+    if (a.stream != b.stream) return a.stream < b.stream;
+    return a.start_ns < b.start_ns;
+  });
+  for (size_t i = 0; i < acts.size(); ++i) {
+    DeviceActivity& a = acts[i];
+    if (i > 0 && acts[i - 1].device == a.device && acts[i - 1].stream == a.stream)
+      a.start_ns = std::max(a.start_ns, acts[i - 1].end_ns);
+    a.end_ns = std::max(a.end_ns, a.start_ns);
+    if (a.op >= 0) events[a.op].device_ns += a.duration_ns();
+  }
 }
 
 }  // namespace ds

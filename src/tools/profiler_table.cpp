@@ -53,14 +53,19 @@ std::string format_rate(double amount, int64_t ns) {
   return buf;
 }
 
-double gflops(const EventAverage& r) { return r.total_ns > 0 ? r.flops / r.total_ns : 0; }
-double gbps(const EventAverage& r) { return r.total_ns > 0 ? r.bytes / r.total_ns : 0; }
+// Ops on a GPU return before their work is done: their rates are per device time.
+int64_t work_ns(const EventAverage& r) {
+  return r.device_total_ns > 0 ? r.device_total_ns : r.total_ns;
+}
+double gflops(const EventAverage& r) { return work_ns(r) > 0 ? r.flops / work_ns(r) : 0; }
+double gbps(const EventAverage& r) { return work_ns(r) > 0 ? r.bytes / work_ns(r) : 0; }
 double avg_ns(const EventAverage& r) { return r.calls > 0 ? double(r.total_ns) / r.calls : 0; }
 
 const std::vector<std::string>& sort_keys() {
   static const std::vector<std::string> keys = {"self_time", "total_time", "calls", "avg",
                                                 "flops",     "gflops",     "bytes", "gbps",
-                                                "self_mem",  "name"};
+                                                "self_mem",  "self_cuda", "cuda_total",
+                                                "name"};
   return keys;
 }
 
@@ -73,6 +78,8 @@ double sort_value(const EventAverage& r, const std::string& key) {
   if (key == "gflops") return gflops(r);
   if (key == "bytes") return r.bytes;
   if (key == "gbps") return gbps(r);
+  if (key == "self_cuda") return static_cast<double>(r.self_device_ns);
+  if (key == "cuda_total") return static_cast<double>(r.device_total_ns);
   return static_cast<double>(r.self_mem);
 }
 
@@ -97,6 +104,12 @@ KeyAverages Profiler::key_averages(const std::string& group_by) const {
       child_ns[e.parent] += e.duration_ns();
       child_mem[e.parent] += e.mem_delta;
     }
+  // Device time with the nested events' (a parent precedes its children).
+  std::vector<int64_t> device_total(ev.size(), 0);
+  for (size_t i = ev.size(); i-- > 0;) {
+    device_total[i] += ev[i].device_ns;
+    if (ev[i].parent >= 0) device_total[ev[i].parent] += device_total[i];
+  }
   std::map<std::string, size_t> row_of;
   std::vector<EventAverage> rows;
   for (size_t i = 0; i < ev.size(); ++i) {
@@ -109,11 +122,19 @@ KeyAverages Profiler::key_averages(const std::string& group_by) const {
     r.self_mem += e.mem_delta - child_mem[i];
     r.flops += e.flops;
     r.bytes += e.bytes;
+    r.self_device_ns += e.device_ns;
     bool recursive = false;
     for (int p = e.parent; p >= 0 && !recursive; p = ev[p].parent) recursive = key[p] == key[i];
-    if (!recursive) r.total_ns += e.duration_ns();
+    if (!recursive) {
+      r.total_ns += e.duration_ns();
+      r.device_total_ns += device_total[i];
+    }
   }
-  return KeyAverages(std::move(rows), dropped_events());
+  std::string note;
+  if (!device_activities().empty() || !device_timer_warning().empty())
+    note = "Device times: " + (device_timer_kind().empty() ? "none" : device_timer_kind()) +
+           (device_timer_warning().empty() ? "" : " (" + device_timer_warning() + ")");
+  return KeyAverages(std::move(rows), dropped_events(), note);
 }
 
 std::string KeyAverages::table(const std::string& sort_by, int row_limit) const {
@@ -130,8 +151,9 @@ std::string KeyAverages::table(const std::string& sort_by, int row_limit) const 
     if (sort_by == "name") return a->name < b->name;
     return sort_value(*a, sort_by) > sort_value(*b, sort_by);
   });
-  int64_t all_self = 0;
-  for (const auto& r : rows_) all_self += r.self_ns;
+  int64_t all_self = 0, all_self_device = 0;
+  for (const auto& r : rows_) all_self += r.self_ns, all_self_device += r.self_device_ns;
+  const bool device = all_self_device > 0;
   const size_t shown =
       row_limit > 0 ? std::min(order.size(), static_cast<size_t>(row_limit)) : order.size();
   bool any_shapes = false;
@@ -140,6 +162,10 @@ std::string KeyAverages::table(const std::string& sort_by, int row_limit) const 
   std::vector<std::string> header = {"Name",  "Self time", "Self %", "Total time", "Total %",
                                      "Calls", "Avg",       "GFLOP/s", "GB/s",     "Bytes",
                                      "Self mem"};
+  if (device) {
+    const std::vector<std::string> cols = {"Self CUDA", "Self CUDA %", "CUDA total", "CUDA avg"};
+    header.insert(header.begin() + 7, cols.begin(), cols.end());
+  }
   if (any_shapes) header.push_back("Input shapes");
   std::vector<std::vector<std::string>> cells;
   for (size_t i = 0; i < shown; ++i) {
@@ -151,10 +177,17 @@ std::string KeyAverages::table(const std::string& sort_by, int row_limit) const 
                                     format_percent(r.total_ns, all_self),
                                     std::to_string(r.calls),
                                     format_time(static_cast<int64_t>(avg_ns(r))),
-                                    format_rate(r.flops, r.total_ns),
-                                    format_rate(r.bytes, r.total_ns),
+                                    format_rate(r.flops, work_ns(r)),
+                                    format_rate(r.bytes, work_ns(r)),
                                     r.bytes > 0 ? format_bytes(r.bytes, false) : "-",
                                     format_bytes(static_cast<double>(r.self_mem), true)};
+    if (device) {
+      const int64_t avg = r.calls > 0 ? r.device_total_ns / r.calls : 0;
+      const std::vector<std::string> cols = {format_time(r.self_device_ns),
+                                             format_percent(r.self_device_ns, all_self_device),
+                                             format_time(r.device_total_ns), format_time(avg)};
+      row.insert(row.begin() + 7, cols.begin(), cols.end());
+    }
     if (any_shapes) row.push_back(clip(r.shapes, 60));
     cells.push_back(std::move(row));
   }
@@ -183,6 +216,8 @@ std::string KeyAverages::table(const std::string& sort_by, int row_limit) const 
   for (const auto& row : cells) line(row);
   os << rule << "\n";
   os << "Self time total: " << format_time(all_self) << "\n";
+  if (device) os << "Self CUDA time total: " << format_time(all_self_device) << "\n";
+  if (!note_.empty()) os << note_ << "\n";
   if (shown < order.size()) os << "(" << order.size() - shown << " more rows not shown)\n";
   if (dropped_ > 0)
     os << "WARNING: " << dropped_ << " events were dropped (max_events reached); times are partial\n";

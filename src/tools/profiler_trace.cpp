@@ -1,6 +1,8 @@
 // Chrome Trace Event JSON (chrome://tracing, Perfetto): one track per thread
-// with complete ("X") events sorted so that they nest, counter ("C") tracks for
-// the allocator and the monitor, metadata ("M") names. The size stays bounded:
+// with complete ("X") events sorted so that they nest, one process per GPU with
+// a track per CUDA stream (kernels linked to their ops by flow events and
+// args), counter ("C") tracks for the allocator and the monitor, metadata ("M")
+// names. The size stays bounded:
 // events beyond max_events were never recorded, counters are capped the same
 // way, long strings are clipped, and a capped trace says so in a marker event
 // and in otherData.
@@ -91,9 +93,10 @@ class TraceWriter {
  public:
   TraceWriter(std::ostream& os, int64_t origin) : os_(os), origin_(origin) {}
 
-  // Starts an event object: {"ph":..,"pid":..,[tid],"name":..,[ts]
-  void begin(const char* ph, const std::string& name, int tid, std::optional<int64_t> ts) {
-    os_ << (first_ ? "\n" : ",\n") << "{\"ph\":\"" << ph << "\",\"pid\":" << pid_;
+  // Starts an event object: {"ph":..,"pid":..,[tid],"name":..,[ts]; pid -1: this process.
+  void begin(const char* ph, const std::string& name, int64_t tid, std::optional<int64_t> ts,
+             int64_t pid = -1) {
+    os_ << (first_ ? "\n" : ",\n") << "{\"ph\":\"" << ph << "\",\"pid\":" << (pid < 0 ? pid_ : pid);
     first_ = false;
     if (tid >= 0) os_ << ",\"tid\":" << tid;
     os_ << ",\"name\":";
@@ -104,6 +107,7 @@ class TraceWriter {
     }
   }
   std::ostream& os() { return os_; }
+  int pid() const { return pid_; }
 
  private:
   std::ostream& os_;
@@ -122,11 +126,61 @@ void write_op_args(std::ostream& os, const ProfileEvent& e) {
   os << ",\"bytes\":";
   write_number(os, e.bytes);
   os << ",\"mem_delta_bytes\":" << e.mem_delta;
+  if (e.device >= 0) os << ",\"device\":" << e.device << ",\"device_ns\":" << e.device_ns;
   if (!e.shapes.empty()) {
     os << ",\"input_shapes\":";
     write_string(os, e.shapes);
   }
   os << "}";
+}
+
+// GPUs are processes of their own in the trace, numbered far from real pids.
+int64_t gpu_pid(int device) { return (int64_t{1} << 31) + device; }
+
+// One process per GPU, one track per stream; each span linked to its op by a
+// flow event from the op's start (on its CPU thread) and by args.
+// Writes at most `limit` spans; returns how many it left out.
+int64_t write_device_tracks(TraceWriter& w, const std::vector<ProfileEvent>& ev,
+                            const std::vector<DeviceActivity>& all, int64_t limit) {
+  const std::vector<DeviceActivity> acts(
+      all.begin(), all.begin() + static_cast<std::ptrdiff_t>(std::min<int64_t>(limit, all.size())));
+  std::ostream& os = w.os();
+  std::map<int, std::map<int64_t, bool>> streams;  // device -> its streams
+  for (const DeviceActivity& a : acts) streams[a.device][a.stream] = true;
+  for (const auto& [device, list] : streams) {
+    w.begin("M", "process_name", -1, std::nullopt, gpu_pid(device));
+    os << ",\"args\":{\"name\":\"GPU " << device << " (cuda:" << device << ")\"}}";
+    w.begin("M", "process_sort_index", -1, std::nullopt, gpu_pid(device));
+    os << ",\"args\":{\"sort_index\":" << 1000 + device << "}}";
+    for (const auto& [stream, unused] : list) {
+      w.begin("M", "thread_name", stream, std::nullopt, gpu_pid(device));
+      os << ",\"args\":{\"name\":\"stream " << stream << "\"}}";
+    }
+  }
+  int64_t flow = 0;
+  for (const DeviceActivity& a : acts) {
+    w.begin("X", a.name, a.stream, a.start_ns, gpu_pid(a.device));
+    os << ",\"dur\":";
+    write_us(os, a.duration_ns());
+    os << ",\"cat\":\"kernel\",\"args\":{\"device\":" << a.device << ",\"stream\":" << a.stream;
+    if (a.op >= 0) {
+      const ProfileEvent& op = ev[a.op];
+      os << ",\"op\":";
+      write_string(os, op.name);
+      os << ",\"op_node\":";
+      write_string(os, op.node);
+      os << ",\"op_thread\":" << op.thread;
+    }
+    os << "}}";
+    if (a.op < 0) continue;
+    const ProfileEvent& op = ev[a.op];
+    ++flow;
+    w.begin("s", "launch", op.thread, op.start_ns);
+    os << ",\"cat\":\"launch\",\"id\":" << flow << "}";
+    w.begin("f", "launch", a.stream, a.start_ns, gpu_pid(a.device));
+    os << ",\"cat\":\"launch\",\"id\":" << flow << ",\"bp\":\"e\"}";
+  }
+  return static_cast<int64_t>(all.size() - acts.size());
 }
 
 }  // namespace
@@ -166,6 +220,9 @@ std::string Profiler::chrome_trace() const {
     }
   }
 
+  const int64_t device_dropped =
+      write_device_tracks(w, ev, s.device_activities, s.options.max_events);
+
   // The allocator's live bytes after each event that changed them.
   int64_t counters_left = s.options.max_events;
   int64_t counters_dropped = 0;
@@ -202,19 +259,21 @@ std::string Profiler::chrome_trace() const {
     os << "}}";
   }
 
-  const bool truncated = s.dropped > 0 || counters_dropped > 0;
+  const bool truncated = s.dropped > 0 || counters_dropped > 0 || device_dropped > 0;
   if (truncated) {
     int64_t last_ts = s.events_start;
     for (const ProfileEvent& e : ev) last_ts = std::max(last_ts, e.end_ns);
     std::ostringstream msg;
-    msg << "TRUNCATED: " << s.dropped << " events and " << counters_dropped
-        << " counter samples dropped (max_events " << s.options.max_events << ")";
+    msg << "TRUNCATED: " << s.dropped << " events, " << device_dropped << " device spans and "
+        << counters_dropped << " counter samples dropped (max_events " << s.options.max_events
+        << ")";
     w.begin("i", msg.str(), -1, last_ts);
     os << ",\"s\":\"g\"}";
   }
   os << "\n],\"displayTimeUnit\":\"ns\",\"otherData\":{\"truncated\":"
      << (truncated ? "true" : "false") << ",\"dropped_events\":" << s.dropped
      << ",\"dropped_counter_samples\":" << counters_dropped
+     << ",\"dropped_device_spans\":" << device_dropped
      << ",\"max_events\":" << s.options.max_events << "}}\n";
   return os.str();
 }

@@ -16,40 +16,12 @@
 #include "ds/compile.h"
 #include "ds/ops.h"
 #include "ds/profile.h"
+#include "profiler_test_util.h"
 
 namespace ds {
 namespace {
 
-using json = nlohmann::json;
-
-struct FakeClock {
-  int64_t now = 0;
-  ProfileClock fn() {
-    return [this] { return now; };
-  }
-};
-
-// An op with a fixed cost, so the golden figures do not follow the real ops' cost models.
-const OpDef& fixed_cost_op() {
-  static const OpDef& op = [] () -> const OpDef& {
-    OpDef d;
-    d.name = "profiler_test_op";
-    d.infer = [](const OpContext& c) { return c.inputs; };
-    d.cost = [](const OpContext&) { return Cost{2e6, 4e6}; };
-    d.reference = [](const KernelCall&) {};
-    register_op(d);
-    return get_op("profiler_test_op");
-  }();
-  return op;
-}
-
-struct TestOp {
-  explicit TestOp(Shape shape = {2, 3}) : types{{DType::Float32, std::move(shape)}} {}
-  AttrMap attrs;
-  std::vector<TensorType> types;
-  OpContext ctx{fixed_cost_op(), attrs, types, "%1 profiler_test_op 'x'"};
-  KernelEntry kernel{{}, {}, "test-impl", 0};
-};
+using namespace profiler_test;
 
 std::vector<std::string> names(const std::vector<ProfileEvent>& ev) {
   std::vector<std::string> n;
@@ -348,37 +320,6 @@ TEST(Profiler, RecordingsStartAndStopWhileThreadsRecord) {
 }
 
 // ---- Chrome trace invariants on a real graph run --------------------------------
-
-int64_t to_ns(const json& us) { return std::llround(us.get<double>() * 1000.0); }
-
-void check_trace_invariants(const json& trace) {
-  ASSERT_TRUE(trace.contains("traceEvents"));
-  std::map<int, std::vector<std::pair<int64_t, int64_t>>> spans;  // tid -> (start, end)
-  std::set<int> named_threads;
-  for (const auto& e : trace["traceEvents"]) {
-    ASSERT_TRUE(e.contains("ph") && e.contains("name") && e.contains("pid")) << e.dump();
-    if (e["ph"] == "M" && e["name"] == "thread_name") named_threads.insert(e["tid"].get<int>());
-    if (e["ph"] != "X") continue;
-    const int64_t ts = to_ns(e["ts"]), dur = to_ns(e["dur"]);
-    EXPECT_GE(dur, 0) << e.dump();
-    spans[e["tid"].get<int>()].emplace_back(ts, ts + dur);
-  }
-  for (auto& [tid, list] : spans) {
-    EXPECT_TRUE(named_threads.count(tid)) << "thread " << tid << " has no thread_name metadata";
-    std::sort(list.begin(), list.end(), [](auto a, auto b) {
-      return a.first != b.first ? a.first < b.first : a.second > b.second;
-    });
-    std::vector<int64_t> open_ends;
-    for (auto [start, end] : list) {
-      while (!open_ends.empty() && open_ends.back() <= start) open_ends.pop_back();
-      if (!open_ends.empty()) {
-        EXPECT_LE(end, open_ends.back()) << "event [" << start << ", " << end
-                                         << "] overlaps its enclosing event on thread " << tid;
-      }
-      open_ends.push_back(end);
-    }
-  }
-}
 
 TEST(ProfilerTrace, RealGraphRunIsValidNestedAndEscaped) {
   Graph g;
