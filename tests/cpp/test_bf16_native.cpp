@@ -102,20 +102,25 @@ TEST_F(Bf16Native, LinearMatchesTheReference) {
 }
 
 TEST_F(Bf16Native, ConvolutionsMatchTheReference) {
-  check("conv2d", {{2, 3, 9, 9}, {4, 3, 3, 3}, {4}}, conv({1}, {1}, {1}, 1), 8);
-  check("conv2d", {{3, 4, 11, 10}, {6, 2, 3, 3}}, conv({2}, {2}, {2}, 2), 9);
+  check("conv2d", {{2, 8, 9, 9}, {4, 8, 3, 3}, {4}}, conv({1}, {1}, {1}, 1), 8);
+  check("conv2d", {{3, 16, 11, 10}, {6, 8, 3, 3}}, conv({2}, {2}, {2}, 2), 9);
   check("conv2d", {{2, 32, 14, 14}, {64, 32, 3, 3}, {64}}, conv({1}, {1}, {1}, 1), 10);
   ds::AttrMap in_attrs = conv({1}, {1}, {1}, 1), w_attrs = in_attrs;
   in_attrs["input_size"] = std::vector<int64_t>{9, 9};
   w_attrs["kernel_size"] = std::vector<int64_t>{3, 3};
-  check("conv2d_backward_input", {{2, 4, 9, 9}, {4, 3, 3, 3}}, in_attrs, 11);
-  check("conv2d_backward_weight", {{2, 3, 9, 9}, {2, 4, 9, 9}}, w_attrs, 12);
+  check("conv2d_backward_input", {{2, 4, 9, 9}, {4, 9, 3, 3}}, in_attrs, 11);
+  check("conv2d_backward_weight", {{2, 9, 9, 9}, {2, 4, 9, 9}}, w_attrs, 12);
   ds::AttrMap strided = conv({2}, {1}, {1}, 2);
   strided["kernel_size"] = std::vector<int64_t>{3, 3};
-  check("conv2d_backward_weight", {{2, 4, 10, 10}, {2, 6, 5, 5}}, strided, 13);
+  check("conv2d_backward_weight", {{2, 16, 10, 10}, {2, 6, 5, 5}}, strided, 13);
 }
 
-// Shapes the native kernels decline (a vector operand) fall back to the emulation.
-TEST_F(Bf16Native, VectorOperandsStayEmulated) {
+// Calls the native kernels decline fall back to the emulation: a vector operand,
+// a convolution over fewer than 8 input channels (per group).
+TEST_F(Bf16Native, DeclinedShapesStayEmulated) {
   EXPECT_EQ(run("matmul", bf16({{5}, {5, 3}}, 14), {}).impl, "f32-emulated");
+  EXPECT_EQ(run("conv2d", bf16({{2, 1, 9, 9}, {4, 1, 3, 3}}, 15), conv({1}, {1}, {1}, 1)).impl,
+            "f32-emulated");
+  EXPECT_EQ(run("conv2d", bf16({{2, 8, 9, 9}, {4, 4, 3, 3}}, 16), conv({1}, {1}, {1}, 2)).impl,
+            "f32-emulated");
 }
