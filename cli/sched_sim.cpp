@@ -1,5 +1,8 @@
 // ds sched-sim: compare batching policies on a simulated model, deterministic by seed.
+#include <unistd.h>
+
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -26,12 +29,17 @@ constexpr const char* kUsage = R"(usage: ds sched-sim [options]
   --high-timeout-us T   deadline of high-priority requests (default 10 x t(1))
   --low-timeout-us T    deadline of low-priority requests (default 0: none)
   --workers N           model instances (default 1)
-  --policy P            static | aimd | qlearning | all (default all)
+  --policy P            static | grid | aimd | qlearning | all (default all)
   --max-batch B --delay-us D   static policy knobs (default 16, 0)
+  --grid-caps C,...     batch caps the static grid search tries (default 1,2,4,8,12,16,24,32)
+  --grid-delays-us D,...   queue delays it tries (default 0, t(1)/2, t(1), 2 t(1))
   --target-us T         AIMD latency target (default the high-priority timeout / 2)
-  --train-runs N        Q-learning training episodes before the greedy run (default 20)
-  --save-table F --load-table F   Q-table file
-  --seed S              (default 1)
+  --train-runs N        Q-learning training episodes before the greedy runs (default 30)
+  --train-seed S        seed of the first training episode (default 1000); training
+                        seeds S .. S+N-1 must not be evaluation seeds
+  --save-table F --load-table F   Q-table file (loaded before training, saved after)
+  --seed S              evaluation seed (default 1)
+  --seeds S,...         several evaluation seeds: a table per seed, then a summary
   --json F              also write the results as JSON
 )";
 
@@ -92,9 +100,9 @@ void print(const SimResult& r, std::ostream& os) {
        << r.deadline_hit_rate << "\n";
 }
 
-std::string json(const SimResult& r) {
+std::string json(const SimResult& r, uint64_t seed) {
   std::ostringstream os;
-  os << "{\"policy\":\"" << r.policy << "\",\"avg_batch_size\":" << r.avg_batch_size
+  os << "{\"seed\":" << seed << ",\"policy\":\"" << r.policy << "\",\"avg_batch_size\":" << r.avg_batch_size
      << ",\"utilization\":" << r.utilization << ",\"deadline_hit_rate\":" << r.deadline_hit_rate
      << ",\"classes\":[";
   for (size_t i = 0; i < r.classes.size(); ++i) {
@@ -107,6 +115,45 @@ std::string json(const SimResult& r) {
   }
   os << "]}";
   return os.str();
+}
+
+std::vector<int64_t> parse_ints(const std::string& spec, const std::string& option) {
+  std::vector<int64_t> v;
+  std::istringstream is(spec);
+  std::string item;
+  while (std::getline(is, item, ',')) {
+    try {
+      size_t used = 0;
+      v.push_back(std::stoll(item, &used));
+      DS_CHECK(used == item.size() && v.back() >= 0, ValueError, "");
+    } catch (const std::exception&) {
+      throw ValueError("sched-sim: --" + option + " expects non-negative integers separated by commas, got '" +
+                       spec + "'");
+    }
+  }
+  DS_CHECK(!v.empty(), ValueError, "sched-sim: --", option, " is empty");
+  return v;
+}
+
+// The best fixed (Triton-like) setting for this very trace: every cap x delay
+// of the grid is replayed; the highest deadline hit rate wins, then throughput.
+SimResult best_static(const SimOptions& o, const ServiceModel& service,
+                      const std::vector<int64_t>& caps, const std::vector<int64_t>& delays) {
+  std::optional<SimResult> best;
+  auto served = [](const SimResult& r) {
+    double n = 0;
+    for (const auto& c : r.classes) n += c.throughput;
+    return n;
+  };
+  for (int64_t b : caps)
+    for (int64_t d : delays) {
+      SimResult r = simulate(o, service, *static_policy(std::max<int64_t>(1, b), d));
+      if (!best || r.deadline_hit_rate > best->deadline_hit_rate ||
+          (r.deadline_hit_rate == best->deadline_hit_rate && served(r) > served(*best)))
+        best = std::move(r);
+    }
+  best->policy = "best " + best->policy;
+  return *best;
 }
 
 int run(int argc, char** argv) {
@@ -145,54 +192,117 @@ int run(int argc, char** argv) {
   if (low_timeout > 0) o.classes[1].timeout_us = static_cast<int64_t>(low_timeout);
 
   const std::string which = a.get("policy", "all");
-  std::vector<SimResult> results;
-  auto add = [&](Policy& p) { results.push_back(simulate(o, service, p)); };
-  if (which == "static" || which == "all") {
-    auto p = static_policy(static_cast<int64_t>(a.num("max-batch", 16)),
-                           static_cast<int64_t>(a.num("delay-us", 0)));
-    add(*p);
-    if (which == "all")
-      for (int64_t b : {1, 4, 8, 32}) add(*static_policy(b, 0));
-  }
-  if (which == "aimd" || which == "all")
-    add(*aimd_policy(a.num("target-us", high_timeout / 2), 32, 0));
-  if (which == "qlearning" || which == "all") {
-    QLearningOptions qo;
-    qo.max_rate = 2 * capacity;
+  if (which != "static" && which != "grid" && which != "aimd" && which != "qlearning" && which != "all")
+    throw ValueError("sched-sim: unknown --policy '" + which + "'");
+  const bool all = which == "all";
+  std::vector<uint64_t> seeds;
+  for (int64_t s : parse_ints(a.get("seeds", std::to_string(o.seed)), "seeds")) seeds.push_back(s);
+
+  // Q-learning trains once, on seeds of its own, and each evaluation starts
+  // from the trained table (it keeps learning online during the run).
+  std::optional<QLearningOptions> qo;
+  std::string table;
+  if (which == "qlearning" || all) {
+    qo.emplace();
+    // The top rate bucket just above the most the batch caps can serve.
+    double most = 0;
+    for (int64_t b : qo->batch_caps) most = std::max(most, o.workers * 1e6 * b / service(b));
+    qo->max_rate = 1.1 * most;
     // Waiting longer than one batch-of-one time never pays off against deadlines
     // a few such times long, so the delays on offer scale with t(1).
-    qo.queue_delays_us = {0, static_cast<int64_t>(service(1))};
-    qo.seed = o.seed;
-    QLearningPolicy q(qo);
+    qo->queue_delays_us = {0, static_cast<int64_t>(service(1))};
+    qo->seed = o.seed;
+    QLearningPolicy q(*qo);
     if (a.kv.count("load-table")) q.load(a.get("load-table", ""));
-    const int episodes = static_cast<int>(a.num("train-runs", 20));
+    const int episodes = static_cast<int>(a.num("train-runs", 30));
+    const auto first = static_cast<uint64_t>(a.num("train-seed", 1000));
+    for (uint64_t s : seeds)
+      DS_CHECK(s < first || s >= first + static_cast<uint64_t>(episodes), ValueError,
+               "sched-sim: evaluation seed ", s, " is also a training seed (", first, "..",
+               first + episodes - 1, "); pick another --train-seed");
     for (int e = 0; e < episodes; ++e) {
       // Exploration decays over the training runs: broad at first, then refining.
-      q.set_exploration(0.3 * (1 - static_cast<double>(e) / episodes) + 0.02);
+      q.set_exploration(0.2 * (1 - static_cast<double>(e) / episodes) + 0.01);
       SimOptions train = o;
-      train.seed = o.seed + 1000 + e;  // never the evaluation arrivals
+      train.seed = first + e;
       simulate(train, service, q);
     }
-    if (a.kv.count("save-table")) q.save(a.get("save-table", ""));
-    q.set_exploration(0);
-    add(q);
+    table = a.kv.count("save-table")
+                ? a.get("save-table", "")
+                : (std::filesystem::temp_directory_path() / ("ds_sched_sim_" + std::to_string(::getpid()) + ".qtable"))
+                      .string();
+    q.save(table);
   }
-  if (results.empty()) throw ValueError("sched-sim: unknown --policy '" + which + "'");
+
+  std::vector<int64_t> caps = {1, 2, 4, 8, 12, 16, 24, 32};
+  std::vector<int64_t> delays = {0, static_cast<int64_t>(service(1) / 2), static_cast<int64_t>(service(1)),
+                                 static_cast<int64_t>(2 * service(1))};
+  if (a.kv.count("grid-caps")) caps = parse_ints(a.get("grid-caps", ""), "grid-caps");
+  if (a.kv.count("grid-delays-us")) delays = parse_ints(a.get("grid-delays-us", ""), "grid-delays-us");
+
   std::cout << "capacity without batching: " << std::fixed << std::setprecision(0) << capacity
             << " req/s; offered: ";
   for (const auto& p : o.phases) std::cout << p.rate << " req/s x " << p.seconds << " s  ";
-  std::cout << "\n"
-            << std::left << std::setw(26) << "policy" << std::setw(6) << "class" << std::right
-            << std::setw(9) << "p50_us" << std::setw(10) << "p99_us" << std::setw(9) << "req/s"
-            << std::setw(8) << "reject" << std::setw(8) << "expire" << std::setw(7) << "late"
-            << std::setw(7) << "batch" << std::setw(6) << "util" << std::setw(7) << "hit"
-            << "\n";
-  for (const auto& r : results) print(r, std::cout);
+  std::cout << "\n";
+  struct SeedRow {
+    uint64_t seed;
+    std::vector<SimResult> results;
+  };
+  std::vector<SeedRow> rows;
+  for (uint64_t seed : seeds) {
+    SimOptions eval = o;
+    eval.seed = seed;
+    std::vector<SimResult> results;
+    if (which == "static" || all)
+      results.push_back(simulate(eval, service,
+                                 *static_policy(static_cast<int64_t>(a.num("max-batch", 16)),
+                                                static_cast<int64_t>(a.num("delay-us", 0)))));
+    if (which == "grid" || all) results.push_back(best_static(eval, service, caps, delays));
+    if (which == "aimd" || all)
+      results.push_back(simulate(eval, service, *aimd_policy(a.num("target-us", high_timeout / 2), 32, 0)));
+    if (qo) {
+      QLearningPolicy q(*qo);
+      q.load(table);
+      q.set_exploration(0);
+      results.push_back(simulate(eval, service, q));
+    }
+    std::cout << "seed " << seed << "\n"
+              << std::left << std::setw(26) << "policy" << std::setw(6) << "class" << std::right
+              << std::setw(9) << "p50_us" << std::setw(10) << "p99_us" << std::setw(9) << "req/s"
+              << std::setw(8) << "reject" << std::setw(8) << "expire" << std::setw(7) << "late"
+              << std::setw(7) << "batch" << std::setw(6) << "util" << std::setw(7) << "hit"
+              << "\n";
+    for (const auto& r : results) print(r, std::cout);
+    rows.push_back({seed, std::move(results)});
+  }
+  if (qo && !a.kv.count("save-table")) std::filesystem::remove(table);
+  if (rows.size() > 1) {
+    // Deadline hit rate per seed and policy, in the order of the tables above;
+    // the grid's best setting differs by seed, so it is named at the end.
+    auto label = [](const std::string& p) { return p.substr(0, std::min(p.find('('), p.size())); };
+    std::cout << "\ndeadline hit rate\n" << std::setw(6) << "seed";
+    for (const auto& r : rows.front().results) std::cout << std::setw(13) << label(r.policy);
+    std::cout << "\n";
+    for (const auto& row : rows) {
+      std::cout << std::setw(6) << row.seed << std::setprecision(4);
+      std::string best;
+      for (const auto& r : row.results) {
+        std::cout << std::setw(13) << r.deadline_hit_rate;
+        if (r.policy.rfind("best ", 0) == 0) best = r.policy;
+      }
+      std::cout << "  " << best << "\n";
+    }
+  }
   if (a.kv.count("json")) {
     std::ofstream f(a.get("json", ""));
     DS_CHECK(f, IOError, "sched-sim: cannot write '", a.get("json", ""), "'");
     f << "[";
-    for (size_t i = 0; i < results.size(); ++i) f << (i ? ",\n" : "") << json(results[i]);
+    bool first = true;
+    for (const auto& row : rows)
+      for (const auto& r : row.results) {
+        f << (first ? "" : ",\n") << json(r, row.seed);
+        first = false;
+      }
     f << "]\n";
   }
   return 0;

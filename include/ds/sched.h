@@ -176,7 +176,8 @@ struct RequestOptions {
 // What a policy sees when it decides the next batch.
 struct PolicyState {
   std::vector<int64_t> queue_depth;  // pending requests per level
-  double arrival_rate = 0;           // requests per second, recent
+  double arrival_rate = 0;           // requests per second, recent (tens of ms)
+  double long_arrival_rate = 0;      // over a longer window: the trend is arrival_rate / this
   double utilization = 0;            // busy fraction of the model's instances, recent
   int64_t oldest_wait_us = 0;
 };
@@ -216,22 +217,29 @@ std::shared_ptr<Policy> aimd_policy(double target_latency_us, int64_t max_batch_
 struct QLearningOptions {
   std::vector<int64_t> batch_caps = {1, 2, 4, 8, 16, 32};
   std::vector<int64_t> queue_delays_us = {0, 500};
-  double learning_rate = 0.1;
-  double discount = 0.5;
+  // Step size of a state-action's first updates; it decays with the visits n
+  // as learning_rate / (1 + n / learning_rate_visits), down to min_learning_rate.
+  double learning_rate = 0.3;
+  double min_learning_rate = 0.02;
+  double learning_rate_visits = 100;
+  // Per fastest-batch time: a step that takes k such times is discounted discount^k,
+  // so a decision is not worth more for cutting many small batches.
+  double discount = 0.95;
   double epsilon = 0.1;            // exploration rate
-  double throughput_weight = 0.5;  // reward per served row, relative to a met deadline
-  double miss_penalty = 4.0;       // reward per missed deadline is -miss_penalty
-  double latency_weight = 0.05;    // cost per request per fastest-batch time of latency
-  double initial_value = 20;       // optimistic, above any return, to explore every action
+  double met_reward = 1;           // per request answered in time (or without a deadline)
+  double miss_penalty = 1;         // per request late, expired or rejected
+  double throughput_weight = 0;    // per served row
+  double latency_weight = 0;       // per request per fastest-batch time of latency
+  double initial_value = 30;       // optimistic (above most returns): greedy choices try each action
   double max_rate = 2000;          // requests/s at the top arrival-rate bucket
   int rate_buckets = 8;            // arrival rate 0..max_rate in equal steps (at most 10)
   uint64_t seed = 1;
 };
-// Tabular Q-learning, online: state = (queue depth bucket per level, arrival-rate
-// bucket, utilization bucket, recent deadline-miss bucket); action = (batch cap,
-// queue delay); reward = (met
-// deadlines + throughput - missed deadlines - latency) per unit of device time,
-// credited to the decision that formed each batch.
+// Tabular Q-learning, online: state = (queue depth bucket of level 1 and of the
+// other levels, arrival-rate bucket, trend of the arrival rate, utilization
+// bucket); action = (batch cap, queue delay); reward = met deadlines - missed
+// deadlines (+ throughput - latency), credited to the decision that formed each
+// batch, discounted by the time a step takes.
 class QLearningPolicy : public Policy {
  public:
   explicit QLearningPolicy(QLearningOptions options = {});

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "sched/batch_queue.h"
+#include "sched/rate_meter.h"
 #include "sched/task_state.h"
 
 namespace ds::sched {
@@ -70,9 +71,9 @@ struct DynamicBatcher::Impl : std::enable_shared_from_this<Impl> {
   int64_t expired_since_observe = 0;  // misses the policy has not been told about
   std::condition_variable idle_cv;  // signalled when a pull finishes (destructor waits)
   bool stopping = false;
-  // Recent arrival rate and utilization (exponential moving averages).
-  int64_t last_arrival_us = 0;
-  double arrival_rate = 0;
+  // Recent arrival rates and utilization (exponential moving averages).
+  detail::RateMeter arrival_rate{detail::kShortRateWindowUs};
+  detail::RateMeter long_arrival_rate{detail::kLongRateWindowUs};
   double utilization = 0;
   int64_t util_window_start_us = now_us();
   int64_t busy_in_window_us = 0;
@@ -89,7 +90,8 @@ struct DynamicBatcher::Impl : std::enable_shared_from_this<Impl> {
     if (!policy) return {opt.max_batch_size, opt.max_queue_delay.count()};
     PolicyState ps;
     ps.queue_depth = queue.depth();
-    ps.arrival_rate = arrival_rate;
+    ps.arrival_rate = arrival_rate.rate(static_cast<double>(now));
+    ps.long_arrival_rate = long_arrival_rate.rate(static_cast<double>(now));
     ps.utilization = utilization;
     if (auto t = queue.oldest_arrival_us()) ps.oldest_wait_us = now - *t;
     PolicyDecision d = policy->decide(ps);
@@ -280,11 +282,8 @@ struct DynamicBatcher::Impl : std::enable_shared_from_this<Impl> {
   }
 
   void note_arrival_locked(int64_t now) {
-    if (last_arrival_us > 0) {
-      const double gap = std::max<int64_t>(1, now - last_arrival_us) * 1e-6;
-      arrival_rate = 0.9 * arrival_rate + 0.1 / gap;
-    }
-    last_arrival_us = now;
+    arrival_rate.arrive(static_cast<double>(now));
+    long_arrival_rate.arrive(static_cast<double>(now));
     const int64_t window = now - util_window_start_us;
     if (window >= 100000) {  // utilization over 100 ms windows, smoothed
       utilization = 0.5 * utilization + 0.5 * std::min(1.0, static_cast<double>(busy_in_window_us) /

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "sched/batch_queue.h"
+#include "sched/rate_meter.h"
 #include "sched/task_state.h"
 
 namespace ds::sched {
@@ -143,7 +144,8 @@ SimResult simulate(const SimOptions& o, const ServiceModel& service, Policy& pol
   res.policy = policy.name();
   res.classes.resize(o.classes.size());
   for (size_t c = 0; c < o.classes.size(); ++c) res.classes[c].name = o.classes[c].name;
-  double busy_us = 0, last_answer = 0, last_arrival = -1, rate = 0;
+  double busy_us = 0, last_answer = 0;
+  detail::RateMeter rate(detail::kShortRateWindowUs), long_rate(detail::kLongRateWindowUs);
   // Recent utilization for the policy: busy workers, averaged with a time
   // constant of 50 batch-of-one times, so it follows a shifting load.
   const double util_tau_us = 50 * service(1);
@@ -172,7 +174,8 @@ SimResult simulate(const SimOptions& o, const ServiceModel& service, Policy& pol
                                   [](const Running& w) { return w.members.empty(); });
     PolicyState ps;
     ps.queue_depth = queue.depth();
-    ps.arrival_rate = rate;
+    ps.arrival_rate = rate.rate(now);
+    ps.long_arrival_rate = long_rate.rate(now);
     ps.utilization = recent_util;
     if (auto t = queue.oldest_arrival_us()) ps.oldest_wait_us = ius(now) - *t;
     double t_timer = std::numeric_limits<double>::infinity();
@@ -224,8 +227,8 @@ SimResult simulate(const SimOptions& o, const ServiceModel& service, Policy& pol
       const SimClass& c = o.classes[a.cls];
       auto& cr = res.classes[a.cls];
       ++cr.requests;
-      if (last_arrival >= 0) rate = 0.9 * rate + 0.1 * 1e6 / std::max(1.0, a.t_us - last_arrival);
-      last_arrival = a.t_us;
+      rate.arrive(a.t_us);
+      long_rate.arrive(a.t_us);
       if (static_cast<size_t>(queue.depth()[c.priority - 1]) >= o.max_queue_size) {
         ++cr.rejected;
         ++missed_since_observe;  // a learning policy must see what it turned away
@@ -247,6 +250,9 @@ SimResult simulate(const SimOptions& o, const ServiceModel& service, Policy& pol
     for (auto& w : workers) {
       if (!w.members.empty() || queue.empty()) continue;
       ps.queue_depth = queue.depth();
+      ps.arrival_rate = rate.rate(now);
+      ps.long_arrival_rate = long_rate.rate(now);
+      ps.utilization = recent_util;
       ps.oldest_wait_us = ius(now) - *queue.oldest_arrival_us();
       const PolicyDecision d = policy.decide(ps);
       if (!queue.ready(ius(now), d.max_batch_size, d.max_queue_delay_us, o.preferred_batch_sizes)) break;
