@@ -6,6 +6,7 @@
 //   prof.export_chrome_trace("trace.json")
 #include <nanobind/stl/function.h>
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
@@ -90,7 +91,9 @@ void bind_profile(nb::module_& m) {
       .def_ro("total_ns", &EventAverage::total_ns)
       .def_ro("flops", &EventAverage::flops)
       .def_ro("bytes", &EventAverage::bytes)
-      .def_ro("self_mem", &EventAverage::self_mem);
+      .def_ro("self_mem", &EventAverage::self_mem)
+      .def_ro("self_device_ns", &EventAverage::self_device_ns)
+      .def_ro("device_total_ns", &EventAverage::device_total_ns);
   nb::class_<KeyAverages>(m, "KeyAverages")
       .def("table", &KeyAverages::table, nb::arg("sort_by") = "self_time",
            nb::arg("row_limit") = 100)
@@ -159,10 +162,29 @@ void bind_profile(nb::module_& m) {
           d["bytes"] = e.bytes;
           d["mem_delta"] = e.mem_delta;
           d["parent"] = e.parent;
+          d["device"] = e.device;
+          d["device_ns"] = e.device_ns;
           out.append(d);
         }
         return out;
-      });
+      })
+      .def_prop_ro("device_activities", [](PyProfile& p) {
+        nb::list out;
+        for (const DeviceActivity& a : p.get().device_activities()) {
+          nb::dict d;
+          d["name"] = a.name;
+          d["device"] = a.device;
+          d["stream"] = a.stream;
+          d["start_ns"] = a.start_ns;
+          d["end_ns"] = a.end_ns;
+          d["op"] = a.op;
+          out.append(d);
+        }
+        return out;
+      }, "GPU work of the last recording: kernels (CUPTI) or per-op spans (CUDA events).")
+      .def_prop_ro("device_timer", [](PyProfile& p) {
+        return std::make_pair(p.get().device_timer_kind(), p.get().device_timer_warning());
+      }, "(kind, warning): where GPU times come from ('cupti', 'cuda-events', '' without a GPU).");
 
   nb::class_<PyRange>(m, "record_function", "A named range that nests the ops run inside it.")
       .def(nb::init<std::string>(), nb::arg("name"))
