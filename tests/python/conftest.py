@@ -44,6 +44,11 @@ def make(values, dtype):
     return t, as_f64(t)
 
 
+def on_dev(t):
+    """``t`` on the device under test (see on_device)."""
+    return t.to(_device) if _device != "cpu" else t
+
+
 def as_f64(t):
     return np.asarray(t.to("cpu").astype("float64").numpy(), dtype=np.float64)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import deepseek as ds
-from conftest import FLOAT_DTYPES, INT_DTYPES, as_f64, assert_close, make, require_op
+from conftest import FLOAT_DTYPES, INT_DTYPES, as_f64, assert_close, make, on_dev, require_op
 
 ALL_DTYPES = ["bool", "uint8", "int8", "int32", "int64", "float16", "bfloat16", "float32",
               "float64"]
@@ -162,7 +162,7 @@ def test_where(rng):
             c = rng.random(sc) < 0.5
             a, a64 = make(values("real", sa, dtype, rng), dtype)
             b, b64 = make(values("real", sb, dtype, rng), dtype)
-            got = ds.where(ds.tensor(c), a, b)
+            got = ds.where(on_dev(ds.tensor(c)), a, b)
             assert got.dtype == dtype
             assert_close(got, np.where(c, a64, b64), dtype)
 
@@ -232,7 +232,7 @@ def test_var_std_ddof(rng):
     x = rng.standard_normal((6, 9))
     for op, ref in [("var", np.var), ("std", np.std)]:
         require_op(op)
-        got = getattr(ds, op)(ds.tensor(x), axis=1, ddof=1)
+        got = getattr(ds, op)(on_dev(ds.tensor(x)), axis=1, ddof=1)
         assert_close(got, ref(x, axis=1, ddof=1), "float64")
 
 
@@ -249,7 +249,7 @@ def test_arg_reductions_pick_the_first_extreme(op, dtype, rng):
             got = getattr(ds, op)(x, axis=axis, keepdims=keepdims)
             want = ref(x64, axis=axis, keepdims=keepdims)
             assert got.dtype == "int64"
-            np.testing.assert_array_equal(got.numpy(), want)
+            np.testing.assert_array_equal(got.to("cpu").numpy(), want)
 
 
 @pytest.mark.parametrize("op", ["softmax", "log_softmax"])
@@ -291,11 +291,11 @@ def _shape_cases(rng):
         ("split", lambda t: ds.split(t, 3, axis=1)[2], lambda x: x[:, 2:3]),
         ("slice", lambda t: ds.slice(t, 2, 1, None, 2), lambda x: x[:, :, 1::2]),
         ("slice", lambda t: ds.slice(t, -1, -3, -1), lambda x: x[..., -3:-1]),
-        ("take_along_axis", lambda t: ds.take_along_axis(t, ds.tensor(idx), axis=1),
+        ("take_along_axis", lambda t: ds.take_along_axis(t, on_dev(ds.tensor(idx)), axis=1),
          lambda x: np.take_along_axis(x, idx, axis=1)),
-        ("index_select", lambda t: ds.index_select(t, 1, ds.Tensor([2, 0, 2])),
+        ("index_select", lambda t: ds.index_select(t, 1, on_dev(ds.Tensor([2, 0, 2]))),
          lambda x: x[:, [2, 0, 2]]),
-        ("index_select", lambda t: ds.index_select(t, 0, ds.Tensor([], dtype="int64")),
+        ("index_select", lambda t: ds.index_select(t, 0, on_dev(ds.Tensor([], dtype="int64"))),
          lambda x: x[:0]),
         ("pad", lambda t: ds.pad(t, [(0, 1), (2, 0), (1, 1)]),
          lambda x: np.pad(x, [(0, 1), (2, 0), (1, 1)])),
@@ -328,7 +328,7 @@ def test_pad_constant_value_and_embedding(rng):
     require_op("embedding")
     w, w64 = make(rng.standard_normal((10, 4)), "float32")
     idx = rng.integers(0, 10, (2, 3))
-    got = ds.embedding(ds.tensor(idx), w)
+    got = ds.embedding(on_dev(ds.tensor(idx)), w)
     assert got.shape == (2, 3, 4)
     np.testing.assert_array_equal(as_f64(got), w64[idx])
 
