@@ -32,6 +32,8 @@ from ._core import cuda  # noqa: F401
 from . import nn, optim  # noqa: F401
 from . import models  # noqa: F401
 from ._core import debug  # noqa: F401
+from ._core import load, save  # noqa: F401
+from . import sched  # noqa: F401
 from .autodiff import grad, value_and_grad  # noqa: F401
 from .torch_compat import from_torch, torch_compat  # noqa: F401
 from .ops import *  # noqa: F401,F403

@@ -11,6 +11,8 @@ void bind_nn(nb::module_& m);           // nn_bindings.cpp: nn, optim, value_and
 void bind_cuda(nb::module_& m);         // cuda_bindings.cpp: ds.cuda
 void bind_debug(nb::module_& m);        // debug_bindings.cpp: ds.debug
 void bind_models(nb::module_& m);       // models_bindings.cpp: ds.models (after nn)
+void bind_sched(nb::module_& m);        // sched_bindings.cpp: ds.sched
+void bind_model_io(nb::module_& m);     // model_io_bindings.cpp: ds.save, ds.load
 }  // namespace ds::py
 
 NB_MODULE(_core, m) {
@@ -29,4 +31,6 @@ NB_MODULE(_core, m) {
   ds::py::bind_models(m);
   ds::py::bind_debug(m);
   ds::py::bind_cuda(m);
+  ds::py::bind_sched(m);
+  ds::py::bind_model_io(m);
 }
