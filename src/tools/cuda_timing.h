@@ -31,6 +31,7 @@ struct CuptiApi {
   int (*pop_external_correlation_id)(int kind, uint64_t* last_id) = nullptr;
   int (*get_timestamp)(uint64_t* ts) = nullptr;
   int (*get_result_string)(int result, const char** str) = nullptr;
+  int (*get_version)(uint32_t* version) = nullptr;
 };
 
 // libcupti from the toolkit, or null with the reason in `why`.

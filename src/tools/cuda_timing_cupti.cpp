@@ -256,9 +256,18 @@ std::shared_ptr<const CuptiApi> load_cupti(std::string& why) {
   bind(lib, "cuptiActivityPopExternalCorrelationId", api->pop_external_correlation_id, missing);
   bind(lib, "cuptiGetTimestamp", api->get_timestamp, missing);
   bind(lib, "cuptiGetResultString", api->get_result_string, missing);
+  bind(lib, "cuptiGetVersion", api->get_version, missing);
+  // The library stays loaded when refused: CUPTI does not support unloading.
   if (!missing.empty()) {
     why = "CUPTI lacks " + missing;
-    return nullptr;  // the library stays loaded: CUPTI does not support unloading
+    return nullptr;
+  }
+  // Activity records are read with this build's struct layouts.
+  uint32_t version = 0;
+  if (api->get_version(&version) != 0 || version != CUPTI_API_VERSION) {
+    why = "CUPTI API version " + std::to_string(version) + " differs from the build's " +
+          std::to_string(CUPTI_API_VERSION);
+    return nullptr;
   }
   return api;
 }
