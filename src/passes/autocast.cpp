@@ -1,5 +1,5 @@
-// Autocast (mixed precision): the matmul and convolution family computes in
-// bfloat16/float16, everything else (reductions, norms, softmax, losses, the
+// Autocast (mixed precision): the matmul and convolution family and attention
+// compute in bfloat16/float16, everything else (reductions, norms, softmax, losses, the
 // optimizer update) stays float32. Each such op's float32 inputs are cast down,
 // the op runs on the low-precision values, and its outputs are cast back to
 // float32, so the graph's interface and every other node keep their types.
@@ -17,7 +17,9 @@ namespace {
 const std::set<std::string>& low_precision_ops() {
   static const std::set<std::string> ops = {
       "matmul", "linear", "gemm", "conv2d", "conv2d_backward_input", "conv2d_backward_weight",
-      "conv_transpose2d"};
+      "conv_transpose2d",
+      // fp32 accumulation inside (tensor cores on CUDA), as PyTorch's autocast runs SDPA
+      "scaled_dot_product_attention", "scaled_dot_product_attention_backward"};
   return ops;
 }
 

@@ -192,3 +192,27 @@ TEST(CudaAttention, TrainingGraphRunsForwardAndBackwardOnTheGpu) {
   const auto want = ds::compile(g, "cpu", {.opt_level = 0}).run(feeds);
   for (size_t i = 0; i < want.size(); ++i) EXPECT_LE(max_error(got[i], want[i]), 1e-4) << i;
 }
+
+TEST(AttentionOp, AutocastRunsAttentionAndItsGradientInLowPrecision) {
+  ds::Graph g;
+  Tensor q = g.placeholder("q", {2, 9, 16}), k = g.placeholder("k", {2, 9, 16});
+  Tensor v = g.placeholder("v", {2, 9, 16});
+  const Tensor loss = ds::sum(ds::scaled_dot_product_attention(q, k, v, true));
+  g.output(loss, "loss");
+  g.output(ds::grad(g, loss, {q})[0], "dq");
+  const ds::Executable low = ds::compile(g, "cpu", {.opt_level = 0, .precision = "bf16"});
+  int attention_nodes = 0;
+  for (const ds::Node& n : low.graph().nodes()) {
+    if (n.op->name.rfind("scaled_dot_product_attention", 0) != 0) continue;
+    ++attention_nodes;
+    EXPECT_EQ(low.graph().type(n.inputs[0]).dtype, DType::BFloat16) << n.label();
+  }
+  EXPECT_EQ(attention_nodes, 2);  // the forward and the backward op
+  std::vector<Tensor> feeds;
+  for (uint32_t s = 0; s < 3; ++s)
+    feeds.push_back(ds::test::random_tensor({2, 9, 16}, 70 + s).to(DType::Float32));
+  const auto got = low.run(feeds);
+  const auto want = ds::compile(g, "cpu", {.opt_level = 0}).run(feeds);
+  EXPECT_LE(max_error(got[0], want[0]), 0.1);
+  EXPECT_LE(max_error(got[1], want[1]), 0.1);
+}
