@@ -101,6 +101,13 @@ TEST_F(Bf16Native, LinearMatchesTheReference) {
   check("linear", {{1, 513}, {130, 513}, {130}}, {}, 7);
 }
 
+TEST_F(Bf16Native, GemmWithoutAddendMatchesTheReference) {
+  check("gemm", {{6, 4}, {6, 3}}, {{"trans_a", true}}, 20);
+  check("gemm", {{33, 70}, {9, 70}}, {{"trans_b", true}}, 21);
+  check("gemm", {{40, 17}, {5, 40}}, {{"trans_a", true}, {"trans_b", true}}, 22);
+  check("gemm", {{8, 16}, {16, 8}}, {}, 23);
+}
+
 TEST_F(Bf16Native, ConvolutionsMatchTheReference) {
   check("conv2d", {{2, 8, 9, 9}, {4, 8, 3, 3}, {4}}, conv({1}, {1}, {1}, 1), 8);
   check("conv2d", {{3, 16, 11, 10}, {6, 8, 3, 3}}, conv({2}, {2}, {2}, 2), 9);
@@ -116,9 +123,12 @@ TEST_F(Bf16Native, ConvolutionsMatchTheReference) {
 }
 
 // Calls the native kernels decline fall back to the emulation: a vector operand,
-// a convolution over fewer than 8 input channels (per group).
+// a gemm with an addend or alpha != 1, a convolution over fewer than 8 input
+// channels (per group).
 TEST_F(Bf16Native, DeclinedShapesStayEmulated) {
   EXPECT_EQ(run("matmul", bf16({{5}, {5, 3}}, 14), {}).impl, "f32-emulated");
+  EXPECT_EQ(run("gemm", bf16({{4, 3}, {3, 2}, {2}}, 17), {}).impl, "f32-emulated");
+  EXPECT_EQ(run("gemm", bf16({{4, 3}, {3, 2}}, 18), {{"alpha", 2.0}}).impl, "f32-emulated");
   EXPECT_EQ(run("conv2d", bf16({{2, 1, 9, 9}, {4, 1, 3, 3}}, 15), conv({1}, {1}, {1}, 1)).impl,
             "f32-emulated");
   EXPECT_EQ(run("conv2d", bf16({{2, 8, 9, 9}, {4, 4, 3, 3}}, 16), conv({1}, {1}, {1}, 2)).impl,

@@ -149,3 +149,28 @@ TEST(TrainMicroBatch, ABudgetTheBatchFitsRunsItWhole) {
   EXPECT_EQ(step.micro_batch_size({ds::DType::Float32, {kBatch, 2, 8, 8}}, {ds::DType::Int64, {kBatch}}),
             kBatch);
 }
+
+// fp16: the micro-batches' gradients of the scaled loss are summed, then unscaled
+// and checked for Inf/NaN once, so the loss scale evolves as for the whole batch.
+TEST(TrainMicroBatch, Fp16LossScalingMatchesTheWholeBatch) {
+  auto full = small_cnn(), split = small_cnn();
+  full->eval();
+  split->eval();
+  optim::SGD opt_full({.lr = 0.1}), opt_split({.lr = 0.1});
+  optim::TrainStepOptions o{.precision = "fp16", .initial_loss_scale = 1024,
+                            .loss_scale_growth_interval = 2};
+  optim::TrainStep whole(*full, opt_full, loss_fn, o);
+  o.memory_budget = whole_batch_bytes() / 3;
+  optim::TrainStep budgeted(*split, opt_split, loss_fn, o);
+  EXPECT_LT(budgeted.micro_batch_size({ds::DType::Float32, {kBatch, 2, 8, 8}}, {ds::DType::Int64, {kBatch}}),
+            kBatch);
+  for (int s = 0; s < 3; ++s) {
+    const Tensor x = images(300 + s), y = labels(400 + s);
+    const auto a = whole.step(x, y), b = budgeted.step(x, y);
+    EXPECT_EQ(a.skipped, b.skipped);
+    EXPECT_NEAR(a.loss.item<double>(), b.loss.item<double>(), 1e-2) << "step " << s;
+    EXPECT_EQ(whole.loss_scale(), budgeted.loss_scale()) << "step " << s;
+  }
+  EXPECT_EQ(budgeted.loss_scale(), 2048);
+  expect_same_state(*full, *split, 2e-3);
+}

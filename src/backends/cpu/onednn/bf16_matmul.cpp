@@ -1,4 +1,4 @@
-// bfloat16 matmul and linear through oneDNN's matmul primitive on CPUs with the
+// bfloat16 matmul, linear and gemm through oneDNN's matmul primitive on CPUs with the
 // bf16 dot-product instructions (avx512_bf16): bf16 operands, float32
 // accumulation, one rounding to the bf16 output — the semantics of the emulated
 // kernel, at the hardware's speed. linear's weight [out, in] is read transposed in
@@ -27,12 +27,15 @@ struct Matmul {
   dnnl::matmul prim;
 };
 
-// y[m, n] = x[m, k] @ w (+ bias[n]); w is [k, n] row-major, or [n, k] (transposed) for linear.
-std::shared_ptr<Matmul> matmul(int64_t m, int64_t n, int64_t k, bool w_transposed, bool bias,
-                               int threads) {
-  const std::string key = "bf16_matmul" + dims_key({m, n, k, w_transposed, bias, threads});
+// y[m, n] = x @ w (+ bias[n]), x [m, k] and w [k, n] row-major or stored transposed
+// ([k, m], [n, k]: read through strides, as linear's weight and gemm's trans flags).
+std::shared_ptr<Matmul> matmul(int64_t m, int64_t n, int64_t k, bool x_transposed,
+                               bool w_transposed, bool bias, int threads) {
+  const std::string key =
+      "bf16_matmul" + dims_key({m, n, k, x_transposed, w_transposed, bias, threads});
   return cached<Matmul>(key, [&] {
-    const memory::desc x({m, k}, memory::data_type::bf16, memory::dims{k, 1});
+    const memory::desc x({m, k}, memory::data_type::bf16,
+                         x_transposed ? memory::dims{1, m} : memory::dims{k, 1});
     const memory::desc w({k, n}, memory::data_type::bf16,
                          w_transposed ? memory::dims{1, k} : memory::dims{n, 1});
     const memory::desc y({m, n}, memory::data_type::bf16, memory::dims{n, 1});
@@ -67,10 +70,10 @@ void run_matmul(const KernelCall& kc) {
   auto* out = y.data<BFloat16>();
   // A batch over a shared right operand runs as one GEMM with the batch folded into M.
   if (count(d.b_batch) == 1 && count(d.a_batch) == count(d.batch)) {
-    run(*matmul(d.m * count(d.batch), d.n, d.k, false, false, threads), pa, pb, nullptr, out);
+    run(*matmul(d.m * count(d.batch), d.n, d.k, false, false, false, threads), pa, pb, nullptr, out);
     return;
   }
-  const auto p = matmul(d.m, d.n, d.k, false, false, threads);
+  const auto p = matmul(d.m, d.n, d.k, false, false, false, threads);
   const auto ia = ops::broadcast_index(d.a_batch, d.batch);
   const auto ib = ops::broadcast_index(d.b_batch, d.batch);
   for (size_t i = 0; i < ia.size(); ++i)
@@ -83,8 +86,21 @@ void run_linear(const KernelCall& kc) {
   Tensor& y = kc.outputs[0];
   const int64_t out = w.dim(0), in = w.dim(1), rows = y.numel() / out;
   const bool bias = kc.inputs.size() > 2;
-  run(*matmul(rows, out, in, true, bias, use_ds_threads()), x.raw_data(), w.raw_data(),
+  run(*matmul(rows, out, in, false, true, bias, use_ds_threads()), x.raw_data(), w.raw_data(),
       bias ? kc.inputs[2].raw_data() : nullptr, y.raw_data());
+}
+
+// gemm without an addend and with alpha 1 (how autodiff uses it: weight gradients
+// as transposed products); the general alpha * op(a) @ op(b) + beta * c stays emulated.
+void run_gemm(const KernelCall& kc) {
+  const bool ta = kc.ctx.b("trans_a"), tb = kc.ctx.b("trans_b");
+  const auto d = ops::gemm_dims(kc.inputs[0].shape(), kc.inputs[1].shape(), ta, tb, kc.ctx.where());
+  run(*matmul(d.m, d.n, d.k, ta, tb, false, use_ds_threads()), kc.inputs[0].raw_data(),
+      kc.inputs[1].raw_data(), nullptr, kc.outputs[0].raw_data());
+}
+
+bool plain_gemm(const OpContext& c) {
+  return bf16_call(c) && c.inputs.size() == 2 && c.f("alpha") == 1.0;
 }
 
 // A vector operand (rank 1) is a matrix with a unit extent inserted; its strides
@@ -96,6 +112,7 @@ bool matrices(const OpContext& c) {
 const OpRegistrar reg([] {
   register_kernel("matmul", DeviceKind::CPU, {run_matmul, matrices, "onednn-bf16", 30});
   register_kernel("linear", DeviceKind::CPU, {run_linear, bf16_call, "onednn-bf16", 30});
+  register_kernel("gemm", DeviceKind::CPU, {run_gemm, plain_gemm, "onednn-bf16", 30});
 });
 
 }  // namespace
