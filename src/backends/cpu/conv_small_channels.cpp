@@ -45,8 +45,8 @@ struct ShiftedInput {
 };
 
 // Every float of the copies is written here (zeros included), in parallel: a
-// zero-filled std::vector was a fresh 1.3 MB mapping per call for Fashion-MNIST,
-// its page faults and serial fill a fifth of the kernel's time.
+// zero-filled std::vector was a fresh 1.3 MB mapping per call for Fashion-MNIST
+// (page faults, then a serial fill before the parallel copy).
 ShiftedInput shift_input(const ConvGeom& g, const float* x) {
   const int64_t rows = g.oh + 2;
   const int64_t copy = rows * g.ow + 8;
