@@ -13,21 +13,12 @@ import os
 import platform
 import statistics
 import sys
-import time
 
 import numpy as np
 
+from _sidebyside import best_seconds, in_turn
+
 N = 10_000_000
-
-
-def timeit(fn, repeat=5):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main():
@@ -65,17 +56,14 @@ def main():
         "sum (last axis)": (lambda: ds.sum(dm, axis=1), lambda: np.sum(m, axis=1), f4),
         "mean (axis 0)": (lambda: ds.mean(dm, axis=0), lambda: np.mean(m, axis=0), f4),
     }
-    copy_t = timeit(lambda: np.copyto(out, a))
+    copy_t = best_seconds(lambda: np.copyto(out, a))
     copy_bw = 2 * f4 / copy_t
 
     samples = {k: ([], []) for k in cases}
     for r in range(args.rounds):
         for name, (ours, peer, _) in cases.items():
-            pair = [(0, ours), (1, peer)]
-            if r % 2:
-                pair.reverse()
-            for idx, fn in pair:
-                samples[name][idx].append(timeit(fn, repeat=3))
+            for idx, fn in in_turn([(0, ours), (1, peer)], r):
+                samples[name][idx].append(best_seconds(fn, repeat=3))
 
     rows = []
     print(f"{'case':18} | {'ours ms':>8} | {'numpy ms':>8} | {'ratio':>6} | {'ours GB/s':>9} | ours/copy")

@@ -20,58 +20,51 @@ the AVX2 development machine on a larger host.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
+from _sidebyside import PEER_TIMING, in_turn, machine, median, peer_versions, thread_env, write_json
+
 ROOT = Path(__file__).resolve().parent.parent
 
-PEER = r"""
-import json, sys, time
+PEER = PEER_TIMING + r"""
+import json, sys
 import numpy as np
 import torch
 torch.set_num_threads(int(sys.argv[1]))
 budget = float(sys.argv[2])
 
-def median_seconds(fn):
-    for _ in range(2):
-        fn()
-    times, start = [], time.perf_counter()
-    while len(times) < 5 or (time.perf_counter() - start < budget and len(times) < 200):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
+def timed(fn):
+    return median_seconds(fn, budget)
 
 def time_case(c):
     if c["kind"] == "matmul":
         n = c["n"]
         a = np.random.rand(n, n).astype(np.float32)
         b = np.random.rand(n, n).astype(np.float32)
-        return median_seconds(lambda: a @ b)
+        return timed(lambda: a @ b)
     if c["kind"] == "linear":
         x, w, b = torch.rand(c["n"], c["in"]), torch.rand(c["out"], c["in"]), torch.rand(c["out"])
         with torch.no_grad():
-            return median_seconds(lambda: torch.nn.functional.linear(x, w, b))
+            return timed(lambda: torch.nn.functional.linear(x, w, b))
     x = torch.rand(c["n"], c["c"], c["h"], c["w"]) * 2 - 1
     if c["kind"].startswith("maxpool"):
         with torch.no_grad():
             y, idx = torch.ops.aten.max_pool2d_with_indices(x, [2, 2], [2, 2])
             if c["kind"] == "maxpool_fwd":
-                return median_seconds(lambda: torch.nn.functional.max_pool2d(x, 2))
+                return timed(lambda: torch.nn.functional.max_pool2d(x, 2))
             # PyTorch keeps the argmax from the forward; ours recomputes it.
-            return median_seconds(lambda: torch.ops.aten.max_pool2d_with_indices_backward(
+            return timed(lambda: torch.ops.aten.max_pool2d_with_indices_backward(
                 y, x, [2, 2], [2, 2], [0, 0], [1, 1], False, idx))
     w = torch.rand(c["o"], c["c"], c["k"], c["k"]) * 2 - 1
     pad = [c["pad"], c["pad"]]
     with torch.no_grad():
         if c["kind"] == "conv_fwd":
-            return median_seconds(lambda: torch.nn.functional.conv2d(x, w, padding=pad))
+            return timed(lambda: torch.nn.functional.conv2d(x, w, padding=pad))
         gy = torch.nn.functional.conv2d(x, w, padding=pad)
         mask = [True, False, False] if c["kind"] == "conv_bwd_data" else [False, True, False]
-        return median_seconds(lambda: torch.ops.aten.convolution_backward(
+        return timed(lambda: torch.ops.aten.convolution_backward(
             gy, x, w, None, [1, 1], pad, [1, 1], False, [0, 0], 1, mask))
 
 print("ready", flush=True)
@@ -90,9 +83,7 @@ def bench_env(threads, isa=None):
         # machine on a larger (quieter) AVX-512 host.
         env.update({"DNNL_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell",
                     "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"})
-    env.update({"DS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
-                "OPENBLAS_NUM_THREADS": str(threads)})
-    return env
+    return thread_env(threads, env)
 
 
 class Server:
@@ -128,21 +119,6 @@ def flops(c):
     return 2.0 * c["n"] * c["o"] * oh * ow * c["c"] * c["k"] * c["k"]
 
 
-def median(v):
-    v = sorted(v)
-    return v[len(v) // 2]
-
-
-def cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build", default=os.environ.get("DS_BUILD_DIR", str(ROOT / "build")))
@@ -174,7 +150,7 @@ def main():
     for r in range(args.rounds):
         for i, c in enumerate(cases):
             order = [("ours", lambda: ours.time(str(i))), ("peer", lambda: peer.time(json.dumps(c)))]
-            for side, run in (order if r % 2 == 0 else order[::-1]):
+            for side, run in in_turn(order, r):
                 (ours_runs if side == "ours" else peer_runs)[i].append(run())
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     ours.close()
@@ -208,17 +184,10 @@ def main():
               f"{'-' if frac is None else f'{frac:.0%}'}")
     print(f"peak (FMA, {args.threads} threads): {peak:.1f} GFLOP/s")
 
-    peer_versions = subprocess.run(
-        [args.peer_python, "-c", "import numpy, torch; print(numpy.__version__, torch.__version__)"],
-        capture_output=True, text=True).stdout.split()
-    result = {"machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
-                          "load_average": os.getloadavg()},
-              "peers": {"numpy": peer_versions[0], "torch": peer_versions[1]} if peer_versions else {},
+    result = {"machine": machine(), "peers": peer_versions(args.peer_python),
               "isa_limit": args.isa, "threads": args.threads, "rounds": args.rounds, "peak_gflops": peak,
               "ratio_meaning": "peer time / our time (> 1: ours faster)", "cases": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -16,31 +16,24 @@ The peer runs under /usr/bin/python3 (Debian's python3-torch and python3-numpy).
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
+from _sidebyside import PEER_TIMING, machine, median, peer_versions, thread_env, write_json
+
 ROOT = Path(__file__).resolve().parent.parent
 
-PEER = r"""
-import json, sys, time
+PEER = PEER_TIMING + r"""
+import json, sys
 import numpy as np
 import torch
 args = json.load(sys.stdin)
 torch.set_num_threads(args["threads"])
 budget = args["budget"]
 
-def median_seconds(fn):
-    for _ in range(2):
-        fn()
-    times, start = [], time.perf_counter()
-    while len(times) < 5 or (time.perf_counter() - start < budget and len(times) < 200):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
+def timed(fn):
+    return median_seconds(fn, budget)
 
 rng = np.random.default_rng(1)
 flat = rng.uniform(-1, 1, 10_000_000).astype(np.float32)
@@ -60,56 +53,34 @@ for c in args["cases"]:
     with torch.no_grad():
         if op in ("sum", "mean", "max", "min"):
             f = getattr(np, op)
-            out.append(median_seconds(lambda: f(x, axis=axis)))
+            out.append(timed(lambda: f(x, axis=axis)))
         elif op == "softmax":
-            out.append(median_seconds(lambda: torch.softmax(t, -1)))
+            out.append(timed(lambda: torch.softmax(t, -1)))
         elif op == "log_softmax":
-            out.append(median_seconds(lambda: torch.log_softmax(t, -1)))
+            out.append(timed(lambda: torch.log_softmax(t, -1)))
         elif op == "layer_norm":
-            out.append(median_seconds(lambda: torch.nn.functional.layer_norm(t, (1000,), tw, tb)))
+            out.append(timed(lambda: torch.nn.functional.layer_norm(t, (1000,), tw, tb)))
         elif op == "rms_norm":
-            out.append(median_seconds(lambda: rms_norm(x)))
+            out.append(timed(lambda: rms_norm(x)))
 print(json.dumps(out))
 """
 
 
-def bench_env(threads):
-    env = dict(os.environ)
-    env.update({"DS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
-                "OPENBLAS_NUM_THREADS": str(threads)})
-    return env
-
-
 def run_ours(binary, threads, quick):
     cmd = [str(binary)] + (["--quick"] if quick else [])
-    res = subprocess.run(cmd, env=bench_env(threads), capture_output=True, text=True, check=True)
+    res = subprocess.run(cmd, env=thread_env(threads), capture_output=True, text=True, check=True)
     return json.loads(res.stdout)
 
 
 def run_peer(python, cases, threads, budget):
     payload = json.dumps({"threads": threads, "budget": budget, "cases": cases})
-    res = subprocess.run([python, "-c", PEER], input=payload, env=bench_env(threads),
+    res = subprocess.run([python, "-c", PEER], input=payload, env=thread_env(threads),
                          capture_output=True, text=True, check=True)
     return json.loads(res.stdout)
 
 
 def peer_name(op):
     return "torch" if op in ("softmax", "log_softmax", "layer_norm") else "numpy"
-
-
-def median(v):
-    v = sorted(v)
-    return v[len(v) // 2]
-
-
-def cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def main():
@@ -155,17 +126,10 @@ def main():
               f"{r['ours_fraction_of_roofline']:.0%}")
     print(f"roofline: streaming read at {read_gbs:.1f} GB/s ({args.threads} threads)")
 
-    peer_versions = subprocess.run(
-        [args.peer_python, "-c", "import numpy, torch; print(numpy.__version__, torch.__version__)"],
-        capture_output=True, text=True).stdout.split()
-    result = {"machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
-                          "load_average": os.getloadavg()},
-              "peers": {"numpy": peer_versions[0], "torch": peer_versions[1]} if peer_versions else {},
+    result = {"machine": machine(), "peers": peer_versions(args.peer_python),
               "threads": args.threads, "rounds": args.rounds, "read_gbs": read_gbs,
               "ratio_meaning": "peer time / our time (> 1: ours faster)", "cases": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":
