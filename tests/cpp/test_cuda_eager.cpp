@@ -70,3 +70,50 @@ TEST(CudaEager, MixingDevicesNamesTheInputs) {
     EXPECT_NE(msg.find("cuda:0"), std::string::npos) << msg;
   }
 }
+
+TEST(CudaLayout, DataMovementOpsMatchTheCpu) {
+  DS_REQUIRE_GPU();
+  const Device gpu = Device::parse("cuda:0");
+  for (DType t : {DType::Float32, DType::BFloat16, DType::Int64, DType::Bool, DType::UInt8}) {
+    const std::string at = std::string(" ") + ds::dtype_name(t);
+    const Tensor x = ds::floor(ds::random_uniform({4, 1, 6, 5}, 11, 0, 9)).to(t);
+    const Tensor g = x.to(gpu);
+    expect_same(ds::reshape(g, {6, 20}), ds::reshape(x, {6, 20}), 0, "reshape" + at);
+    expect_same(ds::flatten(g), ds::flatten(x), 0, "flatten" + at);
+    expect_same(ds::squeeze(g, {1}), ds::squeeze(x, {1}), 0, "squeeze" + at);
+    expect_same(ds::permute(g, {3, 0, 2, 1}), ds::permute(x, {3, 0, 2, 1}), 0, "permute" + at);
+    expect_same(ds::broadcast_to(g, {2, 4, 3, 6, 5}), ds::broadcast_to(x, {2, 4, 3, 6, 5}), 0,
+                "broadcast_to" + at);
+    expect_same(ds::slice(g, 2, 1, 6, 2), ds::slice(x, 2, 1, 6, 2), 0, "slice step 2" + at);
+    expect_same(ds::concat({g, ds::slice(g, 3, 0, 2)}, 3), ds::concat({x, ds::slice(x, 3, 0, 2)}, 3),
+                0, "concat" + at);
+    const auto gs = ds::split(g, {2, 3, 1}, 2), cs = ds::split(x, {2, 3, 1}, 2);
+    for (size_t i = 0; i < gs.size(); ++i) expect_same(gs[i], cs[i], 0, "split" + at);
+    expect_same(ds::pad(g, {1, 2, 0, 0, 3, 1}, "constant", 7), ds::pad(x, {1, 2, 0, 0, 3, 1}, "constant", 7),
+                0, "pad" + at);
+  }
+}
+
+TEST(CudaLayout, CastBetweenEveryDtypePairFollowsTheCpuRules) {
+  DS_REQUIRE_GPU();
+  const Device gpu = Device::parse("cuda:0");
+  // Non-negative values with exact zeros and fractions: every conversion is defined.
+  const Tensor base = ds::mul(ds::floor(ds::random_uniform({1031}, 5, 0, 160)), ds::full({1}, 0.75));
+  for (DType from : ds::kAllDTypes) {
+    const Tensor x = base.to(from);
+    for (DType to : ds::kAllDTypes)
+      expect_same(ds::cast(x.to(gpu), to), ds::cast(x, to), 0,
+                  std::string("cast ") + ds::dtype_name(from) + " -> " + ds::dtype_name(to));
+  }
+}
+
+TEST(CudaLayout, WhereBroadcastsLikeTheCpu) {
+  DS_REQUIRE_GPU();
+  const Device gpu = Device::parse("cuda:0");
+  const Tensor c = ds::gt(ds::random_uniform({3, 1, 7}, 1, -1, 1), ds::full({1}, 0.0));
+  for (DType t : {DType::Float32, DType::Float16, DType::Int32}) {
+    const Tensor a = ds::random_uniform({5, 7}, 2, -4, 4).to(t), b = ds::random_uniform({3, 5, 1}, 3, -4, 4).to(t);
+    expect_same(ds::where(c.to(gpu), a.to(gpu), b.to(gpu)), ds::where(c, a, b), 0,
+                std::string("where ") + ds::dtype_name(t));
+  }
+}

@@ -1,6 +1,10 @@
-// A contiguous copy of a strided device tensor (a transpose, a slice, a broadcast
-// view), made on the device: one thread per output element walks the source's
-// strides. Tensor::contiguous() and clone() reach it through the device hooks.
+// Strided copies on the device: element i of a shape, read through one set of
+// strides and written through another (a transpose, a slice, a broadcast, the
+// interior of a padded tensor). Elements move as raw 1/2/4/8-byte words: no dtype
+// conversion. Tensor::contiguous() and clone() reach it through the device hooks;
+// the layout kernels (layout_kernels.cpp) build their views on it.
+#include "backends/cuda/strided_copy.h"
+
 #include "backends/cuda/device_allocator.h"
 #include "backends/cuda/kernel_support.h"
 #include "backends/cuda/nvrtc_module.h"
@@ -10,18 +14,19 @@ namespace {
 
 constexpr int kMaxDims = 8;
 
-// Elements are moved as raw 1/2/4/8-byte words: no dtype conversion happens.
 const char* const kStridedCopy = R"(
-struct ds_layout { int ndim; long long size[8]; long long stride[8]; };
+struct ds_layout { int ndim; long long size[8]; long long src[8]; long long dst[8]; };
 extern "C" __global__ void ds_strided_copy(const W* __restrict__ src, W* __restrict__ dst, long long n,
                                            ds_layout s) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-    long long rest = i, off = 0;
+    long long rest = i, from = 0, to = 0;
     for (int d = s.ndim - 1; d >= 0; --d) {
-      off += (rest % s.size[d]) * s.stride[d];
+      const long long c = rest % s.size[d];
       rest /= s.size[d];
+      from += c * s.src[d];
+      to += c * s.dst[d];
     }
-    dst[i] = src[off];
+    dst[to] = src[from];
   }
 }
 )";
@@ -29,8 +34,11 @@ extern "C" __global__ void ds_strided_copy(const W* __restrict__ src, W* __restr
 struct Layout {
   int ndim;
   long long size[kMaxDims];
-  long long stride[kMaxDims];
+  long long src[kMaxDims];
+  long long dst[kMaxDims];
 };
+
+}  // namespace
 
 const char* word_type(size_t bytes) {
   switch (bytes) {
@@ -41,27 +49,35 @@ const char* word_type(size_t bytes) {
   }
 }
 
-}  // namespace
+void strided_copy(int device, const void* src, const Shape& shape, const Shape& src_strides,
+                  void* dst, const Shape& dst_strides, size_t element_size, const char* what) {
+  long long n = numel(shape);
+  if (n == 0) return;
+  DS_CHECK(shape.size() <= kMaxDims, ShapeError, what, ": rank ", shape.size(), " exceeds the ",
+           kMaxDims, " dims a CUDA strided copy handles");
+  Layout layout{static_cast<int>(shape.size()), {}, {}, {}};
+  for (int i = 0; i < layout.ndim; ++i) {
+    layout.size[i] = shape[i];
+    layout.src[i] = src_strides[i];
+    layout.dst[i] = dst_strides[i];
+  }
+  const std::string source = std::string("typedef ") + word_type(element_size) + " W;\n" + kStridedCopy;
+  void* args[] = {&src, &dst, &n, &layout};
+  launch(device, get_kernel(device, source, "ds_strided_copy"), grid_for(n, device), 256, args, 0,
+         what);
+}
+
+void strided_copy(const Tensor& src, Tensor& dst, const char* what) {
+  DS_CHECK(src.shape() == dst.shape() && src.dtype() == dst.dtype(), ValueError, what,
+           ": strided copy of ", shape_str(src.shape()), " ", dtype_name(src.dtype()), " into ",
+           shape_str(dst.shape()), " ", dtype_name(dst.dtype()));
+  strided_copy(dst.device().index, src.raw_data(), src.shape(), src.strides(), dst.raw_data(),
+               dst.strides(), dtype_size(src.dtype()), what);
+}
 
 Tensor contiguous_on_device(const Tensor& src) {
-  const Device d = src.device();
-  Tensor out = Tensor::empty(src.shape(), src.dtype(), d);
-  long long n = src.numel();
-  if (n == 0) return out;
-  DS_CHECK(src.shape().size() <= kMaxDims, ShapeError, "contiguous on ", d.str(), ": rank ",
-           src.shape().size(), " exceeds the ", kMaxDims, " dims the strided copy handles");
-  Layout layout{static_cast<int>(src.shape().size()), {}, {}};
-  for (int i = 0; i < layout.ndim; ++i) {
-    layout.size[i] = src.shape()[i];
-    layout.stride[i] = src.strides()[i];
-  }
-  const std::string source =
-      std::string("typedef ") + word_type(dtype_size(src.dtype())) + " W;\n" + kStridedCopy;
-  const void* sp = src.raw_data();
-  void* dp = out.raw_data();
-  void* args[] = {&sp, &dp, &n, &layout};
-  launch(d.index, get_kernel(d.index, source, "ds_strided_copy"), grid_for(n, d.index), 256, args,
-         0, "contiguous");
+  Tensor out = Tensor::empty(src.shape(), src.dtype(), src.device());
+  strided_copy(src, out, "contiguous");
   return out;
 }
 
