@@ -64,9 +64,23 @@ __device__ __forceinline__ void ds_stage16(unsigned short (*tile)[LD], const uns
 __device__ __forceinline__ unsigned ds_pair(const unsigned short* p) {  // p[0] low, p[1] high
   return (unsigned)p[0] | ((unsigned)p[1] << 16);
 }
-// Rows r and r + 1 of column c: the k-pair of a B fragment read down a column.
-__device__ __forceinline__ unsigned ds_column_pair(const unsigned short (*tile)[LD], int r, int c) {
-  return (unsigned)tile[r][c] | ((unsigned)tile[r + 1][c] << 16);
+// The B fragment (16 k x 8 n) of a shared tile stored with n along its rows
+// (K for S = Q K^T): ldmatrix, lanes 0-7 address k 0-7, lanes 8-15 k 8-15.
+__device__ __forceinline__ void ds_b_rows(const unsigned short (*tile)[LD], int n0, int k0,
+                                          unsigned& b0, unsigned& b1) {
+  const int l = threadIdx.x & 15;
+  const unsigned addr = (unsigned)__cvta_generic_to_shared(&tile[n0 + (l & 7)][k0 + (l >> 3) * 8]);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];"
+               : "=r"(b0), "=r"(b1) : "r"(addr) : "memory");
+}
+// The B fragment of a shared tile stored with k along its rows (V for O = P V):
+// ldmatrix transposed, lanes 0-15 address rows k0 .. k0 + 15.
+__device__ __forceinline__ void ds_b_cols(const unsigned short (*tile)[LD], int k0, int n0,
+                                          unsigned& b0, unsigned& b1) {
+  const int l = threadIdx.x & 15;
+  const unsigned addr = (unsigned)__cvta_generic_to_shared(&tile[k0 + l][n0]);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];"
+               : "=r"(b0), "=r"(b1) : "r"(addr) : "memory");
 }
 // The A fragment of a 16-row x 16-column slice of accumulator tiles t0 (columns
 // 0-7) and t1 (8-15), rounded to the 16-bit dtype.
@@ -137,8 +151,9 @@ extern "C" __global__ void __launch_bounds__(128) ds_flash_fwd_mma(
       s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
 #pragma unroll
       for (int kk = 0; kk < KT; ++kk) {
-        const unsigned short* kr = &ks[nt * 8 + gid][kk * 16 + tig * 2];
-        ds_mma(s[nt], qa[kk], ds_pair(kr), ds_pair(kr + 8));
+        unsigned b0, b1;
+        ds_b_rows(ks, nt * 8, kk * 16, b0, b1);
+        ds_mma(s[nt], qa[kk], b0, b1);
       }
     }
     // Scale, mask (past the keys; above the diagonal when causal), tile row maxima.
@@ -182,10 +197,12 @@ extern "C" __global__ void __launch_bounds__(128) ds_flash_fwd_mma(
     for (int kk = 0; kk < BK / 16; ++kk) {
       unsigned pa[4];
       ds_to_a(pa, s[2 * kk], s[2 * kk + 1]);
-      const int kr = kk * 16 + tig * 2;
 #pragma unroll
-      for (int dn = 0; dn < DT; ++dn)
-        ds_mma(acc[dn], pa, ds_column_pair(vs, kr, dn * 8 + gid), ds_column_pair(vs, kr + 8, dn * 8 + gid));
+      for (int dn = 0; dn < DT; ++dn) {
+        unsigned b0, b1;
+        ds_b_cols(vs, kk * 16, dn * 8, b0, b1);
+        ds_mma(acc[dn], pa, b0, b1);
+      }
     }
   }
 #pragma unroll

@@ -60,8 +60,9 @@ extern "C" __global__ void __launch_bounds__(128) ds_flash_bwd_dq_mma(
       s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
 #pragma unroll
       for (int kk = 0; kk < KT; ++kk) {
-        const unsigned short* kr = &ks[nt * 8 + gid][kk * 16 + tig * 2];
-        ds_mma(s[nt], qa[kk], ds_pair(kr), ds_pair(kr + 8));
+        unsigned b0, b1;
+        ds_b_rows(ks, nt * 8, kk * 16, b0, b1);
+        ds_mma(s[nt], qa[kk], b0, b1);
       }
     }
     float t_lo = -DS_INF, t_hi = -DS_INF;
@@ -113,10 +114,11 @@ extern "C" __global__ void __launch_bounds__(128) ds_flash_bwd_dq_mma(
       dp[nt][0] = dp[nt][1] = dp[nt][2] = dp[nt][3] = 0.f;
 #pragma unroll
       for (int kk = 0; kk < KT; ++kk) {
-        const unsigned short* kr = &ks[nt * 8 + gid][kk * 16 + tig * 2];
-        ds_mma(s[nt], qa[kk], ds_pair(kr), ds_pair(kr + 8));
-        const unsigned short* vr = &vs[nt * 8 + gid][kk * 16 + tig * 2];
-        ds_mma(dp[nt], ga[kk], ds_pair(vr), ds_pair(vr + 8));
+        unsigned b0, b1;
+        ds_b_rows(ks, nt * 8, kk * 16, b0, b1);
+        ds_mma(s[nt], qa[kk], b0, b1);
+        ds_b_rows(vs, nt * 8, kk * 16, b0, b1);
+        ds_mma(dp[nt], ga[kk], b0, b1);
       }
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
@@ -131,10 +133,12 @@ extern "C" __global__ void __launch_bounds__(128) ds_flash_bwd_dq_mma(
     for (int kk = 0; kk < BK / 16; ++kk) {
       unsigned da[4];
       ds_to_a(da, s[2 * kk], s[2 * kk + 1]);
-      const int kr = kk * 16 + tig * 2;
 #pragma unroll
-      for (int dn = 0; dn < DT; ++dn)
-        ds_mma(acc[dn], da, ds_column_pair(ks, kr, dn * 8 + gid), ds_column_pair(ks, kr + 8, dn * 8 + gid));
+      for (int dn = 0; dn < DT; ++dn) {
+        unsigned b0, b1;
+        ds_b_cols(ks, kk * 16, dn * 8, b0, b1);
+        ds_mma(acc[dn], da, b0, b1);
+      }
     }
   }
   ds_store_acc(dq, acc, q0, sq, scale);
@@ -185,10 +189,11 @@ extern "C" __global__ void __launch_bounds__(128) ds_flash_bwd_dkv_mma(
       dp[nt][0] = dp[nt][1] = dp[nt][2] = dp[nt][3] = 0.f;
 #pragma unroll
       for (int kk = 0; kk < KT; ++kk) {
-        const unsigned short* qr = &qs[nt * 8 + gid][kk * 16 + tig * 2];
-        ds_mma(s[nt], ka[kk], ds_pair(qr), ds_pair(qr + 8));
-        const unsigned short* gr = &gs[nt * 8 + gid][kk * 16 + tig * 2];
-        ds_mma(dp[nt], va[kk], ds_pair(gr), ds_pair(gr + 8));
+        unsigned b0, b1;
+        ds_b_rows(qs, nt * 8, kk * 16, b0, b1);
+        ds_mma(s[nt], ka[kk], b0, b1);
+        ds_b_rows(gs, nt * 8, kk * 16, b0, b1);
+        ds_mma(dp[nt], va[kk], b0, b1);
       }
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
@@ -206,12 +211,13 @@ extern "C" __global__ void __launch_bounds__(128) ds_flash_bwd_dkv_mma(
       unsigned pa[4], da[4];
       ds_to_a(pa, s[2 * kk], s[2 * kk + 1]);
       ds_to_a(da, dp[2 * kk], dp[2 * kk + 1]);
-      const int kr = kk * 16 + tig * 2;
 #pragma unroll
       for (int dn = 0; dn < DT; ++dn) {
-        const int c = dn * 8 + gid;
-        ds_mma(dva[dn], pa, ds_column_pair(gs, kr, c), ds_column_pair(gs, kr + 8, c));
-        ds_mma(dka[dn], da, ds_column_pair(qs, kr, c), ds_column_pair(qs, kr + 8, c));
+        unsigned b0, b1;
+        ds_b_cols(gs, kk * 16, dn * 8, b0, b1);
+        ds_mma(dva[dn], pa, b0, b1);
+        ds_b_cols(qs, kk * 16, dn * 8, b0, b1);
+        ds_mma(dka[dn], da, b0, b1);
       }
     }
   }
