@@ -53,6 +53,73 @@ void check_size(const OpContext& c) {
   DS_CHECK(c.i("size") >= 0, ValueError, c.where(), "size must be >= 0, got ", c.i("size"));
 }
 
+// take_along_axis (an index per output element) and index_select (one index per
+// position along the axis): out[o, j, i] = x[o, index, i].
+enum class Indexing { PerElement, PerPosition };
+
+void gather_reference(const KernelCall& k, Indexing indexing) {
+  const int axis = axis_of(k.ctx, k.inputs[0].ndim());
+  const AxisSplit xs = split_at(k.inputs[0].shape(), axis);
+  const AxisSplit os = split_at(k.outputs[0].shape(), axis);
+  const auto idx = normalized(k.inputs[1], xs.extent, IndexRange::AllowNegative, k.ctx, axis);
+  const auto x = to_f64(k.inputs[0]);
+  std::vector<double> out(static_cast<size_t>(k.outputs[0].numel()));
+  for (int64_t o = 0; o < os.outer; ++o)
+    for (int64_t j = 0; j < os.extent; ++j)
+      for (int64_t i = 0; i < os.inner; ++i) {
+        const int64_t at = (o * os.extent + j) * os.inner + i;
+        const int64_t from = idx[indexing == Indexing::PerElement ? at : j];
+        out[at] = x[(o * xs.extent + from) * xs.inner + i];
+      }
+  from_f64(out, k.outputs[0]);
+}
+
+// Their gradients, scatter_add_along_axis and index_add: zeros of extent `size`
+// on the axis, each update added at its index.
+void scatter_add_reference(const KernelCall& k, Indexing indexing) {
+  const int axis = axis_of(k.ctx, k.inputs[1].ndim());
+  const AxisSplit us = split_at(k.inputs[1].shape(), axis);
+  const int64_t size = k.ctx.i("size");
+  const auto idx = normalized(k.inputs[0], size, IndexRange::AllowNegative, k.ctx, axis);
+  const auto upd = to_f64(k.inputs[1]);
+  std::vector<double> out(static_cast<size_t>(k.outputs[0].numel()), 0.0);
+  for (int64_t o = 0; o < us.outer; ++o)
+    for (int64_t j = 0; j < us.extent; ++j)
+      for (int64_t i = 0; i < us.inner; ++i) {
+        const int64_t at = (o * us.extent + j) * us.inner + i;
+        const int64_t to = idx[indexing == Indexing::PerElement ? at : j];
+        out[(o * size + to) * us.inner + i] += upd[at];
+      }
+  from_f64(out, k.outputs[0]);
+}
+
+// A gather's VJP: its scatter-add twin into the input's extent on the axis.
+VjpFn gather_vjp(const char* scatter) {
+  return [scatter](const VjpArgs& a) -> std::vector<Tensor> {
+    const Tensor& x = a.inputs[0];
+    const int axis = normalize_axis(a.ctx.i("axis"), x.ndim(), "");
+    return {apply1(scatter, {a.inputs[1], a.grads[0]},
+                   {{"axis", int64_t{axis}}, {"size", x.shape()[axis]}}),
+            Tensor()};
+  };
+}
+
+// The checks both scatter-adds make on (indices, updates); returns the axis.
+int check_scatter(const OpContext& c) {
+  require_indices(c.inputs[0], c, "indices");
+  require_summable(c.inputs[1], c);
+  check_size(c);
+  DS_CHECK(!c.inputs[1].shape.empty(), ShapeError, c.where(), "updates must have rank >= 1");
+  return axis_of(c, c.inputs[1].shape.size());
+}
+
+// The scatter-adds' output: the updates' shape with `size` on the axis.
+std::vector<TensorType> scatter_output(const OpContext& c, int axis) {
+  Shape out = c.inputs[1].shape;
+  out[axis] = c.i("size");
+  return one(c.inputs[1].dtype, out);
+}
+
 const OpRegistrar reg([] {
   register_op({
       .name = "take_along_axis",
@@ -70,30 +137,8 @@ const OpRegistrar reg([] {
               if (d != axis && out[d] == dyn) out[d] = x[d];
             return one(c.inputs[0].dtype, out);
           },
-      .reference =
-          [](const KernelCall& k) {
-            const int axis = axis_of(k.ctx, k.inputs[0].ndim());
-            const AxisSplit xs = split_at(k.inputs[0].shape(), axis);
-            const AxisSplit os = split_at(k.outputs[0].shape(), axis);
-            const auto idx =
-                normalized(k.inputs[1], xs.extent, IndexRange::AllowNegative, k.ctx, axis);
-            const auto x = to_f64(k.inputs[0]);
-            std::vector<double> out(idx.size());
-            for (int64_t o = 0; o < os.outer; ++o)
-              for (int64_t j = 0; j < os.extent; ++j)
-                for (int64_t i = 0; i < os.inner; ++i) {
-                  const int64_t at = (o * os.extent + j) * os.inner + i;
-                  out[at] = x[(o * xs.extent + idx[at]) * xs.inner + i];
-                }
-            from_f64(out, k.outputs[0]);
-          },
-      .vjp = [](const VjpArgs& a) -> std::vector<Tensor> {
-        const Tensor& x = a.inputs[0];
-        const int axis = normalize_axis(a.ctx.i("axis"), x.ndim(), "");
-        return {apply1("scatter_add_along_axis", {a.inputs[1], a.grads[0]},
-                       {{"axis", int64_t{axis}}, {"size", x.shape()[axis]}}),
-                Tensor()};
-      },
+      .reference = [](const KernelCall& k) { gather_reference(k, Indexing::PerElement); },
+      .vjp = gather_vjp("scatter_add_along_axis"),
       .onnx = "GatherElements",
   });
 
@@ -104,35 +149,14 @@ const OpRegistrar reg([] {
       .infer =
           [](const OpContext& c) {
             const Shape &idx = c.inputs[0].shape, &upd = c.inputs[1].shape;
-            require_indices(c.inputs[0], c, "indices");
-            require_summable(c.inputs[1], c);
-            check_size(c);
-            DS_CHECK(!upd.empty(), ShapeError, c.where(), "updates must have rank >= 1");
-            const int axis = axis_of(c, upd.size());
+            const int axis = check_scatter(c);
             check_along_axis(upd, idx, axis, c, "updates");
             for (int d = 0; d < static_cast<int>(upd.size()); ++d)
               DS_CHECK(extents_match(upd[d], idx[d]), ShapeError, c.where(), "indices ",
                        shape_str(idx), " and updates ", shape_str(upd), " must have one shape");
-            Shape out = upd;
-            out[axis] = c.i("size");
-            return one(c.inputs[1].dtype, out);
+            return scatter_output(c, axis);
           },
-      .reference =
-          [](const KernelCall& k) {
-            const int axis = axis_of(k.ctx, k.inputs[1].ndim());
-            const AxisSplit us = split_at(k.inputs[1].shape(), axis);
-            const int64_t size = k.ctx.i("size");
-            const auto idx = normalized(k.inputs[0], size, IndexRange::AllowNegative, k.ctx, axis);
-            const auto upd = to_f64(k.inputs[1]);
-            std::vector<double> out(static_cast<size_t>(k.outputs[0].numel()), 0.0);
-            for (int64_t o = 0; o < us.outer; ++o)
-              for (int64_t j = 0; j < us.extent; ++j)
-                for (int64_t i = 0; i < us.inner; ++i) {
-                  const int64_t at = (o * us.extent + j) * us.inner + i;
-                  out[(o * size + idx[at]) * us.inner + i] += upd[at];
-                }
-            from_f64(out, k.outputs[0]);
-          },
+      .reference = [](const KernelCall& k) { scatter_add_reference(k, Indexing::PerElement); },
       .vjp = [](const VjpArgs& a) -> std::vector<Tensor> {
         return {Tensor(), take_along_axis(a.grads[0], a.inputs[0], a.ctx.i("axis"))};
       },
@@ -153,28 +177,8 @@ const OpRegistrar reg([] {
             out[axis_of(c, x.size())] = idx[0];
             return one(c.inputs[0].dtype, out);
           },
-      .reference =
-          [](const KernelCall& k) {
-            const int axis = axis_of(k.ctx, k.inputs[0].ndim());
-            const AxisSplit xs = split_at(k.inputs[0].shape(), axis);
-            const auto idx =
-                normalized(k.inputs[1], xs.extent, IndexRange::AllowNegative, k.ctx, axis);
-            const auto x = to_f64(k.inputs[0]);
-            const int64_t m = static_cast<int64_t>(idx.size());
-            std::vector<double> out(static_cast<size_t>(k.outputs[0].numel()));
-            for (int64_t o = 0; o < xs.outer; ++o)
-              for (int64_t j = 0; j < m; ++j)
-                for (int64_t i = 0; i < xs.inner; ++i)
-                  out[(o * m + j) * xs.inner + i] = x[(o * xs.extent + idx[j]) * xs.inner + i];
-            from_f64(out, k.outputs[0]);
-          },
-      .vjp = [](const VjpArgs& a) -> std::vector<Tensor> {
-        const Tensor& x = a.inputs[0];
-        const int axis = normalize_axis(a.ctx.i("axis"), x.ndim(), "");
-        return {apply1("index_add", {a.inputs[1], a.grads[0]},
-                       {{"axis", int64_t{axis}}, {"size", x.shape()[axis]}}),
-                Tensor()};
-      },
+      .reference = [](const KernelCall& k) { gather_reference(k, Indexing::PerPosition); },
+      .vjp = gather_vjp("index_add"),
       .onnx = "Gather",
   });
 
@@ -185,35 +189,15 @@ const OpRegistrar reg([] {
       .infer =
           [](const OpContext& c) {
             const Shape &idx = c.inputs[0].shape, &upd = c.inputs[1].shape;
-            require_indices(c.inputs[0], c, "indices");
-            require_summable(c.inputs[1], c);
-            check_size(c);
+            const int axis = check_scatter(c);
             DS_CHECK(idx.size() == 1, ShapeError, c.where(), "indices must be 1-D, got ",
                      shape_str(idx));
-            DS_CHECK(!upd.empty(), ShapeError, c.where(), "updates must have rank >= 1");
-            const int axis = axis_of(c, upd.size());
             DS_CHECK(extents_match(upd[axis], idx[0]), ShapeError, c.where(), "updates ",
                      shape_str(upd), " has extent ", upd[axis], " on axis ", axis,
                      " but there are ", idx[0], " indices");
-            Shape out = upd;
-            out[axis] = c.i("size");
-            return one(c.inputs[1].dtype, out);
+            return scatter_output(c, axis);
           },
-      .reference =
-          [](const KernelCall& k) {
-            const int axis = axis_of(k.ctx, k.inputs[1].ndim());
-            const AxisSplit us = split_at(k.inputs[1].shape(), axis);
-            const int64_t size = k.ctx.i("size");
-            const auto idx = normalized(k.inputs[0], size, IndexRange::AllowNegative, k.ctx, axis);
-            const auto upd = to_f64(k.inputs[1]);
-            std::vector<double> out(static_cast<size_t>(k.outputs[0].numel()), 0.0);
-            for (int64_t o = 0; o < us.outer; ++o)
-              for (int64_t j = 0; j < us.extent; ++j)
-                for (int64_t i = 0; i < us.inner; ++i)
-                  out[(o * size + idx[j]) * us.inner + i] +=
-                      upd[(o * us.extent + j) * us.inner + i];
-            from_f64(out, k.outputs[0]);
-          },
+      .reference = [](const KernelCall& k) { scatter_add_reference(k, Indexing::PerPosition); },
       .vjp = [](const VjpArgs& a) -> std::vector<Tensor> {
         return {Tensor(), index_select(a.grads[0], a.ctx.i("axis"), a.inputs[0])};
       },
