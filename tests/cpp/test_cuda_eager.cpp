@@ -117,3 +117,19 @@ TEST(CudaLayout, WhereBroadcastsLikeTheCpu) {
                 std::string("where ") + ds::dtype_name(t));
   }
 }
+
+TEST(CudaLayout, IntegerArithmeticAndComparisonsAreExact) {
+  DS_REQUIRE_GPU();
+  const Device gpu = Device::parse("cuda:0");
+  // Past 2^24 and 2^53: a float accumulator would round these.
+  const Tensor a = Tensor::from_vector<int64_t>({(1LL << 40) + 1, -7, 3, (1LL << 60) + 3}, {4});
+  const Tensor b = Tensor::from_vector<int64_t>({(1LL << 40), -7, 5, 1}, {4});
+  expect_same(ds::add(a.to(gpu), b.to(gpu)), ds::add(a, b), 0, "add int64");
+  expect_same(ds::sub(a.to(gpu), b.to(gpu)), ds::sub(a, b), 0, "sub int64");
+  expect_same(ds::ne(a.to(gpu), b.to(gpu)), ds::ne(a, b), 0, "ne int64");
+  expect_same(ds::maximum(a.to(gpu), b.to(gpu)), ds::maximum(a, b), 0, "maximum int64");
+  const Tensor i = Tensor::from_vector<int32_t>({2147483000, -5, 9}, {3});
+  const Tensor j = Tensor::from_vector<int32_t>({600, -5, 1}, {3});
+  expect_same(ds::lt(i.to(gpu), j.to(gpu)), ds::lt(i, j), 0, "lt int32");
+  expect_same(ds::mul(i.to(gpu), j.to(gpu)), ds::mul(i, j), 0, "mul int32");
+}

@@ -72,6 +72,29 @@ const std::map<std::string, BinaryExpr>& binary_exprs() {
   return m;
 }
 
+// Integer operands compute in their own type (the prelude's default accumulator
+// is float, which would round int64 values past 2^24).
+const char* const kIntegerIo = R"(
+template <> struct ds_io<int> {
+  typedef int acc;
+  static __device__ __forceinline__ int load(int v) { return v; }
+  static __device__ __forceinline__ int store(int v) { return v; }
+};
+template <> struct ds_io<long long> {
+  typedef long long acc;
+  static __device__ __forceinline__ long long load(long long v) { return v; }
+  static __device__ __forceinline__ long long store(long long v) { return v; }
+};
+)";
+
+std::string io_type(DType t) {
+  if (t == DType::Int32) return "int";
+  if (t == DType::Int64) return "long long";
+  return device_type(t);
+}
+
+bool integer(DType t) { return t == DType::Int32 || t == DType::Int64; }
+
 std::string out_store(DType out) {
   return out == DType::Bool ? "static_cast<unsigned char>(ds_op(X) ? 1 : 0)" : "ds_io<O>::store(ds_op(X))";
 }
@@ -86,7 +109,7 @@ std::string program(const std::string& op_decl, int arity, DType in, DType out) 
     s.replace(s.find('X'), 1, a);
     return s;
   };
-  std::string src = "typedef " + device_type(in) + " T;\ntypedef " + device_type(out) +
+  std::string src = std::string(kIntegerIo) + "typedef " + io_type(in) + " T;\ntypedef " + io_type(out) +
                     " O;\ntypedef ds_io<T>::acc A;\n" + op_decl;
   src += R"(struct ds_strides { int ndim; long long size[8]; long long sx[8]; long long sy[8]; };
 extern "C" __global__ void ds_scalar(const T* __restrict__ x, const T* __restrict__ y, O* __restrict__ o, long long n) {
@@ -250,7 +273,10 @@ bool unary_supported(const OpContext& c) {
 }
 
 bool binary_supported(const OpContext& c) {
-  return c.inputs[0].dtype == c.inputs[1].dtype && nvrtc_float(c.inputs[0].dtype) &&
+  const DType t = c.inputs[0].dtype;
+  // Integers: exact arithmetic and comparisons (division and pow keep the CPU's rules there).
+  const bool int_ok = integer(t) && c.op.name != "div" && c.op.name != "pow";
+  return c.inputs[1].dtype == t && (nvrtc_float(t) || int_ok) &&
          std::max(c.inputs[0].shape.size(), c.inputs[1].shape.size()) <= kMaxDims;
 }
 
