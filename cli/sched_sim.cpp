@@ -8,6 +8,7 @@
 #include <iostream>
 #include <map>
 #include <sstream>
+#include <tuple>
 
 #include "cli/commands.h"
 #include "ds/model_io.h"
@@ -136,21 +137,21 @@ std::vector<int64_t> parse_ints(const std::string& spec, const std::string& opti
 }
 
 // The best fixed (Triton-like) setting for this very trace: every cap x delay
-// of the grid is replayed; the highest deadline hit rate wins, then throughput.
+// of the grid is replayed; the highest deadline hit rate wins, then the most
+// requests answered, then the lowest p99 summed over the classes.
 SimResult best_static(const SimOptions& o, const ServiceModel& service,
                       const std::vector<int64_t>& caps, const std::vector<int64_t>& delays) {
-  std::optional<SimResult> best;
-  auto served = [](const SimResult& r) {
-    double n = 0;
-    for (const auto& c : r.classes) n += c.throughput;
-    return n;
+  auto rank = [](const SimResult& r) {
+    int64_t answered = 0;
+    double p99 = 0;
+    for (const auto& c : r.classes) answered += c.completed, p99 += c.p99_us;
+    return std::make_tuple(r.deadline_hit_rate, answered, -p99);
   };
+  std::optional<SimResult> best;
   for (int64_t b : caps)
     for (int64_t d : delays) {
       SimResult r = simulate(o, service, *static_policy(std::max<int64_t>(1, b), d));
-      if (!best || r.deadline_hit_rate > best->deadline_hit_rate ||
-          (r.deadline_hit_rate == best->deadline_hit_rate && served(r) > served(*best)))
-        best = std::move(r);
+      if (!best || rank(r) > rank(*best)) best = std::move(r);
     }
   best->policy = "best " + best->policy;
   return *best;
