@@ -1,6 +1,6 @@
 // Flash-attention forward on tensor cores for bf16/fp16 (sm_80+: mma.sync
 // m16n8k16 with fp32 accumulation), head sizes a multiple of 16 up to 128.
-// A block of 4 warps owns 64 query rows, each warp 16 of them: its Q fragments
+// A block of 8 warps owns 128 query rows, each warp 16 of them: its Q fragments
 // stay in registers, K and V tiles of 64 keys are staged in shared memory, S =
 // Q K^T and O += P V run as mma tiles, and the softmax is online in the
 // accumulator layout (each thread holds two rows' values; a row's four threads
@@ -17,9 +17,9 @@ namespace ds::cuda {
 
 namespace {
 
-constexpr int kRowsPerBlock = 64;
 
 const char* const kCommon = R"(
+constexpr int ROWS = WARPS * 16;  // query (key) rows per block, 16 per warp
 constexpr int BK = 64;        // keys (queries) per staged tile
 constexpr int LD = D + 8;     // shared row stride (halves): spreads rows over banks
 constexpr int KT = D / 16;    // k-steps over the head dims
@@ -121,7 +121,7 @@ __device__ __forceinline__ void ds_store_acc(unsigned short* m, const float (*ac
 const char* const kForward = R"(
 
 // scale_log2 = scale * log2(e): scores live in the exp2 domain.
-extern "C" __global__ void __launch_bounds__(128) ds_flash_fwd_mma(
+extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_fwd_mma(
     const unsigned short* __restrict__ q, const unsigned short* __restrict__ k,
     const unsigned short* __restrict__ v, unsigned short* __restrict__ o, int sq, int sk,
     float scale_log2, int causal, int vec) {
@@ -131,7 +131,7 @@ extern "C" __global__ void __launch_bounds__(128) ds_flash_fwd_mma(
   q += bh * sq * D; k += bh * sk * D; v += bh * sk * D; o += bh * sq * D;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gid = lane >> 2, tig = lane & 3;
-  const int q0 = blockIdx.x * 64 + warp * 16;
+  const int q0 = blockIdx.x * ROWS + warp * 16;
   const int row_lo = q0 + gid, row_hi = q0 + gid + 8;
   unsigned qa[KT][4];
   ds_load_a(qa, q, q0, sq);
@@ -139,7 +139,7 @@ extern "C" __global__ void __launch_bounds__(128) ds_flash_fwd_mma(
 #pragma unroll
   for (int dn = 0; dn < DT; ++dn) acc[dn][0] = acc[dn][1] = acc[dn][2] = acc[dn][3] = 0.f;
   float m_lo = -DS_INF, m_hi = -DS_INF, l_lo = 0.f, l_hi = 0.f;
-  const int kend = causal ? min(sk, (int)blockIdx.x * 64 + 64) : sk;
+  const int kend = causal ? min(sk, (int)(blockIdx.x + 1) * ROWS) : sk;
   for (int k0 = 0; k0 < kend; k0 += BK) {
     __syncthreads();
     ds_stage16(ks, k, k0, sk, vec);
@@ -245,9 +245,10 @@ void forward(const KernelCall& kc) {
   int causal = kc.ctx.b("causal");
   int vec = aligned16(k) && aligned16(v) && d % 8 == 0;
   void* args[] = {&q, &k, &v, &o, &sq, &sk, &scale_log2, &causal, &vec};
-  const dim3 grid(static_cast<unsigned>((sq + kRowsPerBlock - 1) / kRowsPerBlock),
+  const dim3 grid(static_cast<unsigned>((sq + kFlashRows - 1) / kFlashRows),
                   static_cast<unsigned>(batch));
-  launch(dev, get_kernel(dev, source(qt.dtype(), d), "ds_flash_fwd_mma"), grid, dim3(128), args,
+  launch(dev, get_kernel(dev, source(qt.dtype(), d), "ds_flash_fwd_mma"), grid,
+         dim3(kFlashWarps * 32), args,
          0, "scaled_dot_product_attention (tensor cores)");
 }
 
@@ -260,7 +261,7 @@ const OpRegistrar reg([] {
 
 std::string flash_mma_common(DType t, int64_t d) {
   return detail::cat("#define DS_BF16 ", t == DType::BFloat16 ? 1 : 0, "\nconstexpr int D = ", d,
-                     ";\n", kCommon);
+                     ";\nconstexpr int WARPS = ", kFlashWarps, ";\n", kCommon);
 }
 
 bool flash_mma_supported(const OpContext& c) {

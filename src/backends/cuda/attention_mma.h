@@ -8,6 +8,10 @@
 
 namespace ds::cuda {
 
+// Warps per block of the tensor-core kernels; each owns 16 query (or key) rows.
+constexpr int kFlashWarps = 8;
+constexpr int kFlashRows = kFlashWarps * 16;
+
 // The device code both tensor-core kernels start with: D, tile constants, mma,
 // packing, staging, fragment loads and stores, for bf16 (else fp16) values.
 std::string flash_mma_common(DType t, int64_t d);

@@ -1,9 +1,9 @@
 // Flash-attention backward on tensor cores (bf16/fp16, head sizes a multiple of
 // 16 up to 128), in two kernels that recompute the probabilities:
-//  1. per 64 query rows (4 warps x 16): log-sum-exp (one pass over the keys),
+//  1. per 128 query rows (8 warps x 16): log-sum-exp (one pass over the keys),
 //     delta = rowsum(dO * O), then dS = P (dO V^T - delta) and dQ += dS K;
 //     lse and delta go to scratch rows for kernel 2.
-//  2. per 64 keys (4 warps x 16): S^T = K Q^T and dP^T = V dO^T per query tile,
+//  2. per 128 keys (8 warps x 16): S^T = K Q^T and dP^T = V dO^T per query tile,
 //     P^T from the stored lse, dV += P^T dO and dK += dS^T Q.
 // Products run as mma.sync m16n8k16 tiles with fp32 accumulators; P and dS are
 // rounded to the 16-bit dtype as A fragments (as FlashAttention-2 does).
@@ -19,7 +19,7 @@ namespace ds::cuda {
 namespace {
 
 const char* const kBackward = R"(
-extern "C" __global__ void __launch_bounds__(128) ds_flash_bwd_dq_mma(
+extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_dq_mma(
     const unsigned short* __restrict__ q, const unsigned short* __restrict__ k,
     const unsigned short* __restrict__ v, const unsigned short* __restrict__ o,
     const unsigned short* __restrict__ g, unsigned short* __restrict__ dq, float* __restrict__ lse,
@@ -31,7 +31,7 @@ extern "C" __global__ void __launch_bounds__(128) ds_flash_bwd_dq_mma(
   dq += bh * sq * D; lse += bh * sq; delta += bh * sq;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gid = lane >> 2, tig = lane & 3;
-  const int q0 = blockIdx.x * 64 + warp * 16;
+  const int q0 = blockIdx.x * ROWS + warp * 16;
   const int row_lo = q0 + gid, row_hi = q0 + gid + 8;
   unsigned qa[KT][4], ga[KT][4];
   ds_load_a(qa, q, q0, sq);
@@ -47,7 +47,7 @@ extern "C" __global__ void __launch_bounds__(128) ds_flash_bwd_dq_mma(
     d_lo += __shfl_xor_sync(0xffffffffu, d_lo, x);
     d_hi += __shfl_xor_sync(0xffffffffu, d_hi, x);
   }
-  const int kend = causal ? min(sk, (int)blockIdx.x * 64 + 64) : sk;
+  const int kend = causal ? min(sk, (int)(blockIdx.x + 1) * ROWS) : sk;
   // Pass 1: each row's log-sum-exp in the exp2 domain.
   float m_lo = -DS_INF, m_hi = -DS_INF, l_lo = 0.f, l_hi = 0.f;
   for (int k0 = 0; k0 < kend; k0 += BK) {
@@ -148,7 +148,7 @@ extern "C" __global__ void __launch_bounds__(128) ds_flash_bwd_dq_mma(
   }
 }
 
-extern "C" __global__ void __launch_bounds__(128) ds_flash_bwd_dkv_mma(
+extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_dkv_mma(
     const unsigned short* __restrict__ q, const unsigned short* __restrict__ k,
     const unsigned short* __restrict__ v, const unsigned short* __restrict__ g,
     const float* __restrict__ lse, const float* __restrict__ delta, unsigned short* __restrict__ dk,
@@ -162,7 +162,7 @@ extern "C" __global__ void __launch_bounds__(128) ds_flash_bwd_dkv_mma(
   lse += bh * sq; delta += bh * sq; dk += bh * sk * D; dv += bh * sk * D;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gid = lane >> 2, tig = lane & 3;
-  const int j0 = blockIdx.x * 64 + warp * 16;
+  const int j0 = blockIdx.x * ROWS + warp * 16;
   const int key_lo = j0 + gid, key_hi = j0 + gid + 8;
   unsigned ka[KT][4], va[KT][4];
   ds_load_a(ka, k, j0, sk);
@@ -173,7 +173,7 @@ extern "C" __global__ void __launch_bounds__(128) ds_flash_bwd_dkv_mma(
 #pragma unroll
     for (int e = 0; e < 4; ++e) dka[dn][e] = dva[dn][e] = 0.f;
   // Causal: queries before the block's first key see none of its keys.
-  for (int i0 = causal ? (int)blockIdx.x * 64 : 0; i0 < sq; i0 += BK) {
+  for (int i0 = causal ? (int)blockIdx.x * ROWS : 0; i0 < sq; i0 += BK) {
     __syncthreads();
     ds_stage16(qs, q, i0, sq, vec);
     ds_stage16(gs, g, i0, sq, vec);
@@ -266,13 +266,15 @@ void backward(const KernelCall& kc) {
   void* args_q[] = {&q, &k, &v, &o, &g, &dq, &lse, &delta, &sq, &sk, &scale_log2, &scale,
                     &causal, &vec};
   launch(dev, get_kernel(dev, src, "ds_flash_bwd_dq_mma"),
-         dim3(static_cast<unsigned>((sq + 63) / 64), ys), dim3(128), args_q, 0,
+         dim3(static_cast<unsigned>((sq + kFlashRows - 1) / kFlashRows), ys), dim3(kFlashWarps * 32),
+         args_q, 0,
          "scaled_dot_product_attention_backward (dq, tensor cores)");
   const float *lse_c = lse, *delta_c = delta;
   void* args_kv[] = {&q, &k, &v, &g, &lse_c, &delta_c, &dk, &dv, &sq, &sk, &scale_log2, &scale,
                      &causal, &vec};
   launch(dev, get_kernel(dev, src, "ds_flash_bwd_dkv_mma"),
-         dim3(static_cast<unsigned>((sk + 63) / 64), ys), dim3(128), args_kv, 0,
+         dim3(static_cast<unsigned>((sk + kFlashRows - 1) / kFlashRows), ys), dim3(kFlashWarps * 32),
+         args_kv, 0,
          "scaled_dot_product_attention_backward (dk, dv, tensor cores)");
 }
 
