@@ -1,7 +1,8 @@
 // Flash-attention forward on tensor cores for bf16/fp16 (sm_80+: mma.sync
 // m16n8k16 with fp32 accumulation), head sizes a multiple of 16 up to 128.
 // A block of 8 warps owns 128 query rows, each warp 16 of them: its Q fragments
-// stay in registers, K and V tiles of 64 keys are staged in shared memory, S =
+// stay in registers, K and V tiles (64 keys; 32 for D > 64) are double-buffered
+// in shared memory (cp.async copies the next while this one is used), S =
 // Q K^T and O += P V run as mma tiles, and the softmax is online in the
 // accumulator layout (each thread holds two rows' values; a row's four threads
 // combine with shuffles). P goes from the S accumulators straight into A
@@ -20,7 +21,7 @@ namespace {
 
 const char* const kCommon = R"(
 constexpr int ROWS = WARPS * 16;  // query (key) rows per block, 16 per warp
-constexpr int BK = 64;        // keys (queries) per staged tile
+constexpr int BK = D > 64 ? 32 : 64;  // keys (queries) per staged tile
 constexpr int LD = D + 8;     // shared row stride (halves): spreads rows over banks
 constexpr int KT = D / 16;    // k-steps over the head dims
 constexpr int NT = BK / 8;    // n-tiles of a score tile
@@ -60,6 +61,23 @@ __device__ __forceinline__ void ds_stage16(unsigned short (*tile)[LD], const uns
       tile[r][c] = r0 + r < n ? m[(long long)(r0 + r) * D + c] : 0;
     }
   }
+}
+// The same rows as ds_stage16 (16-byte aligned sources), copied asynchronously
+// (cp.async, zero-filled past n): commit, then wait before reading the tile.
+__device__ __forceinline__ void ds_stage16_async(unsigned short (*tile)[LD], const unsigned short* m,
+                                                 int r0, int n) {
+  for (int t = threadIdx.x; t < BK * (D / 8); t += blockDim.x) {
+    const int r = t / (D / 8), c = (t % (D / 8)) * 8;
+    const bool in = r0 + r < n;
+    const unsigned short* src = in ? m + (long long)(r0 + r) * D + c : m;
+    const unsigned dst = (unsigned)__cvta_generic_to_shared(&tile[r][c]);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
+                 :: "r"(dst), "l"(src), "r"(in ? 16 : 0) : "memory");
+  }
+}
+__device__ __forceinline__ void ds_cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> __device__ __forceinline__ void ds_cp_wait() {
+  asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory");
 }
 __device__ __forceinline__ unsigned ds_pair(const unsigned short* p) {  // p[0] low, p[1] high
   return (unsigned)p[0] | ((unsigned)p[1] << 16);
@@ -125,8 +143,9 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_fwd_mma(
     const unsigned short* __restrict__ q, const unsigned short* __restrict__ k,
     const unsigned short* __restrict__ v, unsigned short* __restrict__ o, int sq, int sk,
     float scale_log2, int causal, int vec) {
-  __shared__ __align__(16) unsigned short ks[BK][LD];
-  __shared__ __align__(16) unsigned short vs[BK][LD];
+  // Two buffers: the next K/V tile is copied in while this one is used.
+  __shared__ __align__(16) unsigned short ks[2][BK][LD];
+  __shared__ __align__(16) unsigned short vs[2][BK][LD];
   const long long bh = blockIdx.y;
   q += bh * sq * D; k += bh * sk * D; v += bh * sk * D; o += bh * sq * D;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -140,10 +159,25 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_fwd_mma(
   for (int dn = 0; dn < DT; ++dn) acc[dn][0] = acc[dn][1] = acc[dn][2] = acc[dn][3] = 0.f;
   float m_lo = -DS_INF, m_hi = -DS_INF, l_lo = 0.f, l_hi = 0.f;
   const int kend = causal ? min(sk, (int)(blockIdx.x + 1) * ROWS) : sk;
-  for (int k0 = 0; k0 < kend; k0 += BK) {
-    __syncthreads();
-    ds_stage16(ks, k, k0, sk, vec);
-    ds_stage16(vs, v, k0, sk, vec);
+  const int tiles = (kend + BK - 1) / BK;
+  if (vec && tiles > 0) {
+    ds_stage16_async(ks[0], k, 0, sk);
+    ds_stage16_async(vs[0], v, 0, sk);
+    ds_cp_commit();
+  }
+  for (int t = 0; t < tiles; ++t) {
+    const int k0 = t * BK, buf = t & 1;
+    if (vec && t + 1 < tiles) {  // the other buffer was last read before the previous barrier
+      ds_stage16_async(ks[buf ^ 1], k, k0 + BK, sk);
+      ds_stage16_async(vs[buf ^ 1], v, k0 + BK, sk);
+      ds_cp_commit();
+      ds_cp_wait<1>();
+    } else if (vec) {
+      ds_cp_wait<0>();
+    } else {
+      ds_stage16(ks[buf], k, k0, sk, 0);
+      ds_stage16(vs[buf], v, k0, sk, 0);
+    }
     __syncthreads();
     float s[NT][4];
 #pragma unroll
@@ -152,7 +186,7 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_fwd_mma(
 #pragma unroll
       for (int kk = 0; kk < KT; ++kk) {
         unsigned b0, b1;
-        ds_b_rows(ks, nt * 8, kk * 16, b0, b1);
+        ds_b_rows(ks[buf], nt * 8, kk * 16, b0, b1);
         ds_mma(s[nt], qa[kk], b0, b1);
       }
     }
@@ -200,10 +234,11 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_fwd_mma(
 #pragma unroll
       for (int dn = 0; dn < DT; ++dn) {
         unsigned b0, b1;
-        ds_b_cols(vs, kk * 16, dn * 8, b0, b1);
+        ds_b_cols(vs[buf], kk * 16, dn * 8, b0, b1);
         ds_mma(acc[dn], pa, b0, b1);
       }
     }
+    __syncthreads();  // every warp is done with this buffer before it is refilled
   }
 #pragma unroll
   for (int x = 1; x < 4; x <<= 1) {
