@@ -20,22 +20,11 @@ import math
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
+from _sidebyside import median_seconds
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def median_seconds(fn, budget):
-    for _ in range(2):
-        fn()
-    times, start = [], time.perf_counter()
-    while len(times) < 5 or (time.perf_counter() - start < budget and len(times) < 200):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
 
 
 def numpy_layer_norm(np, x, w, b, eps=1e-5):
