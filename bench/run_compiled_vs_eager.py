@@ -33,20 +33,13 @@ import numpy as np
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before libdeepseek loads OpenMP
 import deepseek as ds  # noqa: E402
+import _sidebyside  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def median_seconds(fn, budget):
-    for _ in range(3):
-        fn()
-    times, start = [], time.perf_counter()
-    while len(times) < 10 or (time.perf_counter() - start < budget and len(times) < 2000):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
+    return _sidebyside.median_seconds(fn, budget, warmup=3, min_runs=10, max_runs=2000)
 
 
 def weights(rng, *shape, scale=0.05):
