@@ -125,6 +125,10 @@ def host_roundtrip_bytes(model, n_state):
     return sum(int(np.prod(p.shape)) * 4 for p in params) * (1 + n_state)
 
 
+def loss_value(t):
+    return float(t.to("cpu").item())
+
+
 def synced(fn, args):
     """fn, then wait for the device: ds runs asynchronously once outputs stay there."""
     if args.smoke:
@@ -173,7 +177,9 @@ def case_resnet50_train(args, dev):
         explain = step.explain(x, y)  # compiles the step for this signature
         res["ds_compile_s"] = time.perf_counter() - t0
         check_ds_placement(explain, args, res)
-        ms, first = ds_time_step(synced(lambda: step.step(x, y), args), args)
+        losses = []
+        ms, first = ds_time_step(synced(lambda: losses.append(step.step(x, y)[0]), args), args)
+        res["ds_loss_first_last"] = [loss_value(losses[0]), loss_value(losses[-1])]
         res["ds_first_step_s"] = first
         if not args.smoke:
             res["ds_host_bytes_each_way"] = host_roundtrip_bytes(model, 1)
@@ -243,7 +249,9 @@ def case_gpt2_train(args, dev):
         explain = step.explain(x, y)  # compiles the step for this signature
         res["ds_compile_s"] = time.perf_counter() - t0
         check_ds_placement(explain, args, res)
-        ms, first = ds_time_step(synced(lambda: step.step(x, y), args), args)
+        losses = []
+        ms, first = ds_time_step(synced(lambda: losses.append(step.step(x, y)[0]), args), args)
+        res["ds_loss_first_last"] = [loss_value(losses[0]), loss_value(losses[-1])]
         res["ds_first_step_s"] = first
         if not args.smoke:
             res["ds_host_bytes_each_way"] = host_roundtrip_bytes(model, 2)
@@ -392,6 +400,9 @@ def report(results):
                   "parameters + optimizer state to the device and back")
         if "torch_compile_s" in res:
             print(" " * 17 + f"torch.compile first step: {res['torch_compile_s']:.1f} s")
+        if "ds_loss_first_last" in res:
+            first, last = res["ds_loss_first_last"]
+            print(" " * 17 + f"ds loss: {first:.3f} at the first step, {last:.3f} at the last")
         if "ds_cpu_fallback" in res:
             print(" " * 17 + f"ds timed with steps on the CPU (no CUDA kernel): "
                   f"{res['ds_cpu_fallback']}")
