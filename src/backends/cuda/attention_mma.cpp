@@ -79,6 +79,35 @@ __device__ __forceinline__ void ds_cp_commit() { asm volatile("cp.async.commit_g
 template <int N> __device__ __forceinline__ void ds_cp_wait() {
   asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory");
 }
+// Makes tile t (rows first + t * BK of [n, D] matrices ma and, unless null, mb)
+// ready in buffer t & 1 of a (and b). With vec, tile t + 1 is prefetched into the
+// other buffer (read before the barrier that ended tile t - 1) while tile t is
+// waited for; without, tile t is loaded directly. Ends with a barrier; the caller
+// puts another after its last read of the tile.
+__device__ __forceinline__ void ds_pipeline(int t, int tiles, unsigned short (*a)[BK][LD],
+                                            const unsigned short* ma, unsigned short (*b)[BK][LD],
+                                            const unsigned short* mb, int first, int n, int vec) {
+  const int buf = t & 1;
+  if (vec) {
+    if (t == 0) {
+      ds_stage16_async(a[0], ma, first, n);
+      if (b) ds_stage16_async(b[0], mb, first, n);
+      ds_cp_commit();
+    }
+    if (t + 1 < tiles) {
+      ds_stage16_async(a[buf ^ 1], ma, first + (t + 1) * BK, n);
+      if (b) ds_stage16_async(b[buf ^ 1], mb, first + (t + 1) * BK, n);
+      ds_cp_commit();
+      ds_cp_wait<1>();
+    } else {
+      ds_cp_wait<0>();
+    }
+  } else {
+    ds_stage16(a[buf], ma, first + t * BK, n, 0);
+    if (b) ds_stage16(b[buf], mb, first + t * BK, n, 0);
+  }
+  __syncthreads();
+}
 __device__ __forceinline__ unsigned ds_pair(const unsigned short* p) {  // p[0] low, p[1] high
   return (unsigned)p[0] | ((unsigned)p[1] << 16);
 }

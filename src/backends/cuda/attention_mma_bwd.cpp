@@ -24,8 +24,8 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_dq_mma(
     const unsigned short* __restrict__ v, const unsigned short* __restrict__ o,
     const unsigned short* __restrict__ g, unsigned short* __restrict__ dq, float* __restrict__ lse,
     float* __restrict__ delta, int sq, int sk, float scale_log2, float scale, int causal, int vec) {
-  __shared__ __align__(16) unsigned short ks[BK][LD];
-  __shared__ __align__(16) unsigned short vs[BK][LD];
+  __shared__ __align__(16) unsigned short ks[2][BK][LD];  // double-buffered (ds_pipeline)
+  __shared__ __align__(16) unsigned short vs[2][BK][LD];
   const long long bh = blockIdx.y;
   q += bh * sq * D; k += bh * sk * D; v += bh * sk * D; o += bh * sq * D; g += bh * sq * D;
   dq += bh * sq * D; lse += bh * sq; delta += bh * sq;
@@ -48,12 +48,12 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_dq_mma(
     d_hi += __shfl_xor_sync(0xffffffffu, d_hi, x);
   }
   const int kend = causal ? min(sk, (int)(blockIdx.x + 1) * ROWS) : sk;
+  const int tiles = (kend + BK - 1) / BK;
   // Pass 1: each row's log-sum-exp in the exp2 domain.
   float m_lo = -DS_INF, m_hi = -DS_INF, l_lo = 0.f, l_hi = 0.f;
-  for (int k0 = 0; k0 < kend; k0 += BK) {
-    __syncthreads();
-    ds_stage16(ks, k, k0, sk, vec);
-    __syncthreads();
+  for (int t = 0; t < tiles; ++t) {
+    const int k0 = t * BK, buf = t & 1;
+    ds_pipeline(t, tiles, ks, k, nullptr, nullptr, 0, sk, vec);
     float s[NT][4];
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
@@ -61,7 +61,7 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_dq_mma(
 #pragma unroll
       for (int kk = 0; kk < KT; ++kk) {
         unsigned b0, b1;
-        ds_b_rows(ks, nt * 8, kk * 16, b0, b1);
+        ds_b_rows(ks[buf], nt * 8, kk * 16, b0, b1);
         ds_mma(s[nt], qa[kk], b0, b1);
       }
     }
@@ -91,6 +91,7 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_dq_mma(
       l_lo += exp2f(s[nt][0] - b_lo) + exp2f(s[nt][1] - b_lo);
       l_hi += exp2f(s[nt][2] - b_hi) + exp2f(s[nt][3] - b_hi);
     }
+    __syncthreads();
   }
 #pragma unroll
   for (int x = 1; x < 4; x <<= 1) {
@@ -102,11 +103,9 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_dq_mma(
   float acc[DT][4];
 #pragma unroll
   for (int dn = 0; dn < DT; ++dn) acc[dn][0] = acc[dn][1] = acc[dn][2] = acc[dn][3] = 0.f;
-  for (int k0 = 0; k0 < kend; k0 += BK) {
-    __syncthreads();
-    ds_stage16(ks, k, k0, sk, vec);
-    ds_stage16(vs, v, k0, sk, vec);
-    __syncthreads();
+  for (int t = 0; t < tiles; ++t) {
+    const int k0 = t * BK, buf = t & 1;
+    ds_pipeline(t, tiles, ks, k, vs, v, 0, sk, vec);
     float s[NT][4], dp[NT][4];
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
@@ -115,9 +114,9 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_dq_mma(
 #pragma unroll
       for (int kk = 0; kk < KT; ++kk) {
         unsigned b0, b1;
-        ds_b_rows(ks, nt * 8, kk * 16, b0, b1);
+        ds_b_rows(ks[buf], nt * 8, kk * 16, b0, b1);
         ds_mma(s[nt], qa[kk], b0, b1);
-        ds_b_rows(vs, nt * 8, kk * 16, b0, b1);
+        ds_b_rows(vs[buf], nt * 8, kk * 16, b0, b1);
         ds_mma(dp[nt], ga[kk], b0, b1);
       }
 #pragma unroll
@@ -136,10 +135,11 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_dq_mma(
 #pragma unroll
       for (int dn = 0; dn < DT; ++dn) {
         unsigned b0, b1;
-        ds_b_cols(ks, kk * 16, dn * 8, b0, b1);
+        ds_b_cols(ks[buf], kk * 16, dn * 8, b0, b1);
         ds_mma(acc[dn], da, b0, b1);
       }
     }
+    __syncthreads();
   }
   ds_store_acc(dq, acc, q0, sq, scale);
   if (tig == 0) {
@@ -154,8 +154,8 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_dkv_mma(
     const float* __restrict__ lse, const float* __restrict__ delta, unsigned short* __restrict__ dk,
     unsigned short* __restrict__ dv, int sq, int sk, float scale_log2, float scale, int causal,
     int vec) {
-  __shared__ __align__(16) unsigned short qs[BK][LD];
-  __shared__ __align__(16) unsigned short gs[BK][LD];
+  __shared__ __align__(16) unsigned short qs[2][BK][LD];  // double-buffered (ds_pipeline)
+  __shared__ __align__(16) unsigned short gs[2][BK][LD];
   __shared__ float ls[BK], dls[BK];
   const long long bh = blockIdx.y;
   q += bh * sq * D; k += bh * sk * D; v += bh * sk * D; g += bh * sq * D;
@@ -173,15 +173,15 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_dkv_mma(
 #pragma unroll
     for (int e = 0; e < 4; ++e) dka[dn][e] = dva[dn][e] = 0.f;
   // Causal: queries before the block's first key see none of its keys.
-  for (int i0 = causal ? (int)blockIdx.x * ROWS : 0; i0 < sq; i0 += BK) {
-    __syncthreads();
-    ds_stage16(qs, q, i0, sq, vec);
-    ds_stage16(gs, g, i0, sq, vec);
-    for (int t = threadIdx.x; t < BK; t += blockDim.x) {
-      ls[t] = i0 + t < sq ? lse[i0 + t] : 0.f;
-      dls[t] = i0 + t < sq ? delta[i0 + t] : 0.f;
+  const int first = causal ? (int)blockIdx.x * ROWS : 0;
+  const int tiles = first < sq ? (sq - first + BK - 1) / BK : 0;
+  for (int t = 0; t < tiles; ++t) {
+    const int i0 = first + t * BK, buf = t & 1;
+    for (int x = threadIdx.x; x < BK; x += blockDim.x) {
+      ls[x] = i0 + x < sq ? lse[i0 + x] : 0.f;
+      dls[x] = i0 + x < sq ? delta[i0 + x] : 0.f;
     }
-    __syncthreads();
+    ds_pipeline(t, tiles, qs, q, gs, g, first, sq, vec);
     float s[NT][4], dp[NT][4];  // S^T and dP^T: rows are keys, columns queries
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
@@ -190,9 +190,9 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_dkv_mma(
 #pragma unroll
       for (int kk = 0; kk < KT; ++kk) {
         unsigned b0, b1;
-        ds_b_rows(qs, nt * 8, kk * 16, b0, b1);
+        ds_b_rows(qs[buf], nt * 8, kk * 16, b0, b1);
         ds_mma(s[nt], ka[kk], b0, b1);
-        ds_b_rows(gs, nt * 8, kk * 16, b0, b1);
+        ds_b_rows(gs[buf], nt * 8, kk * 16, b0, b1);
         ds_mma(dp[nt], va[kk], b0, b1);
       }
 #pragma unroll
@@ -214,12 +214,13 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_dkv_mma(
 #pragma unroll
       for (int dn = 0; dn < DT; ++dn) {
         unsigned b0, b1;
-        ds_b_cols(gs, kk * 16, dn * 8, b0, b1);
+        ds_b_cols(gs[buf], kk * 16, dn * 8, b0, b1);
         ds_mma(dva[dn], pa, b0, b1);
-        ds_b_cols(qs, kk * 16, dn * 8, b0, b1);
+        ds_b_cols(qs[buf], kk * 16, dn * 8, b0, b1);
         ds_mma(dka[dn], da, b0, b1);
       }
     }
+    __syncthreads();
   }
   ds_store_acc(dk, dka, j0, sk, scale);
   ds_store_acc(dv, dva, j0, sk, 1.f);
