@@ -43,6 +43,17 @@ def best_seconds(fn, repeat=5):
     return min(times)
 
 
+def add_binary_and_peer_args(ap):
+    """The options of a script that times a C++ benchmark binary against a peer interpreter."""
+    root = Path(__file__).resolve().parent.parent
+    ap.add_argument("--build", default=os.environ.get("DS_BUILD_DIR", str(root / "build")))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="shorter timing budget per case")
+    ap.add_argument("--peer-python", default="/usr/bin/python3",
+                    help="the Python with numpy and torch (default: Debian's)")
+
+
 def median(values):
     values = sorted(values)
     return values[len(values) // 2]

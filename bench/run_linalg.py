@@ -24,7 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _sidebyside import PEER_TIMING, in_turn, machine, median, peer_versions, thread_env, write_json
+from _sidebyside import (PEER_TIMING, add_binary_and_peer_args, in_turn, machine,
+                         median, peer_versions, thread_env, write_json)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,12 +122,7 @@ def flops(c):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--build", default=os.environ.get("DS_BUILD_DIR", str(ROOT / "build")))
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="shorter timing budget per case")
-    ap.add_argument("--peer-python", default="/usr/bin/python3",
-                    help="the Python with numpy and torch (default: Debian's)")
+    add_binary_and_peer_args(ap)
     ap.add_argument("--isa", choices=["avx2"], help="limit both sides' kernels to this ISA")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "linalg.json"))
     args = ap.parse_args()

@@ -15,12 +15,12 @@ The peer runs under /usr/bin/python3 (Debian's python3-torch and python3-numpy).
 """
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from _sidebyside import PEER_TIMING, machine, median, peer_versions, thread_env, write_json
+from _sidebyside import (PEER_TIMING, add_binary_and_peer_args, machine, median,
+                         peer_versions, thread_env, write_json)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,12 +85,7 @@ def peer_name(op):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--build", default=os.environ.get("DS_BUILD_DIR", str(ROOT / "build")))
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="shorter timing budget per case")
-    ap.add_argument("--peer-python", default="/usr/bin/python3",
-                    help="the Python with numpy and torch (default: Debian's)")
+    add_binary_and_peer_args(ap)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "reduce.json"))
     args = ap.parse_args()
     binary = Path(args.build) / "ds_bench_reduce"
