@@ -194,18 +194,11 @@ struct Rounding : KeepsInts {
     return [](auto x) { return x; };
   }
 };
-double floor64(double x) {
-  return std::floor(x);
-}
-double ceil64(double x) {
-  return std::ceil(x);
-}
-double round64(double x) {
-  return std::nearbyint(x);
-}
-using Floor = Rounding<_MM_FROUND_TO_NEG_INF, floor64>;
-using Ceil = Rounding<_MM_FROUND_TO_POS_INF, ceil64>;
-using Round = Rounding<_MM_FROUND_TO_NEAREST_INT, round64>;
+// The float64 formulas are captureless lambdas: a standard library function's
+// address may not be taken.
+using Floor = Rounding<_MM_FROUND_TO_NEG_INF, +[](double x) { return std::floor(x); }>;
+using Ceil = Rounding<_MM_FROUND_TO_POS_INF, +[](double x) { return std::ceil(x); }>;
+using Round = Rounding<_MM_FROUND_TO_NEAREST_INT, +[](double x) { return std::nearbyint(x); }>;
 
 // Float-result ops whose float32 lanes call one libmvec function.
 template <__m256 (*V)(__m256), __m512 (*W)(__m512), double (*F)(double)>
@@ -218,38 +211,14 @@ struct Mvec : FloatOnly {
     return [](double x) { return F(x); };
   }
 };
-double exp64(double x) {
-  return std::exp(x);
-}
-double log64(double x) {
-  return std::log(x);
-}
-double log1p64(double x) {
-  return std::log1p(x);
-}
-double expm164(double x) {
-  return std::expm1(x);
-}
-double sin64(double x) {
-  return std::sin(x);
-}
-double cos64(double x) {
-  return std::cos(x);
-}
-double tanh64(double x) {
-  return std::tanh(x);
-}
-double erf64(double x) {
-  return std::erf(x);
-}
-using Exp = Mvec<_ZGVdN8v_expf, _ZGVeN16v_expf, exp64>;
-using Log = Mvec<_ZGVdN8v_logf, _ZGVeN16v_logf, log64>;
-using Log1p = Mvec<_ZGVdN8v_log1pf, _ZGVeN16v_log1pf, log1p64>;
-using Expm1 = Mvec<_ZGVdN8v_expm1f, _ZGVeN16v_expm1f, expm164>;
-using Sin = Mvec<_ZGVdN8v_sinf, _ZGVeN16v_sinf, sin64>;
-using Cos = Mvec<_ZGVdN8v_cosf, _ZGVeN16v_cosf, cos64>;
-using Tanh = Mvec<_ZGVdN8v_tanhf, _ZGVeN16v_tanhf, tanh64>;
-using Erf = Mvec<_ZGVdN8v_erff, _ZGVeN16v_erff, erf64>;
+using Exp = Mvec<_ZGVdN8v_expf, _ZGVeN16v_expf, +[](double x) { return std::exp(x); }>;
+using Log = Mvec<_ZGVdN8v_logf, _ZGVeN16v_logf, +[](double x) { return std::log(x); }>;
+using Log1p = Mvec<_ZGVdN8v_log1pf, _ZGVeN16v_log1pf, +[](double x) { return std::log1p(x); }>;
+using Expm1 = Mvec<_ZGVdN8v_expm1f, _ZGVeN16v_expm1f, +[](double x) { return std::expm1(x); }>;
+using Sin = Mvec<_ZGVdN8v_sinf, _ZGVeN16v_sinf, +[](double x) { return std::sin(x); }>;
+using Cos = Mvec<_ZGVdN8v_cosf, _ZGVeN16v_cosf, +[](double x) { return std::cos(x); }>;
+using Tanh = Mvec<_ZGVdN8v_tanhf, _ZGVeN16v_tanhf, +[](double x) { return std::tanh(x); }>;
+using Erf = Mvec<_ZGVdN8v_erff, _ZGVeN16v_erff, +[](double x) { return std::erf(x); }>;
 
 struct Sqrt : FloatOnly {
   static auto f32(const OpContext&) {
