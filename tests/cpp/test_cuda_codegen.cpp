@@ -290,3 +290,32 @@ TEST(CudaFusedRegions, UnalignedOperandsTakeTheScalarKernel) {
   for (size_t i = 0; i < wv.size(); ++i)
     ASSERT_NEAR(gv[i], wv[i], 4e-6 * (1 + std::abs(wv[i]))) << "element " << i;
 }
+
+TEST(CudaFusedRegions, CompiledGraphsFuseTheirChainsOnTheGpu) {
+  DS_REQUIRE_GPU();
+  // gelu(x @ w + b) * 2 then layer_norm(h + x) and softmax: at opt_level 2 a cuda
+  // target fuses the elementwise/row chains (one region here) into generated kernels.
+  ds::Graph g;
+  Tensor x = g.placeholder("x", {64, 96}), w = g.placeholder("w", {96, 96});
+  Tensor b = g.placeholder("b", {96});
+  Tensor h = ds::gelu(ds::matmul(x, w) + b) * 2.0;
+  Tensor n = ds::layer_norm(h + x, {96});
+  g.output(ds::softmax(n * 0.5, -1), "p");
+  g.output(ds::sum(ds::exp(h - 1.0), {-1}), "s");
+  const ds::Executable gpu = ds::compile(g, "cuda");
+  int fused = 0;
+  for (const auto& node : gpu.graph().nodes()) fused += node.op->name == "fused";
+  EXPECT_GE(fused, 1) << gpu.explain();
+  EXPECT_NE(gpu.explain().find("nvrtc-fused [cuda]"), std::string::npos) << gpu.explain();
+  EXPECT_EQ(gpu.explain().find("[cpu fallback"), std::string::npos) << gpu.explain();
+  const std::vector<Tensor> feeds = {ds::test::random_tensor({64, 96}, 1).to(F32),
+                                     (ds::test::random_tensor({96, 96}, 2) * 0.1).to(F32),
+                                     ds::test::random_tensor({96}, 3).to(F32)};
+  const auto want = ds::compile(g, "cpu", {.opt_level = 0}).run(feeds);
+  const auto got = gpu.run(feeds);
+  for (size_t o = 0; o < want.size(); ++o) {
+    const auto gv = ds::test::values(got[o]), wv = ds::test::values(want[o]);
+    for (size_t i = 0; i < wv.size(); ++i)
+      ASSERT_NEAR(gv[i], wv[i], 2e-5 * (1 + std::abs(wv[i]))) << "output " << o << " element " << i;
+  }
+}
