@@ -134,8 +134,9 @@ void write_op_args(std::ostream& os, const ProfileEvent& e) {
   os << "}";
 }
 
-// GPUs are processes of their own in the trace, numbered far from real pids.
-int64_t gpu_pid(int device) { return (int64_t{1} << 31) + device; }
+// GPUs are processes of their own in the trace, numbered above Linux's largest
+// pid (2^22) and within int32 (what trace viewers read pids as).
+int64_t gpu_pid(int device) { return (int64_t{1} << 28) + device; }
 
 // One process per GPU, one track per stream; each span linked to its op by a
 // flow event from the op's start (on its CPU thread) and by args.
