@@ -30,8 +30,14 @@ namespace ds {
 namespace {
 
 constexpr int kOpCorrelation = CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0;
+// External correlation records are written only next to API records, so the
+// runtime and driver API kinds are on too (their records are skipped): NVRTC
+// kernels launch through the driver API, cuBLASLt's through the runtime.
 const int kActivityKinds[] = {CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION,
-                              CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, CUPTI_ACTIVITY_KIND_MEMCPY,
+                              CUPTI_ACTIVITY_KIND_DRIVER,
+                              CUPTI_ACTIVITY_KIND_RUNTIME,
+                              CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL,
+                              CUPTI_ACTIVITY_KIND_MEMCPY,
                               CUPTI_ACTIVITY_KIND_MEMSET};
 
 std::string result_name(const CuptiApi& api, int result) {

@@ -332,7 +332,7 @@ TEST(ProfilerCupti, AFailedEnableUndoesTheClaim) {
   require_cuda_build();
   if (IsSkipped()) return;
   g_cupti = {};
-  g_cupti.failing_kind = 10;  // CONCURRENT_KERNEL, after EXTERNAL_CORRELATION
+  g_cupti.failing_kind = 10;  // CONCURRENT_KERNEL, after three others
   void* sub = nullptr;
   const std::string w = claim_cupti(fake_cupti_api(), &sub);
   EXPECT_NE(w.find("cuptiActivityEnable failed"), std::string::npos) << w;
@@ -348,7 +348,8 @@ TEST(ProfilerCupti, ClaimEnablesKernelsCopiesAndCorrelationReleaseUndoesIt) {
   void* sub = nullptr;
   EXPECT_EQ(claim_cupti(api, &sub), "");
   EXPECT_TRUE(g_cupti.subscribed);
-  EXPECT_EQ(g_cupti.enabled, (std::set<int>{1, 2, 10, 39}));  // memcpy, memset, kernel, correlation
+  // memcpy, memset, driver and runtime API (their records carry the correlation), kernel, correlation
+  EXPECT_EQ(g_cupti.enabled, (std::set<int>{1, 2, 4, 5, 10, 39}));
   release_cupti(api, sub);
   EXPECT_TRUE(g_cupti.enabled.empty());
   EXPECT_FALSE(g_cupti.subscribed);
