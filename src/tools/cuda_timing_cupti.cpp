@@ -86,8 +86,8 @@ std::string memcpy_name(uint8_t kind) {
 // CUPTI when it can be claimed, else CUDA events.
 class CudaTimer final : public DeviceTimer {
  public:
-  CudaTimer(std::shared_ptr<const CuptiApi> api, std::string warning)
-      : api_(std::move(api)), warning_(std::move(warning)), use_cupti_(api_ != nullptr) {}
+  CudaTimer(std::shared_ptr<const CuptiApi> api, std::string load_warning)
+      : api_(std::move(api)), load_warning_(std::move(load_warning)), use_cupti_(api_ != nullptr) {}
 
   ~CudaTimer() override {
     if (claimed_) release_cupti(*api_, subscriber_);
@@ -164,6 +164,8 @@ class CudaTimer final : public DeviceTimer {
         use_cupti_ = false;
         warning_ = refused;
       }
+    } else {
+      warning_ = load_warning_;  // said once an op has been timed, not for CPU-only profiles
     }
     if (!use_cupti_ && !events_) {
       events_ = make_cuda_event_timer();
@@ -217,6 +219,7 @@ class CudaTimer final : public DeviceTimer {
   }
 
   std::shared_ptr<const CuptiApi> api_;
+  const std::string load_warning_;  // why there is no `api_`
   mutable std::mutex mu_;
   std::string warning_;
   bool use_cupti_;  // changes only in claim(), before claimed_ is set
