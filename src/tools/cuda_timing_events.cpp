@@ -113,6 +113,11 @@ class CudaEventTimer final : public DeviceTimer {
     }
     for (const auto& [device, a] : anchor) pool_[device].push_back(a.first);
     spans_.clear();
+    // A huge recording leaves no huge pool behind.
+    for (auto& [device, free] : pool_) {
+      for (size_t i = kPoolKept; i < free.size(); ++i) cudaEventDestroy(free[i]);
+      if (free.size() > kPoolKept) free.resize(kPoolKept);
+    }
     if (!error.empty()) throw Error("CUDA event timing: " + error);
     return out;
   }
@@ -144,6 +149,7 @@ class CudaEventTimer final : public DeviceTimer {
     return streams_[key] = n;
   }
 
+  static constexpr size_t kPoolKept = 1 << 14;  // events kept per device between recordings
   std::mutex mu_;
   ProfileClock clock_;
   std::vector<Span> spans_;  // indexed by begin_op's id
