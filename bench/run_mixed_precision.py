@@ -9,6 +9,8 @@ Three settings side by side, interleaved --repeats times (medians reported):
                   kernels, rounded once (what every CPU can do)
 Matmul: n x n x n, eager ds.matmul on tensors of that dtype (best of --iters).
 Training: `ds train --precision P --max-steps S --no-eval` steady images/s.
+Convolutions (--convs): the CNN's two layers at batch 128, forward, backward-input and
+backward-weight, each compiled alone (best of 40 runs, milliseconds).
 
   PYTHONPATH=build/python python3 bench/run_mixed_precision.py --ds build/ds
 """
@@ -47,6 +49,46 @@ print(2.0 * n ** 3 / best / 1e9)
 BASE_ENV = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
 
 
+CONV_CHILD = """
+import sys, time
+import deepseek as ds
+from deepseek import ops
+dtype = sys.argv[1]
+def best_ms(fn, args):
+    f = ds.compile(fn, target="cpu")
+    f(*args)
+    times = []
+    for _ in range(40):
+        t0 = time.perf_counter()
+        f(*args)
+        times.append(time.perf_counter() - t0)
+    return min(times) * 1e3
+geo = {"stride": [1], "padding": [1], "dilation": [1], "groups": 1}
+for c, o, h in ((1, 32, 28), (32, 64, 14)):
+    x = ds.cast(ds.random_normal([128, c, h, h], 1, 0.0, 1.0), dtype)
+    w = ds.cast(ds.random_normal([o, c, 3, 3], 2, 0.0, 1.0), dtype)
+    gy = ds.cast(ds.random_normal([128, o, h, h], 3, 0.0, 1.0), dtype)
+    fwd = best_ms(lambda x, w: ops._apply1("conv2d", [x, w], geo), (x, w))
+    bwd_in = best_ms(lambda gy, w: ops._apply1("conv2d_backward_input", [gy, w],
+                                                  dict(geo, input_size=[h, h])), (gy, w))
+    bwd_w = best_ms(lambda x, gy: ops._apply1("conv2d_backward_weight", [x, gy],
+                                                 dict(geo, kernel_size=[3, 3])), (x, gy))
+    print(f"conv {c}->{o} {h}x{h}: {fwd:.2f} / {bwd_in:.2f} / {bwd_w:.2f}")
+"""
+
+
+def conv_table(threads):
+    print("conv ms, fwd / bwd-in / bwd-w (batch 128, 3x3 pad 1)")
+    for name, (dtype, env) in SETTINGS.items():
+        out = subprocess.run([sys.executable, "-c", CONV_CHILD, dtype],
+                             env=dict(BASE_ENV, DS_NUM_THREADS=str(threads), **env),
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            sys.exit(f"conv child failed:\n{out.stderr}")
+        for line in out.stdout.strip().splitlines():
+            print(f"  {name:<14} {line}")
+
+
 def matmul_gflops(n, dtype, env, iters, threads):
     env = dict(BASE_ENV, DS_NUM_THREADS=str(threads), **env)
     out = subprocess.run([sys.executable, "-c", MATMUL_CHILD, str(n), dtype, str(iters)], env=env,
@@ -77,7 +119,10 @@ def main():
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--convs", action="store_true", help="also time the CNN's convolutions per layer")
     args = p.parse_args()
+    if args.convs:
+        conv_table(args.threads)
 
     gflops = {k: [] for k in SETTINGS}
     rates = {k: [] for k in SETTINGS}
