@@ -12,7 +12,27 @@ as PyTorch does with gradient accumulation; ``step.micro_batch_size(x, y)`` says
 batch was split, and a batch whose single sample does not fit is refused (need and budget
 in the message) when the step compiles.
 """
+from ._core import optim as _core_optim
 from ._core.optim import (  # noqa: F401
-    Adam, AdamW, CosineAnnealingLR, EvalStep, LinearWarmup, LRSchedule, OneCycleLR, Optimizer,
-    SGD, StepLR, TrainStep, clip_grad_norm,
+    Adam, AdamW, CosineAnnealingLR, LinearWarmup, LRSchedule, OneCycleLR, Optimizer, SGD, StepLR,
+    clip_grad_norm,
 )
+
+
+class TrainStep(_core_optim.TrainStep):
+    __doc__ = _core_optim.TrainStep.__doc__
+
+    def __init__(self, model, optimizer, loss_fn, *args, **kwargs):
+        super().__init__(model, optimizer, loss_fn, *args, **kwargs)
+        # The C++ step refers to both; attributes keep them alive where the garbage
+        # collector sees the reference (a model class defined in __main__ forms a cycle
+        # with its globals, which must stay collectable at exit).
+        self._model, self._optimizer = model, optimizer
+
+
+class EvalStep(_core_optim.EvalStep):
+    __doc__ = _core_optim.EvalStep.__doc__
+
+    def __init__(self, model, *args, **kwargs):
+        super().__init__(model, *args, **kwargs)
+        self._model = model

@@ -245,6 +245,10 @@ void bind_optim(nb::module_& om) {
            nb::arg("total_steps"), nb::arg("pct_start") = 0.3, nb::arg("div_factor") = 25.0,
            nb::arg("final_div_factor") = 1e4);
 
+  // TrainStep and EvalStep keep a reference to their module and optimizer: the
+  // ds.optim classes (optim.py) subclass these and hold them as attributes, which the
+  // garbage collector sees (a keep_alive would hide them, leaving a model defined in
+  // __main__ in an uncollectable cycle at exit).
   nb::class_<optim::TrainStep>(om, "TrainStep",
                                "forward + loss + backward + update compiled into one executable")
       .def("__init__",
@@ -257,8 +261,7 @@ void bind_optim(nb::module_& om) {
            },
            nb::arg("model"), nb::arg("optimizer"), nb::arg("loss_fn"),
            nb::arg("clip_grad_norm") = 0.0, nb::arg("target") = "cpu",
-           nb::arg("precision") = "fp32", nb::arg("memory_budget") = 0, nb::keep_alive<1, 2>(),
-           nb::keep_alive<1, 3>(),
+           nb::arg("precision") = "fp32", nb::arg("memory_budget") = 0,
            "memory_budget (bytes, 0: unlimited): a batch whose step needs more runs as "
            "micro-batches with gradient accumulation and one update (see micro_batch_size).")
       .def("micro_batch_size",
@@ -282,8 +285,7 @@ void bind_optim(nb::module_& om) {
            },
            nb::arg("input"), nb::arg("target"), "Runs one step; returns (loss, output).");
   nb::class_<optim::EvalStep>(om, "EvalStep", "compiled eval-mode forward of a module")
-      .def(nb::init<Module&, std::string>(), nb::arg("model"), nb::arg("target") = "cpu",
-           nb::keep_alive<1, 2>())
+      .def(nb::init<Module&, std::string>(), nb::arg("model"), nb::arg("target") = "cpu")
       .def("__call__", [](optim::EvalStep& s, nb::handle x) { return s.run(to_tensor(x)); },
            nb::arg("input"));
 }

@@ -1,6 +1,12 @@
 """ds.nn.Module subclassed in Python: registration by attribute, recursion through
 Python and C++ children, eager calls, ds.grad, optimizers, ds.compile, TrainStep,
 state dicts and safetensors."""
+import gc
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -171,3 +177,33 @@ def test_state_dict_round_trip_through_safetensors(rng, tmp_path):
     np.testing.assert_array_equal(np.asarray(other(x)), np.asarray(net(x)))
     with pytest.raises(ValueError, match="missing: head.scale"):
         other.load_state_dict({k: v for k, v in net.state_dict().items() if k != "head.scale"})
+
+
+def test_steps_keep_their_model_alive_and_leave_nothing_at_exit(rng):
+    x, y = data(rng)
+    step = ds.optim.TrainStep(make_cnn(), ds.optim.SGD(lr=0.1), F.cross_entropy)
+    evaluate = ds.optim.EvalStep(make_cnn())
+    gc.collect()
+    assert np.isfinite(step.step(x, y)[0].item())
+    assert np.asarray(evaluate(x)).shape == (16, 3)
+    # A model class in __main__ referenced by live steps at exit: nothing may be left
+    # uncollectable (nanobind reports leaked instances on stderr).
+    script = textwrap.dedent("""
+        import numpy as np
+        import deepseek as ds
+        class Net(ds.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = ds.nn.Linear(4, 3)
+            def forward(self, x):
+                return self.fc(x)
+        model = Net()
+        step = ds.optim.TrainStep(model, ds.optim.Adam(), ds.nn.functional.cross_entropy)
+        evaluate = ds.optim.EvalStep(model)
+        step.step(np.ones((2, 4), np.float32), np.zeros(2, np.int64))
+        print("ok")
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+    assert "leaked" not in run.stderr, run.stderr
