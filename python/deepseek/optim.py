@@ -12,6 +12,8 @@ as PyTorch does with gradient accumulation; ``step.micro_batch_size(x, y)`` says
 batch was split, and a batch whose single sample does not fit is refused (need and budget
 in the message) when the step compiles.
 """
+import weakref
+
 from ._core import optim as _core_optim
 from ._core.optim import (  # noqa: F401
     Adam, AdamW, CosineAnnealingLR, LinearWarmup, LRSchedule, OneCycleLR, Optimizer, SGD, StepLR,
@@ -23,11 +25,17 @@ class TrainStep(_core_optim.TrainStep):
     __doc__ = _core_optim.TrainStep.__doc__
 
     def __init__(self, model, optimizer, loss_fn, *args, **kwargs):
-        super().__init__(model, optimizer, loss_fn, *args, **kwargs)
-        # The C++ step refers to both; attributes keep them alive where the garbage
-        # collector sees the reference (a model class defined in __main__ forms a cycle
-        # with its globals, which must stay collectable at exit).
-        self._model, self._optimizer = model, optimizer
+        # The C++ step refers to the model, the optimizer and the loss; attributes keep
+        # them alive where the garbage collector sees the references (a model class or a
+        # loss lambda defined in __main__ forms a cycle with its globals, which must stay
+        # collectable at exit). C++ holds only `call`, which reaches the loss weakly.
+        this = weakref.ref(self)
+
+        def call(output, target):
+            return this()._loss_fn(output, target)
+
+        super().__init__(model, optimizer, call, *args, **kwargs)
+        self._model, self._optimizer, self._loss_fn = model, optimizer, loss_fn
 
 
 class EvalStep(_core_optim.EvalStep):

@@ -186,8 +186,8 @@ def test_steps_keep_their_model_alive_and_leave_nothing_at_exit(rng):
     gc.collect()
     assert np.isfinite(step.step(x, y)[0].item())
     assert np.asarray(evaluate(x)).shape == (16, 3)
-    # A model class in __main__ referenced by live steps at exit: nothing may be left
-    # uncollectable (nanobind reports leaked instances on stderr).
+    # A model class and a loss lambda in __main__ referenced by live steps at exit:
+    # nothing may be left uncollectable (nanobind reports leaked instances on stderr).
     script = textwrap.dedent("""
         import numpy as np
         import deepseek as ds
@@ -198,7 +198,8 @@ def test_steps_keep_their_model_alive_and_leave_nothing_at_exit(rng):
             def forward(self, x):
                 return self.fc(x)
         model = Net()
-        step = ds.optim.TrainStep(model, ds.optim.Adam(), ds.nn.functional.cross_entropy)
+        step = ds.optim.TrainStep(model, ds.optim.Adam(),
+                                  lambda out, y: ds.nn.functional.cross_entropy(out, y))
         evaluate = ds.optim.EvalStep(model)
         step.step(np.ones((2, 4), np.float32), np.zeros(2, np.int64))
         print("ok")
