@@ -115,6 +115,26 @@ def add_module(self, name, module):
     setattr(self, name, module)
 
 
+def children(self):
+    """The direct submodules (Python and C++ ones), in registration order."""
+    return [m for _, m in self.named_children()]
+
+
+def named_modules(self, prefix=""):
+    """(dotted name, module) for this module and every descendant, parents first."""
+    yield prefix, self
+    for name, child in self.named_children():
+        yield from named_modules(child, f"{prefix}.{name}" if prefix else name)
+
+
+def modules(self):
+    """This module and every descendant, parents first (e.g. to re-initialize layers)."""
+    return [m for _, m in named_modules(self)]
+
+
+Module.children = children
+Module.named_modules = named_modules
+Module.modules = modules
 Module.__setattr__ = _setattr
 Module.__getattr__ = _getattr
 Module.__call__ = _call

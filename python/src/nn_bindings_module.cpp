@@ -113,6 +113,16 @@ void bind_module_base(nb::module_& nnm) {
       .def("parameters", &Module::parameters)
       .def("named_parameters", &Module::named_parameters)
       .def("named_buffers", &Module::named_buffers)
+      .def("named_children",
+           [](nb::handle self) {
+             // The child objects Python created come back as themselves (with their Python
+             // type); ones made in C++ get a wrapper that keeps this parent alive.
+             nb::list out;
+             for (const auto& [name, child] : nb::cast<Module&>(self).named_children())
+               out.append(nb::make_tuple(name, nb::cast(child, nb::rv_policy::reference_internal, self)));
+             return out;
+           },
+           "[(name, module)] of the direct children, in registration order.")
       .def("state_dict", [](const Module& m) { return to_dict(m.state_dict()); })
       .def("load_state_dict",
            [](Module& m, nb::dict state, bool strict) {

@@ -90,6 +90,18 @@ def test_attributes_register_parameters_buffers_and_children():
     assert len(net.parameters()) == 9
 
 
+def test_module_tree_walks_python_and_cpp_children():
+    net = make_cnn()
+    names = [n for n, _ in net.named_modules()]
+    assert names == ["", "conv1", "conv2", "pool", "flatten", "head", "head.hidden", "head.out"]
+    assert net.children()[0] is net.conv1 and net.modules()[5] is net.head
+    seq = ds.nn.Sequential(ds.nn.Linear(2, 3), net)
+    assert [n for n, _ in seq.named_modules()][:4] == ["", "0", "1", "1.conv1"]
+    assert seq.children()[1] is net  # the Python object itself, with its Python type
+    linears = [m for m in seq.modules() if isinstance(m, ds.nn.Linear)]
+    assert len(linears) == 3
+
+
 def test_train_and_eval_recurse_through_python_and_cpp_children():
     net = make_cnn()
     net.eval()
