@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "passes/layout_propagation.h"
+
 namespace ds::passes {
 namespace {
 
@@ -14,6 +16,13 @@ bool dump_wanted(const std::string& pass) {
   if (!env || !*env) return false;
   std::string list = std::string(",") + env + ",";
   return list == ",all," || list.find("," + pass + ",") != std::string::npos;
+}
+
+// DS_DISABLE_PASSES: a comma list of pass names to skip (to measure what one buys).
+bool disabled(const std::string& pass) {
+  const char* env = std::getenv("DS_DISABLE_PASSES");
+  if (!env || !*env) return false;
+  return (std::string(",") + env + ",").find("," + pass + ",") != std::string::npos;
 }
 
 void dump(const Graph& g, const std::string& pass, int index, uint64_t id) {
@@ -34,6 +43,8 @@ const std::vector<Pass>& pipeline() {
       {"fold_batch_norm", 2, fold_batch_norm},
       {"cse", 1, common_subexpression_elimination},
       {"epilogue_fusion", 2, epilogue_fusion},
+      {"layout_propagation", 2,
+       [](const Graph& g) { return layout_propagation(g, conv_channel_block()); }},
       {"loop_fusion", 2, loop_fusion},
       {"dce", 0, dead_code_elimination},
   };
@@ -53,7 +64,7 @@ Graph run_pipeline(const Graph& input, int opt_level, std::vector<PassTiming>* t
   for (const Pass& p : pipeline()) passes.push_back(&p);
   for (const Pass* pp : passes) {
     const Pass& p = *pp;
-    if (opt_level < p.min_opt_level) continue;
+    if (opt_level < p.min_opt_level || disabled(p.name)) continue;
     const auto t0 = std::chrono::steady_clock::now();
     const int before = static_cast<int>(g.nodes().size());
     g = p.run(g);

@@ -148,7 +148,9 @@ TEST(EpilogueFusion, ResNetBlockLaunchesFewerKernels) {
   g.output(ds::relu(conv_bn(ds::relu(conv_bn(x, 10)), 20) + x), "y");
   const ds::Executable plain = ds::compile(g, "cpu", {.opt_level = 1});
   const ds::Executable fused = ds::compile(g, "cpu", {.opt_level = 2});
-  EXPECT_EQ(fused.stats().kernels, 2) << fused.graph().str();
+  // Two convolutions; layout propagation may add a reorder at each edge of the chain.
+  const int reorders = count_op(fused.graph(), "to_blocked") + count_op(fused.graph(), "from_blocked");
+  EXPECT_EQ(fused.stats().kernels - reorders, 2) << fused.graph().str();
   EXPECT_GT(plain.stats().kernels, fused.stats().kernels);
   Tensor feed = rnd({2, 8, 10, 10}, 5);
   expect_close(plain.run({{"x", feed}}).at("y"), fused.run({{"x", feed}}).at("y"), 1e-4);

@@ -4,18 +4,15 @@
 // output block it writes.
 #include "backends/cpu/onednn/onednn_common.h"
 #include "backends/cpu/onednn/onednn_conv_layout.h"
+#include "backends/cpu/onednn/onednn_eltwise.h"
 #include "ir/ops/conv_geometry.h"
 #include "ir/ops/fused_epilogue.h"
 
 namespace ds::cpu::onednn {
-namespace {
 
 using dnnl::algorithm;
-using dnnl::memory;
 using ops::Act;
-using ops::ConvGeom;
 
-// oneDNN's eltwise algorithm and alpha for an activation (silu is swish with alpha 1).
 std::pair<algorithm, float> eltwise_of(Act a, float alpha) {
   switch (a) {
     case Act::Relu: return {algorithm::eltwise_relu, 0.0f};
@@ -29,6 +26,11 @@ std::pair<algorithm, float> eltwise_of(Act a, float alpha) {
   }
   return {algorithm::undef, 0.0f};
 }
+
+namespace {
+
+using dnnl::memory;
+using ops::ConvGeom;
 
 struct FusedForward {
   dnnl::convolution_forward::primitive_desc pd;
