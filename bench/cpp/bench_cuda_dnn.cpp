@@ -1,7 +1,8 @@
 // CUDA timings of the ResNet-50 / GPT-2 training kernels other than matmul:
 // cuDNN convolutions (forward, backward-data, backward-filter, fused
 // bias+relu) at ResNet-50's shapes for batch 256 in bf16, pooling, batch-norm
-// statistics, embedding and its gradient. Each op runs through its registered
+// statistics, embedding and its gradient, GPT-2's MLP linear (fused bias+gelu)
+// and its weight gradient. Each op runs through its registered
 // CUDA kernel on device tensors, timed with CUDA events after warm-up (which
 // includes cuDNN's algorithm search); one line per case, the columns of
 // bench_cuda.cpp:
@@ -140,6 +141,13 @@ int main() {
              {{"axis", int64_t{0}}, {"size", int64_t{50257}}}, 20);
     bench_op("bias_grad_sum0", "sum", {rnd({16 * 1024, 768}, ++seed)},
              {{"axes", std::vector<int64_t>{0}}}, 20);
+    // The MLP's first layer: linear + bias + tanh-gelu in one cuBLASLt call, and its
+    // weight gradient g^T x as autodiff emits it (gemm with a transposed operand).
+    const Tensor x = rnd({16 * 1024, 768}, ++seed), w = rnd({3072, 768}, ++seed);
+    bench_op("mlp_fc_bias_gelu", "fused_linear", {x, w, rnd({3072}, ++seed)},
+             {{"activation", std::string("gelu_tanh")}, {"has_bias", true}}, 20);
+    bench_op("mlp_fc_wgrad_gemm", "gemm", {rnd({16 * 1024, 3072}, ++seed), x},
+             {{"trans_a", true}}, 20);
   }
   return 0;
 }

@@ -1,6 +1,6 @@
 """PyTorch's side of bench/cpp/bench_cuda_dnn.cpp: the same cases (ResNet-50
 convolutions at batch 256 in bf16, pooling, batch-norm statistics, GPT-2
-embedding), timed the same way (CUDA events, median after warm-up), NCHW like
+embedding, MLP linear), timed the same way (CUDA events, median after warm-up), NCHW like
 ds and channels_last as PyTorch's fastest layout.
 
     python3 bench/gpu/torch_dnn_cases.py [--ds bench_dnn_ds.txt]
@@ -81,6 +81,10 @@ def other_cases(n=256):
     flat = tokens.reshape(-1)
     yield "embedding_bwd", lambda: torch.zeros_like(wte).index_add_(0, flat, g)
     yield "bias_grad_sum0", lambda: g.sum(0)
+    x, w, b = rnd(16 * 1024, 768), rnd(3072, 768), rnd(3072)
+    yield "mlp_fc_bias_gelu", lambda: F.gelu(F.linear(x, w, b), approximate="tanh")
+    gy = rnd(16 * 1024, 3072)
+    yield "mlp_fc_wgrad_gemm", lambda: gy.t() @ x
 
 
 def main():

@@ -1,5 +1,5 @@
 // sum/mean/max/min/var/std over any set of axes (the row kernels take only
-// trailing axes): batch-norm statistics over {0, 2, 3}, bias gradients over the
+// trailing axes), and argmax/argmin along one axis: batch-norm statistics over {0, 2, 3}, bias gradients over the
 // leading axes, and the sums in the norm and softmax backward rules.
 //
 // Adjacent axes of one kind are merged first; the input is then a mixed-radix
@@ -7,7 +7,7 @@
 // `splits` slices of every output's reduced range (enough blocks to fill the GPU);
 // pass 2 combines each output's partials in order and stores the result.
 // - innermost dim reduced (e.g. NCHW over {0, 2, 3}): a block per (output, slice),
-//   its threads walk consecutive reduced elements;
+//   its threads walk each contiguous run of the slice (one offset computed per run);
 // - innermost dim kept (e.g. [N, D] over {0}): a thread per output, consecutive
 //   threads read consecutive addresses, blockIdx.y picks the slice.
 // var/std run pass 1 twice: the mean, then the squared deviations from it.
@@ -68,19 +68,33 @@ __device__ __forceinline__ A ds_value(const RedArgs& g, const T* x, long long at
   return v;
 }
 
+// The offset of run j: the reduced dims outside the innermost one.
+__device__ __forceinline__ long long ds_run_offset(const RedArgs& g, long long j) {
+  long long off = 0;
+  for (int d = g.nr - 2; d >= 0; --d) { off += (j % g.rsize[d]) * g.rstride[d]; j /= g.rsize[d]; }
+  return off;
+}
+
+// Innermost dim reduced: the reduced range is runs of rsize[nr-1] contiguous
+// elements; block (o, s) takes runs [s * chunk, (s + 1) * chunk) of output o.
 extern "C" __global__ void ds_reduce_rows(const T* __restrict__ x, A* __restrict__ partial,
                                           const A* __restrict__ mean, RedArgs g) {
   const long long o = blockIdx.x / g.splits, s = blockIdx.x % g.splits;
   const long long base = ds_kept_offset(g, o);
-  const long long r0 = s * g.chunk, r1 = min(r0 + g.chunk, g.reduced);
+  const long long len = g.rsize[g.nr - 1], runs = len == 0 ? 0 : g.reduced / len;
+  const long long j0 = s * g.chunk, j1 = min(j0 + g.chunk, runs);
   const int kind = g.kind == 3 ? 0 : g.kind;
   A acc = ds_identity(kind);
-  for (long long r = r0 + threadIdx.x; r < r1; r += blockDim.x)
-    acc = ds_combine(kind, acc, ds_value(g, x, base + ds_reduced_offset(g, r), mean, o));
+  for (long long j = j0; j < j1; ++j) {
+    const long long run = base + ds_run_offset(g, j);
+    for (long long i = threadIdx.x; i < len; i += blockDim.x)
+      acc = ds_combine(kind, acc, ds_value(g, x, run + i, mean, o));
+  }
   acc = ds_block_reduce(acc, ds_comb{kind}, ds_identity(kind));
   if (threadIdx.x == 0) partial[blockIdx.x] = acc;
 }
 
+// Innermost dim kept: a thread per output, slice s of its reduced range.
 extern "C" __global__ void ds_reduce_columns(const T* __restrict__ x, A* __restrict__ partial,
                                              const A* __restrict__ mean, RedArgs g) {
   const long long o = blockIdx.x * (long long)blockDim.x + threadIdx.x, s = blockIdx.y;
@@ -89,9 +103,32 @@ extern "C" __global__ void ds_reduce_columns(const T* __restrict__ x, A* __restr
   const long long r0 = s * g.chunk, r1 = min(r0 + g.chunk, g.reduced);
   const int kind = g.kind == 3 ? 0 : g.kind;
   A acc = ds_identity(kind);
-  for (long long r = r0; r < r1; ++r)
-    acc = ds_combine(kind, acc, ds_value(g, x, base + ds_reduced_offset(g, r), mean, o));
+  if (g.nr == 1) {  // one reduced dim (bias gradients): a plain stride, no divisions
+    for (long long r = r0; r < r1; ++r)
+      acc = ds_combine(kind, acc, ds_value(g, x, base + r * g.rstride[0], mean, o));
+  } else {
+    for (long long r = r0; r < r1; ++r)
+      acc = ds_combine(kind, acc, ds_value(g, x, base + ds_reduced_offset(g, r), mean, o));
+  }
   partial[o * g.splits + s] = acc;
+}
+
+// argmax/argmin along one axis of x viewed as [outer, extent, inner]: the first
+// index of the extremum; the first NaN wins (numpy's rule, the reference's).
+extern "C" __global__ void ds_arg_extremum(const T* __restrict__ x, long long* __restrict__ out,
+                                           long long outer, long long extent, long long inner,
+                                           int is_max) {
+  for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < outer * inner;
+       t += (long long)gridDim.x * blockDim.x) {
+    const long long base = t / inner * extent * inner + t % inner;
+    long long best = 0;
+    A bv = ds_io<T>::load(x[base]);
+    for (long long j = 1; j < extent && bv == bv; ++j) {
+      const A v = ds_io<T>::load(x[base + j * inner]);
+      if (v != v || (is_max ? v > bv : v < bv)) { best = j; bv = v; }
+    }
+    out[t] = best;
+  }
 }
 
 // scale: 1/n for means; var/std divide by `divisor`, std takes the root.
@@ -189,13 +226,16 @@ void reduce_kernel(const KernelCall& kc, Kind kind, bool mean, bool var, bool ro
   Layout l = layout_of(x.shape(), axes);
   RedArgs& g = l.a;
   if (x.numel() == 0) g.reduced = 0;  // a zero extent among the reduced dims
-  // Slices: enough blocks (or threads) for 4 waves of the GPU, each slice >= 256 items.
+  // Slices: enough blocks (or threads) for 4 waves of the GPU. Rows slice whole
+  // contiguous runs; columns slices of >= 256 reduced items.
   const int64_t want_blocks = int64_t{4} * sm_count(dev);
   const int64_t have = l.inner_reduced ? g.outputs : ceil_div(g.outputs, 256);
-  const int64_t splits = std::clamp<int64_t>(ceil_div(want_blocks, have), 1,
-                                             std::max<int64_t>(1, ceil_div(g.reduced, 256)));
+  const int64_t units = l.inner_reduced ? (g.reduced == 0 ? 0 : g.reduced / g.rsize[g.nr - 1])
+                                        : ceil_div(g.reduced, 256);
+  const int64_t splits =
+      std::clamp<int64_t>(ceil_div(want_blocks, have), 1, std::max<int64_t>(1, units));
   g.splits = static_cast<int>(std::min<int64_t>(splits, 65535));
-  g.chunk = ceil_div(g.reduced, g.splits);
+  g.chunk = ceil_div(l.inner_reduced ? units : g.reduced, g.splits);
   const DType acc = x.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
   const std::string src = source(x.dtype(), out.dtype());
   auto partial = allocate(static_cast<size_t>(g.outputs * g.splits) * dtype_size(acc), dev);
@@ -222,6 +262,24 @@ void reduce_kernel(const KernelCall& kc, Kind kind, bool mean, bool var, bool ro
   finish(nullptr, out.raw_data(), dof, root ? 1 : 0);
 }
 
+void arg_extremum_kernel(const KernelCall& kc, int is_max) {
+  const Tensor& x = kc.inputs[0];
+  Tensor& out = kc.outputs[0];
+  if (out.numel() == 0) return;
+  const int dev = call_device(kc);
+  const int axis = normalize_axis(kc.ctx.i("axis"), x.ndim(), kc.ctx.where());
+  long long outer = 1, extent = x.dim(axis), inner = 1;
+  for (int d = 0; d < x.ndim(); ++d) {
+    if (d < axis) outer *= x.dim(d);
+    if (d > axis) inner *= x.dim(d);
+  }
+  const void* xp = x.raw_data();
+  void* op = out.raw_data();
+  void* args[] = {&xp, &op, &outer, &extent, &inner, &is_max};
+  launch(dev, get_kernel(dev, source(x.dtype(), x.dtype()), "ds_arg_extremum"),
+         grid_for(outer * inner, dev), 256, args, 0, kc.ctx.op.name.c_str());
+}
+
 bool supported(const OpContext& c) {
   const DType t = c.inputs[0].dtype;
   return nvrtc_float(t) && c.inputs[0].shape.size() <= kMaxDims;
@@ -237,6 +295,13 @@ const OpRegistrar reg([] {
     register_kernel(e.name, DeviceKind::CUDA,
                     {[e](const KernelCall& kc) { reduce_kernel(kc, e.kind, e.mean, e.var, e.root); },
                      supported, "nvrtc-axes", 5});
+  for (int is_max : {1, 0})
+    register_kernel(is_max ? "argmax" : "argmin", DeviceKind::CUDA,
+                    {[is_max](const KernelCall& kc) { arg_extremum_kernel(kc, is_max); },
+                     [](const OpContext& c) {
+                       return nvrtc_float(c.inputs[0].dtype) && !c.inputs[0].shape.empty();
+                     },
+                     "nvrtc", 10});
 });
 
 }  // namespace

@@ -3,8 +3,9 @@
 // problem (direction, shapes, dtype, math mode) is measured once with
 // cudnnFind*Ex among the candidates of cudnnGet*_v7 and cached; workspaces come
 // from the caching allocator. Bias, residual and activation run as one NVRTC
-// epilogue pass, except relu (+bias, +residual) on the forward convolution,
-// which cudnnConvolutionBiasActivationForward fuses where cuDNN offers it.
+// epilogue pass (epilogue_kernel.cpp), except relu (+bias, +residual) on the
+// forward convolution, which cudnnConvolutionBiasActivationForward fuses where
+// cuDNN offers it.
 #include <algorithm>
 #include <map>
 #include <memory>
@@ -13,11 +14,10 @@
 
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/cudnn_support.h"
+#include "backends/cuda/epilogue_kernel.h"
 #include "backends/cuda/kernel_support.h"
-#include "backends/cuda/nvrtc_module.h"
 #include "ds/cuda.h"
 #include "ir/ops/conv_geometry.h"
-#include "ir/ops/fused_epilogue.h"
 
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 
@@ -231,50 +231,11 @@ void zero_fill(Tensor& t) {
   DS_CUDA_CHECK(cudaMemsetAsync(t.raw_data(), 0, t.nbytes(), stream_of(dev)));
 }
 
-// ---- the epilogue: y = act(y + bias[channel] + residual), in place
-std::string act_expr(ops::Act a) {
-  switch (a) {
-    case ops::Act::None: return "v";
-    case ops::Act::Relu: return "(v > A(0) || v != v) ? v : A(0)";
-    case ops::Act::LeakyRelu: return "v > A(0) ? v : v * A(alpha)";
-    case ops::Act::Gelu: return "A(0.5) * v * (A(1) + erf(v * A(0.70710678118654752)))";
-    case ops::Act::GeluTanh:
-      return "A(0.5) * v * (A(1) + tanh(A(0.79788456080286536) * (v + A(0.044715) * v * v * v)))";
-    case ops::Act::Silu: return "v / (A(1) + exp(-v))";
-    case ops::Act::Sigmoid: return "A(1) / (A(1) + exp(-v))";
-    case ops::Act::Tanh: return "tanh(v)";
-  }
-  return "v";
-}
-
-const char* const kEpilogue = R"(
-extern "C" __global__ void ds_conv_epilogue(T* __restrict__ y, const T* __restrict__ bias,
-                                            const T* __restrict__ res, long long n, long long plane,
-                                            long long channels, double alpha) {
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
-       i += (long long)gridDim.x * blockDim.x) {
-    A v = IO::load(y[i]);
-    if (bias) v += IO::load(bias[(i / plane) % channels]);
-    if (res) v += IO::load(res[i]);
-    y[i] = IO::store(DS_ACT);
-  }
-}
-)";
-
+// y = act(y + bias[channel] + residual), in place; nothing to do without any of them.
 void epilogue(Tensor& y, const Tensor* bias, const Tensor* residual, ops::Act act, double alpha,
               int64_t channels, int64_t plane, const char* what) {
-  long long n = y.numel();
-  if (n == 0 || (!bias && !residual && act == ops::Act::None)) return;
-  const int dev = y.device().index;
-  const std::string src = "typedef " + device_type(y.dtype()) +
-                          " T;\ntypedef ds_io<T> IO;\ntypedef IO::acc A;\n#define DS_ACT (" +
-                          act_expr(act) + ")\n" + kEpilogue;
-  void* yp = y.raw_data();
-  const void* bp = bias ? bias->raw_data() : nullptr;
-  const void* rp = residual ? residual->raw_data() : nullptr;
-  long long pl = plane, ch = channels;
-  void* args[] = {&yp, &bp, &rp, &n, &pl, &ch, &alpha};
-  launch(dev, get_kernel(dev, src, "ds_conv_epilogue"), grid_for(n, dev), 256, args, 0, what);
+  if (!bias && !residual && act == ops::Act::None) return;
+  apply_epilogue(y, y, bias, residual, act, alpha, channels, plane, what);
 }
 
 // ---- kernels

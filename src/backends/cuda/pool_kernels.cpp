@@ -1,12 +1,15 @@
 // 2-D pooling on the GPU (NCHW): max/avg/adaptive-avg pooling and their backward
-// ops, global average pooling. Forward: one thread per output. Backward: one
-// thread per input element gathering from the windows that contain it, so no
-// atomics and the sums are deterministic. Windows, divisors and the first-maximum
+// ops, global average pooling. Forward: one thread per output. Max-pool backward:
+// one thread per output adding its gradient at the window's argmax (atomics, like
+// PyTorch). Average backward: one thread per input element gathering from the
+// windows that contain it (no atomics, deterministic sums). Windows, divisors and the first-maximum
 // rule (NaN counts as the maximum) are those of the reference kernels in
 // src/ir/ops/pool.cpp.
+#include "backends/cuda/cuda_check.h"
 #include "backends/cuda/kernel_support.h"
 #include "backends/cuda/nvrtc_module.h"
 #include "ir/ops/conv_geometry.h"
+#include "ds/cuda.h"
 #include "ir/ops/op_helpers.h"
 
 namespace ds::cuda {
@@ -62,26 +65,19 @@ __device__ void ds_span(long long in, long long pad, long long k, long long s, l
   if (*hi > out - 1) *hi = out - 1;
 }
 
+// Each output adds its gradient at its window's first maximum (S: float, or double
+// for float64; float16/bfloat16 accumulate in a float buffer rounded afterwards).
 extern "C" __global__ void ds_max_pool_backward(const T* __restrict__ x, const T* __restrict__ gy,
-                                                T* __restrict__ gx, PoolArgs g) {
-  DS_FOR(i, g.nc * g.h * g.w) {
-    const long long ix = i % g.w, iy = i / g.w % g.h, plane = i / (g.h * g.w);
-    const T* p = x + plane * g.h * g.w;
-    const long long self = iy * g.w + ix;
-    long long y0, y1, x0, x1;
-    ds_span(iy, g.ph, g.kh, g.sh, g.dh, g.oh, &y0, &y1);
-    ds_span(ix, g.pw, g.kw, g.sw, g.dw, g.ow, &x0, &x1);
-    A acc = A(0);
-    for (long long oy = y0; oy <= y1; ++oy) {
-      if ((iy + g.ph - oy * g.sh) % g.dh != 0) continue;
-      for (long long ox = x0; ox <= x1; ++ox) {
-        if ((ix + g.pw - ox * g.sw) % g.dw != 0) continue;
-        if (ds_window_argmax(p, g, oy, ox) == self)
-          acc += IO::load(gy[(plane * g.oh + oy) * g.ow + ox]);
-      }
-    }
-    gx[i] = IO::store(acc);
+                                                S* __restrict__ acc, PoolArgs g) {
+  DS_FOR(i, g.nc * g.oh * g.ow) {
+    const long long ox = i % g.ow, oy = i / g.ow % g.oh, plane = i / (g.oh * g.ow);
+    const long long at = ds_window_argmax(x + plane * g.h * g.w, g, oy, ox);
+    if (at >= 0) atomicAdd(acc + plane * g.h * g.w + at, (S)IO::load(gy[i]));
   }
+}
+
+extern "C" __global__ void ds_round_to(const S* __restrict__ acc, T* __restrict__ out, long long n) {
+  DS_FOR(i, n) out[i] = IO::store(acc[i]);
 }
 
 // count_include_pad: the window clipped to the padded input; else the taps inside.
@@ -175,22 +171,23 @@ extern "C" __global__ void ds_adaptive_avg_pool_backward(const T* __restrict__ g
   }
 }
 
-// One block per (n, c) plane.
+// One warp per (n, c) plane (ResNet's 7x7 planes would leave most of a block idle).
 extern "C" __global__ void ds_global_avg_pool(const T* __restrict__ x, T* __restrict__ y,
-                                              long long plane) {
-  const T* p = x + blockIdx.x * plane;
+                                              long long planes, long long plane) {
+  const long long w = (blockIdx.x * (long long)blockDim.x + threadIdx.x) >> 5;
+  const int lane = threadIdx.x & 31;
+  if (w >= planes) return;  // whole warps leave together
+  const T* p = x + w * plane;
   A s = A(0);
-  for (long long j = threadIdx.x; j < plane; j += blockDim.x) s += IO::load(p[j]);
-  s = ds_block_reduce(s, ds_add(), A(0));
-  if (threadIdx.x == 0) y[blockIdx.x] = IO::store(plane ? s / A(plane) : A(0));  // empty plane: 0 like the CPU
+  for (long long j = lane; j < plane; j += 32) s += IO::load(p[j]);
+  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+  if (lane == 0) y[w] = IO::store(plane ? s / A(plane) : A(0));  // empty plane: 0 like the CPU
 }
 )";
 
 std::string source(DType t) {
-  return "typedef " + device_type(t) +
-         " T;\ntypedef ds_io<T> IO;\ntypedef IO::acc A;\n"
-         "struct ds_add { __device__ A operator()(A a, A b) const { return a + b; } };\n" +
-         kPool;
+  return "typedef " + device_type(t) + " T;\ntypedef ds_io<T> IO;\ntypedef IO::acc A;\ntypedef " +
+         (t == DType::Float64 ? "double" : "float") + " S;\n" + kPool;
 }
 
 PoolArgs args_of(const ops::PoolGeom& g, bool count_include_pad) {
@@ -198,17 +195,53 @@ PoolArgs args_of(const ops::PoolGeom& g, bool count_include_pad) {
           g.stride.w, g.pad.h, g.pad.w, g.dil.h, g.dil.w, count_include_pad ? 1 : 0};
 }
 
-// Grid-stride launch over n items of kernel `name` with args (in0, [in1,] out, geometry).
+// Grid-stride launch over n items of kernel `name` with args (in, out, geometry).
 void run(const KernelCall& kc, const char* name, int64_t n, PoolArgs g) {
   if (n == 0) return;
   const int dev = call_device(kc);
-  const void* in0 = kc.inputs[0].raw_data();
-  const void* in1 = kc.inputs.size() > 1 ? kc.inputs[1].raw_data() : nullptr;
+  const void* in = kc.inputs[0].raw_data();
   void* out = kc.outputs[0].raw_data();
-  void* two[] = {&in0, &out, &g};
-  void* three[] = {&in0, &in1, &out, &g};
-  launch(dev, get_kernel(dev, source(kc.outputs[0].dtype()), name), grid_for(n, dev), 256,
-         kc.inputs.size() > 1 ? three : two, 0, kc.ctx.op.name.c_str());
+  void* args[] = {&in, &out, &g};
+  launch(dev, get_kernel(dev, source(kc.outputs[0].dtype()), name), grid_for(n, dev), 256, args,
+         0, kc.ctx.op.name.c_str());
+}
+
+// Scatter of each output's gradient to its argmax: into the zeroed output
+// (float32/float64) or a zeroed float buffer rounded into the output.
+void max_pool_backward(const KernelCall& kc) {
+  Tensor& gx = kc.outputs[0];
+  if (gx.numel() == 0) return;
+  const int dev = call_device(kc);
+  const DType t = gx.dtype();
+  const bool direct = t == DType::Float32 || t == DType::Float64;
+  std::shared_ptr<void> scratch;
+  void* acc = gx.raw_data();
+  if (!direct) {
+    scratch = allocate(static_cast<size_t>(gx.numel()) * sizeof(float), dev);
+    acc = scratch.get();
+  }
+  set_device(dev);
+  DS_CUDA_CHECK(cudaMemsetAsync(acc, 0, static_cast<size_t>(gx.numel()) *
+                                            (direct ? dtype_size(t) : sizeof(float)),
+                                stream_of(dev)));
+  PoolArgs g = args_of(ops::pool_geom(kc.ctx, kc.inputs[0].shape()), false);
+  const void* xp = kc.inputs[0].raw_data();
+  const void* gp = kc.inputs[1].raw_data();
+  const std::string src = source(t);
+  const int64_t outputs = kc.inputs[1].numel();
+  if (outputs > 0) {
+    void* args[] = {&xp, &gp, &acc, &g};
+    launch(dev, get_kernel(dev, src, "ds_max_pool_backward"), grid_for(outputs, dev), 256, args,
+           0, "max_pool2d_backward");
+  }
+  if (!direct) {
+    const void* ap = acc;
+    void* op = gx.raw_data();
+    long long n = gx.numel();
+    void* args[] = {&ap, &op, &n};
+    launch(dev, get_kernel(dev, src, "ds_round_to"), grid_for(n, dev), 256, args, 0,
+           "max_pool2d_backward");
+  }
 }
 
 bool float_io(const OpContext& c) {
@@ -233,12 +266,7 @@ const OpRegistrar reg([] {
                      run(kc, "ds_max_pool", kc.outputs[0].numel(), args_of(g, false));
                    },
                    float_io, "nvrtc", 10});
-  register_kernel("max_pool2d_backward", DeviceKind::CUDA,
-                  {[](const KernelCall& kc) {
-                     const auto g = ops::pool_geom(kc.ctx, kc.inputs[0].shape());
-                     run(kc, "ds_max_pool_backward", kc.outputs[0].numel(), args_of(g, false));
-                   },
-                   float_io, "nvrtc", 10});
+  register_kernel("max_pool2d_backward", DeviceKind::CUDA, {max_pool_backward, float_io, "nvrtc", 10});
   register_kernel("avg_pool2d", DeviceKind::CUDA,
                   {[](const KernelCall& kc) {
                      const auto g = ops::pool_geom(kc.ctx, kc.inputs[0].shape());
@@ -268,17 +296,17 @@ const OpRegistrar reg([] {
   register_kernel("global_avg_pool2d", DeviceKind::CUDA,
                   {[](const KernelCall& kc) {
                      const Tensor& x = kc.inputs[0];
-                     const int64_t rows = kc.outputs[0].numel();
-                     long long plane = x.dim(2) * x.dim(3);
-                     if (rows == 0) return;
-                     DS_CHECK(rows <= 0x7fffffff, ShapeError, kc.ctx.where(), rows,
-                              " planes exceed the CUDA grid");
+                     long long planes = kc.outputs[0].numel(), plane = x.dim(2) * x.dim(3);
+                     if (planes == 0) return;
                      const int dev = call_device(kc);
                      const void* xp = x.raw_data();
                      void* yp = kc.outputs[0].raw_data();
-                     void* args[] = {&xp, &yp, &plane};
+                     void* args[] = {&xp, &yp, &planes, &plane};
+                     const int64_t blocks = (planes * 32 + 255) / 256;
+                     DS_CHECK(blocks <= 0x7fffffff, ShapeError, kc.ctx.where(), planes,
+                              " planes exceed the CUDA grid");
                      launch(dev, get_kernel(dev, source(x.dtype()), "ds_global_avg_pool"),
-                            dim3(static_cast<unsigned>(rows)), 256, args, 0, "global_avg_pool2d");
+                            dim3(static_cast<unsigned>(blocks)), 256, args, 0, "global_avg_pool2d");
                    },
                    float_io, "nvrtc", 10});
 });

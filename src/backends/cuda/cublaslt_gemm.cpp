@@ -1,0 +1,161 @@
+// gemm (ONNX Gemm: y = alpha * op(a) @ op(b) + beta * c) through cuBLASLt; the
+// weight gradients of linear layers come out of autodiff as gemm with a
+// transposed operand. ds tensors are row-major and cuBLASLt column-major, so
+// y^T = op(b)^T op(a)^T is computed on the same memory: a row-major operand read
+// column-major is its transpose, and a transposed operand becomes CUBLAS_OP_T.
+// c is broadcast into y first (one NVRTC pass), then cuBLASLt accumulates into y
+// with beta.
+#include <map>
+#include <mutex>
+
+#include "backends/cuda/cuda_check.h"
+#include "backends/cuda/kernel_support.h"
+#include "backends/cuda/nvrtc_module.h"
+#include "ds/cuda.h"
+#include "ir/ops/linalg_shapes.h"
+
+namespace ds::cuda {
+namespace {
+
+constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+
+struct LtDevice {
+  cublasLtHandle_t handle = nullptr;
+  std::shared_ptr<void> workspace;
+};
+LtDevice& lt(int device) {
+  static std::mutex mu;
+  static auto* all = new std::map<int, LtDevice>;  // leaked: handles live to exit
+  std::lock_guard<std::mutex> lock(mu);
+  LtDevice& d = (*all)[device];
+  if (!d.handle) {
+    set_device(device);
+    DS_CUBLAS_CHECK(cublasLtCreate(&d.handle));
+    d.workspace = allocate(kWorkspaceBytes, device);
+  }
+  return d;
+}
+
+cudaDataType_t cuda_type(DType t) {
+  switch (t) {
+    case DType::Float16: return CUDA_R_16F;
+    case DType::BFloat16: return CUDA_R_16BF;
+    case DType::Float64: return CUDA_R_64F;
+    default: return CUDA_R_32F;
+  }
+}
+
+// RAII owners of the cuBLASLt descriptors.
+struct Layout {
+  cublasLtMatrixLayout_t h = nullptr;
+  Layout(cudaDataType_t t, int64_t rows, int64_t cols, int64_t ld) {
+    DS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&h, t, rows, cols, ld));
+  }
+  Layout(const Layout&) = delete;
+  ~Layout() { cublasLtMatrixLayoutDestroy(h); }
+};
+struct Desc {
+  cublasLtMatmulDesc_t h = nullptr;
+  Desc(cublasComputeType_t compute, cudaDataType_t scale) {
+    DS_CUBLAS_CHECK(cublasLtMatmulDescCreate(&h, compute, scale));
+  }
+  Desc(const Desc&) = delete;
+  ~Desc() { cublasLtMatmulDescDestroy(h); }
+};
+struct Preference {
+  cublasLtMatmulPreference_t h = nullptr;
+  Preference() { DS_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&h)); }
+  Preference(const Preference&) = delete;
+  ~Preference() { cublasLtMatmulPreferenceDestroy(h); }
+};
+
+// y[i, j] = c[i or 0, j or 0] for c viewed as [cm, cn] (cm in {1, m}, cn in {1, n}).
+const char* const kBroadcastC = R"(
+extern "C" __global__ void ds_gemm_c(const T* __restrict__ c, T* __restrict__ y, long long m,
+                                     long long n, long long cm, long long cn) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < m * n;
+       i += (long long)gridDim.x * blockDim.x) {
+    const long long r = i / n, col = i % n;
+    y[i] = c[(cm == 1 ? 0 : r) * cn + (cn == 1 ? 0 : col)];
+  }
+}
+)";
+
+void broadcast_c(const KernelCall& kc, int dev, int64_t m, int64_t n) {
+  const Tensor& c = kc.inputs[2];
+  const Shape& s = c.shape();
+  long long cm = s.size() == 2 ? s[0] : 1, cn = s.empty() ? 1 : s.back();
+  long long mm = m, nn = n;
+  const void* cp = c.raw_data();
+  void* yp = kc.outputs[0].raw_data();
+  void* args[] = {&cp, &yp, &mm, &nn, &cm, &cn};
+  const std::string src = "typedef " + device_type(c.dtype()) + " T;\n" + kBroadcastC;
+  launch(dev, get_kernel(dev, src, "ds_gemm_c"), grid_for(m * n, dev), 256, args, 0, "gemm c");
+}
+
+void gemm_kernel(const KernelCall& kc) {
+  const OpContext& ctx = kc.ctx;
+  const bool ta = ctx.b("trans_a"), tb = ctx.b("trans_b");
+  const auto d = ops::gemm_dims(kc.inputs[0].shape(), kc.inputs[1].shape(), ta, tb, ctx.where());
+  Tensor& y = kc.outputs[0];
+  if (y.numel() == 0) return;
+  const int dev = call_device(kc);
+  const bool with_c = kc.inputs.size() > 2 && ctx.f("beta") != 0.0;
+  if (with_c) broadcast_c(kc, dev, d.m, d.n);
+  LtDevice& lt_dev = lt(dev);
+  set_device(dev);
+  const DType dt = y.dtype();
+  const bool f64 = dt == DType::Float64;
+  const cublasComputeType_t compute =
+      f64 ? CUBLAS_COMPUTE_64F
+          : (dt == DType::Float32 && allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F);
+  Desc desc(compute, f64 ? CUDA_R_64F : CUDA_R_32F);
+  // cuBLASLt's A is op(b)^T (n x k), its B is op(a)^T (k x m), D is y^T (n x m).
+  const cublasOperation_t op_b = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+  DS_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(desc.h, CUBLASLT_MATMUL_DESC_TRANSA, &op_b, sizeof op_b));
+  DS_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(desc.h, CUBLASLT_MATMUL_DESC_TRANSB, &op_a, sizeof op_a));
+  const cudaDataType_t t = cuda_type(dt);
+  const Layout la = tb ? Layout(t, d.k, d.n, d.k) : Layout(t, d.n, d.k, d.n);
+  const Layout lb = ta ? Layout(t, d.m, d.k, d.m) : Layout(t, d.k, d.m, d.k);
+  const Layout lc(t, d.n, d.m, d.n);
+  Preference pref;
+  const uint64_t ws = kWorkspaceBytes;
+  DS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref.h, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+  cublasLtMatmulHeuristicResult_t heur{};
+  int found = 0;
+  DS_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(lt_dev.handle, desc.h, la.h, lb.h, lc.h, lc.h,
+                                                 pref.h, 1, &heur, &found));
+  DS_CHECK(found > 0, UnavailableError, ctx.where(), "cuBLASLt has no algorithm for a ",
+           dtype_name(dt), " gemm m=", d.m, " n=", d.n, " k=", d.k);
+  const double alpha_d = ctx.f("alpha"), beta_d = with_c ? ctx.f("beta") : 0.0;
+  const float alpha_f = static_cast<float>(alpha_d), beta_f = static_cast<float>(beta_d);
+  const void* alpha = f64 ? static_cast<const void*>(&alpha_d) : &alpha_f;
+  const void* beta = f64 ? static_cast<const void*>(&beta_d) : &beta_f;
+  DS_CUBLAS_CHECK(cublasLtMatmul(lt_dev.handle, desc.h, alpha, kc.inputs[1].raw_data(), la.h,
+                                 kc.inputs[0].raw_data(), lb.h, beta, y.raw_data(), lc.h,
+                                 y.raw_data(), lc.h, &heur.algo, lt_dev.workspace.get(),
+                                 kWorkspaceBytes, stream_of(dev)));
+}
+
+// One float dtype throughout and a non-empty inner dimension (cuBLASLt needs k >= 1).
+bool supported(const OpContext& c) {
+  const DType t = c.inputs[0].dtype;
+  for (const auto& in : c.inputs)
+    if (in.dtype != t) return false;
+  if (!(t == DType::Float32 || t == DType::Float16 || t == DType::BFloat16 || t == DType::Float64))
+    return false;
+  const auto d = ops::gemm_dims(c.inputs[0].shape, c.inputs[1].shape, c.b("trans_a"),
+                                c.b("trans_b"), c.where());
+  return d.k > 0;
+}
+
+const OpRegistrar reg([] {
+  register_kernel("gemm", DeviceKind::CUDA, {gemm_kernel, supported, "cublaslt", 10});
+});
+
+}  // namespace
+}  // namespace ds::cuda
