@@ -88,14 +88,24 @@ AttrMap blocked_conv_attrs(const Graph& g, const Node& n, int64_t block) {
     a["has_residual"] = false;
   }
   a["block"] = block_for(block, n.outputs[0].shape[1]);
-  a["weights_constant"] = constant_value(g, n.inputs[1], nullptr);
+  // Only a contiguous constant reaches the kernel as the same buffer on every run.
+  Tensor w;
+  a["weights_constant"] = constant_value(g, n.inputs[1], &w) && w.is_contiguous();
   return a;
+}
+
+// A training graph: its backward ops read every activation in the plain layout,
+// so each chain value would need a from_blocked as well.
+bool has_backward_ops(const Graph& g) {
+  for (const Node& n : g.nodes())
+    if (n.op->name.find("_backward") != std::string::npos) return true;
+  return false;
 }
 
 }  // namespace
 
 Graph layout_propagation(const Graph& g, int64_t block) {
-  if (block <= 0 && block != ops::kChannelsLast) return g;
+  if ((block <= 0 && block != ops::kChannelsLast) || has_backward_ops(g)) return g;
   const std::set<int> keep = chain_nodes(g);
   if (keep.empty()) return g;
   // Values of chain nodes read in the plain layout: graph outputs, readers

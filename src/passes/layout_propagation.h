@@ -15,7 +15,8 @@ namespace ds::passes {
 // pad the last block stay zero) and same-shape add/sub/mul: their activations
 // become blocked values with `block` channels per block, made by to_blocked where
 // a value enters a chain and turned back by from_blocked where one leaves it
-// (a graph output or a reader outside the chain). block is 8, 16, or
+// (a graph output or a reader outside the chain). Inference graphs only: a
+// graph with backward ops is left alone. block is 8, 16, or
 // ops::kChannelsLast (ir/ops/blocked_layout.h); 0: no change.
 Graph layout_propagation(const Graph& g, int64_t block);
 

@@ -199,6 +199,37 @@ TEST(LayoutPropagation, ValueLeavingMidChainGetsOneReorderPerExit) {
   for (const char* name : {"a", "flat", "b"}) expect_close(want.at(name), got.at(name), 1e-4);
 }
 
+TEST(LayoutPropagation, WeightsFedAtRunTimeAreReorderedEveryRun) {
+  Graph g;
+  Tensor x = g.placeholder("x", {2, 12, 7, 7});
+  Tensor w1 = g.placeholder("w1", {12, 12, 3, 3}), w2 = g.placeholder("w2", {12, 12, 3, 3});
+  g.output(ds::conv2d(ds::relu(ds::conv2d(x, w1, {}, {1}, {1})), w2, {}, {2}, {1}), "y");
+  const Graph out = passes::layout_propagation(g, 16);
+  ASSERT_EQ(count_op(out, "blocked_conv2d"), 2) << out.str();
+  for (const auto& n : out.nodes())
+    if (n.op->name == "blocked_conv2d") {
+      EXPECT_FALSE(std::get<bool>(n.attrs.at("weights_constant")));
+    }
+  const auto plain = ds::compile(g, "cpu", {.opt_level = 0});
+  const auto blocked = ds::compile(out, "cpu", {.opt_level = 0});
+  for (uint64_t seed : {1, 2}) {  // new weights on the second run must be used
+    const std::map<std::string, Tensor> feeds{{"x", rnd({2, 12, 7, 7}, seed)},
+                                              {"w1", rnd({12, 12, 3, 3}, seed + 10)},
+                                              {"w2", rnd({12, 12, 3, 3}, seed + 20)}};
+    expect_close(plain.run(feeds).at("y"), blocked.run(feeds).at("y"), 1e-4);
+  }
+}
+
+TEST(LayoutPropagation, TrainingGraphsAreLeftAlone) {
+  Graph g;
+  Tensor x = g.placeholder("x", {1, 8, 6, 6});
+  Tensor y = conv(ds::relu(conv(x, g, 8, 8, 3, 1, 1)), g, 8, 8, 3, 1, 2);
+  Tensor loss = ds::sum(y * y);
+  g.output(loss, "loss");
+  g.output(ds::grad(g, loss, {x})[0], "dx");
+  EXPECT_EQ(passes::layout_propagation(g, 8).str(), g.str());
+}
+
 TEST(LayoutPropagation, ResNet18InferenceThroughThePipeline) {
   if (passes::conv_channel_block() == 0) GTEST_SKIP() << "no blocked convolution kernels in this build";
   ds::nn::manual_seed(3);
