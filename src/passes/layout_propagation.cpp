@@ -1,8 +1,8 @@
 // Layout propagation: see layout_propagation.h. Chains are the connected
-// components of candidate nodes (convolutions and layout-agnostic ops) linked
-// through activation inputs (a convolution's x and residual; every input of an
-// agnostic op); a component with fewer than two convolutions stays plain, since
-// one convolution gains nothing over reordering inside its own kernel.
+// components of candidate nodes (convolutions, layout-agnostic ops, max_pool2d)
+// linked through activation inputs (a convolution's x and residual; every input
+// of the others); a component with fewer than two convolutions stays plain,
+// since one convolution gains nothing over reordering inside its own kernel.
 #include "passes/layout_propagation.h"
 
 #include <map>
@@ -30,6 +30,8 @@ bool candidate(const Graph& g, const Node& n) {
   const std::string& op = n.op->name;
   if (is_conv(n))
     return std::get<int64_t>(n.attrs.at("groups")) == 1 && static_nchw_f32(g.type(n.inputs[0]));
+  // Max pooling keeps the zero channels zero; it joins a chain, not counted as a conv.
+  if (op == "max_pool2d") return static_nchw_f32(g.type(n.inputs[0]));
   // Unary ops with f(0) = 0 keep the padding channels zero.
   static const std::set<std::string> unary = {"relu", "leaky_relu", "gelu", "silu", "tanh", "neg"};
   static const std::set<std::string> binary = {"add", "sub", "mul"};
@@ -94,6 +96,19 @@ AttrMap blocked_conv_attrs(const Graph& g, const Node& n, int64_t block) {
   return a;
 }
 
+// The op a chain node becomes, and its attributes.
+std::string blocked_op(const Node& n) {
+  if (is_conv(n)) return "blocked_conv2d";
+  return n.op->name == "max_pool2d" ? "blocked_max_pool2d" : n.op->name;
+}
+
+AttrMap blocked_attrs(const Graph& g, const Node& n, int64_t block) {
+  if (is_conv(n)) return blocked_conv_attrs(g, n, block);
+  AttrMap a = n.attrs;
+  if (n.op->name == "max_pool2d") a["channels"] = n.outputs[0].shape[1];
+  return a;
+}
+
 // A training graph: its backward ops read every activation in the plain layout,
 // so each chain value would need a from_blocked as well.
 bool has_backward_ops(const Graph& g) {
@@ -130,8 +145,7 @@ Graph layout_propagation(const Graph& g, int64_t block) {
     std::vector<Tensor> in;
     for (size_t i = 0; i < n.inputs.size(); ++i)
       in.push_back(carries(n, i) ? blocked_of(n.inputs[i]) : rw.map(n.inputs[i]));
-    const Tensor out = is_conv(n) ? rw.dst().add("blocked_conv2d", in, blocked_conv_attrs(g, n, block), n.name)[0]
-                                  : rw.dst().add(n.op->name, in, n.attrs, n.name)[0];
+    const Tensor out = rw.dst().add(blocked_op(n), in, blocked_attrs(g, n, block), n.name)[0];
     blocked[{n.id, 0}] = out;
     if (read_plain.count({n.id, 0}))
       rw.set({n.id, 0}, rw.dst().add("from_blocked", {out}, {{"channels", n.outputs[0].shape[1]}})[0]);

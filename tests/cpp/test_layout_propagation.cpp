@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <sstream>
 
 #include "ds/ds.h"
 #include "ds/models.h"
@@ -49,6 +50,15 @@ std::map<std::string, Tensor> reference_run(const Graph& g, const std::map<std::
   std::map<std::string, Tensor> result;
   for (const auto& [name, v] : g.outputs()) result[name] = values.at({v.node, v.output});
   return result;
+}
+
+// The kernel implementation explain() names for the first step running `op`.
+std::string impl_of(const ds::Executable& exe, const std::string& op) {
+  std::istringstream lines(exe.explain());
+  for (std::string line; std::getline(lines, line);)
+    if (line.find(" " + op + " ") != std::string::npos && line.find(" -> ") != std::string::npos)
+      return line.substr(line.find(" -> ") + 4);
+  return "";
 }
 
 Shape g_shape(const Graph& g, ds::ValueRef v) { return g.type(v).shape; }
@@ -131,6 +141,31 @@ TEST(LayoutPropagation, ResultsMatchPlainGraphAndReference) {
         expect_close(reference_run(g, feeds).at("y"), reference_run(out, feeds).at("y"), 1e-12);
         expect_close(reference_run(out, feeds).at("y"), blocked, 1e-4);
       }
+    }
+}
+
+TEST(LayoutPropagation, MaxPoolingJoinsTheChain) {
+  for (const int64_t block : {int64_t{8}, int64_t{16}, ds::ops::kChannelsLast})
+    for (const bool ceil_mode : {false, true}) {  // ceil_mode: the reference kernel runs
+      SCOPED_TRACE("block " + std::to_string(block) + (ceil_mode ? ", ceil_mode" : ""));
+      Graph g;
+      Tensor x = g.placeholder("x", {2, 20, 13, 11});
+      Tensor a = ds::relu(conv(x, g, 20, 20, 3, 1, 1));
+      Tensor p = ds::max_pool2d(a, {3}, {2}, {1}, {1}, ceil_mode);
+      g.output(conv(p, g, 12, 20, 3, 1, 2) + conv(p, g, 12, 20, 1, 1, 3), "y");
+      const Graph out = passes::layout_propagation(g, block);
+      EXPECT_EQ(count_op(out, "blocked_max_pool2d"), 1) << out.str();
+      EXPECT_EQ(count_op(out, "blocked_conv2d"), 3) << out.str();
+      EXPECT_EQ(count_op(out, "to_blocked") + count_op(out, "from_blocked"), 2) << out.str();
+      const std::map<std::string, Tensor> feeds{{"x", rnd({2, 20, 13, 11}, 8)}};
+      const Tensor plain = ds::compile(g, "cpu", {.opt_level = 0}).run(feeds).at("y");
+      const auto exe = ds::compile(out, "cpu", {.opt_level = 0});
+      if (passes::conv_channel_block() != 0) {
+        EXPECT_EQ(impl_of(exe, "blocked_max_pool2d"), ceil_mode ? "reference" : "onednn-blocked")
+            << exe.explain();
+      }
+      expect_close(plain, exe.run(feeds).at("y"), 1e-4);
+      expect_close(reference_run(g, feeds).at("y"), reference_run(out, feeds).at("y"), 1e-12);
     }
 }
 
@@ -240,8 +275,10 @@ TEST(LayoutPropagation, ResNet18InferenceThroughThePipeline) {
   g.output(model->forward(x), "logits");
   const auto exe = ds::compile(g, "cpu", {.opt_level = 2});
   const Graph& opt = exe.graph();
-  // Layers 1-4 form one chain (20 convolutions); the stem convolution feeds max_pool.
-  EXPECT_EQ(count_op(opt, "blocked_conv2d"), 19) << opt.str();
+  // One chain from the stem through max_pool2d and layers 1-4 (20 convolutions) to the
+  // global average pooling.
+  EXPECT_EQ(count_op(opt, "blocked_conv2d"), 20) << opt.str();
+  EXPECT_EQ(count_op(opt, "blocked_max_pool2d"), 1) << opt.str();
   EXPECT_EQ(count_op(opt, "to_blocked"), 1) << opt.str();
   EXPECT_EQ(count_op(opt, "from_blocked"), 1) << opt.str();
   EXPECT_NE(exe.explain().find("onednn-blocked"), std::string::npos) << exe.explain();

@@ -3,8 +3,10 @@
 // convolution chain, blocked_conv2d is fused_conv2d on blocked x, residual and
 // result (weights and bias stay plain). The reference kernels reorder plainly in
 // float64; blocked_conv2d's is from_blocked -> fused_conv2d -> to_blocked (with
-// its `block`: the result's block may differ from x's under channels-last).
+// its `block`: the result's block may differ from x's under channels-last), and
+// blocked_max_pool2d's from_blocked -> max_pool2d -> to_blocked.
 #include "ir/ops/blocked_layout.h"
+#include "ir/ops/conv_geometry.h"
 #include "ir/ops/op_helpers.h"
 
 namespace ds::ops {
@@ -84,6 +86,13 @@ std::vector<TensorType> infer_blocked_conv(const OpContext& c) {
   return out;
 }
 
+// The max_pool2d a blocked_max_pool2d computes: its attributes less `channels`.
+AttrMap pool_attrs(const OpContext& c) {
+  AttrMap a = c.attrs;
+  a.erase("channels");
+  return a;
+}
+
 const OpRegistrar reg([] {
   register_op({
       .name = "to_blocked",
@@ -114,6 +123,27 @@ const OpRegistrar reg([] {
           [](const KernelCall& k) {
             const Shape nchw = k.outputs[0].shape();
             from_f64(plain_f64(to_f64(k.inputs[0]), nchw, k.inputs[0].dim(4)), k.outputs[0]);
+          },
+  });
+  register_op({
+      .name = "blocked_max_pool2d",
+      .attrs = {{"kernel_size", AttrKind::Ints, std::nullopt},
+                {"stride", AttrKind::Ints, std::vector<int64_t>{}},
+                {"padding", AttrKind::Ints, std::vector<int64_t>{0}},
+                {"dilation", AttrKind::Ints, std::vector<int64_t>{1}},
+                {"ceil_mode", AttrKind::Bool, false},
+                {"channels", AttrKind::Int, std::nullopt}},
+      .infer =
+          [](const OpContext& c) {
+            const int64_t block = check_blocked(c, c.inputs[0], c.i("channels"), "x");
+            const Shape y = pool_geom(c, plain_shape(c.inputs[0].shape, c.i("channels"))).y_shape();
+            return one(c.inputs[0].dtype, blocked_shape(y, block));
+          },
+      .reference =
+          [](const KernelCall& k) {
+            const Tensor x = plain_tensor(cast(k.inputs[0], DType::Float64), k.ctx.i("channels"));
+            const Tensor y = apply1("max_pool2d", {x}, pool_attrs(k.ctx));
+            from_f64(blocked_f64(to_f64(y), y.shape(), k.inputs[0].dim(4)), k.outputs[0]);
           },
   });
   register_op({

@@ -1,4 +1,4 @@
-// blocked_conv2d, to_blocked and from_blocked (float32) on oneDNN: the kernels
+// blocked_conv2d, blocked_max_pool2d, to_blocked and from_blocked (float32) on oneDNN: the kernels
 // behind the layout propagation pass. Activations arrive and leave in oneDNN's
 // nChw8c / nChw16c / nhwc layout (ir/ops/blocked_layout.h), so a chain of convolutions
 // reorders only at its edges; the weights of a graph constant are reordered to
@@ -130,6 +130,38 @@ void run_blocked_conv(const KernelCall& k) {
   stream().wait();
 }
 
+struct BlockedPool {
+  dnnl::pooling_v2_forward::primitive_desc pd;
+  dnnl::pooling_v2_forward prim;
+};
+
+// max_pool2d on blocked x and y (floor mode: oneDNN's output size formula is
+// PyTorch's then; ceil_mode falls back to the reference kernel).
+void run_blocked_max_pool(const KernelCall& k) {
+  const int64_t channels = k.ctx.i("channels"), block = k.inputs[0].dim(4);
+  const ops::PoolGeom g = ops::pool_geom(k.ctx, ops::plain_shape(k.inputs[0].shape(), channels));
+  const Shape x_shape{g.n, g.c, g.h, g.w};
+  const int threads = use_ds_threads();
+  const std::string key = "blocked_max_pool" +
+                          dims_key({g.n, g.c, g.h, g.w, g.kh, g.kw, g.stride.h, g.stride.w, g.pad.h,
+                                    g.pad.w, g.dil.h, g.dil.w, block}) +
+                          "t" + std::to_string(threads);
+  auto p = cached<BlockedPool>(key, [&] {
+    const memory::dims pad{g.pad.h, g.pad.w};
+    const dnnl::pooling_v2_forward::desc desc(
+        dnnl::prop_kind::forward_inference, dnnl::algorithm::pooling_max,
+        blocked_f32(x_shape, block), blocked_f32(g.y_shape(), block), {g.stride.h, g.stride.w},
+        {g.kh, g.kw}, {g.dil.h - 1, g.dil.w - 1}, pad, pad);
+    dnnl::pooling_v2_forward::primitive_desc pd(desc, user_scratchpad(), engine());
+    return std::make_shared<BlockedPool>(BlockedPool{pd, dnnl::pooling_v2_forward(pd)});
+  });
+  const Scratchpad scratch(p->pd);
+  p->prim.execute(stream(), {{DNNL_ARG_SRC, wrap(p->pd.src_desc(), k.inputs[0])},
+                             {DNNL_ARG_DST, wrap(p->pd.dst_desc(), k.outputs[0])},
+                             {DNNL_ARG_SCRATCHPAD, scratch.mem()}});
+  stream().wait();
+}
+
 // to_blocked / from_blocked: one cached reorder primitive per shape and direction.
 void run_reorder(const Tensor& src, const memory::desc& src_md, Tensor& dst,
                  const memory::desc& dst_md, const std::string& key) {
@@ -180,6 +212,13 @@ const OpRegistrar reg([] {
                      return float32_inputs(c) && c.i("groups") == 1 && nonempty(c.inputs[0].shape) &&
                             supported_block(c.inputs[0].shape[4], w[1]) &&
                             supported_block(c.i("block"), w[0]);
+                   },
+                   "onednn-blocked", 20});
+  register_kernel("blocked_max_pool2d", DeviceKind::CPU,
+                  {run_blocked_max_pool,
+                   [](const OpContext& c) {
+                     return float32_inputs(c) && !c.b("ceil_mode") && nonempty(c.inputs[0].shape) &&
+                            supported_block(c.inputs[0].shape[4], c.i("channels"));
                    },
                    "onednn-blocked", 20});
   register_kernel("to_blocked", DeviceKind::CPU,
