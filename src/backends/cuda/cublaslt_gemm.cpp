@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 
+#include "backends/cuda/cublaslt_gemm.h"
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/kernel_support.h"
 #include "backends/cuda/nvrtc_module.h"
@@ -48,8 +49,15 @@ cudaDataType_t cuda_type(DType t) {
 // RAII owners of the cuBLASLt descriptors.
 struct Layout {
   cublasLtMatrixLayout_t h = nullptr;
-  Layout(cudaDataType_t t, int64_t rows, int64_t cols, int64_t ld) {
-    DS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&h, t, rows, cols, ld));
+  Layout(cudaDataType_t t, int64_t rows, int64_t cols, int64_t batch, int64_t stride) {
+    DS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&h, t, rows, cols, rows));
+    if (batch > 1) {
+      const int32_t count = static_cast<int32_t>(batch);
+      DS_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(h, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                                                       &count, sizeof count));
+      DS_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
+          h, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride));
+    }
   }
   Layout(const Layout&) = delete;
   ~Layout() { cublasLtMatrixLayoutDestroy(h); }
@@ -102,43 +110,18 @@ void gemm_kernel(const KernelCall& kc) {
   const int dev = call_device(kc);
   const bool with_c = kc.inputs.size() > 2 && ctx.f("beta") != 0.0;
   if (with_c) broadcast_c(kc, dev, d.m, d.n);
-  LtDevice& lt_dev = lt(dev);
-  set_device(dev);
-  const DType dt = y.dtype();
-  const bool f64 = dt == DType::Float64;
-  const cublasComputeType_t compute =
-      f64 ? CUBLAS_COMPUTE_64F
-          : (dt == DType::Float32 && allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F);
-  Desc desc(compute, f64 ? CUDA_R_64F : CUDA_R_32F);
-  // cuBLASLt's A is op(b)^T (n x k), its B is op(a)^T (k x m), D is y^T (n x m).
-  const cublasOperation_t op_b = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasOperation_t op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-  DS_CUBLAS_CHECK(
-      cublasLtMatmulDescSetAttribute(desc.h, CUBLASLT_MATMUL_DESC_TRANSA, &op_b, sizeof op_b));
-  DS_CUBLAS_CHECK(
-      cublasLtMatmulDescSetAttribute(desc.h, CUBLASLT_MATMUL_DESC_TRANSB, &op_a, sizeof op_a));
-  const cudaDataType_t t = cuda_type(dt);
-  const Layout la = tb ? Layout(t, d.k, d.n, d.k) : Layout(t, d.n, d.k, d.n);
-  const Layout lb = ta ? Layout(t, d.m, d.k, d.m) : Layout(t, d.k, d.m, d.k);
-  const Layout lc(t, d.n, d.m, d.n);
-  Preference pref;
-  const uint64_t ws = kWorkspaceBytes;
-  DS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      pref.h, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-  cublasLtMatmulHeuristicResult_t heur{};
-  int found = 0;
-  DS_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(lt_dev.handle, desc.h, la.h, lb.h, lc.h, lc.h,
-                                                 pref.h, 1, &heur, &found));
-  DS_CHECK(found > 0, UnavailableError, ctx.where(), "cuBLASLt has no algorithm for a ",
-           dtype_name(dt), " gemm m=", d.m, " n=", d.n, " k=", d.k);
-  const double alpha_d = ctx.f("alpha"), beta_d = with_c ? ctx.f("beta") : 0.0;
-  const float alpha_f = static_cast<float>(alpha_d), beta_f = static_cast<float>(beta_d);
-  const void* alpha = f64 ? static_cast<const void*>(&alpha_d) : &alpha_f;
-  const void* beta = f64 ? static_cast<const void*>(&beta_d) : &beta_f;
-  DS_CUBLAS_CHECK(cublasLtMatmul(lt_dev.handle, desc.h, alpha, kc.inputs[1].raw_data(), la.h,
-                                 kc.inputs[0].raw_data(), lb.h, beta, y.raw_data(), lc.h,
-                                 y.raw_data(), lc.h, &heur.algo, lt_dev.workspace.get(),
-                                 kWorkspaceBytes, stream_of(dev)));
+  // Column-major: y^T (n x m) = op(b)^T (n x k) @ op(a)^T (k x m); a row-major
+  // operand read column-major is its transpose, so op(b)^T is b's storage as is
+  // unless b is transposed (likewise a).
+  LtMatmul m;
+  m.dtype = y.dtype();
+  m.rows = d.n, m.cols = d.m, m.inner = d.k;
+  m.a = kc.inputs[1].raw_data(), m.trans_a = tb;
+  m.b = kc.inputs[0].raw_data(), m.trans_b = ta;
+  m.d = y.raw_data();
+  m.alpha = ctx.f("alpha");
+  m.beta = with_c ? ctx.f("beta") : 0.0;
+  lt_matmul(dev, m, ctx.where().c_str());
 }
 
 // One float dtype throughout and a non-empty inner dimension (cuBLASLt needs k >= 1).
@@ -158,4 +141,44 @@ const OpRegistrar reg([] {
 });
 
 }  // namespace
+
+void lt_matmul(int device, const LtMatmul& m, const char* what) {
+  LtDevice& lt_dev = lt(device);
+  set_device(device);
+  const bool f64 = m.dtype == DType::Float64;
+  const cublasComputeType_t compute =
+      f64 ? CUBLAS_COMPUTE_64F
+          : (m.dtype == DType::Float32 && allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                       : CUBLAS_COMPUTE_32F);
+  Desc desc(compute, f64 ? CUDA_R_64F : CUDA_R_32F);
+  const cublasOperation_t op_a = m.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = m.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  DS_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(desc.h, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof op_a));
+  DS_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(desc.h, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof op_b));
+  const cudaDataType_t t = cuda_type(m.dtype);
+  const Layout la = m.trans_a ? Layout(t, m.inner, m.rows, m.batch, m.stride_a)
+                              : Layout(t, m.rows, m.inner, m.batch, m.stride_a);
+  const Layout lb = m.trans_b ? Layout(t, m.cols, m.inner, m.batch, m.stride_b)
+                              : Layout(t, m.inner, m.cols, m.batch, m.stride_b);
+  const Layout ld(t, m.rows, m.cols, m.batch, m.stride_d);
+  Preference pref;
+  const uint64_t ws = kWorkspaceBytes;
+  DS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref.h, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+  cublasLtMatmulHeuristicResult_t heur{};
+  int found = 0;
+  DS_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(lt_dev.handle, desc.h, la.h, lb.h, ld.h, ld.h,
+                                                 pref.h, 1, &heur, &found));
+  DS_CHECK(found > 0, UnavailableError, what, "cuBLASLt has no algorithm for a ",
+           dtype_name(m.dtype), " matmul ", m.rows, "x", m.inner, "x", m.cols, " batch ", m.batch);
+  const float alpha_f = static_cast<float>(m.alpha), beta_f = static_cast<float>(m.beta);
+  const void* alpha = f64 ? static_cast<const void*>(&m.alpha) : &alpha_f;
+  const void* beta = f64 ? static_cast<const void*>(&m.beta) : &beta_f;
+  DS_CUBLAS_CHECK(cublasLtMatmul(lt_dev.handle, desc.h, alpha, m.a, la.h, m.b, lb.h, beta, m.d,
+                                 ld.h, m.d, ld.h, &heur.algo, lt_dev.workspace.get(),
+                                 kWorkspaceBytes, stream_of(device)));
+}
+
 }  // namespace ds::cuda
