@@ -11,7 +11,8 @@
 namespace ds::py::sched_py {
 namespace {
 
-// Like PyScheduler, for a batcher.
+// The batcher as Python holds it: like PyScheduler, it releases the GIL while
+// its destructor waits for running batches (a Python model needs the GIL).
 struct PyBatcher {
   std::unique_ptr<DynamicBatcher> b;
   std::vector<std::string> names;  // executable models: output names

@@ -1,8 +1,9 @@
 // ds.sched: futures, the priority Scheduler and its exceptions (policies and
-// the DynamicBatcher are in sched_batch_bindings.cpp). Python work runs on the scheduler's C++ worker threads: each call
-// takes the GIL for as long as it runs Python code, and every wait on the C++
-// side (submitting, waiting for a result, shutting down) releases it, so the
-// workers never block on a thread that waits for them.
+// the DynamicBatcher are in sched_batch_bindings.cpp). Python work runs on the
+// scheduler's C++ worker threads: each call takes the GIL for as long as it
+// runs Python code, and every wait on the C++ side (submitting, waiting for a
+// result, shutting down) releases it, so the workers never block on a thread
+// that waits for them.
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/shared_ptr.h>
