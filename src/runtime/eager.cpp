@@ -71,7 +71,8 @@ std::vector<Tensor> apply(const std::string& op_name, const std::vector<Tensor>&
   if (kernel.impl != "reference") {
     std::vector<Tensor> out;
     for (const TensorType& t : out_types) out.push_back(Tensor::empty(t.shape, t.dtype, device));
-    OpEventScope profile_event(ctx, kernel, out_types);
+    OpEventScope profile_event(ctx, kernel, out_types,
+                               device.kind == DeviceKind::CUDA ? device.index : -1);
     run_kernel_into(ctx, kernel, in, out);
     return out;
   }

@@ -434,6 +434,25 @@ TEST(CudaProfiler, CuptiTimesKernelsOfMatmulAndAdd) {
   profile_matmul_add(make_cuda_timer(api, ""), "cupti");
 }
 
+TEST(CudaProfiler, EagerOpsOnCudaTensorsGetDeviceTimes) {
+  require_gpu();
+  if (IsSkipped()) return;
+  const Tensor a = random_uniform({128, 256}, 1).to(Device::cuda());
+  const Tensor b = random_uniform({256, 64}, 2).to(Device::cuda());
+  const Tensor c = random_uniform({128, 64}, 3).to(Device::cuda());
+  (void)add(matmul(a, b), c);  // warm-up
+  ProfilerOptions opt;
+  opt.device_timer = make_cuda_event_timer();
+  Profiler prof(opt);
+  const Tensor y = add(matmul(a, b), c);
+  prof.stop();
+  std::set<std::string> timed;
+  for (const auto& e : prof.events())
+    if (e.kind == EventKind::Op && e.device == 0 && e.device_ns > 0) timed.insert(e.name);
+  EXPECT_TRUE(timed.count("matmul") && timed.count("add")) << ::testing::PrintToString(timed);
+  EXPECT_EQ(y.device(), Device::cuda());
+}
+
 TEST(CudaProfiler, CuptiHeldByAnotherToolFallsBackToEvents) {
   require_gpu();
   if (IsSkipped()) return;
