@@ -2,7 +2,8 @@
 // batch norm folded) compiled at opt_level 2 with and without the
 // layout_propagation pass, timed alternately in one process; prints JSON with
 // the median seconds per run of each and their ratio.
-//   DS_NUM_THREADS=2 ds_bench_layout [rounds]
+//   DS_NUM_THREADS=2 ds_bench_layout [rounds] [--profile]
+// --profile: also prints the per-op time table of 5 runs of each executable.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -15,6 +16,7 @@
 #include "ds/nn.h"
 #include "ds/op.h"
 #include "ds/ops.h"
+#include "ds/profile.h"
 #include "ds/runtime.h"
 
 namespace {
@@ -30,6 +32,14 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+void print_profile(const char* label, const ds::Executable& exe,
+                   const std::map<std::string, ds::Tensor>& feeds) {
+  ds::Profiler prof;
+  for (int i = 0; i < 5; ++i) exe.run(feeds);
+  prof.stop();
+  std::fprintf(stderr, "%s\n%s\n", label, prof.key_averages().table("self_time", 12).c_str());
+}
+
 int count_op(const ds::Graph& g, const std::string& op) {
   int n = 0;
   for (const auto& node : g.nodes()) n += node.op->name == op;
@@ -40,6 +50,7 @@ int count_op(const ds::Graph& g, const std::string& op) {
 
 int main(int argc, char** argv) {
   const int rounds = argc > 1 ? std::atoi(argv[1]) : 7;
+  const bool profile = argc > 2 && std::string(argv[2]) == "--profile";
   ds::nn::manual_seed(1);
   auto model = ds::models::resnet18();
   // Batch-norm statistics away from the identity, as after training.
@@ -62,6 +73,10 @@ int main(int argc, char** argv) {
     const double diff = ds::max(ds::abs(with.run(feeds).at("logits") - without.run(feeds).at("logits")))
                             .item<double>();
     seconds(with, feeds), seconds(without, feeds);  // warm-up: primitives, weight reorders
+    if (profile) {
+      print_profile(("batch " + std::to_string(batch) + ", with the pass").c_str(), with, feeds);
+      print_profile(("batch " + std::to_string(batch) + ", without").c_str(), without, feeds);
+    }
     std::vector<double> tw, to;
     for (int r = 0; r < rounds; ++r) {  // alternate, so load swings hit both
       tw.push_back(seconds(with, feeds));
