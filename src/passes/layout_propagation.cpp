@@ -30,8 +30,11 @@ bool candidate(const Graph& g, const Node& n) {
   const std::string& op = n.op->name;
   if (is_conv(n))
     return std::get<int64_t>(n.attrs.at("groups")) == 1 && static_nchw_f32(g.type(n.inputs[0]));
-  // Max pooling keeps the zero channels zero; it joins a chain, not counted as a conv.
-  if (op == "max_pool2d") return static_nchw_f32(g.type(n.inputs[0]));
+  // Max pooling keeps the zero channels zero; it joins a chain, not counted as a
+  // conv. Floor mode only: the blocked kernels pool in it (ceil_mode would run
+  // the float64 reference).
+  if (op == "max_pool2d")
+    return !std::get<bool>(n.attrs.at("ceil_mode")) && static_nchw_f32(g.type(n.inputs[0]));
   // Unary ops with f(0) = 0 keep the padding channels zero.
   static const std::set<std::string> unary = {"relu", "leaky_relu", "gelu", "silu", "tanh", "neg"};
   static const std::set<std::string> binary = {"add", "sub", "mul"};

@@ -12,7 +12,8 @@ namespace ds::passes {
 
 // Rewrites every chain of two or more float32 convolutions (conv2d, fused_conv2d;
 // groups 1) joined by relu-like unary ops (f(0) = 0, so the zero channels that
-// pad the last block stay zero), same-shape add/sub/mul and max_pool2d: their activations
+// pad the last block stay zero), same-shape add/sub/mul and max_pool2d (floor
+// mode): their activations
 // become blocked values with `block` channels per block, made by to_blocked where
 // a value enters a chain and turned back by from_blocked where one leaves it
 // (a graph output or a reader outside the chain). Inference graphs only: a

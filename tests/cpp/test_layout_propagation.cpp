@@ -145,28 +145,49 @@ TEST(LayoutPropagation, ResultsMatchPlainGraphAndReference) {
 }
 
 TEST(LayoutPropagation, MaxPoolingJoinsTheChain) {
-  for (const int64_t block : {int64_t{8}, int64_t{16}, ds::ops::kChannelsLast})
-    for (const bool ceil_mode : {false, true}) {  // ceil_mode: the reference kernel runs
-      SCOPED_TRACE("block " + std::to_string(block) + (ceil_mode ? ", ceil_mode" : ""));
-      Graph g;
-      Tensor x = g.placeholder("x", {2, 20, 13, 11});
-      Tensor a = ds::relu(conv(x, g, 20, 20, 3, 1, 1));
-      Tensor p = ds::max_pool2d(a, {3}, {2}, {1}, {1}, ceil_mode);
-      g.output(conv(p, g, 12, 20, 3, 1, 2) + conv(p, g, 12, 20, 1, 1, 3), "y");
-      const Graph out = passes::layout_propagation(g, block);
-      EXPECT_EQ(count_op(out, "blocked_max_pool2d"), 1) << out.str();
-      EXPECT_EQ(count_op(out, "blocked_conv2d"), 3) << out.str();
-      EXPECT_EQ(count_op(out, "to_blocked") + count_op(out, "from_blocked"), 2) << out.str();
-      const std::map<std::string, Tensor> feeds{{"x", rnd({2, 20, 13, 11}, 8)}};
-      const Tensor plain = ds::compile(g, "cpu", {.opt_level = 0}).run(feeds).at("y");
-      const auto exe = ds::compile(out, "cpu", {.opt_level = 0});
-      if (passes::conv_channel_block() != 0) {
-        EXPECT_EQ(impl_of(exe, "blocked_max_pool2d"), ceil_mode ? "reference" : "onednn-blocked")
-            << exe.explain();
-      }
-      expect_close(plain, exe.run(feeds).at("y"), 1e-4);
-      expect_close(reference_run(g, feeds).at("y"), reference_run(out, feeds).at("y"), 1e-12);
+  for (const int64_t block : {int64_t{8}, int64_t{16}, ds::ops::kChannelsLast}) {
+    SCOPED_TRACE("block " + std::to_string(block));
+    Graph g;
+    Tensor x = g.placeholder("x", {2, 20, 13, 11});
+    Tensor a = ds::relu(conv(x, g, 20, 20, 3, 1, 1));
+    Tensor p = ds::max_pool2d(a, {3}, {2}, {1});
+    g.output(conv(p, g, 12, 20, 3, 1, 2) + conv(p, g, 12, 20, 1, 1, 3), "y");
+    const Graph out = passes::layout_propagation(g, block);
+    EXPECT_EQ(count_op(out, "blocked_max_pool2d"), 1) << out.str();
+    EXPECT_EQ(count_op(out, "blocked_conv2d"), 3) << out.str();
+    EXPECT_EQ(count_op(out, "to_blocked") + count_op(out, "from_blocked"), 2) << out.str();
+    const std::map<std::string, Tensor> feeds{{"x", rnd({2, 20, 13, 11}, 8)}};
+    const Tensor plain = ds::compile(g, "cpu", {.opt_level = 0}).run(feeds).at("y");
+    const auto exe = ds::compile(out, "cpu", {.opt_level = 0});
+    if (passes::conv_channel_block() != 0) {
+      EXPECT_EQ(impl_of(exe, "blocked_max_pool2d"), "onednn-blocked") << exe.explain();
     }
+    expect_close(plain, exe.run(feeds).at("y"), 1e-4);
+    expect_close(reference_run(g, feeds).at("y"), reference_run(out, feeds).at("y"), 1e-12);
+  }
+}
+
+TEST(LayoutPropagation, CeilModePoolingSplitsTheChain) {
+  Graph g;
+  Tensor x = g.placeholder("x", {1, 8, 8, 8});
+  Tensor a = conv(conv(x, g, 8, 8, 3, 1, 1), g, 8, 8, 3, 1, 2);
+  Tensor p = ds::max_pool2d(a, {3}, {2}, {0}, {1}, /*ceil_mode=*/true);
+  g.output(conv(conv(p, g, 8, 8, 3, 1, 3), g, 8, 8, 3, 1, 4), "y");
+  const Graph out = passes::layout_propagation(g, 8);
+  EXPECT_EQ(count_op(out, "max_pool2d"), 1) << out.str();
+  EXPECT_EQ(count_op(out, "blocked_conv2d"), 4) << out.str();
+  EXPECT_EQ(count_op(out, "to_blocked") + count_op(out, "from_blocked"), 4) << out.str();
+  // The op itself still pools in ceil mode (its reference kernel).
+  Graph b;
+  Tensor xb = b.placeholder("x", {2, 20, 7, 7});
+  Tensor pooled = ds::apply1(
+      "blocked_max_pool2d", {ds::apply1("to_blocked", {xb}, {{"block", int64_t{16}}})},
+      {{"kernel_size", std::vector<int64_t>{3}}, {"stride", std::vector<int64_t>{2}},
+       {"ceil_mode", true}, {"channels", int64_t{20}}});
+  b.output(ds::apply1("from_blocked", {pooled}, {{"channels", int64_t{20}}}), "y");
+  const Tensor feed = rnd({2, 20, 7, 7}, 5);
+  expect_close(ds::max_pool2d(feed, {3}, {2}, {0}, {1}, true),
+               ds::compile(b, "cpu", {.opt_level = 0}).run({{"x", feed}}).at("y"), 0);
 }
 
 TEST(LayoutPropagation, ReorderKernelsMatchReferenceIncludingZeroPadding) {
