@@ -1,10 +1,8 @@
-// Shape ops on the GPU, so that a training graph's reshapes, transposes,
-// broadcasts, slices and concatenations stay on the device: reshape, flatten,
-// squeeze (one device-to-device copy), permute, broadcast_to, slice, concat,
-// stack, split, constant pad (strided copies of views of the operands), tril,
-// triu and full. The copies move elements as unsigned integers of the element's
-// width, so every dtype is served; adjacent dims that are contiguous in both
-// operands are merged before the launch.
+// The shape ops layout_kernels.cpp leaves out: stack (a strided copy of each
+// input into its slot of the output), tril/triu (causal masks) and full. The
+// kernels move elements as unsigned integers of the element's width, so every
+// dtype is served; adjacent dims that are contiguous in both operands are merged
+// before the launch.
 #include <cstring>
 
 #include "backends/cuda/cuda_check.h"
@@ -108,18 +106,6 @@ void strided_copy(const KernelCall& kc, const void* src, const Shape& src_stride
          kc.ctx.op.name.c_str());
 }
 
-// Copies a (strided) view into a contiguous output.
-void copy_view(const KernelCall& kc, const Tensor& view, Tensor& out) {
-  strided_copy(kc, view.raw_data(), view.strides(), out.raw_data(),
-               contiguous_strides(out.shape()), out.shape(), dtype_size(out.dtype()));
-}
-
-// Copies a contiguous input into a (strided) view of the output.
-void copy_to_view(const KernelCall& kc, const Tensor& in, const Tensor& view) {
-  strided_copy(kc, in.raw_data(), contiguous_strides(in.shape()), view.raw_data(), view.strides(),
-               in.shape(), dtype_size(in.dtype()));
-}
-
 void fill(const KernelCall& kc, Tensor& out, double value) {
   long long n = out.numel();
   if (n == 0) return;
@@ -142,37 +128,6 @@ void fill(const KernelCall& kc, Tensor& out, double value) {
          kc.ctx.op.name.c_str());
 }
 
-void device_copy(const KernelCall& kc) {
-  const Tensor& in = kc.inputs[0];
-  Tensor& out = kc.outputs[0];
-  if (out.nbytes() == 0) return;
-  const int dev = call_device(kc);
-  set_device(dev);
-  DS_CUDA_CHECK(cudaMemcpyAsync(out.raw_data(), in.raw_data(), out.nbytes(),
-                                cudaMemcpyDeviceToDevice, stream_of(dev)));
-}
-
-void broadcast_kernel(const KernelCall& kc) {
-  const Tensor& x = kc.inputs[0];
-  Tensor& out = kc.outputs[0];
-  const Shape& s = out.shape();
-  const int extra = static_cast<int>(s.size()) - x.ndim();
-  Shape st(s.size(), 0);
-  for (int d = 0; d < x.ndim(); ++d) st[d + extra] = x.shape()[d] == 1 ? 0 : x.strides()[d];
-  strided_copy(kc, x.raw_data(), st, out.raw_data(), contiguous_strides(s), s,
-               dtype_size(out.dtype()));
-}
-
-void concat_kernel(const KernelCall& kc) {
-  Tensor& out = kc.outputs[0];
-  const int axis = normalize_axis(kc.ctx.i("axis"), out.ndim(), kc.ctx.where());
-  int64_t offset = 0;
-  for (const Tensor& x : kc.inputs) {
-    copy_to_view(kc, x, out.slice(axis, offset, offset + x.shape()[axis]));
-    offset += x.shape()[axis];
-  }
-}
-
 // stack: input k goes to out[..., k, ...]: the output's strides without `axis`.
 void stack_kernel(const KernelCall& kc) {
   Tensor& out = kc.outputs[0];
@@ -183,32 +138,10 @@ void stack_kernel(const KernelCall& kc) {
   const size_t elem = dtype_size(out.dtype());
   for (size_t k = 0; k < kc.inputs.size(); ++k) {
     const Tensor& x = kc.inputs[k];
-    void* dst = static_cast<char*>(out.raw_data()) +
-                static_cast<int64_t>(k) * full[static_cast<size_t>(axis)] * static_cast<int64_t>(elem);
+    const int64_t at = static_cast<int64_t>(k) * full[static_cast<size_t>(axis)];
+    void* dst = static_cast<char*>(out.raw_data()) + at * static_cast<int64_t>(elem);
     strided_copy(kc, x.raw_data(), contiguous_strides(x.shape()), dst, st, x.shape(), elem);
   }
-}
-
-void split_kernel(const KernelCall& kc) {
-  const Tensor& x = kc.inputs[0];
-  const int axis = normalize_axis(kc.ctx.i("axis"), x.ndim(), kc.ctx.where());
-  int64_t offset = 0;
-  for (Tensor& out : kc.outputs) {
-    const int64_t n = out.shape()[axis];
-    copy_view(kc, x.slice(axis, offset, offset + n), out);
-    offset += n;
-  }
-}
-
-void pad_kernel(const KernelCall& kc) {
-  const Tensor& x = kc.inputs[0];
-  Tensor& out = kc.outputs[0];
-  fill(kc, out, kc.ctx.f("value"));
-  const auto& p = kc.ctx.ints("pads");
-  Tensor interior = out;
-  for (size_t i = 0; i < p.size() / 2; ++i)
-    interior = interior.slice(static_cast<int64_t>(i), p[2 * i], p[2 * i] + x.shape()[i]);
-  copy_to_view(kc, x, interior);
 }
 
 void triangle_kernel(const KernelCall& kc, int lower) {
@@ -239,29 +172,7 @@ bool same_dtype(const OpContext& c) {
 }
 
 const OpRegistrar reg([] {
-  for (const char* name : {"reshape", "flatten", "squeeze"})
-    register_kernel(name, DeviceKind::CUDA, {device_copy, nullptr, "cuda-copy", 10});
-  register_kernel("permute", DeviceKind::CUDA,
-                  {[](const KernelCall& kc) {
-                     copy_view(kc, kc.inputs[0].permute(kc.ctx.ints("axes")), kc.outputs[0]);
-                   },
-                   rank_fits, "nvrtc", 10});
-  register_kernel("broadcast_to", DeviceKind::CUDA, {broadcast_kernel, rank_fits, "nvrtc", 10});
-  register_kernel("slice", DeviceKind::CUDA,
-                  {[](const KernelCall& kc) {
-                     const OpContext& c = kc.ctx;
-                     copy_view(kc,
-                               kc.inputs[0].slice(c.i("axis"), c.i("start"), c.i("stop"), c.i("step")),
-                               kc.outputs[0]);
-                   },
-                   rank_fits, "nvrtc", 10});
-  register_kernel("concat", DeviceKind::CUDA, {concat_kernel, same_dtype, "nvrtc", 10});
   register_kernel("stack", DeviceKind::CUDA, {stack_kernel, same_dtype, "nvrtc", 10});
-  register_kernel("split", DeviceKind::CUDA, {split_kernel, rank_fits, "nvrtc", 10});
-  register_kernel("pad", DeviceKind::CUDA,
-                  {pad_kernel,
-                   [](const OpContext& c) { return c.s("mode") == "constant" && rank_fits(c); },
-                   "nvrtc", 10});
   register_kernel("tril", DeviceKind::CUDA,
                   {[](const KernelCall& kc) { triangle_kernel(kc, 1); }, nullptr, "nvrtc", 10});
   register_kernel("triu", DeviceKind::CUDA,
