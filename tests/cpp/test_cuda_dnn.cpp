@@ -347,7 +347,8 @@ TEST(CudaDnnReduce, ReductionsOverAnyAxesMatchTheReference) {
   const std::vector<RedCase> cases = {
       {{4, 6, 5, 7}, {0, 2, 3}}, {{1000, 37}, {0}},      {{3, 70001}, {0}},
       {{4, 6, 5, 7}, {1, 3}},    {{4, 6, 5, 7}, {0, 1}}, {{5, 1, 9}, {0, 1}},
-      {{2, 3, 4}, {}},           {{0, 5}, {0}},          {{7, 3, 300}, {1}}};
+      {{2, 3, 4}, {}},           {{0, 5}, {0}},          {{7, 3, 300}, {1}},
+      {{2, 3, 4, 8}, {0, 2, 3}}, {{3, 5, 16}, {0, 2}}};  // runs of 32 and 16: 16-byte loads
   uint64_t seed = 10000;
   for (DType t : kFloats)
     for (const RedCase& c : cases)

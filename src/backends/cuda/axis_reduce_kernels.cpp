@@ -27,7 +27,7 @@ constexpr int kMaxDims = 8;
 struct RedArgs {
   long long ksize[kMaxDims], kstride[kMaxDims], rsize[kMaxDims], rstride[kMaxDims];
   long long outputs, reduced, chunk;
-  int nk, nr, splits, kind;
+  int nk, nr, splits, kind, vec;  // vec: rows load 16 bytes at a time
 };
 
 enum Kind { kSum = 0, kMax = 1, kMin = 2, kSquaredDeviation = 3 };
@@ -36,7 +36,7 @@ const char* const kSource = R"(
 struct RedArgs {
   long long ksize[8], kstride[8], rsize[8], rstride[8];
   long long outputs, reduced, chunk;
-  int nk, nr, splits, kind;
+  int nk, nr, splits, kind, vec;
 };
 __device__ __forceinline__ long long ds_kept_offset(const RedArgs& g, long long o) {
   long long off = 0;
@@ -61,11 +61,14 @@ struct ds_comb {
   int kind;
   __device__ A operator()(A a, A b) const { return ds_combine(kind, a, b); }
 };
-__device__ __forceinline__ A ds_value(const RedArgs& g, const T* x, long long at, const A* mean,
-                                      long long o) {
-  const A v = ds_io<T>::load(x[at]);
+__device__ __forceinline__ A ds_value_of(const RedArgs& g, T e, const A* mean, long long o) {
+  const A v = ds_io<T>::load(e);
   if (g.kind == 3) { const A d = v - mean[o]; return d * d; }
   return v;
+}
+__device__ __forceinline__ A ds_value(const RedArgs& g, const T* x, long long at, const A* mean,
+                                      long long o) {
+  return ds_value_of(g, x[at], mean, o);
 }
 
 // The offset of run j: the reduced dims outside the innermost one.
@@ -85,10 +88,21 @@ extern "C" __global__ void ds_reduce_rows(const T* __restrict__ x, A* __restrict
   const long long j0 = s * g.chunk, j1 = min(j0 + g.chunk, runs);
   const int kind = g.kind == 3 ? 0 : g.kind;
   A acc = ds_identity(kind);
+  const int lanes = 16 / sizeof(T);
   for (long long j = j0; j < j1; ++j) {
     const long long run = base + ds_run_offset(g, j);
-    for (long long i = threadIdx.x; i < len; i += blockDim.x)
-      acc = ds_combine(kind, acc, ds_value(g, x, run + i, mean, o));
+    if (g.vec) {  // runs start at multiples of len, a multiple of `lanes`: 16-byte aligned
+      const uint4* p = reinterpret_cast<const uint4*>(x + run);
+      for (long long i = threadIdx.x; i < len / lanes; i += blockDim.x) {
+        const uint4 r = p[i];
+        const T* e = reinterpret_cast<const T*>(&r);
+#pragma unroll
+        for (int u = 0; u < lanes; ++u) acc = ds_combine(kind, acc, ds_value_of(g, e[u], mean, o));
+      }
+    } else {
+      for (long long i = threadIdx.x; i < len; i += blockDim.x)
+        acc = ds_combine(kind, acc, ds_value(g, x, run + i, mean, o));
+    }
   }
   acc = ds_block_reduce(acc, ds_comb{kind}, ds_identity(kind));
   if (threadIdx.x == 0) partial[blockIdx.x] = acc;
@@ -236,6 +250,9 @@ void reduce_kernel(const KernelCall& kc, Kind kind, bool mean, bool var, bool ro
       std::clamp<int64_t>(ceil_div(want_blocks, have), 1, std::max<int64_t>(1, units));
   g.splits = static_cast<int>(std::min<int64_t>(splits, 65535));
   g.chunk = ceil_div(l.inner_reduced ? units : g.reduced, g.splits);
+  const int64_t lanes = 16 / static_cast<int64_t>(dtype_size(x.dtype()));
+  g.vec = l.inner_reduced && g.reduced > 0 && g.rsize[g.nr - 1] % lanes == 0 &&
+          reinterpret_cast<uintptr_t>(x.raw_data()) % 16 == 0;
   const DType acc = x.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
   const std::string src = source(x.dtype(), out.dtype());
   auto partial = allocate(static_cast<size_t>(g.outputs * g.splits) * dtype_size(acc), dev);
