@@ -29,28 +29,45 @@ struct PoolArgs {
 #define DS_FOR(i, n) for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); \
                           i += (long long)gridDim.x * blockDim.x)
 
-// The input index of window (oy, ox)'s first maximum in plane p, or -1 without taps.
-__device__ long long ds_window_argmax(const T* p, const PoolArgs& g, long long oy, long long ox) {
-  long long best = -1;
+// The input index of window (oy, ox)'s first maximum in plane p, or -1 without
+// taps. In-plane positions are 32-bit (the host checks h * w < 2^31): 64-bit
+// divisions and products made the kernel twice as slow.
+__device__ int ds_window_argmax(const T* p, const PoolArgs& g, int oy, int ox) {
+  const int h = (int)g.h, w = (int)g.w, kh = (int)g.kh, kw = (int)g.kw;
+  const int y0 = oy * (int)g.sh - (int)g.ph, x0 = ox * (int)g.sw - (int)g.pw;
+  const int dh = (int)g.dh, dw = (int)g.dw;
+  int best = -1;
   A bv = A(0);
-  for (long long ky = 0; ky < g.kh; ++ky) {
-    const long long y = oy * g.sh - g.ph + ky * g.dh;
-    if (y < 0 || y >= g.h) continue;
-    for (long long kx = 0; kx < g.kw; ++kx) {
-      const long long x = ox * g.sw - g.pw + kx * g.dw;
-      if (x < 0 || x >= g.w) continue;
-      const A v = IO::load(p[y * g.w + x]);
-      if (best < 0 || v > bv || (v != v && bv == bv)) { best = y * g.w + x; bv = v; }
+  for (int ky = 0; ky < kh; ++ky) {
+    const int y = y0 + ky * dh;
+    if (y < 0 || y >= h) continue;
+    for (int kx = 0; kx < kw; ++kx) {
+      const int x = x0 + kx * dw;
+      if (x < 0 || x >= w) continue;
+      const A v = IO::load(p[y * w + x]);
+      if (best < 0 || v > bv || (v != v && bv == bv)) { best = y * w + x; bv = v; }
     }
   }
   return best;
 }
 
+// Output i as (plane, oy, ox): one 64-bit division, the rest in 32 bits.
+__device__ __forceinline__ void ds_output_at(const PoolArgs& g, long long i, long long* plane,
+                                             int* oy, int* ox) {
+  const long long per_plane = g.oh * g.ow;
+  *plane = i / per_plane;
+  const int r = (int)(i - *plane * per_plane);
+  *oy = r / (int)g.ow;
+  *ox = r - *oy * (int)g.ow;
+}
+
 extern "C" __global__ void ds_max_pool(const T* __restrict__ x, T* __restrict__ y, PoolArgs g) {
   DS_FOR(i, g.nc * g.oh * g.ow) {
-    const long long ox = i % g.ow, oy = i / g.ow % g.oh, plane = i / (g.oh * g.ow);
+    long long plane;
+    int oy, ox;
+    ds_output_at(g, i, &plane, &oy, &ox);
     const T* p = x + plane * g.h * g.w;
-    const long long at = ds_window_argmax(p, g, oy, ox);
+    const int at = ds_window_argmax(p, g, oy, ox);
     y[i] = IO::store(at < 0 ? A(-DS_INF) : IO::load(p[at]));
   }
 }
@@ -70,8 +87,10 @@ __device__ void ds_span(long long in, long long pad, long long k, long long s, l
 extern "C" __global__ void ds_max_pool_backward(const T* __restrict__ x, const T* __restrict__ gy,
                                                 S* __restrict__ acc, PoolArgs g) {
   DS_FOR(i, g.nc * g.oh * g.ow) {
-    const long long ox = i % g.ow, oy = i / g.ow % g.oh, plane = i / (g.oh * g.ow);
-    const long long at = ds_window_argmax(x + plane * g.h * g.w, g, oy, ox);
+    long long plane;
+    int oy, ox;
+    ds_output_at(g, i, &plane, &oy, &ox);
+    const int at = ds_window_argmax(x + plane * g.h * g.w, g, oy, ox);
     if (at >= 0) atomicAdd(acc + plane * g.h * g.w + at, (S)IO::load(gy[i]));
   }
 }
@@ -252,6 +271,13 @@ bool float_io(const OpContext& c) {
 
 bool avg_count_include_pad(const OpContext& c) { return c.b("count_include_pad"); }
 
+// Max pooling indexes within a plane in 32 bits (input and output planes).
+bool max_pool_ok(const OpContext& c) {
+  if (!float_io(c)) return false;
+  const ops::PoolGeom g = ops::pool_geom(c, c.inputs[0].shape);
+  return g.h * g.w < (int64_t{1} << 31) && g.oh * g.ow < (int64_t{1} << 31);
+}
+
 // Adaptive pooling: a geometry with only the extents set.
 PoolArgs adaptive_args(const Shape& x, const Shape& y) {
   PoolArgs a{};
@@ -265,8 +291,9 @@ const OpRegistrar reg([] {
                      const auto g = ops::pool_geom(kc.ctx, kc.inputs[0].shape());
                      run(kc, "ds_max_pool", kc.outputs[0].numel(), args_of(g, false));
                    },
-                   float_io, "nvrtc", 10});
-  register_kernel("max_pool2d_backward", DeviceKind::CUDA, {max_pool_backward, float_io, "nvrtc", 10});
+                   max_pool_ok, "nvrtc", 10});
+  register_kernel("max_pool2d_backward", DeviceKind::CUDA,
+                  {max_pool_backward, max_pool_ok, "nvrtc", 10});
   register_kernel("avg_pool2d", DeviceKind::CUDA,
                   {[](const KernelCall& kc) {
                      const auto g = ops::pool_geom(kc.ctx, kc.inputs[0].shape());
