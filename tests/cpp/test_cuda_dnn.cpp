@@ -550,6 +550,32 @@ TEST(CudaDnnShape, CastWhereIntegerComparesAndArangeMatchTheReference) {
              tol(t), "arange" + at(t, {}));
 }
 
+TEST(CudaDnnElementwise, RemainingUnaryAndLogicalOpsMatchTheReference) {
+  DS_REQUIRE_GPU();
+  uint64_t seed = 15000;
+  for (DType t : kFloats) {
+    const std::string w = at(t, {5, 7});
+    Tensor x = uniform({5, 7}, ++seed, t, -3, 3);
+    x = ds::where(ds::gt(x, Tensor::scalar(2.5, t)), Tensor::scalar(NAN, t), x);  // some NaNs
+    check_op("leaky_relu", {x}, {{"negative_slope", 0.2}}, "nvrtc", tol(t), "leaky_relu" + w);
+    check_op("elu", {x}, {{"alpha", 1.5}}, "nvrtc", tol(t), "elu" + w);
+    check_op("softplus", {x}, {{"beta", 2.0}, {"threshold", 3.0}}, "nvrtc", tol(t), "softplus" + w);
+    check_op("sign", {x}, {}, "nvrtc", 0, "sign" + w);
+    check_op("isnan", {x}, {}, "nvrtc", 0, "isnan" + w);
+    check_op("logical_not", {ds::round(x)}, {}, "nvrtc", 0, "logical_not" + w);
+    const Tensor a = ds::round(x), b = ds::round(uniform({7}, ++seed, t, -1, 1));
+    check_op("logical_and", {a, b}, {}, "nvrtc", 0, "logical_and" + w);
+    check_op("logical_or", {a, b}, {}, "nvrtc", 0, "logical_or" + w);
+  }
+  for (DType t : {DType::Int64, DType::Bool}) {
+    const Tensor a = any_dtype({4, 6}, ++seed, t), b = any_dtype({6}, ++seed, t);
+    check_op("isnan", {a}, {}, "nvrtc", 0, std::string("isnan ") + ds::dtype_name(t));
+    check_op("logical_not", {a}, {}, "nvrtc", 0, std::string("logical_not ") + ds::dtype_name(t));
+    check_op("logical_and", {a, b}, {}, "nvrtc", 0, std::string("logical_and ") + ds::dtype_name(t));
+    check_op("logical_or", {a, b}, {}, "nvrtc", 0, std::string("logical_or ") + ds::dtype_name(t));
+  }
+}
+
 namespace {
 
 // The op names of the steps `exe` runs on the CPU (explain's "[cpu fallback" lines).

@@ -1,7 +1,7 @@
-// Comparisons of integer and bool tensors with broadcasting (the float ones are
-// in elementwise_kernels.cpp) and arange on the GPU: the integer bookkeeping of a
-// loss (ignore_index masks over class-index targets) and position ids stay on
-// the device. arange converts start + i * step like the CPU: through double
+// Comparisons of integer and bool tensors and logical_and/or of any dtype, with
+// broadcasting (the float comparisons are in elementwise_kernels.cpp), and
+// arange on the GPU: the integer bookkeeping of a loss (ignore_index masks over
+// class-index targets) and position ids stay on the device. arange converts start + i * step like the CPU: through double
 // (float16/bfloat16 through float), truncating toward zero for integers.
 #include "backends/cuda/kernel_support.h"
 #include "backends/cuda/nvrtc_module.h"
@@ -162,6 +162,18 @@ const OpRegistrar reg([] {
     register_kernel(name, DeviceKind::CUDA,
                     {[expr](const KernelCall& kc) { compare_kernel(kc, expr); },
                      integer_compare_ok, "nvrtc-int", 5});
+  }
+  // Logical ops of two tensors of one dtype (any), nonzero meaning true.
+  const std::pair<const char*, const char*> logical[] = {
+      {"logical_and", "a != 0 && b != 0"}, {"logical_or", "a != 0 || b != 0"}};
+  for (const auto& [name, expr_text] : logical) {
+    const std::string expr = expr_text;
+    register_kernel(name, DeviceKind::CUDA,
+                    {[expr](const KernelCall& kc) { compare_kernel(kc, expr); },
+                     [](const OpContext& c) {
+                       return fits(c) && c.inputs[0].dtype == c.inputs[1].dtype;
+                     },
+                     "nvrtc", 10});
   }
 });
 
