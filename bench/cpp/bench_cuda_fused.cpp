@@ -138,7 +138,7 @@ int main() {
              4.0 * n, 20, true);
   }
   {  // softmax and layer_norm as loop fusion spells them: row regions, the row kept in registers
-    const Tensor eps = Tensor::scalar(1e-5).to(DType::Float32);
+    const Tensor eps = Tensor::scalar(1e-5);
     codegen::KernelIR sm;
     sm.shape = {rows, cols};
     sm.inputs = {{DType::Float32, {rows, cols}}};
