@@ -28,7 +28,7 @@ struct CudaGraphRunner::Captured {
   cudaGraphExec_t exec = nullptr;
   std::vector<Tensor> inputs;   // the feeds' buffers the graph reads
   std::vector<Tensor> outputs;  // the buffers it leaves the results in
-  std::shared_ptr<void> held;   // blocks released during the capture
+  std::shared_ptr<void> held;   // blocks the captured launches use (back in the cache after it)
   uint64_t kernels = 0;         // the NVRTC kernel generation it launches
   ~Captured() {
     if (exec) cudaGraphExecDestroy(exec);
@@ -114,6 +114,7 @@ std::vector<Tensor> CudaGraphRunner::run(std::vector<Tensor>& slots,
     ++stats_.failed_captures;
     stats_.status = "off: the capture failed (" + why + "); runs launch step by step";
     slots.clear();
+    c.reset();  // its buffers go back to the cache before the step-by-step run
     return to_host(steps(plain));
   }
   DS_CUDA_CHECK(cudaGraphLaunch(c->exec, cuda::stream_of(device_)));

@@ -2,8 +2,9 @@
 // the second captures the launch sequence (stream capture on the device's ds
 // stream) into a graph, with the feeds copied into buffers the graph owns; later
 // runs copy the feeds there and replay the graph with one launch. Every device
-// buffer the captured launches touch stays the graph's (the allocator holds
-// blocks released during the capture), so replays find the same addresses.
+// buffer the captured launches touch stays the graph's (blocks handed out during
+// the capture are reused within it as in any run, then kept out of the cache),
+// so replays find the same addresses and no other tensor gets them.
 // A capture that fails (a host synchronization or a copy to the host inside a
 // kernel, any CUDA error) is abandoned: that run and all later ones launch step
 // by step. While the profiler records, runs go step by step (it times each op).

@@ -4,9 +4,11 @@
 // Sizes round up to 512 B (2 MiB multiples above 1 MiB) and cached blocks are
 // kept per exact rounded size, so steady-state runs never call cudaMalloc.
 #include <cstdlib>
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <vector>
 
 #include "backends/cuda/cuda_check.h"
@@ -56,15 +58,19 @@ class DevicePool {
       it->second.pop_back();
       ++stats_.cache_hits;
       note_allocated(size);
+      if (captured_) captured_->insert({p, size});
       return p;
     }
-    if (stats_.reserved + static_cast<int64_t>(size) > stats_.budget) release_cached_locked();
+    // Cached blocks go back to the driver to make room, except during a graph
+    // capture: the captured launches may already point into them.
+    if (stats_.reserved + static_cast<int64_t>(size) > stats_.budget && !captured_)
+      release_cached_locked();
     if (stats_.reserved + static_cast<int64_t>(size) > stats_.budget)
       throw_oom(nbytes, "the allocation would exceed the budget");
     set_device(device_);
     void* p = nullptr;
     cudaError_t e = cudaMalloc(&p, size);
-    if (e == cudaErrorMemoryAllocation) {
+    if (e == cudaErrorMemoryAllocation && !captured_) {
       cudaGetLastError();
       release_cached_locked();  // cached blocks may be what the driver lacks
       e = cudaMalloc(&p, size);
@@ -76,29 +82,38 @@ class DevicePool {
     DS_CUDA_CHECK(e);
     stats_.reserved += static_cast<int64_t>(size);
     note_allocated(size);
+    if (captured_) captured_->insert({p, size});
     return p;
   }
 
   void release(void* p, size_t nbytes) {
     const size_t size = rounded(nbytes);
     std::lock_guard<std::mutex> lock(mu_);
-    if (held_) {  // a graph capture: the block stays the graph's (still allocated)
-      held_->emplace_back(p, size);
-      return;
-    }
     stats_.allocated -= static_cast<int64_t>(size);
     free_[size].push_back(p);
   }
 
+  // Blocks handed out during a capture may be released and reused within it
+  // (replays run in the same stream order); at the end, those back in the cache
+  // are taken out for the graph. Live ones belong to tensors the graph keeps.
   void begin_hold() {
     std::lock_guard<std::mutex> lock(mu_);
-    DS_CHECK(!held_, Error, "CUDA graph capture on cuda:", device_, " is already holding blocks");
-    held_ = std::make_unique<std::vector<std::pair<void*, size_t>>>();
+    DS_CHECK(!captured_, Error, "CUDA graph capture on cuda:", device_, " is already under way");
+    captured_ = std::make_unique<std::set<std::pair<void*, size_t>>>();
   }
 
   std::shared_ptr<void> end_hold() {
     std::lock_guard<std::mutex> lock(mu_);
-    auto* blocks = held_.release();
+    auto* blocks = new std::vector<std::pair<void*, size_t>>;
+    for (const auto& [p, size] : *captured_) {
+      auto& cached = free_[size];
+      const auto at = std::find(cached.begin(), cached.end(), p);
+      if (at == cached.end()) continue;
+      cached.erase(at);
+      stats_.allocated += static_cast<int64_t>(size);  // the graph's now
+      blocks->emplace_back(p, size);
+    }
+    captured_.reset();
     return std::shared_ptr<void>(blocks, [this](void* b) {
       std::unique_ptr<std::vector<std::pair<void*, size_t>>> list(
           static_cast<std::vector<std::pair<void*, size_t>>*>(b));
@@ -156,7 +171,7 @@ class DevicePool {
   int device_;
   std::mutex mu_;
   std::map<size_t, std::vector<void*>> free_;
-  std::unique_ptr<std::vector<std::pair<void*, size_t>>> held_;  // during a graph capture
+  std::unique_ptr<std::set<std::pair<void*, size_t>>> captured_;  // handed out during a capture
   AllocatorStats stats_;
 };
 

@@ -15,10 +15,11 @@ void copy_tensor(const Tensor& src, Tensor& dst);
 // A contiguous copy of a strided device tensor, made on its device (strided_copy.cpp).
 Tensor contiguous_on_device(const Tensor& src);
 
-// While a CUDA graph is captured on `device`, blocks released there are held
-// instead of cached: every replay of the graph writes to them again, so no
-// other tensor may get them. end_graph_hold returns the held blocks as one
-// handle (kept by the graph); destroying it caches them for reuse.
+// A CUDA graph captured on `device` between these calls writes, on every replay,
+// to the blocks handed out during the capture (reused within it as usual).
+// end_graph_hold takes those that are back in the cache out of it and returns
+// them as one handle (kept by the graph) that caches them again when destroyed;
+// no cached block is returned to the driver during the capture.
 void begin_graph_hold(int device);
 std::shared_ptr<void> end_graph_hold(int device);
 
