@@ -162,6 +162,7 @@ TEST(CudaKernels, ReductionsSoftmaxAndNormsMatchTheCpu) {
       check("sum all" + at, {x}, [](const auto& in) { return ds::sum(in[0]); }, rt * 8);
       check("mean last" + at, {x}, [](const auto& in) { return ds::mean(in[0], {-1}, true); }, rt);
       check("max last" + at, {x}, [](const auto& in) { return ds::max(in[0], {-1}); }, 0);
+      check("logsumexp last" + at, {x}, [](const auto& in) { return ds::logsumexp(in[0], {-1}); }, rt);
       check("softmax" + at, {x}, [](const auto& in) { return ds::softmax(in[0], -1); }, rt);
       check("log_softmax" + at, {x}, [](const auto& in) { return ds::log_softmax(in[0], -1); }, rt);
       const Shape row{s.back()};

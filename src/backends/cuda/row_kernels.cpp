@@ -29,13 +29,21 @@ std::string header(DType in, DType out) {
 const char* const kReduce = R"(
 extern "C" __global__ void ds_reduce(const T* __restrict__ x, O* __restrict__ o, long long len, int kind) {
   const T* row = x + blockIdx.x * len;
-  A acc = kind == 2 ? A(-DS_INF) : A(0);
+  const bool maxing = kind == 2 || kind == 3;
+  A acc = maxing ? A(-DS_INF) : A(0);
   for (long long j = threadIdx.x; j < len; j += blockDim.x) {
     const A v = ds_io<T>::load(row[j]);
-    acc = kind == 2 ? ds_max()(acc, v) : acc + v;
+    acc = maxing ? ds_max()(acc, v) : acc + v;
   }
-  acc = kind == 2 ? ds_block_reduce(acc, ds_max(), A(-DS_INF)) : ds_block_reduce(acc, ds_add(), A(0));
+  acc = maxing ? ds_block_reduce(acc, ds_max(), A(-DS_INF)) : ds_block_reduce(acc, ds_add(), A(0));
   if (kind == 1) acc = acc / A(len);
+  if (kind == 3) {  // logsumexp: the max (acc), then the sum of exp(x - max) in a second pass
+    const A m = acc;
+    A e = A(0);
+    for (long long j = threadIdx.x; j < len; j += blockDim.x) e += exp(ds_io<T>::load(row[j]) - m);
+    e = ds_block_reduce(e, ds_add(), A(0));
+    acc = (m != m || isinf(m)) ? m : m + log(e);
+  }
   if (threadIdx.x == 0) o[blockIdx.x] = OUT::store(acc);
 }
 )";
@@ -91,7 +99,7 @@ extern "C" __global__ void ds_norm(const T* __restrict__ x, const T* __restrict_
 const char* const kResident = R"(
 typedef struct __align__(V * sizeof(T)) { T e[V]; } VT;
 typedef struct __align__(V * sizeof(O)) { O e[V]; } VO;
-enum { SUM = 0, MEAN = 1, MAX = 2, SOFTMAX = 3, LOG_SOFTMAX = 4, LAYER_NORM = 5, RMS_NORM = 6 };
+enum { SUM = 0, MEAN = 1, MAX = 2, SOFTMAX = 3, LOG_SOFTMAX = 4, LAYER_NORM = 5, RMS_NORM = 6, LOGSUMEXP = 7 };
 template <typename Op> __device__ __forceinline__ A row_reduce(A v, Op op, A identity) {
 #if TPR == 32
   for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
@@ -120,8 +128,25 @@ extern "C" __global__ void __launch_bounds__(BLOCK) ds_row(const T* __restrict__
   const int t = threadIdx.x % TPR;
   if (row >= rows) return;  // only when RPB > 1: rows are then reduced within one warp
   A v[NV][V];
-  const A fill = OP == MAX || OP == SOFTMAX || OP == LOG_SOFTMAX ? A(-DS_INF) : A(0);
+  const A fill = OP == MAX || OP == SOFTMAX || OP == LOG_SOFTMAX || OP == LOGSUMEXP ? A(-DS_INF) : A(0);
   load_row(x + row * LEN, t, v, fill);
+  if (OP == LOGSUMEXP) {
+    A m = fill;
+#pragma unroll
+    for (int i = 0; i < NV; ++i)
+#pragma unroll
+      for (int k = 0; k < V; ++k) m = ds_max()(m, v[i][k]);
+    m = row_reduce(m, ds_max(), fill);
+    A e = A(0);
+#pragma unroll
+    for (int i = 0; i < NV; ++i)
+#pragma unroll
+      for (int k = 0; k < V; ++k)
+        if ((i * TPR + t) * V < LEN) e += exp(v[i][k] - m);
+    e = row_reduce(e, ds_add(), A(0));
+    if (t == 0) o[row] = OUT::store((m != m || isinf(m)) ? m : m + log(e));
+    return;
+  }
   if (OP == SUM || OP == MEAN || OP == MAX) {
     A acc = fill;
 #pragma unroll
@@ -198,7 +223,9 @@ extern "C" __global__ void __launch_bounds__(BLOCK) ds_row(const T* __restrict__
 }
 )";
 
-enum class RowOp { Sum = 0, Mean = 1, Max = 2, Softmax = 3, LogSoftmax = 4, LayerNorm = 5, RmsNorm = 6 };
+enum class RowOp {
+  Sum = 0, Mean = 1, Max = 2, Softmax = 3, LogSoftmax = 4, LayerNorm = 5, RmsNorm = 6, LogSumExp = 7
+};
 constexpr int64_t kMaxResident = 32 * 1024;  // 1024 threads x 32 values
 
 bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -209,7 +236,7 @@ bool launch_resident(const KernelCall& kc, RowOp op, const Tensor& x, Tensor& ou
   if (len <= 0 || len > kMaxResident || x.dtype() != out.dtype()) return false;
   const int64_t rows = x.numel() / len;
   const int size = static_cast<int>(dtype_size(x.dtype()));
-  const bool reduce = op == RowOp::Sum || op == RowOp::Mean || op == RowOp::Max;
+  const bool reduce = op == RowOp::Sum || op == RowOp::Mean || op == RowOp::Max || op == RowOp::LogSumExp;
   // 16-byte vectors when every row starts 16-byte aligned; else one element a time.
   int vec = 16 / size;
   if (len % vec != 0 || !aligned16(x.raw_data()) || (!reduce && !aligned16(out.raw_data())) ||
@@ -268,7 +295,8 @@ void reduce_kernel(const KernelCall& kc, int kind) {
   Tensor& out = kc.outputs[0];
   const int64_t rows = out.numel();
   long long len = rows == 0 ? 0 : x.numel() / rows;  // 0: sum 0, mean NaN
-  if (launch_resident(kc, static_cast<RowOp>(kind), x, out, len, nullptr, nullptr, 0)) return;
+  const RowOp row_op = kind == 3 ? RowOp::LogSumExp : static_cast<RowOp>(kind);
+  if (len > 0 && launch_resident(kc, row_op, x, out, len, nullptr, nullptr, 0)) return;
   const void* xp = x.raw_data();
   void* op = out.raw_data();
   void* args[] = {&xp, &op, &len, &kind};
@@ -310,8 +338,8 @@ void norm_kernel(const KernelCall& kc, int centered) {
 }
 
 const OpRegistrar reg([] {
-  const char* names[] = {"sum", "mean", "max"};
-  for (int kind = 0; kind < 3; ++kind)
+  const char* names[] = {"sum", "mean", "max", "logsumexp"};
+  for (int kind = 0; kind < 4; ++kind)
     register_kernel(names[kind], DeviceKind::CUDA,
                     {[kind](const KernelCall& kc) { reduce_kernel(kc, kind); }, trailing_reduction,
                      "nvrtc", 10});
