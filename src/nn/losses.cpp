@@ -28,10 +28,12 @@ Tensor nll_rows(const Tensor& log_probs, const Tensor& target, int64_t ignore_in
            shape_str(log_probs.shape()), ", got ", shape_str(target.shape()));
   DS_CHECK(is_integral(target.dtype()), TypeError, loss,
            ": target must hold class indices (an integer dtype), got ", dtype_name(target.dtype()));
-  const int64_t classes = log_probs.shape()[1];
   const Tensor keep = ne(target, scalar_like(static_cast<double>(ignore_index), target));
   const Tensor safe = where(keep, target, scalar_like(0.0, target));
-  Tensor per = neg(sum(one_hot(safe, classes, log_probs.dtype()) * log_probs, {1}));
+  // A gather of each row's target entry (its gradient a scatter): O(N), where a one-hot
+  // product would build and read an [N, C] tensor (3.3 GB for GPT-2's batch).
+  const int64_t rows = log_probs.shape()[0];
+  Tensor per = neg(reshape(take_along_axis(log_probs, reshape(safe, {rows, 1}), 1), {rows}));
   if (label_smoothing > 0)
     per = per * (1.0 - label_smoothing) + neg(mean(log_probs, {1})) * label_smoothing;
   const Tensor keepf = cast(keep, log_probs.dtype());
