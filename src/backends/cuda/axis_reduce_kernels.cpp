@@ -1,5 +1,5 @@
-// sum/mean/max/min/var/std over any set of axes (the row kernels take only
-// trailing axes), and argmax/argmin along one axis: batch-norm statistics over {0, 2, 3}, bias gradients over the
+// sum/mean/max/min/prod/var/std/logsumexp over any set of axes (the row kernels
+// take only trailing axes), and argmax/argmin along one axis: batch-norm statistics over {0, 2, 3}, bias gradients over the
 // leading axes, and the sums in the norm and softmax backward rules.
 //
 // Adjacent axes of one kind are merged first; the input is then a mixed-radix
@@ -10,7 +10,8 @@
 //   its threads walk each contiguous run of the slice (one offset computed per run);
 // - innermost dim kept (e.g. [N, D] over {0}): a thread per output, consecutive
 //   threads read consecutive addresses, blockIdx.y picks the slice.
-// var/std run pass 1 twice: the mean, then the squared deviations from it.
+// var/std run pass 1 twice: the mean, then the squared deviations from it;
+// logsumexp likewise: the max, then exp(x - max).
 #include <algorithm>
 
 #include "backends/cuda/kernel_support.h"
@@ -30,7 +31,8 @@ struct RedArgs {
   int nk, nr, splits, kind, vec;  // vec: rows load 16 bytes at a time
 };
 
-enum Kind { kSum = 0, kMax = 1, kMin = 2, kSquaredDeviation = 3 };
+// What pass 1 folds: values, or (x - mean)^2 / exp(x - max) summed for var and logsumexp.
+enum Kind { kSum = 0, kMax = 1, kMin = 2, kSquaredDeviation = 3, kProd = 4, kShiftedExp = 5 };
 
 const char* const kSource = R"(
 struct RedArgs {
@@ -49,12 +51,13 @@ __device__ __forceinline__ long long ds_reduced_offset(const RedArgs& g, long lo
   return off;
 }
 __device__ __forceinline__ A ds_identity(int kind) {
-  return kind == 1 ? A(-DS_INF) : (kind == 2 ? A(DS_INF) : A(0));
+  return kind == 1 ? A(-DS_INF) : (kind == 2 ? A(DS_INF) : (kind == 4 ? A(1) : A(0)));
 }
 // NaN wins max/min, like the reference's fold_max/fold_min.
 __device__ __forceinline__ A ds_combine(int kind, A a, A b) {
   if (kind == 1) return (a != a || b != b) ? a + b : (a > b ? a : b);
   if (kind == 2) return (a != a || b != b) ? a + b : (a < b ? a : b);
+  if (kind == 4) return a * b;
   return a + b;
 }
 struct ds_comb {
@@ -64,8 +67,11 @@ struct ds_comb {
 __device__ __forceinline__ A ds_value_of(const RedArgs& g, T e, const A* mean, long long o) {
   const A v = ds_io<T>::load(e);
   if (g.kind == 3) { const A d = v - mean[o]; return d * d; }
+  if (g.kind == 5) return exp(v - mean[o]);
   return v;
 }
+// The fold of a pass: the derived values are summed.
+__device__ __forceinline__ int ds_fold(int kind) { return kind == 3 || kind == 5 ? 0 : kind; }
 __device__ __forceinline__ A ds_value(const RedArgs& g, const T* x, long long at, const A* mean,
                                       long long o) {
   return ds_value_of(g, x[at], mean, o);
@@ -86,7 +92,7 @@ extern "C" __global__ void ds_reduce_rows(const T* __restrict__ x, A* __restrict
   const long long base = ds_kept_offset(g, o);
   const long long len = g.rsize[g.nr - 1], runs = len == 0 ? 0 : g.reduced / len;
   const long long j0 = s * g.chunk, j1 = min(j0 + g.chunk, runs);
-  const int kind = g.kind == 3 ? 0 : g.kind;
+  const int kind = ds_fold(g.kind);
   A acc = ds_identity(kind);
   const int lanes = 16 / sizeof(T);
   for (long long j = j0; j < j1; ++j) {
@@ -115,7 +121,7 @@ extern "C" __global__ void ds_reduce_columns(const T* __restrict__ x, A* __restr
   if (o >= g.outputs) return;
   const long long base = ds_kept_offset(g, o);
   const long long r0 = s * g.chunk, r1 = min(r0 + g.chunk, g.reduced);
-  const int kind = g.kind == 3 ? 0 : g.kind;
+  const int kind = ds_fold(g.kind);
   A acc = ds_identity(kind);
   if (g.nr == 1) {  // one reduced dim (bias gradients): a plain stride, no divisions
     for (long long r = r0; r < r1; ++r)
@@ -145,16 +151,22 @@ extern "C" __global__ void ds_arg_extremum(const T* __restrict__ x, long long* _
   }
 }
 
-// scale: 1/n for means; var/std divide by `divisor`, std takes the root.
+// scale: 1/n for means; var/std divide by `divisor`, std takes the root;
+// logsumexp adds back its shift (a non-finite max is the result itself).
 extern "C" __global__ void ds_reduce_finish(const A* __restrict__ partial, A* __restrict__ stats,
-                                            O* __restrict__ out, RedArgs g, double divisor, int root) {
+                                            O* __restrict__ out, RedArgs g, double divisor, int root,
+                                            const A* __restrict__ shift) {
   for (long long o = blockIdx.x * (long long)blockDim.x + threadIdx.x; o < g.outputs;
        o += (long long)gridDim.x * blockDim.x) {
-    const int kind = g.kind == 3 ? 0 : g.kind;
+    const int kind = ds_fold(g.kind);
     A acc = ds_identity(kind);
     for (int s = 0; s < g.splits; ++s) acc = ds_combine(kind, acc, partial[o * g.splits + s]);
     if (divisor != 1.0) acc = acc / A(divisor);
     if (root) acc = sqrt(acc);
+    if (shift) {
+      const A m = shift[o];
+      acc = (m != m || m == A(DS_INF) || m == A(-DS_INF)) ? m : log(acc) + m;
+    }
     if (stats) stats[o] = acc;
     if (out) out[o] = ds_io<O>::store(acc);
   }
@@ -231,7 +243,9 @@ void partial_pass(int dev, const std::string& src, const Layout& l, RedArgs& g, 
   }
 }
 
-void reduce_kernel(const KernelCall& kc, Kind kind, bool mean, bool var, bool root) {
+// mean: divide by the count; var: (x - mean)^2 summed over ddof-corrected count
+// (root: std); lse: log(sum(exp(x - max))) + max.
+void reduce_kernel(const KernelCall& kc, Kind kind, bool mean, bool var, bool root, bool lse) {
   const Tensor& x = kc.inputs[0];
   Tensor& out = kc.outputs[0];
   if (out.numel() == 0) return;
@@ -256,27 +270,29 @@ void reduce_kernel(const KernelCall& kc, Kind kind, bool mean, bool var, bool ro
   const DType acc = x.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
   const std::string src = source(x.dtype(), out.dtype());
   auto partial = allocate(static_cast<size_t>(g.outputs * g.splits) * dtype_size(acc), dev);
-  auto finish = [&](void* stats, void* dst, double divisor, int take_root) {
+  auto finish = [&](void* stats, void* dst, double divisor, int take_root, const void* shift) {
     const void* p = partial.get();
-    void* args[] = {&p, &stats, &dst, &g, &divisor, &take_root};
+    void* args[] = {&p, &stats, &dst, &g, &divisor, &take_root, &shift};
     launch(dev, get_kernel(dev, src, "ds_reduce_finish"), grid_for(g.outputs, dev), 256, args, 0,
            "axis reduction");
   };
   const double n = static_cast<double>(g.reduced);
-  if (!var) {
+  if (!var && !lse) {
     g.kind = kind;
     partial_pass(dev, src, l, g, x.raw_data(), partial.get(), nullptr);
-    finish(nullptr, out.raw_data(), mean ? n : 1.0, 0);
+    finish(nullptr, out.raw_data(), mean ? n : 1.0, 0, nullptr);
     return;
   }
+  // Two passes: the statistic (mean or max) per output, then the derived sum.
   auto stats = allocate(static_cast<size_t>(g.outputs) * dtype_size(acc), dev);
-  g.kind = kSum;
+  g.kind = var ? kSum : kMax;
   partial_pass(dev, src, l, g, x.raw_data(), partial.get(), nullptr);
-  finish(stats.get(), nullptr, n, 0);
-  g.kind = kSquaredDeviation;
+  finish(stats.get(), nullptr, var ? n : 1.0, 0, nullptr);
+  g.kind = var ? kSquaredDeviation : kShiftedExp;
   partial_pass(dev, src, l, g, x.raw_data(), partial.get(), stats.get());
+  if (lse) return finish(nullptr, out.raw_data(), 1.0, 0, stats.get());
   const double dof = std::max(n - static_cast<double>(kc.ctx.i("ddof")), 0.0);
-  finish(nullptr, out.raw_data(), dof, root ? 1 : 0);
+  finish(nullptr, out.raw_data(), dof, root ? 1 : 0, nullptr);
 }
 
 void arg_extremum_kernel(const KernelCall& kc, int is_max) {
@@ -304,13 +320,17 @@ bool supported(const OpContext& c) {
 
 const OpRegistrar reg([] {
   // Below the row kernels (priority 10), which serve trailing axes.
-  struct Entry { const char* name; Kind kind; bool mean, var, root; };
-  const Entry entries[] = {{"sum", kSum, false, false, false},  {"mean", kSum, true, false, false},
-                           {"max", kMax, false, false, false},  {"min", kMin, false, false, false},
-                           {"var", kSum, false, true, false},   {"std", kSum, false, true, true}};
+  struct Entry { const char* name; Kind kind; bool mean, var, root, lse; };
+  const Entry entries[] = {
+      {"sum", kSum, false, false, false, false},  {"mean", kSum, true, false, false, false},
+      {"max", kMax, false, false, false, false},  {"min", kMin, false, false, false, false},
+      {"prod", kProd, false, false, false, false}, {"var", kSum, false, true, false, false},
+      {"std", kSum, false, true, true, false},    {"logsumexp", kSum, false, false, false, true}};
   for (const Entry& e : entries)
     register_kernel(e.name, DeviceKind::CUDA,
-                    {[e](const KernelCall& kc) { reduce_kernel(kc, e.kind, e.mean, e.var, e.root); },
+                    {[e](const KernelCall& kc) {
+                       reduce_kernel(kc, e.kind, e.mean, e.var, e.root, e.lse);
+                     },
                      supported, "nvrtc-axes", 5});
   for (int is_max : {1, 0})
     register_kernel(is_max ? "argmax" : "argmin", DeviceKind::CUDA,
