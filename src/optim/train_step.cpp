@@ -177,8 +177,11 @@ StepResult TrainStep::step(const Tensor& input, const Tensor& target) {
     ours.push_back(loss_scale_);
     ours.push_back(good_steps_);
   }
+  // On a GPU every feed goes there, so the outputs (new parameters and optimizer
+  // state) stay there: the next step feeds them without crossing the bus.
+  const Device dev = Device::parse(c.exe->target());
   std::vector<Tensor> feeds(ours.size());
-  for (size_t i = 0; i < ours.size(); ++i) feeds[c.feed_pos[i]] = std::move(ours[i]);
+  for (size_t i = 0; i < ours.size(); ++i) feeds[c.feed_pos[i]] = std::move(ours[i]).to(dev);
 
   std::vector<Tensor> outs = c.exe->run(feeds);
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -190,14 +193,25 @@ StepResult TrainStep::step(const Tensor& input, const Tensor& target) {
   for (auto& [b, pos] : c.buffer_out) *buffers_[b].second = outs[pos];
   bool skipped = false;
   if (c.loss_scaling) {
-    skipped = outs[c.found_inf_out].item<bool>();
+    skipped = outs[c.found_inf_out].to(Device::cpu()).item<bool>();
     loss_scale_ = outs[c.scale_out];
     good_steps_ = outs[c.good_steps_out];
   }
   // A skipped step is no update: Adam's bias correction must not advance.
   if (!skipped) opt_.count_step();
-  return {outs[c.loss_out], outs[c.output_out], skipped};
+  // The loss and the model's output come back where the input was given.
+  return {outs[c.loss_out].to(input.device()), outs[c.output_out].to(input.device()), skipped};
 }
+
+namespace {
+
+// `slot` on `device`: moved there once (as model.to("cuda")), fed in place afterwards.
+const Tensor& on_device(Tensor& slot, Device device) {
+  if (slot.device() != device) slot = slot.to(device);
+  return slot;
+}
+
+}  // namespace
 
 EvalStep::EvalStep(nn::Module& model, std::string target) : model_(model), target_(std::move(target)) {
   params_ = model_.parameter_slots();
@@ -228,11 +242,12 @@ Tensor EvalStep::run(const Tensor& input) {
     cache_.emplace_back(sig, compile(g, target_));
     exe = &cache_.back().second;
   }
+  const Device dev = Device::parse(exe->target());
   std::map<std::string, Tensor> feeds;
-  for (auto& [n, slot] : params_) feeds["param:" + n] = *slot;
-  for (auto& [n, slot] : buffers_) feeds["buffer:" + n] = *slot;
-  feeds["input"] = input;
-  return exe->run(feeds).at("output");
+  for (auto& [n, slot] : params_) feeds["param:" + n] = on_device(*slot, dev);
+  for (auto& [n, slot] : buffers_) feeds["buffer:" + n] = on_device(*slot, dev);
+  feeds["input"] = input.to(dev);
+  return exe->run(feeds).at("output").to(input.device());
 }
 
 }  // namespace ds::optim

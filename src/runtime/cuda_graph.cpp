@@ -14,9 +14,10 @@
 namespace ds {
 namespace {
 
-std::vector<Tensor> to_host(const std::vector<Tensor>& device_tensors) {
+// The graph's output buffers are written again by the next replay: callers get copies.
+std::vector<Tensor> copies(const std::vector<Tensor>& device_tensors) {
   std::vector<Tensor> out;
-  for (const Tensor& t : device_tensors) out.push_back(t.to(Device::cpu()));
+  for (const Tensor& t : device_tensors) out.push_back(t.clone());
   return out;
 }
 
@@ -91,10 +92,10 @@ std::vector<Tensor> CudaGraphRunner::run(std::vector<Tensor>& slots,
       cuda::copy_tensor(slots[input_slots[i]].contiguous(), captured_->inputs[i]);
     DS_CUDA_CHECK(cudaGraphLaunch(captured_->exec, cuda::stream_of(device_)));
     ++stats_.replays;
-    return to_host(captured_->outputs);
+    return copies(captured_->outputs);
   }
   // The profiler times ops one by one: while it records, runs go step by step.
-  if (failed_ || profiler_active() || ++runs_ < 2) return to_host(steps(slots));
+  if (failed_ || profiler_active() || ++runs_ < 2) return steps(slots);
   // Second run: the feeds go into buffers of the graph's own, then the capture.
   auto c = std::make_unique<Captured>();
   std::vector<Tensor> plain = slots;  // to run step by step if the capture fails
@@ -115,14 +116,14 @@ std::vector<Tensor> CudaGraphRunner::run(std::vector<Tensor>& slots,
     stats_.status = "off: the capture failed (" + why + "); runs launch step by step";
     slots.clear();
     c.reset();  // its buffers go back to the cache before the step-by-step run
-    return to_host(steps(plain));
+    return steps(plain);
   }
   DS_CUDA_CHECK(cudaGraphLaunch(c->exec, cuda::stream_of(device_)));
   captured_ = std::move(c);
   ++stats_.captures;
   ++stats_.replays;
   stats_.status = "on: captured";
-  return to_host(captured_->outputs);
+  return copies(captured_->outputs);
 }
 
 #else  // no CUDA: no device, so compile() never makes a runner
@@ -132,7 +133,7 @@ CudaGraphRunner::CudaGraphRunner(int device) : device_(device) {}
 CudaGraphRunner::~CudaGraphRunner() = default;
 std::vector<Tensor> CudaGraphRunner::run(std::vector<Tensor>& slots, const std::vector<int>&,
                                          const Steps& steps) {
-  return to_host(steps(slots));
+  return steps(slots);
 }
 
 #endif

@@ -38,7 +38,7 @@ class CudaGraphRunner {
 
   // Runs the executable: `steps` launches every step over `slots` (inputs at
   // `input_slots`) and returns the outputs on the device, without synchronizing.
-  // Returns the outputs copied to the CPU.
+  // The outputs stay on the device (after a replay: copies of the graph's own buffers).
   using Steps = std::function<std::vector<Tensor>(std::vector<Tensor>& slots)>;
   std::vector<Tensor> run(std::vector<Tensor>& slots, const std::vector<int>& input_slots,
                           const Steps& steps);

@@ -375,11 +375,15 @@ std::vector<Tensor> Executable::run(const std::vector<Tensor>& feeds) const {
   }
   for (const auto& [s, t] : m.constant_slots) slots[s] = t;
   if (m.device.kind == DeviceKind::CUDA) {
-    if (m.cuda_graph)
-      return m.cuda_graph->run(slots, m.input_slots,
-                               [&m](std::vector<Tensor>& s) { return run_cuda(m, s); });
-    std::vector<Tensor> result;
-    for (const Tensor& t : run_cuda(m, slots)) result.push_back(t.to(Device::cpu()));
+    // Feeds all on the device: the outputs stay there (a training step's parameters and
+    // optimizer state never cross the bus); otherwise they come back to the host.
+    const bool on_device = !feeds.empty() && std::all_of(feeds.begin(), feeds.end(),
+                                                         [&](const Tensor& f) { return f.device() == m.device; });
+    std::vector<Tensor> result =
+        m.cuda_graph ? m.cuda_graph->run(slots, m.input_slots,
+                                         [&m](std::vector<Tensor>& s) { return run_cuda(m, s); })
+                     : run_cuda(m, slots);
+    for (Tensor& t : result) t = t.to(on_device ? m.device : Device::cpu());
     return result;
   }
 

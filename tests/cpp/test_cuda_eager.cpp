@@ -134,3 +134,20 @@ TEST(CudaLayout, IntegerArithmeticAndComparisonsAreExact) {
   const Tensor k = Tensor::from_vector<int32_t>({46340, -5, 9}, {3});  // products within int32
   expect_same(ds::mul(k.to(gpu), k.to(gpu)), ds::mul(k, k), 0, "mul int32");
 }
+
+TEST(CudaExecutable, OutputsStayOnTheDeviceWhenEveryFeedIsThere) {
+  DS_REQUIRE_GPU();
+  const Device gpu = Device::parse("cuda:0");
+  ds::Graph g;
+  Tensor x = g.placeholder("x", {4, 8});
+  g.output(ds::softmax(ds::add(x, x), -1), "y");
+  const ds::Executable exe = ds::compile(g, "cuda");
+  const Tensor feed = ds::random_uniform({4, 8}, 3, -1, 1);
+  const Tensor want = ds::compile(g, "cpu").run({feed})[0];
+  for (int run = 0; run < 4; ++run) {  // runs 2+ replay a CUDA graph: each result is its own copy
+    const Tensor on_host = exe.run({feed})[0];
+    EXPECT_EQ(on_host.device().kind, ds::DeviceKind::CPU);
+    const Tensor on_gpu = exe.run({feed.to(gpu)})[0];
+    expect_same(on_gpu, want, 1e-6, "device feeds, run " + std::to_string(run));
+  }
+}
