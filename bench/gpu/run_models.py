@@ -432,6 +432,10 @@ def main():
              "resnet50_infer": case_resnet50_infer,
              "resnet50_infer_fp32": lambda a, d: case_resnet50_infer(a, d, "fp32")}
     results = {}
+    meta = {"device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu (smoke)",
+            "torch": torch.__version__, "ds": ds.__version__, "smoke": args.smoke,
+            "iters": args.iters, "warmup": args.warmup, "argv": sys.argv[1:]}
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     t_start = time.perf_counter()
     for name in args.cases.split(","):
         t0 = time.perf_counter()
@@ -439,14 +443,10 @@ def main():
         results[name] = cases[name](args, dev)
         results[name]["case_s"] = time.perf_counter() - t0
         print(f"   {results[name]}", flush=True)
+        meta["total_s"] = time.perf_counter() - t_start
+        with open(args.json, "w") as f:  # after every case: a time limit keeps what ran
+            json.dump({"meta": meta, "cases": results}, f, indent=1)
     report(results)
-    meta = {"device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu (smoke)",
-            "torch": torch.__version__, "ds": ds.__version__, "smoke": args.smoke,
-            "iters": args.iters, "warmup": args.warmup,
-            "total_s": time.perf_counter() - t_start}
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump({"meta": meta, "cases": results}, f, indent=1)
     print(f"\nwrote {args.json} ({meta['total_s']:.0f} s)")
     return 0
 
