@@ -81,10 +81,11 @@ def other_cases(n=256):
     flat = tokens.reshape(-1)
     yield "embedding_bwd", lambda: torch.zeros_like(wte).index_add_(0, flat, g)
     yield "bias_grad_sum0", lambda: g.sum(0)
-    x, w, b = rnd(16 * 1024, 768), rnd(3072, 768), rnd(3072)
-    yield "mlp_fc_bias_gelu", lambda: F.gelu(F.linear(x, w, b), approximate="tanh")
-    gy = rnd(16 * 1024, 3072)
-    yield "mlp_fc_wgrad_gemm", lambda: gy.t() @ x
+    # New names: the lambdas above read x and gy when they run, after this generator ends.
+    xm, wm, bm = rnd(16 * 1024, 768), rnd(3072, 768), rnd(3072)
+    yield "mlp_fc_bias_gelu", lambda: F.gelu(F.linear(xm, wm, bm), approximate="tanh")
+    gm = rnd(16 * 1024, 3072)
+    yield "mlp_fc_wgrad_gemm", lambda: gm.t() @ xm
 
 
 def main():

@@ -155,7 +155,8 @@ const std::vector<ConvCase> kConvCases = {
     {{2, 3, 23, 21}, {8, 3, 7, 7}, 2, 3, 1, 1},   {{2, 5, 9, 11}, {6, 5, 3, 3}, 1, 1, 1, 1},
     {{3, 16, 8, 7}, {32, 16, 1, 1}, 2, 0, 1, 1},  {{2, 4, 10, 9}, {6, 2, 3, 3}, 1, 2, 2, 2},
     {{1, 8, 13, 7}, {4, 8, 3, 1}, 2, 0, 1, 1},    {{0, 3, 5, 5}, {4, 3, 3, 3}, 1, 1, 1, 1},
-    {{2, 24, 7, 9}, {40, 24, 1, 1}, 1, 0, 1, 1}};  // 1x1 stride 1: the batched-GEMM kernels
+    {{2, 24, 24, 23}, {40, 24, 1, 1}, 1, 0, 1, 1},  // 1x1 stride 1, >= 512 pixels: batched GEMM
+    {{2, 24, 7, 9}, {40, 24, 1, 1}, 1, 0, 1, 1}};   // 1x1 stride 1 on a small plane: cuDNN
 
 }  // namespace
 
@@ -173,8 +174,8 @@ TEST(CudaDnnConv, ForwardAndBothBackwardsMatchTheReference) {
       const Tensor bias = uniform({c.w[0]}, ++seed, t);
       const Tensor y = ds::apply1("conv2d", {x, w}, attrs);
       const int64_t taps = c.w[1] * c.w[2] * c.w[3];
-      const bool pointwise =
-          c.w[2] == 1 && c.w[3] == 1 && c.stride == 1 && c.pad == 0 && c.groups == 1;
+      const bool pointwise = c.w[2] == 1 && c.w[3] == 1 && c.stride == 1 && c.pad == 0 &&
+                             c.groups == 1 && c.x[2] * c.x[3] >= 512;
       const std::string gemm_or_cudnn = pointwise ? "cublaslt-1x1" : "cudnn";
       check_op("conv2d", {x, w}, attrs, gemm_or_cudnn, sum_tol(t, taps), "conv2d" + what);
       check_op("conv2d", {x, w, bias}, attrs, "cudnn", sum_tol(t, taps), "conv2d bias" + what);

@@ -1,9 +1,9 @@
 // 1x1 convolutions with stride 1 (two thirds of ResNet-50's layers) are batched
 // GEMMs in NCHW: y[n] (O x HW) = W (O x C) @ x[n] (C x HW), and the input
 // gradient dx[n] = W^T @ dy[n]. cuBLASLt runs them as one strided-batched
-// matmul, which on the H200 beats cuDNN's NCHW kernels for these shapes (bench:
-// conv_l1_1x1up 0.55x PyTorch through cuDNN). The weight gradient sums over the
-// batch and stays with cuDNN.
+// matmul, which on the H200 beats cuDNN's NCHW kernels for large planes (bench:
+// conv_l1_1x1up 0.55x PyTorch through cuDNN, 1.3x this way). The weight
+// gradient sums over the batch and stays with cuDNN, as do small planes.
 #include "backends/cuda/cublaslt_gemm.h"
 #include "backends/cuda/kernel_support.h"
 #include "ir/ops/conv_geometry.h"
@@ -11,9 +11,14 @@
 namespace ds::cuda {
 namespace {
 
+// Planes of at least this many pixels: below, each image's GEMM is too thin for
+// cuBLASLt's batched kernels (H200, bf16, batch 256: 56x56 planes 1.3-1.4x
+// PyTorch's cuDNN, 7x7 planes 0.24x, where cuDNN itself reaches 0.7x).
+constexpr int64_t kMinPlane = 512;
+
 bool pointwise(const ops::ConvGeom& g) {
   return g.kh == 1 && g.kw == 1 && g.stride.h == 1 && g.stride.w == 1 && g.pad.h == 0 &&
-         g.pad.w == 0 && g.groups == 1 && g.c > 0 && g.n <= 0x7fffffff;
+         g.pad.w == 0 && g.groups == 1 && g.c > 0 && g.n <= 0x7fffffff && g.h * g.w >= kMinPlane;
 }
 
 bool same_float(const OpContext& c) {
