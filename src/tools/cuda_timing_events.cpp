@@ -35,6 +35,40 @@ cudaEvent_t new_event(int device) {
   return e;
 }
 
+// Free events per device, shared by every timer (each Profiler makes its own):
+// creating an event costs microseconds, recording a pooled one much less.
+struct EventPool {
+  static constexpr size_t kKept = 1 << 14;  // per device between recordings
+  std::mutex mu;
+  std::map<int, std::vector<cudaEvent_t>> free;
+
+  cudaEvent_t take(int device) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      auto& f = free[device];
+      if (!f.empty()) {
+        cudaEvent_t e = f.back();
+        f.pop_back();
+        return e;
+      }
+    }
+    return new_event(device);
+  }
+  // Returns events; a huge recording leaves no huge pool behind.
+  void give(int device, const std::vector<cudaEvent_t>& events) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto& f = free[device];
+    for (cudaEvent_t e : events) {
+      if (f.size() < kKept) f.push_back(e);
+      else cudaEventDestroy(e);
+    }
+  }
+};
+EventPool& event_pool() {
+  static EventPool* p = new EventPool;  // leaked: events outlive every timer
+  return *p;
+}
+
 class CudaEventTimer final : public DeviceTimer {
  public:
   std::string kind() const override { return "cuda-events"; }
@@ -63,7 +97,7 @@ class CudaEventTimer final : public DeviceTimer {
       const cudaError_t status = cudaEventRecord(e, s.handle);
       if (status == cudaSuccess) s.end = e;
       else {
-        pool_[s.device].push_back(e);
+        event_pool().give(s.device, {e});
         failure_ = std::string("cudaEventRecord: ") + cudaGetErrorName(status);
       }
     } catch (const std::exception& ex) {
@@ -107,17 +141,14 @@ class CudaEventTimer final : public DeviceTimer {
       error = ex.what();
       out.clear();
     }
+    std::map<int, std::vector<cudaEvent_t>> used;
     for (const Span& s : spans_) {
-      pool_[s.device].push_back(s.start);
-      if (s.end) pool_[s.device].push_back(s.end);
+      used[s.device].push_back(s.start);
+      if (s.end) used[s.device].push_back(s.end);
     }
-    for (const auto& [device, a] : anchor) pool_[device].push_back(a.first);
+    for (const auto& [device, a] : anchor) used[device].push_back(a.first);
+    for (const auto& [device, events] : used) event_pool().give(device, events);
     spans_.clear();
-    // A huge recording leaves no huge pool behind.
-    for (auto& [device, free] : pool_) {
-      for (size_t i = kPoolKept; i < free.size(); ++i) cudaEventDestroy(free[i]);
-      if (free.size() > kPoolKept) free.resize(kPoolKept);
-    }
     if (!error.empty()) throw Error("CUDA event timing: " + error);
     return out;
   }
@@ -131,13 +162,7 @@ class CudaEventTimer final : public DeviceTimer {
     cudaEvent_t end;  // null until end_op
   };
 
-  cudaEvent_t take(int device) {
-    auto& free = pool_[device];
-    if (free.empty()) return new_event(device);
-    cudaEvent_t e = free.back();
-    free.pop_back();
-    return e;
-  }
+  cudaEvent_t take(int device) { return event_pool().take(device); }
 
   // Streams are numbered per device in order of first use.
   int64_t stream_number(int device, cudaStream_t stream) {
@@ -149,11 +174,9 @@ class CudaEventTimer final : public DeviceTimer {
     return streams_[key] = n;
   }
 
-  static constexpr size_t kPoolKept = 1 << 14;  // events kept per device between recordings
   std::mutex mu_;
   ProfileClock clock_;
   std::vector<Span> spans_;  // indexed by begin_op's id
-  std::map<int, std::vector<cudaEvent_t>> pool_;  // free events per device, kept for later recordings
   std::map<std::pair<int, cudaStream_t>, int64_t> streams_;
   std::string failure_;  // an end_op that failed since the last collect()
 };
