@@ -134,6 +134,17 @@ std::shared_ptr<void> workspace(size_t bytes, int device) {
   return bytes == 0 ? nullptr : allocate(bytes, device);
 }
 
+// The workspace to measure with; when the device is too full for it, none: the
+// search then keeps to the algorithms that need no workspace.
+std::shared_ptr<void> search_workspace(size_t* bytes, int device) {
+  try {
+    return workspace(*bytes, device);
+  } catch (const OutOfMemoryError&) {
+    *bytes = 0;
+    return nullptr;
+  }
+}
+
 // Measures the algorithms of `dir` on the call's own buffers (the output is
 // overwritten, then computed again by the caller).
 Algo measure(Dir dir, const Problem& p, const void* a, const void* b, void* out) {
@@ -143,8 +154,8 @@ Algo measure(Dir dir, const Problem& p, const void* a, const void* b, void* out)
     std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(static_cast<size_t>(count));
     DS_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(p.handle, p.x.h, p.w.h, p.conv.h, p.y.h,
                                                           count, &got, perf.data()));
-    const size_t ws = widest(perf, got);
-    auto buf = workspace(ws, p.device);
+    size_t ws = widest(perf, got);
+    auto buf = search_workspace(&ws, p.device);
     DS_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(p.handle, p.x.h, a, p.w.h, b, p.conv.h,
                                                           p.y.h, out, count, &got, perf.data(),
                                                           buf.get(), ws));
@@ -155,8 +166,8 @@ Algo measure(Dir dir, const Problem& p, const void* a, const void* b, void* out)
     std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(static_cast<size_t>(count));
     DS_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(p.handle, p.w.h, p.y.h, p.conv.h,
                                                                p.x.h, count, &got, perf.data()));
-    const size_t ws = widest(perf, got);
-    auto buf = workspace(ws, p.device);
+    size_t ws = widest(perf, got);
+    auto buf = search_workspace(&ws, p.device);
     DS_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
         p.handle, p.w.h, b, p.y.h, a, p.conv.h, p.x.h, out, count, &got, perf.data(), buf.get(),
         ws));
@@ -166,8 +177,8 @@ Algo measure(Dir dir, const Problem& p, const void* a, const void* b, void* out)
   std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(static_cast<size_t>(count));
   DS_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(p.handle, p.x.h, p.y.h, p.conv.h,
                                                                p.w.h, count, &got, perf.data()));
-  const size_t ws = widest(perf, got);
-  auto buf = workspace(ws, p.device);
+  size_t ws = widest(perf, got);
+  auto buf = search_workspace(&ws, p.device);
   DS_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
       p.handle, p.x.h, a, p.y.h, b, p.conv.h, p.w.h, out, count, &got, perf.data(), buf.get(),
       ws));
