@@ -1,4 +1,4 @@
-// sum/mean/max/min/prod/var/std/logsumexp over any set of axes (the row kernels
+// sum/mean/max/min/var/std/logsumexp over any set of axes (the row kernels
 // take only trailing axes), and argmax/argmin along one axis: batch-norm statistics over {0, 2, 3}, bias gradients over the
 // leading axes, and the sums in the norm and softmax backward rules.
 //
@@ -32,7 +32,7 @@ struct RedArgs {
 };
 
 // What pass 1 folds: values, or (x - mean)^2 / exp(x - max) summed for var and logsumexp.
-enum Kind { kSum = 0, kMax = 1, kMin = 2, kSquaredDeviation = 3, kProd = 4, kShiftedExp = 5 };
+enum Kind { kSum = 0, kMax = 1, kMin = 2, kSquaredDeviation = 3, kShiftedExp = 4 };
 
 const char* const kSource = R"(
 struct RedArgs {
@@ -51,13 +51,12 @@ __device__ __forceinline__ long long ds_reduced_offset(const RedArgs& g, long lo
   return off;
 }
 __device__ __forceinline__ A ds_identity(int kind) {
-  return kind == 1 ? A(-DS_INF) : (kind == 2 ? A(DS_INF) : (kind == 4 ? A(1) : A(0)));
+  return kind == 1 ? A(-DS_INF) : (kind == 2 ? A(DS_INF) : A(0));
 }
 // NaN wins max/min, like the reference's fold_max/fold_min.
 __device__ __forceinline__ A ds_combine(int kind, A a, A b) {
   if (kind == 1) return (a != a || b != b) ? a + b : (a > b ? a : b);
   if (kind == 2) return (a != a || b != b) ? a + b : (a < b ? a : b);
-  if (kind == 4) return a * b;
   return a + b;
 }
 struct ds_comb {
@@ -67,11 +66,11 @@ struct ds_comb {
 __device__ __forceinline__ A ds_value_of(const RedArgs& g, T e, const A* mean, long long o) {
   const A v = ds_io<T>::load(e);
   if (g.kind == 3) { const A d = v - mean[o]; return d * d; }
-  if (g.kind == 5) return exp(v - mean[o]);
+  if (g.kind == 4) return exp(v - mean[o]);
   return v;
 }
 // The fold of a pass: the derived values are summed.
-__device__ __forceinline__ int ds_fold(int kind) { return kind == 3 || kind == 5 ? 0 : kind; }
+__device__ __forceinline__ int ds_fold(int kind) { return kind == 3 || kind == 4 ? 0 : kind; }
 __device__ __forceinline__ A ds_value(const RedArgs& g, const T* x, long long at, const A* mean,
                                       long long o) {
   return ds_value_of(g, x[at], mean, o);
@@ -324,7 +323,7 @@ const OpRegistrar reg([] {
   const Entry entries[] = {
       {"sum", kSum, false, false, false, false},  {"mean", kSum, true, false, false, false},
       {"max", kMax, false, false, false, false},  {"min", kMin, false, false, false, false},
-      {"prod", kProd, false, false, false, false}, {"var", kSum, false, true, false, false},
+      {"var", kSum, false, true, false, false},
       {"std", kSum, false, true, true, false},    {"logsumexp", kSum, false, false, false, true}};
   for (const Entry& e : entries)
     register_kernel(e.name, DeviceKind::CUDA,
