@@ -274,10 +274,8 @@ bool unary_supported(const OpContext& c) {
 
 bool binary_supported(const OpContext& c) {
   const DType t = c.inputs[0].dtype;
-  // Integers: exact arithmetic (division and pow keep the CPU's rules there); integer
-  // comparisons are int_compare_arange_kernels.cpp's.
-  const bool int_ok = integer(t) && c.op.name != "div" && c.op.name != "pow" &&
-                      !binary_exprs().at(c.op.name).compare;
+  // Integers: exact arithmetic and comparisons (division and pow keep the CPU's rules there).
+  const bool int_ok = integer(t) && c.op.name != "div" && c.op.name != "pow";
   return c.inputs[1].dtype == t && (nvrtc_float(t) || int_ok) &&
          std::max(c.inputs[0].shape.size(), c.inputs[1].shape.size()) <= kMaxDims;
 }

@@ -158,7 +158,7 @@ const OpRegistrar reg([] {
                                                           {"gt", "a > b"},  {"ge", "a >= b"}};
   for (const auto& [name, cmp] : compares) {
     const std::string expr = cmp;
-    // Below the float kernels (priority 10), which take no integer comparisons.
+    // Below the float kernels (priority 10), which decline integer operands.
     register_kernel(name, DeviceKind::CUDA,
                     {[expr](const KernelCall& kc) { compare_kernel(kc, expr); },
                      integer_compare_ok, "nvrtc-int", 5});
