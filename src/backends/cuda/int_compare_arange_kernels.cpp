@@ -158,7 +158,7 @@ const OpRegistrar reg([] {
                                                           {"gt", "a > b"},  {"ge", "a >= b"}};
   for (const auto& [name, cmp] : compares) {
     const std::string expr = cmp;
-    // Below the float kernels (priority 10), which decline integer operands.
+    // Below the elementwise kernels (priority 10): those take int32/int64; these the rest.
     register_kernel(name, DeviceKind::CUDA,
                     {[expr](const KernelCall& kc) { compare_kernel(kc, expr); },
                      integer_compare_ok, "nvrtc-int", 5});
