@@ -5,10 +5,9 @@
 // column-major is its transpose, and a transposed operand becomes CUBLAS_OP_T.
 // c is broadcast into y first (one NVRTC pass), then cuBLASLt accumulates into y
 // with beta.
-#include <map>
-#include <mutex>
 
 #include "backends/cuda/cublaslt_gemm.h"
+#include "backends/cuda/cublaslt_support.h"
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/kernel_support.h"
 #include "backends/cuda/nvrtc_module.h"
@@ -17,65 +16,6 @@
 
 namespace ds::cuda {
 namespace {
-
-constexpr size_t kWorkspaceBytes = size_t{32} << 20;
-
-struct LtDevice {
-  cublasLtHandle_t handle = nullptr;
-  std::shared_ptr<void> workspace;
-};
-LtDevice& lt(int device) {
-  static std::mutex mu;
-  static auto* all = new std::map<int, LtDevice>;  // leaked: handles live to exit
-  std::lock_guard<std::mutex> lock(mu);
-  LtDevice& d = (*all)[device];
-  if (!d.handle) {
-    set_device(device);
-    DS_CUBLAS_CHECK(cublasLtCreate(&d.handle));
-    d.workspace = allocate(kWorkspaceBytes, device);
-  }
-  return d;
-}
-
-cudaDataType_t cuda_type(DType t) {
-  switch (t) {
-    case DType::Float16: return CUDA_R_16F;
-    case DType::BFloat16: return CUDA_R_16BF;
-    case DType::Float64: return CUDA_R_64F;
-    default: return CUDA_R_32F;
-  }
-}
-
-// RAII owners of the cuBLASLt descriptors.
-struct Layout {
-  cublasLtMatrixLayout_t h = nullptr;
-  Layout(cudaDataType_t t, int64_t rows, int64_t cols, int64_t batch, int64_t stride) {
-    DS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&h, t, rows, cols, rows));
-    if (batch > 1) {
-      const int32_t count = static_cast<int32_t>(batch);
-      DS_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(h, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
-                                                       &count, sizeof count));
-      DS_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
-          h, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride));
-    }
-  }
-  Layout(const Layout&) = delete;
-  ~Layout() { cublasLtMatrixLayoutDestroy(h); }
-};
-struct Desc {
-  cublasLtMatmulDesc_t h = nullptr;
-  Desc(cublasComputeType_t compute, cudaDataType_t scale) {
-    DS_CUBLAS_CHECK(cublasLtMatmulDescCreate(&h, compute, scale));
-  }
-  Desc(const Desc&) = delete;
-  ~Desc() { cublasLtMatmulDescDestroy(h); }
-};
-struct Preference {
-  cublasLtMatmulPreference_t h = nullptr;
-  Preference() { DS_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&h)); }
-  Preference(const Preference&) = delete;
-  ~Preference() { cublasLtMatmulPreferenceDestroy(h); }
-};
 
 // y[i, j] = c[i or 0, j or 0] for c viewed as [cm, cn] (cm in {1, m}, cn in {1, n}).
 const char* const kBroadcastC = R"(
@@ -143,28 +83,29 @@ const OpRegistrar reg([] {
 }  // namespace
 
 void lt_matmul(int device, const LtMatmul& m, const char* what) {
-  LtDevice& lt_dev = lt(device);
+  LtDevice& lt_dev = lt_device(device);
   set_device(device);
   const bool f64 = m.dtype == DType::Float64;
   const cublasComputeType_t compute =
       f64 ? CUBLAS_COMPUTE_64F
           : (m.dtype == DType::Float32 && allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32
                                                        : CUBLAS_COMPUTE_32F);
-  Desc desc(compute, f64 ? CUDA_R_64F : CUDA_R_32F);
+  LtDesc desc(compute, f64 ? CUDA_R_64F : CUDA_R_32F);
   const cublasOperation_t op_a = m.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = m.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   DS_CUBLAS_CHECK(
       cublasLtMatmulDescSetAttribute(desc.h, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof op_a));
   DS_CUBLAS_CHECK(
       cublasLtMatmulDescSetAttribute(desc.h, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof op_b));
-  const cudaDataType_t t = cuda_type(m.dtype);
-  const Layout la = m.trans_a ? Layout(t, m.inner, m.rows, m.batch, m.stride_a)
-                              : Layout(t, m.rows, m.inner, m.batch, m.stride_a);
-  const Layout lb = m.trans_b ? Layout(t, m.cols, m.inner, m.batch, m.stride_b)
-                              : Layout(t, m.inner, m.cols, m.batch, m.stride_b);
-  const Layout ld(t, m.rows, m.cols, m.batch, m.stride_d);
-  Preference pref;
-  const uint64_t ws = kWorkspaceBytes;
+  const cudaDataType_t t = lt_data_type(m.dtype);
+  // Column-major storage: the leading dimension is the stored row count.
+  const LtLayout la = m.trans_a ? LtLayout(t, m.inner, m.rows, m.inner, m.batch, m.stride_a)
+                                : LtLayout(t, m.rows, m.inner, m.rows, m.batch, m.stride_a);
+  const LtLayout lb = m.trans_b ? LtLayout(t, m.cols, m.inner, m.cols, m.batch, m.stride_b)
+                                : LtLayout(t, m.inner, m.cols, m.inner, m.batch, m.stride_b);
+  const LtLayout ld(t, m.rows, m.cols, m.rows, m.batch, m.stride_d);
+  LtPreference pref;
+  const uint64_t ws = kLtWorkspaceBytes;
   DS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
       pref.h, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
   cublasLtMatmulHeuristicResult_t heur{};
@@ -178,7 +119,7 @@ void lt_matmul(int device, const LtMatmul& m, const char* what) {
   const void* beta = f64 ? static_cast<const void*>(&m.beta) : &beta_f;
   DS_CUBLAS_CHECK(cublasLtMatmul(lt_dev.handle, desc.h, alpha, m.a, la.h, m.b, lb.h, beta, m.d,
                                  ld.h, m.d, ld.h, &heur.algo, lt_dev.workspace.get(),
-                                 kWorkspaceBytes, stream_of(device)));
+                                 kLtWorkspaceBytes, stream_of(device)));
 }
 
 }  // namespace ds::cuda

@@ -4,8 +4,8 @@
 // the matmul's epilogue.
 #include <atomic>
 #include <map>
-#include <mutex>
 
+#include "backends/cuda/cublaslt_support.h"
 #include "backends/cuda/cuda_check.h"
 #include "ds/cuda.h"
 #include "ds/op.h"
@@ -16,66 +16,10 @@ namespace ds::cuda {
 namespace {
 
 std::atomic<bool> tf32_allowed{false};
-constexpr size_t kWorkspaceBytes = size_t{32} << 20;  // what cuBLASLt's fast Hopper kernels want
-
-struct LtDevice {
-  cublasLtHandle_t handle = nullptr;
-  std::shared_ptr<void> workspace;
-};
-LtDevice& lt(int device) {
-  static std::mutex mu;
-  static auto* all = new std::map<int, LtDevice>;  // leaked: handles live to exit
-  std::lock_guard<std::mutex> lock(mu);
-  LtDevice& d = (*all)[device];
-  if (!d.handle) {
-    set_device(device);
-    DS_CUBLAS_CHECK(cublasLtCreate(&d.handle));
-    d.workspace = allocate(kWorkspaceBytes, device);
-  }
-  return d;
-}
 
 bool gemm_dtype(DType t) {
   return t == DType::Float32 || t == DType::Float16 || t == DType::BFloat16 || t == DType::Float64;
 }
-
-cudaDataType_t cuda_type(DType t) {
-  switch (t) {
-    case DType::Float16: return CUDA_R_16F;
-    case DType::BFloat16: return CUDA_R_16BF;
-    case DType::Float64: return CUDA_R_64F;
-    default: return CUDA_R_32F;
-  }
-}
-
-// Owners for the cuBLASLt descriptors: destroyed on every path.
-struct Layout {
-  cublasLtMatrixLayout_t h = nullptr;
-  Layout(cudaDataType_t t, int64_t rows, int64_t cols, int64_t ld, int64_t batch, int64_t stride) {
-    DS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&h, t, rows, cols, ld));
-    if (batch > 1) {
-      const int32_t count = static_cast<int32_t>(batch);
-      DS_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(h, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
-                                                       &count, sizeof count));
-      DS_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
-          h, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride));
-    }
-  }
-  Layout(const Layout&) = delete;
-  ~Layout() { cublasLtMatrixLayoutDestroy(h); }
-};
-struct MatmulDesc {
-  cublasLtMatmulDesc_t h = nullptr;
-  MatmulDesc(cublasComputeType_t compute, cudaDataType_t scale) {
-    DS_CUBLAS_CHECK(cublasLtMatmulDescCreate(&h, compute, scale));
-  }
-  ~MatmulDesc() { cublasLtMatmulDescDestroy(h); }
-};
-struct Preference {
-  cublasLtMatmulPreference_t h = nullptr;
-  Preference() { DS_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&h)); }
-  ~Preference() { cublasLtMatmulPreferenceDestroy(h); }
-};
 
 // Row-major c[batch][m][n] = a[batch][m][k] · b (b is [k][n], or [n][k] with trans_b),
 // a batch stride of 0 repeats an operand over the batch.
@@ -101,14 +45,14 @@ void run_gemm(const Gemm& g) {
              "cuBLASLt matmul: k = 0 with a bias or activation epilogue is not supported");
     return;
   }
-  LtDevice& d = lt(device);
+  LtDevice& d = lt_device(device);
   set_device(device);
   const bool f64 = dt == DType::Float64;
   const cublasComputeType_t compute =
       f64 ? CUBLAS_COMPUTE_64F
           : (dt == DType::Float32 && tf32_allowed.load() ? CUBLAS_COMPUTE_32F_FAST_TF32
                                                          : CUBLAS_COMPUTE_32F);
-  MatmulDesc desc(compute, f64 ? CUDA_R_64F : CUDA_R_32F);
+  LtDesc desc(compute, f64 ? CUDA_R_64F : CUDA_R_32F);
   const cublasOperation_t op_b = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_n = CUBLAS_OP_N;
   // cuBLASLt's "A" is our b, its "B" is our a.
@@ -125,13 +69,13 @@ void run_gemm(const Gemm& g) {
     DS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.h, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                    &bias_ptr, sizeof bias_ptr));
   }
-  const cudaDataType_t t = cuda_type(dt);
-  const Layout la = g.trans_b ? Layout(t, g.k, g.n, g.k, g.batch, g.stride_b)
-                              : Layout(t, g.n, g.k, g.n, g.batch, g.stride_b);
-  const Layout lb(t, g.k, g.m, g.k, g.batch, g.stride_a);
-  const Layout lc(t, g.n, g.m, g.n, g.batch, g.m * g.n);
-  Preference pref;
-  const uint64_t ws = kWorkspaceBytes;
+  const cudaDataType_t t = lt_data_type(dt);
+  const LtLayout la = g.trans_b ? LtLayout(t, g.k, g.n, g.k, g.batch, g.stride_b)
+                              : LtLayout(t, g.n, g.k, g.n, g.batch, g.stride_b);
+  const LtLayout lb(t, g.k, g.m, g.k, g.batch, g.stride_a);
+  const LtLayout lc(t, g.n, g.m, g.n, g.batch, g.m * g.n);
+  LtPreference pref;
+  const uint64_t ws = kLtWorkspaceBytes;
   DS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
       pref.h, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
   cublasLtMatmulHeuristicResult_t heur{};
@@ -147,7 +91,7 @@ void run_gemm(const Gemm& g) {
   const void* beta = f64 ? static_cast<const void*>(&zero_d) : &zero_f;
   DS_CUBLAS_CHECK(cublasLtMatmul(d.handle, desc.h, alpha, g.b->raw_data(), la.h, g.a->raw_data(),
                                  lb.h, beta, g.c->raw_data(), lc.h, g.c->raw_data(), lc.h,
-                                 &heur.algo, d.workspace.get(), kWorkspaceBytes,
+                                 &heur.algo, d.workspace.get(), kLtWorkspaceBytes,
                                  stream_of(device)));
 }
 

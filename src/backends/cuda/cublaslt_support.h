@@ -1,0 +1,60 @@
+// What the cuBLASLt users (matmul/linear, gemm, 1x1 convolutions) share: one
+// handle and workspace per device, the data-type mapping and RAII owners of the
+// descriptors (destroyed on every path).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "backends/cuda/cuda_check.h"
+#include "ds/dtype.h"
+
+namespace ds::cuda {
+
+constexpr size_t kLtWorkspaceBytes = size_t{32} << 20;  // what cuBLASLt's fast Hopper kernels want
+
+struct LtDevice {
+  cublasLtHandle_t handle = nullptr;
+  std::shared_ptr<void> workspace;  // kLtWorkspaceBytes
+};
+// The device's handle and workspace, made on first use (kept to exit). Launches
+// using them go on the device's stream, so they never overlap.
+LtDevice& lt_device(int device);
+
+// float16/bfloat16/float64 to their CUDA types; everything else float32.
+cudaDataType_t lt_data_type(DType t);
+
+struct LtLayout {
+  cublasLtMatrixLayout_t h = nullptr;
+  LtLayout(cudaDataType_t t, int64_t rows, int64_t cols, int64_t ld, int64_t batch, int64_t stride) {
+    DS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&h, t, rows, cols, ld));
+    if (batch > 1) {
+      const int32_t count = static_cast<int32_t>(batch);
+      DS_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(h, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                                                       &count, sizeof count));
+      DS_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
+          h, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride));
+    }
+  }
+  LtLayout(const LtLayout&) = delete;
+  ~LtLayout() { cublasLtMatrixLayoutDestroy(h); }
+};
+
+struct LtDesc {
+  cublasLtMatmulDesc_t h = nullptr;
+  LtDesc(cublasComputeType_t compute, cudaDataType_t scale) {
+    DS_CUBLAS_CHECK(cublasLtMatmulDescCreate(&h, compute, scale));
+  }
+  LtDesc(const LtDesc&) = delete;
+  ~LtDesc() { cublasLtMatmulDescDestroy(h); }
+};
+
+struct LtPreference {
+  cublasLtMatmulPreference_t h = nullptr;
+  LtPreference() { DS_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&h)); }
+  LtPreference(const LtPreference&) = delete;
+  ~LtPreference() { cublasLtMatmulPreferenceDestroy(h); }
+};
+
+}  // namespace ds::cuda
