@@ -16,26 +16,13 @@
 #include "ds/cuda.h"
 #include "ds/ds.h"
 #include "ds/op.h"
+#include "cuda_bench.h"
 
 using namespace ds;
 
 namespace {
 
-double median_ms(const std::function<void()>& fn, int runs) {
-  for (int i = 0; i < 3; ++i) fn();  // warm-up: NVRTC compile, cuDNN algorithm search, allocator
-  cuda::Stream& s = cuda::Stream::default_for(0);
-  std::vector<float> ms;
-  for (int i = 0; i < runs; ++i) {
-    cuda::Event start, stop;
-    start.record(s);
-    fn();
-    stop.record(s);
-    stop.synchronize();
-    ms.push_back(stop.elapsed_ms(start));
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
+using ds_bench::median_ms;
 
 double bytes_of(const std::vector<Tensor>& ts) {
   double b = 0;
@@ -47,26 +34,14 @@ double bytes_of(const std::vector<Tensor>& ts) {
 // pick; flops from the op's cost model, bytes = inputs + outputs.
 void bench_op(const std::string& label, const std::string& op, const std::vector<Tensor>& inputs,
               const AttrMap& attrs, int runs) {
-  const OpDef& def = get_op(op);
-  const AttrMap full = complete_attrs(def, attrs, op + ": ");
-  std::vector<TensorType> types;
-  std::vector<Tensor> dev;
-  for (const Tensor& t : inputs) {
-    types.push_back({t.dtype(), t.shape()});
-    dev.push_back(t.to(Device::cuda()));
-  }
-  OpContext ctx{def, full, types, label};
-  const KernelEntry& k = select_kernel(ctx, DeviceKind::CUDA);
-  if (k.impl == "reference") {
+  const auto c = ds_bench::cuda_op(label, op, inputs, attrs);
+  if (!c->kernel) {
     std::printf("%-28s no CUDA kernel\n", label.c_str());
     return;
   }
-  const auto out_types = def.infer(ctx);
-  std::vector<Tensor> outs;
-  for (const TensorType& t : out_types) outs.push_back(Tensor::empty(t.shape, t.dtype, Device::cuda()));
-  const double flops = def.estimate(ctx, out_types).flops;
-  const double bytes = bytes_of(dev) + bytes_of(outs);
-  const double ms = median_ms([&] { k.fn(KernelCall{ctx, dev, outs}); }, runs);
+  const double flops = c->def.estimate(*c->ctx, c->out_types).flops;
+  const double bytes = bytes_of(c->inputs) + bytes_of(c->outputs);
+  const double ms = c->time_ms(runs);
   std::printf("%-28s %12.4g %12.4g %10.4f %10.2f %10.1f\n", label.c_str(), flops, bytes, ms,
               flops / ms / 1e9, bytes / ms / 1e6);
   std::fflush(stdout);

@@ -16,26 +16,13 @@
 #include "ds/cuda.h"
 #include "ds/ds.h"
 #include "ds/op.h"
+#include "cuda_bench.h"
 
 using namespace ds;
 
 namespace {
 
-double median_ms(const std::function<void()>& fn, int runs) {
-  for (int i = 0; i < 3; ++i) fn();  // warm-up: NVRTC compile, allocator
-  cuda::Stream& s = cuda::Stream::default_for(0);
-  std::vector<float> ms;
-  for (int i = 0; i < runs; ++i) {
-    cuda::Event start, stop;
-    start.record(s);
-    fn();
-    stop.record(s);
-    stop.synchronize();
-    ms.push_back(stop.elapsed_ms(start));
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
+using ds_bench::median_ms;
 
 std::map<std::string, double> gbps;  // memory-bound cases, for the copy-ceiling lines
 
@@ -48,25 +35,12 @@ void report(const std::string& name, double flops, double bytes, double ms, bool
 // Runs `op` through the CUDA kernel the executor would pick on device copies of `inputs`.
 void bench_op(const std::string& name, const std::string& op, const std::vector<Tensor>& inputs,
               const AttrMap& attrs, double flops, double bytes, int runs, bool memory_bound) {
-  const OpDef& def = get_op(op);
-  const AttrMap full = complete_attrs(def, attrs, op + ": ");
-  std::vector<TensorType> types;
-  std::vector<Tensor> dev;
-  for (const Tensor& t : inputs) {
-    types.push_back({t.dtype(), t.shape()});
-    dev.push_back(t.to(Device::cuda()));
-  }
-  OpContext ctx{def, full, types, name};
-  const KernelEntry& k = select_kernel(ctx, DeviceKind::CUDA);
-  if (k.impl == "reference") {
+  const auto c = ds_bench::cuda_op(name, op, inputs, attrs);
+  if (!c->kernel) {
     std::printf("%-32s no CUDA kernel\n", name.c_str());
     return;
   }
-  std::vector<Tensor> outs;
-  for (const TensorType& t : def.infer(ctx))
-    outs.push_back(Tensor::empty(t.shape, t.dtype, Device::cuda()));
-  report(name, flops, bytes, median_ms([&] { k.fn(KernelCall{ctx, dev, outs}); }, runs),
-         memory_bound);
+  report(name, flops, bytes, c->time_ms(runs), memory_bound);
 }
 
 codegen::KernelInst inst(const std::string& op, std::vector<int> args, DType t = DType::Float32) {
