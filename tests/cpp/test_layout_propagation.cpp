@@ -11,6 +11,7 @@
 #include "ir/ops/blocked_layout.h"
 #include "passes/layout_propagation.h"
 #include "passes/pass_manager.h"
+#include "reference_run.h"
 #include "runtime/dispatch.h"
 
 using ds::Graph;
@@ -28,29 +29,7 @@ int count_op(const Graph& g, const std::string& op) {
 
 Tensor rnd(const Shape& s, uint64_t seed) { return ds::random_uniform(s, seed, -1, 1); }
 
-// Runs every node of `g` with its OpDef's float64 reference kernel.
-std::map<std::string, Tensor> reference_run(const Graph& g, const std::map<std::string, Tensor>& feeds) {
-  std::map<std::pair<int, int>, Tensor> values;
-  for (const ds::Node& n : g.nodes()) {
-    if (n.op->name == "placeholder") {
-      values[{n.id, 0}] = feeds.at(n.name);
-      continue;
-    }
-    std::vector<Tensor> in;
-    std::vector<ds::TensorType> types;
-    for (const ds::ValueRef& v : n.inputs) {
-      in.push_back(values.at({v.node, v.output}));
-      types.push_back(g.type(v));
-    }
-    ds::OpContext ctx{*n.op, n.attrs, types, n.label()};
-    const ds::KernelEntry reference{n.op->reference, {}, "reference"};
-    auto out = ds::run_kernel(ctx, reference, in, n.outputs);
-    for (size_t o = 0; o < out.size(); ++o) values[{n.id, static_cast<int>(o)}] = out[o];
-  }
-  std::map<std::string, Tensor> result;
-  for (const auto& [name, v] : g.outputs()) result[name] = values.at({v.node, v.output});
-  return result;
-}
+using ds::reference::reference_run;
 
 // The kernel implementation explain() names for the first step running `op`.
 std::string impl_of(const ds::Executable& exe, const std::string& op) {

@@ -14,6 +14,7 @@
 #include "ds/ds.h"
 #include "ds/op.h"
 #include "op_check.h"
+#include "reference_run.h"
 #include "runtime/dispatch.h"
 
 using ds::Graph;
@@ -22,30 +23,7 @@ using ds::Tensor;
 
 namespace {
 
-// Runs every node of `g` with its reference kernel.
-std::map<std::string, Tensor> reference_run(const Graph& g,
-                                            const std::map<std::string, Tensor>& feeds) {
-  std::map<std::pair<int, int>, Tensor> values;
-  for (const ds::Node& n : g.nodes()) {
-    if (n.op->name == "placeholder") {
-      values[{n.id, 0}] = feeds.at(n.name);
-      continue;
-    }
-    std::vector<Tensor> in;
-    std::vector<ds::TensorType> types;
-    for (const ds::ValueRef& v : n.inputs) {
-      in.push_back(values.at({v.node, v.output}));
-      types.push_back(g.type(v));
-    }
-    ds::OpContext ctx{*n.op, n.attrs, types, n.label()};
-    const ds::KernelEntry reference{n.op->reference, {}, "reference"};
-    auto out = ds::run_kernel(ctx, reference, in, n.outputs);
-    for (size_t o = 0; o < out.size(); ++o) values[{n.id, static_cast<int>(o)}] = out[o];
-  }
-  std::map<std::string, Tensor> result;
-  for (const auto& [name, v] : g.outputs()) result[name] = values.at({v.node, v.output});
-  return result;
-}
+using ds::reference::reference_run;
 
 class GraphMaker {
  public:

@@ -57,24 +57,8 @@ std::shared_ptr<BlockedForward> blocked_forward(const std::string& key, const Co
                                                 bool residual, Act act, float alpha) {
   return cached<BlockedForward>(key, [&] {
     const memory::desc w({g.o, g.c, g.kh, g.kw}, memory::data_type::f32, memory::format_tag::any);
-    const memory::dims strides{g.stride.h, g.stride.w}, dil{g.dil.h - 1, g.dil.w - 1},
-        pad{g.pad.h, g.pad.w};
-    const auto kind = dnnl::prop_kind::forward_inference;
-    const auto alg = dnnl::algorithm::convolution_direct;
-    const memory::desc x = blocked_f32(g.x_shape(), x_block), y = blocked_f32(g.y_shape(), y_block);
-    auto desc = bias ? dnnl::convolution_forward::desc(kind, alg, x, w, plain_f32({g.o}), y,
-                                                       strides, dil, pad, pad)
-                     : dnnl::convolution_forward::desc(kind, alg, x, w, y, strides, dil, pad, pad);
-    dnnl::post_ops ops;
-    if (residual) ops.append_sum(1.0f);
-    if (act != Act::None) {
-      const auto [elt, a] = eltwise_of(act, alpha);
-      ops.append_eltwise(1.0f, elt, a, 0.0f);
-    }
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    attr.set_post_ops(ops);
-    dnnl::convolution_forward::primitive_desc pd(desc, attr, engine());
+    const auto pd = fused_conv_pd(g, blocked_f32(g.x_shape(), x_block), w,
+                                  blocked_f32(g.y_shape(), y_block), bias, residual, act, alpha);
     return std::make_shared<BlockedForward>(BlockedForward{pd, dnnl::convolution_forward(pd)});
   });
 }

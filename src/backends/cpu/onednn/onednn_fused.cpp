@@ -27,6 +27,31 @@ std::pair<algorithm, float> eltwise_of(Act a, float alpha) {
   return {algorithm::undef, 0.0f};
 }
 
+dnnl::convolution_forward::primitive_desc fused_conv_pd(const ops::ConvGeom& g,
+                                                        const dnnl::memory::desc& x,
+                                                        const dnnl::memory::desc& w,
+                                                        const dnnl::memory::desc& y, bool bias,
+                                                        bool residual, Act act, float alpha) {
+  const dnnl::memory::dims strides{g.stride.h, g.stride.w}, dil{g.dil.h - 1, g.dil.w - 1},
+      pad{g.pad.h, g.pad.w};
+  const auto kind = dnnl::prop_kind::forward_inference;
+  const auto alg = algorithm::convolution_direct;
+  auto desc = bias ? dnnl::convolution_forward::desc(kind, alg, x, w, plain_f32({g.o}), y, strides,
+                                                     dil, pad, pad)
+                   : dnnl::convolution_forward::desc(kind, alg, x, w, y, strides, dil, pad, pad);
+  dnnl::post_ops ops;
+  if (residual) ops.append_sum(1.0f);
+  if (act != Act::None) {
+    const auto [elt, a] = eltwise_of(act, alpha);
+    ops.append_eltwise(1.0f, elt, a, 0.0f);
+  }
+  // A fresh attribute: copying user_scratchpad() would share (and change) its handle.
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  attr.set_post_ops(ops);
+  return dnnl::convolution_forward::primitive_desc(desc, attr, engine());
+}
+
 namespace {
 
 using dnnl::memory;
@@ -57,25 +82,8 @@ std::shared_ptr<FusedForward> fused_forward(const ConvGeom& g, bool bias, bool r
     const memory::desc wd = layout(
         g.groups == 1 ? memory::dims{g.o, g.c, g.kh, g.kw}
                       : memory::dims{g.groups, g.o / g.groups, g.c / g.groups, g.kh, g.kw});
-    const memory::dims strides{g.stride.h, g.stride.w}, dil{g.dil.h - 1, g.dil.w - 1},
-        pad{g.pad.h, g.pad.w};
-    const auto kind = dnnl::prop_kind::forward_inference;
-    const auto alg = algorithm::convolution_direct;
-    const memory::desc x = of_shape(g.x_shape()), y = of_shape(g.y_shape());
-    auto desc = bias ? dnnl::convolution_forward::desc(kind, alg, x, wd, plain_f32({g.o}), y,
-                                                       strides, dil, pad, pad)
-                     : dnnl::convolution_forward::desc(kind, alg, x, wd, y, strides, dil, pad, pad);
-    dnnl::post_ops ops;
-    if (residual) ops.append_sum(1.0f);
-    if (act != Act::None) {
-      const auto [elt, a] = eltwise_of(act, alpha);
-      ops.append_eltwise(1.0f, elt, a, 0.0f);
-    }
-    // A fresh attribute: copying user_scratchpad() would share (and change) its handle.
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    attr.set_post_ops(ops);
-    dnnl::convolution_forward::primitive_desc pd(desc, attr, engine());
+    const auto pd = fused_conv_pd(g, of_shape(g.x_shape()), wd, of_shape(g.y_shape()), bias,
+                                  residual, act, alpha);
     return std::make_shared<FusedForward>(FusedForward{pd, dnnl::convolution_forward(pd)});
   });
 }
