@@ -12,22 +12,9 @@ import argparse
 
 import torch
 import torch.nn.functional as F
+from _torch_timing import med
 
 torch.backends.cudnn.benchmark = True  # PyTorch's own algorithm search, like ds's cudnnFind
-
-
-def med(fn, runs):
-    for _ in range(3):
-        fn()
-    ts = []
-    for _ in range(runs):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b))
-    return sorted(ts)[len(ts) // 2]
 
 
 def rnd(*shape):
