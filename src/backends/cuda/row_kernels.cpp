@@ -130,23 +130,6 @@ extern "C" __global__ void __launch_bounds__(BLOCK) ds_row(const T* __restrict__
   A v[NV][V];
   const A fill = OP == MAX || OP == SOFTMAX || OP == LOG_SOFTMAX || OP == LOGSUMEXP ? A(-DS_INF) : A(0);
   load_row(x + row * LEN, t, v, fill);
-  if (OP == LOGSUMEXP) {
-    A m = fill;
-#pragma unroll
-    for (int i = 0; i < NV; ++i)
-#pragma unroll
-      for (int k = 0; k < V; ++k) m = ds_max()(m, v[i][k]);
-    m = row_reduce(m, ds_max(), fill);
-    A e = A(0);
-#pragma unroll
-    for (int i = 0; i < NV; ++i)
-#pragma unroll
-      for (int k = 0; k < V; ++k)
-        if ((i * TPR + t) * V < LEN) e += exp(v[i][k] - m);
-    e = row_reduce(e, ds_add(), A(0));
-    if (t == 0) o[row] = OUT::store((m != m || isinf(m)) ? m : m + log(e));
-    return;
-  }
   if (OP == SUM || OP == MEAN || OP == MAX) {
     A acc = fill;
 #pragma unroll
@@ -159,7 +142,7 @@ extern "C" __global__ void __launch_bounds__(BLOCK) ds_row(const T* __restrict__
     return;
   }
   A shift = A(0), scale = A(1);
-  if (OP == SOFTMAX || OP == LOG_SOFTMAX) {
+  if (OP == SOFTMAX || OP == LOG_SOFTMAX || OP == LOGSUMEXP) {
     A m = fill;
 #pragma unroll
     for (int i = 0; i < NV; ++i)
@@ -175,6 +158,10 @@ extern "C" __global__ void __launch_bounds__(BLOCK) ds_row(const T* __restrict__
         if ((i * TPR + t) * V < LEN) s += exp(v[i][k]);
       }
     s = row_reduce(s, ds_add(), A(0));
+    if (OP == LOGSUMEXP) {
+      if (t == 0) o[row] = OUT::store((m != m || isinf(m)) ? m : m + log(s));
+      return;
+    }
     if (OP == SOFTMAX) scale = A(1) / s; else shift = -log(s);
   } else {
     A mean = A(0);
