@@ -182,17 +182,6 @@ struct Strides {
   long long sy[kMaxDims];
 };
 
-// Element strides of `in` broadcast to `out` (0 on broadcast axes).
-void fill_strides(const Shape& in, const Shape& out, long long* s) {
-  const size_t pad = out.size() - in.size();
-  int64_t stride = 1;
-  for (size_t d = out.size(); d-- > 0;) {
-    const int64_t extent = d < pad ? 1 : in[d - pad];
-    s[d] = extent == 1 ? 0 : stride;
-    stride *= extent;
-  }
-}
-
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // `in` equals the trailing dims of `out` (leading 1s aside): it repeats along the rest.
@@ -234,8 +223,10 @@ void run(const KernelCall& kc, const std::string& src) {
     Strides s{};
     s.ndim = out.ndim();
     for (int d = 0; d < out.ndim(); ++d) s.size[d] = out.shape()[d];
-    fill_strides(x.shape(), out.shape(), s.sx);
-    fill_strides(y.shape(), out.shape(), s.sy);
+    const Shape sx = broadcast_strides(x.shape(), out.shape());
+    const Shape sy = broadcast_strides(y.shape(), out.shape());
+    std::copy(sx.begin(), sx.end(), s.sx);
+    std::copy(sy.begin(), sy.end(), s.sy);
     void* args[] = {&xp, &yp, &op, const_cast<long long*>(&n), &s};
     launch(dev, get_kernel(dev, src, "ds_strided"), grid_for(n, dev), 256, args, 0, kc.ctx.op.name.c_str());
     return;

@@ -87,21 +87,6 @@ std::string source(DType in, DType out, const std::string& cmp = "a == b") {
          " O;\n#define DS_CMP (" + cmp + ")\n" + kSource;
 }
 
-Shape contiguous_strides(const Shape& s) {
-  Shape st(s.size(), 1);
-  for (int d = static_cast<int>(s.size()) - 2; d >= 0; --d) st[d] = st[d + 1] * s[d + 1];
-  return st;
-}
-
-// Element strides of operand `in` broadcast to `out` (0 on broadcast dims).
-Shape broadcast_strides(const Shape& in, const Shape& out) {
-  const Shape st = contiguous_strides(in);
-  Shape r(out.size(), 0);
-  const int extra = static_cast<int>(out.size() - in.size());
-  for (size_t d = 0; d < in.size(); ++d) r[d + extra] = in[d] == 1 ? 0 : st[d];
-  return r;
-}
-
 Strides strides_for(const Shape& out, const std::vector<Shape>& operands) {
   Strides g{};
   g.ndim = static_cast<int>(out.size());

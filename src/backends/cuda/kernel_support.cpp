@@ -38,6 +38,14 @@ int call_device(const KernelCall& kc) {
   return d.index;
 }
 
+Shape broadcast_strides(const Shape& in, const Shape& out) {
+  const Shape st = contiguous_strides(in);
+  Shape r(out.size(), 0);
+  const size_t extra = out.size() - in.size();
+  for (size_t d = 0; d < in.size(); ++d) r[d + extra] = in[d] == 1 ? 0 : st[d];
+  return r;
+}
+
 unsigned grid_for(int64_t n, int device) {
   static std::mutex mu;
   static std::map<int, int> sms;

@@ -14,6 +14,9 @@ bool nvrtc_float(DType t);
 std::string device_type(DType t);
 // The CUDA device all tensors of a call are on (checked: one device).
 int call_device(const KernelCall& kc);
+// Element strides of an operand of shape `in` read at every index of `out`
+// (numpy broadcasting: 0 on broadcast and prepended dims).
+Shape broadcast_strides(const Shape& in, const Shape& out);
 // Blocks for a grid-stride loop over n items with 256-thread blocks.
 unsigned grid_for(int64_t n, int device);
 

@@ -4,7 +4,6 @@
 // select). Without them every graph with a cast or a transpose bounced its
 // tensors through the host.
 #include <algorithm>
-#include <cstring>
 
 #include "backends/cuda/device_allocator.h"
 #include "backends/cuda/kernel_support.h"
@@ -51,13 +50,6 @@ extern "C" __global__ void ds_cast(const S* __restrict__ x, D* __restrict__ o, l
 }
 )";
 
-const char* const kFill = R"(
-extern "C" __global__ void ds_fill(W* __restrict__ o, long long n, W value) {
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
-    o[i] = value;
-}
-)";
-
 // out[i] = c[i] ? a[i] : b[i] with per-operand broadcast strides (0 on broadcast axes).
 const char* const kWhere = R"(
 struct ds_select { int ndim; long long size[8]; long long sc[8]; long long sa[8]; long long sb[8]; };
@@ -94,19 +86,6 @@ std::string cast_type(DType t) {
     case DType::Int64: return "long long";
     default: return device_type(t);  // the float types
   }
-}
-
-// Element strides of `in` read at every index of `out` (0 on broadcast axes).
-Shape broadcast_strides(const Shape& in, const Shape& out) {
-  Shape s(out.size(), 0);
-  const size_t pad = out.size() - in.size();
-  int64_t stride = 1;
-  for (size_t d = out.size(); d-- > pad;) {
-    const int64_t extent = in[d - pad];
-    s[d] = extent == 1 ? 0 : stride;
-    stride *= extent;
-  }
-  return s;
 }
 
 void launch_grid(const KernelCall& kc, const std::string& src, const char* kernel, long long n,
@@ -162,17 +141,8 @@ void split_kernel(const KernelCall& kc) {
 void pad_kernel(const KernelCall& kc) {
   const Tensor& x = kc.inputs[0];
   Tensor& out = kc.outputs[0];
-  long long n = out.numel();
-  if (n == 0) return;
-  // The pad value's bits in the output dtype, passed as the kernel's W argument.
-  const Tensor one = full({1}, kc.ctx.f("value"), out.dtype());
-  const size_t size = dtype_size(out.dtype());
-  const std::string src = std::string("typedef ") + word_type(size) + " W;\n" + kFill;
-  void* op = out.raw_data();
-  alignas(8) unsigned char value[8] = {};
-  std::memcpy(value, one.raw_data(), size);
-  void* args[] = {&op, &n, value};
-  launch_grid(kc, src, "ds_fill", n, args);
+  if (out.numel() == 0) return;
+  fill(out, kc.ctx.f("value"), "pad");
   const auto& p = kc.ctx.ints("pads");
   Tensor interior = out;
   for (int d = 0; d < x.ndim() && 2 * d < static_cast<int>(p.size()); ++d)

@@ -1,10 +1,15 @@
 // Strided copies on the device: element i of a shape, read through one set of
 // strides and written through another (a transpose, a slice, a broadcast, the
-// interior of a padded tensor). Elements move as raw 1/2/4/8-byte words: no dtype
-// conversion. Tensor::contiguous() and clone() reach it through the device hooks;
+// interior of a padded tensor, a stacked slot), and fills. Elements move as raw
+// 1/2/4/8-byte words: no dtype conversion. Dims that continue each other in both
+// operands are merged first; one contiguous run is a plain device memcpy. Tensor::contiguous() and clone() reach it through the device hooks;
 // the layout kernels (layout_kernels.cpp) build their views on it.
 #include "backends/cuda/strided_copy.h"
 
+#include <cstring>
+#include <vector>
+
+#include "backends/cuda/cuda_check.h"
 #include "backends/cuda/device_allocator.h"
 #include "backends/cuda/kernel_support.h"
 #include "backends/cuda/nvrtc_module.h"
@@ -31,6 +36,13 @@ extern "C" __global__ void ds_strided_copy(const W* __restrict__ src, W* __restr
 }
 )";
 
+const char* const kFill = R"(
+extern "C" __global__ void ds_fill(W* __restrict__ o, long long n, W value) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    o[i] = value;
+}
+)";
+
 struct Layout {
   int ndim;
   long long size[kMaxDims];
@@ -53,18 +65,58 @@ void strided_copy(int device, const void* src, const Shape& shape, const Shape& 
                   void* dst, const Shape& dst_strides, size_t element_size, const char* what) {
   long long n = numel(shape);
   if (n == 0) return;
-  DS_CHECK(shape.size() <= kMaxDims, ShapeError, what, ": rank ", shape.size(), " exceeds the ",
-           kMaxDims, " dims a CUDA strided copy handles");
-  Layout layout{static_cast<int>(shape.size()), {}, {}, {}};
-  for (int i = 0; i < layout.ndim; ++i) {
-    layout.size[i] = shape[i];
-    layout.src[i] = src_strides[i];
-    layout.dst[i] = dst_strides[i];
+  // Merge dims (innermost first) that continue each other in both operands; drop extent 1.
+  std::vector<int64_t> size, ss, ds;
+  for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
+    if (shape[d] == 1) continue;
+    if (!size.empty() && ss.back() * size.back() == src_strides[d] &&
+        ds.back() * size.back() == dst_strides[d]) {
+      size.back() *= shape[d];
+      continue;
+    }
+    size.push_back(shape[d]), ss.push_back(src_strides[d]), ds.push_back(dst_strides[d]);
+  }
+  if (size.size() == 1 && ss[0] == 1 && ds[0] == 1) {  // one contiguous run
+    set_device(device);
+    DS_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * element_size,
+                                  cudaMemcpyDeviceToDevice, stream_of(device)));
+    return;
+  }
+  DS_CHECK(size.size() <= kMaxDims, ShapeError, what, ": more than ", kMaxDims,
+           " non-mergeable dims in a CUDA strided copy of shape ", shape_str(shape));
+  Layout layout{static_cast<int>(size.size()), {}, {}, {}};
+  for (int i = 0; i < layout.ndim; ++i) {  // device order: outermost first
+    const size_t from = size.size() - 1 - static_cast<size_t>(i);
+    layout.size[i] = size[from];
+    layout.src[i] = ss[from];
+    layout.dst[i] = ds[from];
   }
   const std::string source = std::string("typedef ") + word_type(element_size) + " W;\n" + kStridedCopy;
   void* args[] = {&src, &dst, &n, &layout};
   launch(device, get_kernel(device, source, "ds_strided_copy"), grid_for(n, device), 256, args, 0,
          what);
+}
+
+void fill(Tensor& out, double value, const char* what) {
+  long long n = out.numel();
+  if (n == 0) return;
+  const int device = out.device().index;
+  // The value's bits in the output dtype, converted as the CPU does, passed as a W.
+  const Tensor one = Tensor::full({1}, value, out.dtype());
+  const size_t size = dtype_size(out.dtype());
+  unsigned long long bits = 0;
+  std::memcpy(&bits, one.raw_data(), size);
+  unsigned char v1 = static_cast<unsigned char>(bits);
+  unsigned short v2 = static_cast<unsigned short>(bits);
+  unsigned int v4 = static_cast<unsigned int>(bits);
+  void* value_arg = size == 1 ? static_cast<void*>(&v1)
+                    : size == 2 ? static_cast<void*>(&v2)
+                    : size == 4 ? static_cast<void*>(&v4)
+                                : static_cast<void*>(&bits);
+  void* dst = out.raw_data();
+  void* args[] = {&dst, &n, value_arg};
+  const std::string source = std::string("typedef ") + word_type(size) + " W;\n" + kFill;
+  launch(device, get_kernel(device, source, "ds_fill"), grid_for(n, device), 256, args, 0, what);
 }
 
 void strided_copy(const Tensor& src, Tensor& dst, const char* what) {

@@ -1,4 +1,4 @@
-// Strided device-to-device copies (no dtype conversion): see strided_copy.cpp.
+// Strided device-to-device copies (no dtype conversion) and fills: see strided_copy.cpp.
 #pragma once
 
 #include "ds/tensor.h"
@@ -14,5 +14,9 @@ void strided_copy(int device, const void* src, const Shape& shape, const Shape& 
                   void* dst, const Shape& dst_strides, size_t element_size, const char* what);
 // The same for two device tensors (views) of one shape and dtype.
 void strided_copy(const Tensor& src, Tensor& dst, const char* what);
+
+// Every element of the contiguous device tensor `out` set to `value` (converted to
+// its dtype as the CPU converts).
+void fill(Tensor& out, double value, const char* what);
 
 }  // namespace ds::cuda
