@@ -170,6 +170,23 @@ TEST(CudaDnnLinear, GemmMatchesTheReference) {
         }
 }
 
+// Leading dimensions that are not a multiple of 16 bytes (a 50257-word vocabulary)
+// go through padded copies (cublaslt_support.cpp): the output layer of a language
+// model and its two gradients, with the bias epilogue.
+TEST(CudaDnnLinear, UnalignedLeadingDimensionsMatchTheReference) {
+  DS_REQUIRE_GPU();
+  uint64_t seed = 8800;
+  for (DType t : {DType::Float32, DType::BFloat16, DType::Float16}) {
+    const Tensor x = uniform({2, 9, 45}, ++seed, t), w = uniform({1001, 45}, ++seed, t);
+    const Tensor bias = uniform({1001}, ++seed, t), dy = uniform({18, 1001}, ++seed, t);
+    check_op("linear", {x, w, bias}, {}, "cublaslt", sum_tol(t, 45) * 2, "linear 45->1001" + at(t, {}));
+    check_op("matmul", {dy, w}, {}, "cublaslt", sum_tol(t, 1001) * 2, "dy @ w" + at(t, {}));
+    const AttrMap ta = {{"alpha", 1.0}, {"beta", 0.0}, {"trans_a", true}, {"trans_b", false}};
+    check_op("gemm", {dy, ds::reshape(x, {18, 45})}, ta, "cublaslt", sum_tol(t, 18) * 2,
+             "dy^T @ x" + at(t, {}));
+  }
+}
+
 TEST(CudaDnnConv, Tf32ConvolutionIsCloseToFloat32) {
   DS_REQUIRE_GPU();
 #ifndef DS_HAVE_CUDNN

@@ -4,7 +4,7 @@
 // matmul, which on the H200 beats cuDNN's NCHW kernels for large planes (bench:
 // conv_l1_1x1up 0.55x PyTorch through cuDNN, 1.3x this way). The weight
 // gradient sums over the batch and stays with cuDNN, as do small planes.
-#include "backends/cuda/cublaslt_gemm.h"
+#include "backends/cuda/cublaslt_support.h"
 #include "backends/cuda/kernel_support.h"
 #include "ir/ops/conv_geometry.h"
 

@@ -6,7 +6,6 @@
 // c is broadcast into y first (one NVRTC pass), then cuBLASLt accumulates into y
 // with beta.
 
-#include "backends/cuda/cublaslt_gemm.h"
 #include "backends/cuda/cublaslt_support.h"
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/kernel_support.h"
@@ -81,45 +80,5 @@ const OpRegistrar reg([] {
 });
 
 }  // namespace
-
-void lt_matmul(int device, const LtMatmul& m, const char* what) {
-  LtDevice& lt_dev = lt_device(device);
-  set_device(device);
-  const bool f64 = m.dtype == DType::Float64;
-  const cublasComputeType_t compute =
-      f64 ? CUBLAS_COMPUTE_64F
-          : (m.dtype == DType::Float32 && allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32
-                                                       : CUBLAS_COMPUTE_32F);
-  LtDesc desc(compute, f64 ? CUDA_R_64F : CUDA_R_32F);
-  const cublasOperation_t op_a = m.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasOperation_t op_b = m.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  DS_CUBLAS_CHECK(
-      cublasLtMatmulDescSetAttribute(desc.h, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof op_a));
-  DS_CUBLAS_CHECK(
-      cublasLtMatmulDescSetAttribute(desc.h, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof op_b));
-  const cudaDataType_t t = lt_data_type(m.dtype);
-  // Column-major storage: the leading dimension is the stored row count.
-  const LtLayout la = m.trans_a ? LtLayout(t, m.inner, m.rows, m.inner, m.batch, m.stride_a)
-                                : LtLayout(t, m.rows, m.inner, m.rows, m.batch, m.stride_a);
-  const LtLayout lb = m.trans_b ? LtLayout(t, m.cols, m.inner, m.cols, m.batch, m.stride_b)
-                                : LtLayout(t, m.inner, m.cols, m.inner, m.batch, m.stride_b);
-  const LtLayout ld(t, m.rows, m.cols, m.rows, m.batch, m.stride_d);
-  LtPreference pref;
-  const uint64_t ws = kLtWorkspaceBytes;
-  DS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      pref.h, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-  cublasLtMatmulHeuristicResult_t heur{};
-  int found = 0;
-  DS_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(lt_dev.handle, desc.h, la.h, lb.h, ld.h, ld.h,
-                                                 pref.h, 1, &heur, &found));
-  DS_CHECK(found > 0, UnavailableError, what, "cuBLASLt has no algorithm for a ",
-           dtype_name(m.dtype), " matmul ", m.rows, "x", m.inner, "x", m.cols, " batch ", m.batch);
-  const float alpha_f = static_cast<float>(m.alpha), beta_f = static_cast<float>(m.beta);
-  const void* alpha = f64 ? static_cast<const void*>(&m.alpha) : &alpha_f;
-  const void* beta = f64 ? static_cast<const void*>(&m.beta) : &beta_f;
-  DS_CUBLAS_CHECK(cublasLtMatmul(lt_dev.handle, desc.h, alpha, m.a, la.h, m.b, lb.h, beta, m.d,
-                                 ld.h, m.d, ld.h, &heur.algo, lt_dev.workspace.get(),
-                                 kLtWorkspaceBytes, stream_of(device)));
-}
 
 }  // namespace ds::cuda

@@ -34,8 +34,8 @@ struct Gemm {
   cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
 };
 
-void run_gemm(const Gemm& g) {
-  const DType dt = g.c->dtype();
+// Row-major c = a·op(b) is column-major c' = op(b)'·a' on the same memory.
+void run_gemm(const Gemm& g, const std::string& what) {
   const int device = g.c->device().index;
   if (g.m == 0 || g.n == 0 || g.batch == 0) return;
   if (g.k == 0) {  // an empty sum: cuBLASLt needs k >= 1
@@ -45,54 +45,15 @@ void run_gemm(const Gemm& g) {
              "cuBLASLt matmul: k = 0 with a bias or activation epilogue is not supported");
     return;
   }
-  LtDevice& d = lt_device(device);
-  set_device(device);
-  const bool f64 = dt == DType::Float64;
-  const cublasComputeType_t compute =
-      f64 ? CUBLAS_COMPUTE_64F
-          : (dt == DType::Float32 && tf32_allowed.load() ? CUBLAS_COMPUTE_32F_FAST_TF32
-                                                         : CUBLAS_COMPUTE_32F);
-  LtDesc desc(compute, f64 ? CUDA_R_64F : CUDA_R_32F);
-  const cublasOperation_t op_b = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasOperation_t op_n = CUBLAS_OP_N;
-  // cuBLASLt's "A" is our b, its "B" is our a.
-  DS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.h, CUBLASLT_MATMUL_DESC_TRANSA, &op_b,
-                                                 sizeof op_b));
-  DS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.h, CUBLASLT_MATMUL_DESC_TRANSB, &op_n,
-                                                 sizeof op_n));
-  if (g.epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
-    DS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.h, CUBLASLT_MATMUL_DESC_EPILOGUE,
-                                                   &g.epilogue, sizeof g.epilogue));
-  }
-  if (g.bias) {
-    const void* bias_ptr = g.bias->raw_data();
-    DS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.h, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                   &bias_ptr, sizeof bias_ptr));
-  }
-  const cudaDataType_t t = lt_data_type(dt);
-  const LtLayout la = g.trans_b ? LtLayout(t, g.k, g.n, g.k, g.batch, g.stride_b)
-                              : LtLayout(t, g.n, g.k, g.n, g.batch, g.stride_b);
-  const LtLayout lb(t, g.k, g.m, g.k, g.batch, g.stride_a);
-  const LtLayout lc(t, g.n, g.m, g.n, g.batch, g.m * g.n);
-  LtPreference pref;
-  const uint64_t ws = kLtWorkspaceBytes;
-  DS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      pref.h, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-  cublasLtMatmulHeuristicResult_t heur{};
-  int found = 0;
-  DS_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(d.handle, desc.h, la.h, lb.h, lc.h, lc.h, pref.h,
-                                                 1, &heur, &found));
-  DS_CHECK(found > 0, UnavailableError, "cuBLASLt has no algorithm for a ", dtype_name(dt),
-           " matmul m=", g.m, " n=", g.n, " k=", g.k, " batch=", g.batch,
-           " epilogue=", static_cast<int>(g.epilogue));
-  const double one_d = 1.0, zero_d = 0.0;
-  const float one_f = 1.0f, zero_f = 0.0f;
-  const void* alpha = f64 ? static_cast<const void*>(&one_d) : &one_f;
-  const void* beta = f64 ? static_cast<const void*>(&zero_d) : &zero_f;
-  DS_CUBLAS_CHECK(cublasLtMatmul(d.handle, desc.h, alpha, g.b->raw_data(), la.h, g.a->raw_data(),
-                                 lb.h, beta, g.c->raw_data(), lc.h, g.c->raw_data(), lc.h,
-                                 &heur.algo, d.workspace.get(), kLtWorkspaceBytes,
-                                 stream_of(device)));
+  LtMatmul m;
+  m.dtype = g.c->dtype();
+  m.rows = g.n, m.cols = g.m, m.inner = g.k, m.batch = g.batch;
+  m.a = g.b->raw_data(), m.trans_a = g.trans_b, m.stride_a = g.stride_b;
+  m.b = g.a->raw_data(), m.stride_b = g.stride_a;
+  m.d = g.c->raw_data(), m.stride_d = g.m * g.n;
+  m.bias = g.bias ? g.bias->raw_data() : nullptr;
+  m.epilogue = g.epilogue;
+  lt_matmul(device, m, what.c_str());
 }
 
 bool same_float_inputs(const OpContext& c) {
@@ -119,7 +80,7 @@ void matmul_kernel(const KernelCall& kc) {
   g.batch = numel(d.batch);
   g.stride_a = numel(d.a_batch) == 1 ? 0 : d.m * d.k;
   g.stride_b = numel(d.b_batch) == 1 ? 0 : d.k * d.n;
-  run_gemm(g);
+  run_gemm(g, kc.ctx.where());
 }
 
 Gemm linear_gemm(const Tensor& x, const Tensor& w, Tensor& y) {
@@ -142,7 +103,7 @@ void linear_kernel(const KernelCall& kc) {
     g.bias = &kc.inputs[2];
     g.epilogue = CUBLASLT_EPILOGUE_BIAS;
   }
-  run_gemm(g);
+  run_gemm(g, kc.ctx.where());
 }
 
 const OpRegistrar reg([] {
@@ -179,7 +140,7 @@ Tensor fused_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, A
       {{Activation::Gelu, false}, CUBLASLT_EPILOGUE_GELU},
       {{Activation::Gelu, true}, CUBLASLT_EPILOGUE_GELU_BIAS}};
   g.epilogue = epilogues.at({act, has_bias});
-  run_gemm(g);
+  run_gemm(g, "fused_linear");
   return y;
 }
 

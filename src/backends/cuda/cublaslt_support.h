@@ -1,6 +1,6 @@
 // What the cuBLASLt users (matmul/linear, gemm, 1x1 convolutions) share: one
-// handle and workspace per device, the data-type mapping and RAII owners of the
-// descriptors (destroyed on every path).
+// handle and workspace per device, the data-type mapping, RAII owners of the
+// descriptors (destroyed on every path) and the one matmul call they all make.
 #pragma once
 
 #include <cstddef>
@@ -49,6 +49,29 @@ struct LtDesc {
   LtDesc(const LtDesc&) = delete;
   ~LtDesc() { cublasLtMatmulDescDestroy(h); }
 };
+
+// D = alpha * op(A) @ op(B) + beta * D in cuBLASLt's own (column-major) terms,
+// over `batch` matrices. A is stored a_rows x a_cols (ld = a_rows), op(A) is
+// rows x inner; likewise B (op(B) inner x cols); D is rows x cols (ld = rows).
+// Strides are in elements; 0 repeats a matrix over the batch. `bias` (length
+// rows) and `epilogue` are cuBLASLt's fused epilogue.
+struct LtMatmul {
+  DType dtype = DType::Float32;
+  int64_t rows = 0, cols = 0, inner = 0, batch = 1;
+  const void* a = nullptr;
+  bool trans_a = false;
+  int64_t stride_a = 0;
+  const void* b = nullptr;
+  bool trans_b = false;
+  int64_t stride_b = 0;
+  void* d = nullptr;
+  int64_t stride_d = 0;
+  double alpha = 1, beta = 0;
+  const void* bias = nullptr;
+  cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+};
+// Runs on the device's stream. `what` names the op in errors. inner must be >= 1.
+void lt_matmul(int device, const LtMatmul& m, const char* what);
 
 struct LtPreference {
   cublasLtMatmulPreference_t h = nullptr;
