@@ -131,11 +131,19 @@ const KernelEntry* cuda_kernel(const OpContext& ctx) {
   return k.impl == "reference" ? nullptr : &k;
 }
 
+// Ops whose output is their input's bytes under another shape (row-major order kept).
+bool is_storage_view(const Node& n) {
+  const std::string& op = n.op->name;
+  return n.inputs.size() == 1 && n.outputs.size() == 1 &&
+         (op == "reshape" || op == "flatten" || op == "squeeze" || op == "unsqueeze");
+}
+
 // A CUDA executable's run: each step on the GPU (its CUDA kernel) or on the CPU
 // (fallback), inputs copied to where the step runs; outputs stay where made.
 std::vector<Tensor> run_cuda(const Executable::Impl& m, std::vector<Tensor>& slots) {
   const auto& nodes = m.graph.nodes();
   int64_t live_bytes = 0, peak = 0;
+  std::vector<bool> view(slots.size(), false);  // slots sharing another slot's bytes
   for (const Step& st : m.steps) {
     const Node& n = nodes[st.node];
     std::vector<TensorType> in_types;
@@ -152,8 +160,12 @@ std::vector<Tensor> run_cuda(const Executable::Impl& m, std::vector<Tensor>& slo
       in.push_back(slots[s]);
     }
     std::vector<Tensor> outs;
-    for (const TensorType& t : out_types) outs.push_back(Tensor::empty(t.shape, t.dtype, where));
-    {
+    if (is_storage_view(n) && in[0].is_contiguous()) {
+      // A view of the same bytes: no kernel, no copy (run_cuda never writes into an input).
+      slots[st.out_slots[0]] = in[0].reshape(out_types[0].shape);
+      view[st.out_slots[0]] = true;
+    } else {
+      for (const TensorType& t : out_types) outs.push_back(Tensor::empty(t.shape, t.dtype, where));
       OpEventScope profile_event(ctx, *k, out_types, gpu ? m.device.index : -1);
       run_kernel_into(ctx, *k, in, outs);
     }
@@ -163,7 +175,7 @@ std::vector<Tensor> run_cuda(const Executable::Impl& m, std::vector<Tensor>& slo
     }
     peak = std::max(peak, live_bytes);
     for (int s : st.release) {
-      live_bytes -= static_cast<int64_t>(slots[s].nbytes());
+      if (!view[s]) live_bytes -= static_cast<int64_t>(slots[s].nbytes());
       slots[s] = Tensor();
     }
   }

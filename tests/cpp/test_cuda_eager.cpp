@@ -3,8 +3,11 @@
 // compacted on the device.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "ds/cuda.h"
 #include "ds/ds.h"
+#include "ds/profile.h"
 
 using ds::Device;
 using ds::DType;
@@ -150,4 +153,31 @@ TEST(CudaExecutable, OutputsStayOnTheDeviceWhenEveryFeedIsThere) {
     const Tensor on_gpu = exe.run({feed.to(gpu)})[0];
     expect_same(on_gpu, want, 1e-6, "device feeds, run " + std::to_string(run));
   }
+}
+
+// reshape/flatten in a CUDA executable are views of their input: no kernel runs for
+// them (the profiler sees only the computing ops) and the results are unchanged.
+TEST(CudaExecutable, ReshapesAreViewsNotCopies) {
+  DS_REQUIRE_GPU();
+  const Device gpu = Device::parse("cuda:0");
+  ds::Graph g;
+  Tensor x = g.placeholder("x", {4, 6, 8});
+  Tensor h = ds::reshape(ds::add(x, x), {24, 8});
+  g.output(ds::flatten(ds::mul(ds::reshape(h, {4, 48}), ds::reshape(x, {4, 48})), 0), "y");
+  const ds::Executable exe = ds::compile(g, "cuda", {.opt_level = 0});
+  const Tensor feed = ds::random_uniform({4, 6, 8}, 5, -1, 1);
+  const Tensor want = ds::compile(g, "cpu", {.opt_level = 0}).run({feed})[0];
+  std::vector<std::string> ran;
+  {
+    ds::Profiler prof;
+    expect_same(exe.run({feed.to(gpu)})[0], want, 1e-6, "reshape chain");
+    prof.stop();
+    const ds::KeyAverages averages = prof.key_averages();
+    for (const auto& r : averages.rows()) ran.push_back(r.name);
+  }
+  EXPECT_EQ(std::count(ran.begin(), ran.end(), "reshape"), 0);
+  EXPECT_EQ(std::count(ran.begin(), ran.end(), "flatten"), 0);
+  EXPECT_EQ(std::count(ran.begin(), ran.end(), "mul"), 1);
+  for (int run = 0; run < 3; ++run)  // step by step, capture, replay
+    expect_same(exe.run({feed.to(gpu)})[0], want, 1e-6, "run " + std::to_string(run));
 }
