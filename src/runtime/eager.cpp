@@ -3,6 +3,7 @@
 #include "ds/ops.h"
 #include "ds/profile.h"
 #include "runtime/dispatch.h"
+#include "runtime/serial_ops.h"
 
 namespace ds {
 
@@ -62,6 +63,7 @@ std::vector<Tensor> apply(const std::string& op_name, const std::vector<Tensor>&
   const auto out_types = op.infer(ctx);
   if (device.kind == DeviceKind::CPU) {
     const KernelEntry& kernel = select_kernel(ctx, DeviceKind::CPU);
+    const SerialOpScope serial(runs_serially(op.estimate(ctx, out_types)));
     OpEventScope profile_event(ctx, kernel, out_types);
     return run_kernel(ctx, kernel, in, out_types);
   }

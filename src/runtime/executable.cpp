@@ -7,7 +7,6 @@
 #include <set>
 #include <sstream>
 
-#include "core/thread_cap.h"
 #include "ds/compile.h"
 #include "ds/cuda.h"
 #include "ds/op.h"
@@ -19,6 +18,7 @@
 #include "runtime/dispatch.h"
 #include "runtime/memory_plan.h"
 #include "runtime/micro_batch.h"
+#include "runtime/serial_ops.h"
 
 namespace ds {
 
@@ -116,13 +116,6 @@ void plan_arena(Executable::Impl& m, const std::set<int>& keep, const std::map<i
 // "auto" runs a graph on the GPU only from this many FLOPs per run: below it,
 // launches and host<->device copies cost more than the CPU's work.
 constexpr double kAutoGpuMinFlops = 1e8;
-
-// A CPU step under both runs on the calling thread only: about 20 us of one
-// core's work (a batch-1 GEMV of 512x784 is 0.8 MFLOP over 1.6 MB), where waking
-// and joining pool threads (and OpenBLAS's) costs as much as it saves
-// (bench/run_compiled_vs_eager.py measures it).
-constexpr double kSerialMaxFlops = 1e6;
-constexpr double kSerialMaxBytes = 4e6;
 
 // The kernel a step runs on the GPU, or nullptr when the op has no CUDA kernel
 // for these inputs (then it runs on the CPU).
@@ -282,7 +275,7 @@ Executable compile(const Graph& graph, const std::string& target, const CompileO
       Cost c = n.op->estimate(ctx, n.outputs);
       impl->stats.flops += c.flops;
       impl->stats.bytes += c.bytes;
-      s.serial = c.flops < kSerialMaxFlops && c.bytes < kSerialMaxBytes;
+      s.serial = runs_serially(c);
     }
     s.label = n.label();
     if (have_gpu && !s.kernel) cuda_choice.push_back(nullptr);  // chosen per run
@@ -415,7 +408,7 @@ std::vector<Tensor> Executable::run(const std::vector<Tensor>& feeds) const {
     OpContext ctx{*n.op, n.attrs, in_types, st.label};
     std::vector<TensorType> out_types = st.kernel ? n.outputs : n.op->infer(ctx);
     const KernelEntry& k = st.kernel ? *st.kernel : select_kernel(ctx, DeviceKind::CPU);
-    const ScopedThreadCap cap(st.serial ? 1 : 0);
+    const SerialOpScope serial(st.serial);
     std::vector<Tensor> outs;
     for (size_t o = 0; o < out_types.size(); ++o) {
       const TensorType& t = out_types[o];
