@@ -105,7 +105,17 @@ bool is_kernel_reduction(const std::string& op) {
   return op == "sum" || op == "mean" || op == "max";
 }
 bool is_kernel_dtype(DType t) {
-  return t == DType::Float32 || t == DType::Float64 || t == DType::Bool;
+  return t == DType::Float32 || t == DType::Float64 || t == DType::Bool || is_low_precision(t);
+}
+bool is_low_precision(DType t) {
+  return t == DType::Float16 || t == DType::BFloat16;
+}
+bool uses_low_precision(const KernelIR& ir) {
+  for (const TensorType& t : ir.inputs)
+    if (is_low_precision(t.dtype)) return true;
+  for (const KernelInst& in : ir.insts)
+    if (is_low_precision(in.dtype)) return true;
+  return false;
 }
 
 DType KernelIR::register_dtype(int r) const {
@@ -198,7 +208,8 @@ void KernelIR::verify() const {
            " is not static");
   for (size_t i = 0; i < inputs.size(); ++i) {
     DS_CHECK(is_kernel_dtype(inputs[i].dtype), ValueError, "kernel IR: input %", i, " has dtype ",
-             dtype_name(inputs[i].dtype), "; regions hold float32, float64 and bool");
+             dtype_name(inputs[i].dtype),
+             "; regions hold float32, float64, float16, bfloat16 and bool");
     DS_CHECK(broadcast_shapes(inputs[i].shape, shape, "kernel IR input") == shape, ValueError,
              "kernel IR: input %", i, " of shape ", shape_str(inputs[i].shape),
              " does not broadcast to the region shape ", shape_str(shape));

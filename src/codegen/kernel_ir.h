@@ -4,7 +4,10 @@
 // (inputs take registers 0..N-1, instruction i writes register N+i), each with
 // the dtype the op inferred, so every backend rounds where the unfused graph
 // rounds. Nothing here assumes a CPU: a CUDA emitter maps the same instructions
-// to device math.
+// to device math. float16/bfloat16 registers hold values of their type: a
+// backend may compute them in float32 but rounds every such instruction's result
+// to the register's type (as the unfused low-precision kernels do), and loads
+// and stores them in their 16-bit format.
 #pragma once
 
 #include <cstdint>
@@ -80,10 +83,13 @@ KernelIR parse_kernel_ir(const std::string& text);
 const KernelIR& cached_kernel_ir(const std::string& text);
 
 // Ops a region may contain (every backend emitter handles all of them), and the
-// dtypes its values may have (float32, float64, bool).
+// dtypes its values may have (float32, float64, bool, and float16/bfloat16,
+// which only the CUDA emitter compiles: see uses_low_precision).
 bool is_kernel_op(const std::string& op);
 bool is_kernel_reduction(const std::string& op);  // sum, mean, max (also as instructions)
 bool is_kernel_dtype(DType t);
+bool is_low_precision(DType t);                   // float16, bfloat16
+bool uses_low_precision(const KernelIR& ir);      // an input or register of either
 
 // Evaluates the region with each op's reference kernel (float64 math, rounded to
 // each register's dtype like the unfused graph). Inputs are concrete tensors of

@@ -5,7 +5,9 @@
 // computed inside a region and read outside it (or graph outputs) become extra
 // outputs of the fused node; a merge that would route a path out of the region
 // and back in (a cycle once contracted), or that the kernel IR cannot express,
-// is refused.
+// is refused. Regions for CUDA targets also take float16/bfloat16 values (casts
+// included, so the casts autocast puts around matmuls run inside the regions
+// next to them); the CPU's LLVM emitter compiles float32/float64/bool only.
 #include <algorithm>
 #include <map>
 #include <optional>
@@ -22,12 +24,18 @@
 namespace ds::passes {
 namespace {
 
-bool fusible(const Graph& g, const Node& n) {
+// A value type regions of this target can hold.
+bool region_dtype(DType t, bool low_precision) {
+  return codegen::is_kernel_dtype(t) && (low_precision || !codegen::is_low_precision(t));
+}
+
+bool fusible(const Graph& g, const Node& n, bool low_precision) {
   if (!codegen::is_kernel_op(n.op->name) || n.outputs.size() != 1) return false;
-  if (!is_static(n.outputs[0].shape) || !codegen::is_kernel_dtype(n.outputs[0].dtype)) return false;
+  if (!is_static(n.outputs[0].shape) || !region_dtype(n.outputs[0].dtype, low_precision))
+    return false;
   for (const ValueRef& v : n.inputs) {
     const TensorType& t = g.type(v);
-    if (!is_static(t.shape) || !codegen::is_kernel_dtype(t.dtype)) return false;
+    if (!is_static(t.shape) || !region_dtype(t.dtype, low_precision)) return false;
   }
   for (const auto& [_, a] : n.attrs) {  // the text form holds plain strings only
     if (auto* s = std::get_if<std::string>(&a))
@@ -55,7 +63,8 @@ bool row_constant(const Shape& s) {
 
 class RegionBuilder {
  public:
-  explicit RegionBuilder(const Graph& g) : g_(g), region_(g.nodes().size(), -1) {
+  RegionBuilder(const Graph& g, bool low_precision)
+      : g_(g), low_precision_(low_precision), region_(g.nodes().size(), -1) {
     consumers_.resize(g.nodes().size());
     for (const Node& n : g.nodes())
       for (const ValueRef& v : n.inputs) consumers_[v.node].push_back(n.id);
@@ -63,7 +72,7 @@ class RegionBuilder {
 
   void grow() {
     for (const Node& n : g_.nodes()) {
-      if (!fusible_reduction(g_, n) && !fusible(g_, n)) continue;
+      if (!fusible_reduction(g_, n) && !fusible(g_, n, low_precision_)) continue;
       region_[n.id] = static_cast<int>(members_.size());
       members_.push_back({n.id});
       for (const ValueRef& v : n.inputs) {
@@ -155,6 +164,7 @@ class RegionBuilder {
   }
 
   const Graph& g_;
+  const bool low_precision_;
   std::vector<int> region_;
   std::vector<std::vector<int>> members_;
   std::vector<std::vector<int>> consumers_;
@@ -223,17 +233,10 @@ Region build_region(const Graph& g, const std::vector<int>& members,
   return r;
 }
 
-}  // namespace
-
-Graph loop_fusion(const Graph& input) {
-  if (!codegen::jit_available()) return input;  // interpreting a region is slower than the ops
-  return loop_fusion_regions(input);
-}
-
-Graph loop_fusion_regions(const Graph& input) {
+Graph fuse_regions(const Graph& input, bool low_precision) {
   // Dead values would make regions without outputs.
   const Graph g = dead_code_elimination(decompose_row_ops(input));
-  RegionBuilder builder(g);
+  RegionBuilder builder(g, low_precision);
   builder.grow();
   const auto& region = builder.region();
   const auto& members = builder.members();
@@ -311,6 +314,17 @@ Graph loop_fusion_regions(const Graph& input) {
   }
   DS_CHECK(emitted == items, Error, "loop_fusion: the contracted graph has a cycle");
   return rw.finish();
+}
+
+}  // namespace
+
+Graph loop_fusion(const Graph& input) {
+  if (!codegen::jit_available()) return input;  // interpreting a region is slower than the ops
+  return fuse_regions(input, false);
+}
+
+Graph loop_fusion_regions(const Graph& input) {
+  return fuse_regions(input, true);
 }
 
 }  // namespace ds::passes

@@ -36,7 +36,8 @@ Graph algebraic_simplification(const Graph& g);
 Graph fold_batch_norm(const Graph& g);  // inference graphs
 Graph epilogue_fusion(const Graph& g);  // bias/activation/residual into conv/linear/matmul
 Graph loop_fusion(const Graph& g);      // elementwise regions -> `fused` (needs the JIT)
-// The same regions in any build: GPU targets compile them with NVRTC, not the CPU JIT.
+// The same regions in any build, with float16/bfloat16 values too: GPU targets
+// compile them with NVRTC, not the CPU JIT.
 Graph loop_fusion_regions(const Graph& g);
 // Mixed precision: matmul/linear/gemm/conv ops compute in `low` (bfloat16/float16).
 Graph autocast(const Graph& g, DType low);

@@ -2,6 +2,8 @@
 // emitted source must compile cleanly with NVRTC for sm_90a (no GPU needed);
 // on a GPU every region runs through the `fused` CUDA kernel and must match the
 // float64 reference interpreter, on the vectorized and the scalar path.
+// float16/bfloat16 regions (autocast's casts fused with the ops around them)
+// round where the reference rounds: outputs agree to an ulp of the narrow type.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,6 +13,7 @@
 #include "ds/cuda.h"
 #include "ds/ds.h"
 #include "op_check.h"
+#include "passes/pass_manager.h"
 
 using ds::DType;
 using ds::Shape;
@@ -24,6 +27,7 @@ namespace codegen = ds::codegen;
 namespace {
 
 constexpr DType F32 = DType::Float32, F64 = DType::Float64, B = DType::Bool;
+constexpr DType BF16 = DType::BFloat16, F16 = DType::Float16;
 
 codegen::KernelInst inst(const std::string& op, std::vector<int> args, DType t,
                          ds::AttrMap attrs = {}) {
@@ -135,6 +139,66 @@ codegen::KernelIR layer_norm_rows(int64_t rows, int64_t len, DType t = F32) {
   return ir;
 }
 
+codegen::KernelInst cast(int arg, DType to) {
+  return inst("cast", {arg}, to, {{"dtype", to}});
+}
+
+// Autocast's pattern around a matmul: a narrow x widened, gelu(x + bias) * scale
+// in float32, narrowed back; the float32 value is an output too (as for a
+// backward pass that reads it).
+codegen::KernelIR widen_compute_narrow(int64_t rows, int64_t cols, DType low) {
+  codegen::KernelIR ir;
+  ir.shape = {rows, cols};
+  ir.inputs = {{low, {rows, cols}}, {F32, {cols}}, {F32, {}}};
+  ir.insts = {cast(0, F32),              // %3
+              inst("add", {3, 1}, F32),  // %4
+              inst("gelu", {4}, F32),    // %5
+              inst("mul", {5, 2}, F32),  // %6
+              cast(6, low)};             // %7
+  ir.outputs = {7, 6};
+  return ir;
+}
+
+// Arithmetic, compares, where and casts on narrow values: every instruction
+// rounds to its narrow type (the other narrow type for one cast).
+codegen::KernelIR narrow_ops(int64_t rows, int64_t cols, DType low) {
+  const DType other = low == BF16 ? F16 : BF16;
+  codegen::KernelIR ir;
+  ir.shape = {rows, cols};
+  ir.inputs = {{low, {rows, cols}}, {low, {cols}}, {F64, {rows, cols}}};
+  ir.insts = {inst("sub", {0, 1}, low),      // %3
+              inst("exp", {3}, low),         // %4
+              inst("lt", {0, 1}, B),         // %5
+              inst("where", {5, 4, 0}, low), // %6
+              cast(6, other),                // %7
+              cast(2, low),                  // %8 float64 -> narrow
+              inst("mul", {6, 8}, low),      // %9
+              cast(5, low),                  // %10 bool -> narrow
+              inst("sigmoid", {3}, low),     // %11
+              cast(9, F64)};                 // %12
+  ir.outputs = {4, 5, 6, 7, 9, 10, 11, 12};
+  return ir;
+}
+
+// layer_norm of a widened narrow row, narrowed back: the rows kernel reading
+// and writing 16-bit values.
+codegen::KernelIR narrow_layer_norm(int64_t rows, int64_t len, DType low) {
+  codegen::KernelIR ir;
+  ir.shape = {rows, len};
+  ir.inputs = {{low, {rows, len}}, {F32, {}}};
+  ir.insts = {cast(0, F32),              // %2
+              inst("mean", {2}, F32),    // %3
+              inst("sub", {2, 3}, F32),  // %4
+              inst("square", {4}, F32),  // %5
+              inst("mean", {5}, F32),    // %6
+              inst("add", {6, 1}, F32),  // %7
+              inst("rsqrt", {7}, F32),   // %8
+              inst("mul", {4, 8}, F32),  // %9
+              cast(9, low)};             // %10
+  ir.outputs = {10, 3};
+  return ir;
+}
+
 std::vector<codegen::KernelIR> regions() {
   std::vector<codegen::KernelIR> r = {gelu_bias_scale(1, 1),
                                       gelu_bias_scale(3, 7),
@@ -158,6 +222,17 @@ std::vector<codegen::KernelIR> regions() {
   r.push_back(layer_norm_rows(2, 2000, F64));
   r.push_back(row_reduction(4, 100, "mean", true, F64));
   r.push_back(row_reduction(4, 100, "max", false, F64));
+  for (DType low : {BF16, F16}) {
+    r.push_back(widen_compute_narrow(37, 128, low));
+    r.push_back(widen_compute_narrow(3, 7, low));
+    r.push_back(gelu_bias_scale(5, 64, low));
+    r.push_back(narrow_ops(4, 48, low));
+    r.push_back(narrow_ops(3, 5, low));
+    r.push_back(narrow_layer_norm(3, 1000, low));
+    r.push_back(narrow_layer_norm(2, 4099, low));
+    r.push_back(row_reduction(6, 13, "max", true, low));
+    r.push_back(row_reduction(4, 100, "sum", false, low));
+  }
   return r;
 }
 
@@ -171,6 +246,19 @@ std::vector<Tensor> feeds_for(const codegen::KernelIR& ir, uint32_t seed) {
     f.push_back(x.to(t.dtype));
   }
   return f;
+}
+
+// How far a GPU result may be from the reference: a few ulps of float32 math,
+// or two ulps of the narrow type once a narrow instruction other than a cast
+// has rounded (float32 and float64 math may round a value to the other side).
+double tolerance(const codegen::KernelIR& ir, DType out) {
+  if (out == B) return 0;
+  double narrow = 0;
+  for (const codegen::KernelInst& in : ir.insts)
+    if (codegen::is_low_precision(in.dtype) && (in.op != "cast" || in.dtype == out))
+      narrow = std::max(narrow, in.dtype == BF16 ? 2.0 / 128 : 2.0 / 1024);
+  if (narrow > 0) return narrow;
+  return out == F64 ? 1e-13 : 4e-6;
 }
 
 bool built_with_cuda() {
@@ -243,7 +331,7 @@ TEST(CudaFusedRegions, MatchTheReferenceInterpreter) {
       ASSERT_EQ(got[o].dtype(), want[o].dtype()) << ir.str() << "output " << o;
       ASSERT_EQ(got[o].shape(), want[o].shape()) << ir.str() << "output " << o;
       // Device math is within a few ulps of the float64 reference rounded once.
-      const double tol = want[o].dtype() == F64 ? 1e-13 : want[o].dtype() == B ? 0 : 4e-6;
+      const double tol = tolerance(ir, want[o].dtype());
       const auto gv = ds::test::values(got[o]), wv = ds::test::values(want[o]);
       for (size_t i = 0; i < wv.size(); ++i) {
         if (std::isnan(wv[i])) {
@@ -318,4 +406,95 @@ TEST(CudaFusedRegions, CompiledGraphsFuseTheirChainsOnTheGpu) {
     for (size_t i = 0; i < wv.size(); ++i)
       ASSERT_NEAR(gv[i], wv[i], 2e-5 * (1 + std::abs(wv[i]))) << "output " << o << " element " << i;
   }
+}
+
+TEST(CudaCodegen, NarrowRegionsMoveSixteenBitValues) {
+  // All bfloat16: 8 lanes per 16-byte step; every instruction rounds its float result.
+  const auto bf16 = codegen::cuda::emit_cuda_region(gelu_bias_scale(37, 128, BF16));
+  EXPECT_EQ(bf16.vector_lanes, 8);
+  EXPECT_NE(bf16.source.find("ds_vec<ds_bf16, 8>"), std::string::npos) << bf16.source;
+  EXPECT_NE(bf16.source.find("ds_round_bf16("), std::string::npos) << bf16.source;
+  // A float32 output sets the lanes: 4, the narrow operands loaded 8 bytes a step.
+  const auto mixed = codegen::cuda::emit_cuda_region(widen_compute_narrow(37, 128, F16));
+  EXPECT_EQ(mixed.vector_lanes, 4);
+  EXPECT_NE(mixed.source.find("ds_vec<ds_half, 4>"), std::string::npos) << mixed.source;
+  EXPECT_NE(mixed.source.find("ds_round_half("), std::string::npos) << mixed.source;
+}
+
+namespace {
+
+// y = linear(gelu(linear(x, w1, b1)), w2): under bf16 autocast the gelu sits
+// between a widening and a narrowing cast.
+ds::Graph linear_gelu_linear() {
+  ds::Graph g;
+  Tensor x = g.placeholder("x", {64, 96}), w1 = g.placeholder("w1", {128, 96});
+  Tensor b1 = g.placeholder("b1", {128}), w2 = g.placeholder("w2", {96, 128});
+  g.output(ds::linear(ds::gelu(ds::linear(x, w1, b1)), w2), "y");
+  return g;
+}
+
+int count_op(const ds::Graph& g, const std::string& op) {
+  int n = 0;
+  for (const auto& node : g.nodes()) n += node.op->name == op;
+  return n;
+}
+
+}  // namespace
+
+TEST(CudaFusionPass, CudaRegionsAbsorbAutocastCasts) {
+  // After autocast: x, w1, b1, w2 narrowed, each linear's output widened (6 casts),
+  // plus the narrowing of gelu's output for the second linear: 7.
+  const ds::Graph cast = ds::passes::run_pipeline(linear_gelu_linear(), 1, nullptr, BF16);
+  ASSERT_EQ(count_op(cast, "cast"), 7) << cast.str();
+  // CUDA regions: widen -> gelu -> narrow is one region from bfloat16 to bfloat16.
+  const ds::Graph gpu = ds::passes::loop_fusion_regions(cast);
+  EXPECT_EQ(count_op(gpu, "cast"), 5) << gpu.str();
+  ASSERT_EQ(count_op(gpu, "fused"), 1) << gpu.str();
+  for (const auto& node : gpu.nodes()) {
+    if (node.op->name != "fused") continue;
+    ASSERT_EQ(node.inputs.size(), 1u);
+    EXPECT_EQ(gpu.node(node.inputs[0].node).op->name, "linear");
+    EXPECT_EQ(gpu.type(node.inputs[0]).dtype, BF16);
+    ASSERT_EQ(node.outputs.size(), 1u);
+    EXPECT_EQ(node.outputs[0].dtype, BF16);
+    const codegen::KernelIR& ir =
+        codegen::cached_kernel_ir(std::get<std::string>(node.attrs.at("region")));
+    ASSERT_EQ(ir.insts.size(), 3u);
+    EXPECT_EQ(ir.insts[0].op, "cast");
+    EXPECT_EQ(ir.insts[1].op, "gelu");
+    EXPECT_EQ(ir.insts[1].dtype, F32);
+    EXPECT_EQ(ir.insts[2].op, "cast");
+    // The generated source compiles for the H200 (NVRTC needs no GPU).
+    if (built_with_cuda()) {
+      const auto r = codegen::cuda::emit_cuda_region(ir);
+      EXPECT_EQ(codegen::cuda::nvrtc_compile_log(r.source, "sm_90a"), "") << r.source;
+    }
+  }
+  // The CPU's regions (LLVM) keep to float32/float64/bool: the casts stay.
+  const ds::Graph cpu = ds::passes::loop_fusion(cast);
+  EXPECT_EQ(count_op(cpu, "cast"), 7) << cpu.str();
+  for (const auto& node : cpu.nodes()) {
+    if (node.op->name != "fused") continue;
+    EXPECT_FALSE(codegen::uses_low_precision(
+        codegen::cached_kernel_ir(std::get<std::string>(node.attrs.at("region")))));
+  }
+}
+
+TEST(CudaFusedRegions, Bf16LinearGeluLinearMatchesTheCpu) {
+  DS_REQUIRE_GPU();
+  const ds::Graph g = linear_gelu_linear();
+  const ds::Executable gpu = ds::compile(g, "cuda", {.precision = "bf16"});
+  EXPECT_EQ(count_op(gpu.graph(), "fused"), 1) << gpu.explain();
+  EXPECT_NE(gpu.explain().find("nvrtc-fused [cuda]"), std::string::npos) << gpu.explain();
+  const std::vector<Tensor> feeds = {ds::test::random_tensor({64, 96}, 1).to(F32),
+                                     (ds::test::random_tensor({128, 96}, 2) * 0.1).to(F32),
+                                     ds::test::random_tensor({128}, 3).to(F32),
+                                     (ds::test::random_tensor({96, 128}, 4) * 0.1).to(F32)};
+  const auto want = ds::compile(g, "cpu", {.opt_level = 0, .precision = "bf16"}).run(feeds);
+  const auto got = gpu.run(feeds);
+  // Both round h to bfloat16 after the matmul, after gelu, and y after the last
+  // matmul; their sums run in different orders, so roundings may flip an ulp apart.
+  const auto gv = ds::test::values(got[0]), wv = ds::test::values(want[0]);
+  for (size_t i = 0; i < wv.size(); ++i)
+    ASSERT_NEAR(gv[i], wv[i], 2e-2 * (0.1 + std::abs(wv[i]))) << "element " << i;
 }

@@ -17,16 +17,25 @@ bool is_float(DType t) {
   return t == DType::Float32 || t == DType::Float64;
 }
 
+// float16/bfloat16 registers are floats holding values of their type (every
+// instruction writing one rounds); in memory they are the prelude's 16-bit types.
 std::string reg_type(DType t) {
   switch (t) {
-    case DType::Float32: return "float";
+    case DType::Float32:
+    case DType::Float16:
+    case DType::BFloat16: return "float";
     case DType::Float64: return "double";
     case DType::Bool: return "bool";
     default: throw Error("kernel IR: no CUDA type for " + std::string(dtype_name(t)));
   }
 }
 std::string mem_type(DType t) {
-  return t == DType::Bool ? "unsigned char" : reg_type(t);
+  switch (t) {
+    case DType::Bool: return "unsigned char";
+    case DType::Float16: return "ds_half";
+    case DType::BFloat16: return "ds_bf16";
+    default: return reg_type(t);
+  }
 }
 int mem_size(DType t) {
   return static_cast<int>(dtype_size(t));
@@ -44,9 +53,14 @@ std::string lit(double v, DType t) {
   return ty + "(" + s + ")";
 }
 
+// `v` of register type `from` as a `to` value. To float16/bfloat16 it rounds
+// once from float (a float64 goes through float first, as the CPU's Half and
+// BFloat16 convert).
 std::string convert(const std::string& v, DType from, DType to) {
   if (from == to) return v;
   if (to == DType::Bool) return "(" + v + " != " + lit(0, from) + ")";  // NaN is true
+  if (to == DType::BFloat16) return "ds_round_bf16((float)(" + v + "))";
+  if (to == DType::Float16) return "ds_round_half((float)(" + v + "))";
   return "((" + reg_type(to) + ")(" + v + "))";
 }
 
@@ -83,7 +97,11 @@ std::string unary_expr(const KernelInst& in, const AttrMap& attrs, DType c) {
     if (std::get<std::string>(attrs.at("approximate")) == "tanh")
       return "x / (" + L(1) + " + exp(" + L(-2.0 * std::sqrt(2.0 / M_PI)) + " * (x + " +
              L(0.044715) + " * (x * x * x))))";
-    return L(0.5) + " * x * erfc(-x / " + L(std::sqrt(2.0)) + ")";
+    // The CUDA gelu kernel's form (and PyTorch's): erf costs about half of erfc
+    // and a product is cheaper than a division, which keeps a float32 chain
+    // around it memory-bound. The price: in the far negative tail the error is a
+    // few ulps of 1 times |x|/2 (absolute) where erfc's stays relative.
+    return L(0.5) + " * x * (" + L(1) + " + erf(x * " + L(std::sqrt(0.5)) + "))";
   }
   if (op == "sign")
     return "x > " + L(0) + " ? " + L(1) + " : (x < " + L(0) + " ? " + L(-1) + " : (x != x ? x : " +
@@ -226,9 +244,14 @@ std::string params(const KernelIR& ir, const std::string& it, const std::string&
 }
 
 std::string load(DType t, const std::string& mem) {
+  if (is_low_precision(t)) return "ds_io<" + mem_type(t) + ">::load(" + mem + ")";
   return t == DType::Bool ? "(" + mem + " != 0)" : mem;
 }
+// A register's value in its memory type. float16/bfloat16 registers hold
+// values of their type already, so a bfloat16 store only takes the upper half.
 std::string store_value(DType t, const std::string& v) {
+  if (t == DType::BFloat16) return "ds_bf16_of_exact(" + v + ")";
+  if (t == DType::Float16) return "ds_io<ds_half>::store(" + v + ")";
   return t == DType::Bool ? "(" + v + " ? 1 : 0)" : v;
 }
 
@@ -486,7 +509,7 @@ std::string rows_kernel(const Plan& p, const std::string& name, int rows_per_blo
       if (accs[a].op == "mean") value = acc + " / " + std::to_string(len) + ".0";
       value = convert(value, accs[a].op == "max" ? accs[a].dtype : DType::Float64, accs[a].dtype);
       if (accs[a].reg < 0)
-        os << "  if (first == 0) qr[row] = " << value << ";\n";
+        os << "  if (first == 0) qr[row] = " << store_value(accs[a].dtype, value) << ";\n";
       else
         os << "  const " << reg_type(accs[a].dtype) << " r" << accs[a].reg << " = " << value
            << ";\n";
@@ -508,6 +531,13 @@ template <> __device__ __forceinline__ double ds_nan<double>() { return __longlo
 template <typename T> __device__ __forceinline__ T ds_mod(T a, T b) {
   const T r = fmod(a, b);
   return (r != T(0) && ((r < T(0)) != (b < T(0)))) ? r + b : r;
+}
+// A float rounded to bfloat16 / float16 and back (the prelude's conversions).
+__device__ __forceinline__ float ds_round_bf16(float x) { return ds_b2f(ds_f2b(x)); }
+__device__ __forceinline__ float ds_round_half(float x) { return ds_h2f(ds_f2h(x)); }
+// A float that is a bfloat16 value (NaN included: ds_f2b's) as that bfloat16.
+__device__ __forceinline__ ds_bf16 ds_bf16_of_exact(float x) {
+  ds_bf16 r; r.bits = static_cast<unsigned short>(__float_as_uint(x) >> 16); return r;
 }
 template <typename T, int N> struct __align__(sizeof(T) * N) ds_vec { T v[N]; };
 struct ds_add_op { template <typename T> __device__ __forceinline__ T operator()(T a, T b) const { return a + b; } };

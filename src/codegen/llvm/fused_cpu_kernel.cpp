@@ -1,6 +1,7 @@
 // The CPU kernel of `fused`: the region JIT-compiled by LLVM. `supports` runs
 // when an executable is built, so compilation (or the disk-cache load) happens
-// in ds::compile, not in the first run.
+// in ds::compile, not in the first run. Regions with float16/bfloat16 values
+// (made for CUDA targets only) are left to the reference interpreter.
 #include "codegen/jit.h"
 #include "ds/op.h"
 
@@ -20,7 +21,9 @@ const OpRegistrar reg([] {
                        },
                    .supports =
                        [](const OpContext& c) {
-                         jit_prepare(cached_kernel_ir(c.s("region")));
+                         const KernelIR& ir = cached_kernel_ir(c.s("region"));
+                         if (uses_low_precision(ir)) return false;
+                         jit_prepare(ir);
                          return true;
                        },
                    .impl = "llvm-jit",
