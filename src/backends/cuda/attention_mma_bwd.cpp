@@ -1,13 +1,20 @@
 // Flash-attention backward on tensor cores (bf16/fp16, head sizes a multiple of
-// 16 up to 128), in two kernels that recompute the probabilities:
-//  1. per 128 query rows (8 warps x 16): log-sum-exp (one pass over the keys),
-//     delta = rowsum(dO * O), then dS = P (dO V^T - delta) and dQ += dS K;
-//     lse and delta go to scratch rows for kernel 2.
-//  2. per 128 keys (8 warps x 16): S^T = K Q^T and dP^T = V dO^T per query tile,
-//     P^T from the stored lse, dV += P^T dO and dK += dS^T Q.
+// 16 up to 128), recomputing the probabilities, in three kernels:
+//  1. per 128 query rows (8 warps x 16): log-sum-exp (one pass over the keys)
+//     and delta = rowsum(dO * O) into scratch rows;
+//  2. per 128 keys (8 warps x 16) over the query tiles: S^T = K Q^T and
+//     dP^T = V dO^T, P^T from the stored lse, dV += P^T dO and dK += dS^T Q in
+//     registers, dQ += dS K through shared memory into an fp32 buffer that the
+//     blocks of all key tiles add to with atomics (FlashAttention-2's split:
+//     five products per tile instead of a separate dQ pass recomputing S, dP);
+//  3. dq = scale * that buffer in the dtype.
 // Products run as mma.sync m16n8k16 tiles with fp32 accumulators; P and dS are
 // rounded to the 16-bit dtype as A fragments (as FlashAttention-2 does).
+#include <algorithm>
 #include <cmath>
+#include <mutex>
+#include <set>
+#include <utility>
 
 #include "backends/cuda/attention_mma.h"
 #include "backends/cuda/cuda_check.h"
@@ -19,23 +26,64 @@ namespace ds::cuda {
 namespace {
 
 const char* const kBackward = R"(
-extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_dq_mma(
+// Rows [r0, r0 + N) of an [n, D] matrix into tile[N][LD], zeros past n:
+// cp.async (16-byte sources) when vec, else plain 16-bit copies.
+template <int N>
+__device__ __forceinline__ void ds_stage_rows(unsigned short (*tile)[LD], const unsigned short* m,
+                                              int r0, int n, int vec) {
+  if (vec) {
+    for (int t = threadIdx.x; t < N * (D / 8); t += blockDim.x) {
+      const int r = t / (D / 8), c = (t % (D / 8)) * 8;
+      const bool in = r0 + r < n;
+      const unsigned short* src = in ? m + (long long)(r0 + r) * D + c : m;
+      const unsigned dst = (unsigned)__cvta_generic_to_shared(&tile[r][c]);
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
+                   :: "r"(dst), "l"(src), "r"(in ? 16 : 0) : "memory");
+    }
+  } else {
+    for (int t = threadIdx.x; t < N * D; t += blockDim.x) {
+      const int r = t / D, c = t % D;
+      tile[r][c] = r0 + r < n ? m[(long long)(r0 + r) * D + c] : 0;
+    }
+  }
+}
+// Values [r0, r0 + BK) of a float vector into row[BK] (zeros past n), as ds_stage_rows.
+__device__ __forceinline__ void ds_stage_floats(float* row, const float* m, int r0, int n, int vec) {
+  for (int x = threadIdx.x; x < BK; x += blockDim.x) {
+    const bool in = r0 + x < n;
+    if (vec) {
+      const unsigned dst = (unsigned)__cvta_generic_to_shared(&row[x]);
+      asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;"
+                   :: "r"(dst), "l"(in ? m + r0 + x : m), "r"(in ? 4 : 0) : "memory");
+    } else {
+      row[x] = in ? m[r0 + x] : 0.f;
+    }
+  }
+}
+
+// Per 128 query rows (8 warps x 16): each row's log-sum-exp in the exp2 domain
+// (one pass over the keys) and delta = rowsum(dO * O).
+extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_lse_mma(
     const unsigned short* __restrict__ q, const unsigned short* __restrict__ k,
-    const unsigned short* __restrict__ v, const unsigned short* __restrict__ o,
-    const unsigned short* __restrict__ g, unsigned short* __restrict__ dq, float* __restrict__ lse,
-    float* __restrict__ delta, int sq, int sk, float scale_log2, float scale, int causal, int vec) {
-  __shared__ __align__(16) unsigned short ks[2][BK][LD];  // double-buffered (ds_pipeline)
-  __shared__ __align__(16) unsigned short vs[2][BK][LD];
+    const unsigned short* __restrict__ o, const unsigned short* __restrict__ g,
+    float* __restrict__ lse, float* __restrict__ delta, int sq, int sk, float scale_log2,
+    int causal, int vec) {
+  __shared__ __align__(16) unsigned short ks[2][BK][LD];
   const long long bh = blockIdx.y;
-  q += bh * sq * D; k += bh * sk * D; v += bh * sk * D; o += bh * sq * D; g += bh * sq * D;
-  dq += bh * sq * D; lse += bh * sq; delta += bh * sq;
+  q += bh * sq * D; k += bh * sk * D; o += bh * sq * D; g += bh * sq * D;
+  lse += bh * sq; delta += bh * sq;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gid = lane >> 2, tig = lane & 3;
   const int q0 = blockIdx.x * ROWS + warp * 16;
   const int row_lo = q0 + gid, row_hi = q0 + gid + 8;
-  unsigned qa[KT][4], ga[KT][4];
+  unsigned qa[KT][4];
   ds_load_a(qa, q, q0, sq);
-  ds_load_a(ga, g, q0, sq);
+  const int kend = causal ? min(sk, (int)(blockIdx.x + 1) * ROWS) : sk;
+  const int tiles = (kend + BK - 1) / BK;
+  if (vec && tiles > 0) {
+    ds_stage_rows<BK>(ks[0], k, 0, sk, 1);
+    ds_cp_commit();
+  }
   // delta: this thread sums the head dims tig, tig + 4, ... of its two rows.
   float d_lo = 0.f, d_hi = 0.f;
   for (int c = tig; c < D; c += 4) {
@@ -47,13 +95,17 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_dq_mma(
     d_lo += __shfl_xor_sync(0xffffffffu, d_lo, x);
     d_hi += __shfl_xor_sync(0xffffffffu, d_hi, x);
   }
-  const int kend = causal ? min(sk, (int)(blockIdx.x + 1) * ROWS) : sk;
-  const int tiles = (kend + BK - 1) / BK;
-  // Pass 1: each row's log-sum-exp in the exp2 domain.
   float m_lo = -DS_INF, m_hi = -DS_INF, l_lo = 0.f, l_hi = 0.f;
   for (int t = 0; t < tiles; ++t) {
     const int k0 = t * BK, buf = t & 1;
-    ds_pipeline(t, tiles, ks, k, nullptr, nullptr, 0, sk, vec);
+    if (vec) ds_cp_wait<0>(); else ds_stage_rows<BK>(ks[buf], k, k0, sk, 0);
+    // One barrier per tile: past it, every warp is done with the other buffer,
+    // so the next tile's copy into it starts here.
+    __syncthreads();
+    if (vec && t + 1 < tiles) {
+      ds_stage_rows<BK>(ks[buf ^ 1], k, k0 + BK, sk, 1);
+      ds_cp_commit();
+    }
     float s[NT][4];
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
@@ -64,17 +116,25 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_dq_mma(
         ds_b_rows(ks[buf], nt * 8, kk * 16, b0, b1);
         ds_mma(s[nt], qa[kk], b0, b1);
       }
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[nt][e] *= scale_log2;
+    }
+    // Masks only where the tile passes the last key or, causal, the warp's first row.
+    if (k0 + BK > sk || (causal && k0 + BK - 1 > q0)) {
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int key = k0 + nt * 8 + tig * 2 + (e & 1);
+          if (key >= sk || (causal && key > (e < 2 ? row_lo : row_hi))) s[nt][e] = -DS_INF;
+        }
     }
     float t_lo = -DS_INF, t_hi = -DS_INF;
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int key = k0 + nt * 8 + tig * 2 + (e & 1);
-        const bool off = key >= sk || (causal && key > (e < 2 ? row_lo : row_hi));
-        s[nt][e] = off ? -DS_INF : s[nt][e] * scale_log2;
-        if (e < 2) t_lo = fmaxf(t_lo, s[nt][e]); else t_hi = fmaxf(t_hi, s[nt][e]);
-      }
+    for (int nt = 0; nt < NT; ++nt) {
+      t_lo = fmaxf(t_lo, fmaxf(s[nt][0], s[nt][1]));
+      t_hi = fmaxf(t_hi, fmaxf(s[nt][2], s[nt][3]));
+    }
 #pragma unroll
     for (int x = 1; x < 4; x <<= 1) {
       t_lo = fmaxf(t_lo, __shfl_xor_sync(0xffffffffu, t_lo, x));
@@ -91,79 +151,67 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_dq_mma(
       l_lo += exp2f(s[nt][0] - b_lo) + exp2f(s[nt][1] - b_lo);
       l_hi += exp2f(s[nt][2] - b_hi) + exp2f(s[nt][3] - b_hi);
     }
-    __syncthreads();
   }
 #pragma unroll
   for (int x = 1; x < 4; x <<= 1) {
     l_lo += __shfl_xor_sync(0xffffffffu, l_lo, x);
     l_hi += __shfl_xor_sync(0xffffffffu, l_hi, x);
   }
-  const float lse_lo = m_lo + log2f(l_lo), lse_hi = m_hi + log2f(l_hi);
-  // Pass 2: dS = P (dP - delta), dQ += dS K.
-  float acc[DT][4];
-#pragma unroll
-  for (int dn = 0; dn < DT; ++dn) acc[dn][0] = acc[dn][1] = acc[dn][2] = acc[dn][3] = 0.f;
-  for (int t = 0; t < tiles; ++t) {
-    const int k0 = t * BK, buf = t & 1;
-    ds_pipeline(t, tiles, ks, k, vs, v, 0, sk, vec);
-    float s[NT][4], dp[NT][4];
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
-      dp[nt][0] = dp[nt][1] = dp[nt][2] = dp[nt][3] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < KT; ++kk) {
-        unsigned b0, b1;
-        ds_b_rows(ks[buf], nt * 8, kk * 16, b0, b1);
-        ds_mma(s[nt], qa[kk], b0, b1);
-        ds_b_rows(vs[buf], nt * 8, kk * 16, b0, b1);
-        ds_mma(dp[nt], ga[kk], b0, b1);
-      }
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int key = k0 + nt * 8 + tig * 2 + (e & 1);
-        const bool lo = e < 2;
-        const bool off = key >= sk || (causal && key > (lo ? row_lo : row_hi));
-        const float p = off ? 0.f : exp2f(s[nt][e] * scale_log2 - (lo ? lse_lo : lse_hi));
-        s[nt][e] = p * (dp[nt][e] - (lo ? d_lo : d_hi));  // dS
-      }
-    }
-#pragma unroll
-    for (int kk = 0; kk < BK / 16; ++kk) {
-      unsigned da[4];
-      ds_to_a(da, s[2 * kk], s[2 * kk + 1]);
-#pragma unroll
-      for (int dn = 0; dn < DT; ++dn) {
-        unsigned b0, b1;
-        ds_b_cols(ks[buf], kk * 16, dn * 8, b0, b1);
-        ds_mma(acc[dn], da, b0, b1);
-      }
-    }
-    __syncthreads();
-  }
-  ds_store_acc(dq, acc, q0, sq, scale);
   if (tig == 0) {
-    if (row_lo < sq) { lse[row_lo] = lse_lo; delta[row_lo] = d_lo; }
-    if (row_hi < sq) { lse[row_hi] = lse_hi; delta[row_hi] = d_hi; }
+    if (row_lo < sq) { lse[row_lo] = m_lo + log2f(l_lo); delta[row_lo] = d_lo; }
+    if (row_hi < sq) { lse[row_hi] = m_hi + log2f(l_hi); delta[row_hi] = d_hi; }
   }
 }
 
-extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_dkv_mma(
+// Adds a row's pair of dQ partials to the fp32 accumulator (one vector atomic on sm_90).
+__device__ __forceinline__ void ds_add_pair(float* p, float a, float b) {
+#if __CUDA_ARCH__ >= 900
+  atomicAdd(reinterpret_cast<float2*>(p), make_float2(a, b));
+#else
+  atomicAdd(p, a);
+  atomicAdd(p + 1, b);
+#endif
+}
+
+// Per 128 keys (8 warps x 16) over the query tiles (BK rows): S^T = K Q^T and
+// dP^T = V dO^T, P^T from the stored lse, dS^T = P^T (dP^T - delta);
+// dV += P^T dO and dK += dS^T Q stay in registers. dS goes through shared
+// memory for dQ += dS K (each warp a 16-query by DT/G-column part), which the
+// blocks of all key tiles add into dq_acc (fp32) with atomics.
+// Dynamic shared memory: qs, gs [2][BK][LD], kt [ROWS][LD], dss [ROWS][BK + 8],
+// ls, dls [2][BK] (flash_bwd_shared_bytes on the host).
+extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_mma(
     const unsigned short* __restrict__ q, const unsigned short* __restrict__ k,
     const unsigned short* __restrict__ v, const unsigned short* __restrict__ g,
-    const float* __restrict__ lse, const float* __restrict__ delta, unsigned short* __restrict__ dk,
-    unsigned short* __restrict__ dv, int sq, int sk, float scale_log2, float scale, int causal,
-    int vec) {
-  __shared__ __align__(16) unsigned short qs[2][BK][LD];  // double-buffered (ds_pipeline)
-  __shared__ __align__(16) unsigned short gs[2][BK][LD];
-  __shared__ float ls[BK], dls[BK];
+    const float* __restrict__ lse, const float* __restrict__ delta, float* __restrict__ dq_acc,
+    unsigned short* __restrict__ dk, unsigned short* __restrict__ dv, int sq, int sk,
+    float scale_log2, float scale, int causal, int vec) {
+  extern __shared__ __align__(16) unsigned char ds_smem[];
+  unsigned short (*qs)[BK][LD] = reinterpret_cast<unsigned short (*)[BK][LD]>(ds_smem);
+  unsigned short (*gs)[BK][LD] = qs + 2;
+  unsigned short (*kt)[LD] = reinterpret_cast<unsigned short (*)[LD]>(gs + 2);
+  unsigned short (*dss)[BK + 8] = reinterpret_cast<unsigned short (*)[BK + 8]>(kt + ROWS);
+  float (*ls)[BK] = reinterpret_cast<float (*)[BK]>(dss + ROWS);
+  float (*dls)[BK] = ls + 2;
   const long long bh = blockIdx.y;
   q += bh * sq * D; k += bh * sk * D; v += bh * sk * D; g += bh * sq * D;
-  lse += bh * sq; delta += bh * sq; dk += bh * sk * D; dv += bh * sk * D;
+  lse += bh * sq; delta += bh * sq; dq_acc += bh * sq * D; dk += bh * sk * D; dv += bh * sk * D;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gid = lane >> 2, tig = lane & 3;
-  const int j0 = blockIdx.x * ROWS + warp * 16;
+  const int kb = blockIdx.x * ROWS, j0 = kb + warp * 16;
   const int key_lo = j0 + gid, key_hi = j0 + gid + 8;
+  // Causal: queries before the block's first key see none of its keys.
+  const int first = causal ? kb : 0;
+  const int tiles = first < sq ? (sq - first + BK - 1) / BK : 0;
+  // The block's keys for dQ (first read after the first tile's barrier) and tile 0.
+  if (tiles > 0) ds_stage_rows<ROWS>(kt, k, kb, sk, vec);
+  if (vec && tiles > 0) {
+    ds_stage_rows<BK>(qs[0], q, first, sq, 1);
+    ds_stage_rows<BK>(gs[0], g, first, sq, 1);
+    ds_stage_floats(ls[0], lse, first, sq, 1);
+    ds_stage_floats(dls[0], delta, first, sq, 1);
+    ds_cp_commit();
+  }
   unsigned ka[KT][4], va[KT][4];
   ds_load_a(ka, k, j0, sk);
   ds_load_a(va, v, j0, sk);
@@ -172,16 +220,33 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_dkv_mma(
   for (int dn = 0; dn < DT; ++dn)
 #pragma unroll
     for (int e = 0; e < 4; ++e) dka[dn][e] = dva[dn][e] = 0.f;
-  // Causal: queries before the block's first key see none of its keys.
-  const int first = causal ? (int)blockIdx.x * ROWS : 0;
-  const int tiles = first < sq ? (sq - first + BK - 1) / BK : 0;
+  constexpr int MT = BK / 16;                // query m-tiles of the dQ product
+  constexpr int G = WARPS / MT;              // warps sharing an m-tile
+  constexpr int NPW = (DT + G - 1) / G;      // head-dim n-tiles per warp
+  const int mt = warp % MT, grp = warp / MT;
   for (int t = 0; t < tiles; ++t) {
     const int i0 = first + t * BK, buf = t & 1;
-    for (int x = threadIdx.x; x < BK; x += blockDim.x) {
-      ls[x] = i0 + x < sq ? lse[i0 + x] : 0.f;
-      dls[x] = i0 + x < sq ? delta[i0 + x] : 0.f;
+    if (vec) {
+      ds_cp_wait<0>();
+    } else {
+      ds_stage_rows<BK>(qs[buf], q, i0, sq, 0);
+      ds_stage_rows<BK>(gs[buf], g, i0, sq, 0);
+      ds_stage_floats(ls[buf], lse, i0, sq, 0);
+      ds_stage_floats(dls[buf], delta, i0, sq, 0);
     }
-    ds_pipeline(t, tiles, qs, q, gs, g, first, sq, vec);
+    // B1: tile t is visible, and every warp is done with the previous tile's
+    // buffers and dS, so the next tile's copies start and dS is rewritten.
+    __syncthreads();
+    if (vec && t + 1 < tiles) {
+      ds_stage_rows<BK>(qs[buf ^ 1], q, i0 + BK, sq, 1);
+      ds_stage_rows<BK>(gs[buf ^ 1], g, i0 + BK, sq, 1);
+      ds_stage_floats(ls[buf ^ 1], lse, i0 + BK, sq, 1);
+      ds_stage_floats(dls[buf ^ 1], delta, i0 + BK, sq, 1);
+      ds_cp_commit();
+    }
+    // Masks only where the tile passes the last query, the warp passes the
+    // last key or, causal, a key of the warp is after a query of the tile.
+    const bool edge = i0 + BK > sq || j0 + 16 > sk || (causal && j0 + 15 > i0);
     float s[NT][4], dp[NT][4];  // S^T and dP^T: rows are keys, columns queries
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
@@ -195,22 +260,36 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_dkv_mma(
         ds_b_rows(gs[buf], nt * 8, kk * 16, b0, b1);
         ds_mma(dp[nt], va[kk], b0, b1);
       }
+      const int col = nt * 8 + tig * 2;
+      const float2 l2 = *reinterpret_cast<const float2*>(&ls[buf][col]);
+      const float2 d2 = *reinterpret_cast<const float2*>(&dls[buf][col]);
+      s[nt][0] = exp2f(s[nt][0] * scale_log2 - l2.x);
+      s[nt][1] = exp2f(s[nt][1] * scale_log2 - l2.y);
+      s[nt][2] = exp2f(s[nt][2] * scale_log2 - l2.x);
+      s[nt][3] = exp2f(s[nt][3] * scale_log2 - l2.y);
+      if (edge) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int col = nt * 8 + tig * 2 + (e & 1);
-        const int query = i0 + col;
-        const int key = e < 2 ? key_lo : key_hi;
-        const bool off = query >= sq || (causal && key > query);
-        const float p = off ? 0.f : exp2f(s[nt][e] * scale_log2 - ls[col]);
-        s[nt][e] = p;                        // P^T
-        dp[nt][e] = p * (dp[nt][e] - dls[col]);  // dS^T
+        for (int e = 0; e < 4; ++e) {
+          const int query = i0 + col + (e & 1), key = e < 2 ? key_lo : key_hi;
+          if (query >= sq || key >= sk || (causal && key > query)) s[nt][e] = 0.f;
+        }
       }
+      dp[nt][0] = s[nt][0] * (dp[nt][0] - d2.x);  // dS^T
+      dp[nt][1] = s[nt][1] * (dp[nt][1] - d2.y);
+      dp[nt][2] = s[nt][2] * (dp[nt][2] - d2.x);
+      dp[nt][3] = s[nt][3] * (dp[nt][3] - d2.y);
     }
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk) {
       unsigned pa[4], da[4];
       ds_to_a(pa, s[2 * kk], s[2 * kk + 1]);
       ds_to_a(da, dp[2 * kk], dp[2 * kk + 1]);
+      // dS^T rounded as the dK operand, stored for dQ: rows keys, columns queries.
+      const int r = warp * 16 + gid, c = kk * 16 + tig * 2;
+      *reinterpret_cast<unsigned*>(&dss[r][c]) = da[0];
+      *reinterpret_cast<unsigned*>(&dss[r + 8][c]) = da[1];
+      *reinterpret_cast<unsigned*>(&dss[r][c + 8]) = da[2];
+      *reinterpret_cast<unsigned*>(&dss[r + 8][c + 8]) = da[3];
 #pragma unroll
       for (int dn = 0; dn < DT; ++dn) {
         unsigned b0, b1;
@@ -220,10 +299,51 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_dkv_mma(
         ds_mma(dka[dn], da, b0, b1);
       }
     }
-    __syncthreads();
+    __syncthreads();  // B2: all of dS is stored
+    // dQ rows [i0 + mt * 16, + 16), head-dim n-tiles grp, grp + G, ...: A = dS
+    // from dss (stored transposed: ldmatrix .trans), B = K from kt.
+    float qacc[NPW][4];
+#pragma unroll
+    for (int j = 0; j < NPW; ++j) qacc[j][0] = qacc[j][1] = qacc[j][2] = qacc[j][3] = 0.f;
+    const int r_lo = i0 + mt * 16 + gid, r_hi = r_lo + 8;
+#pragma unroll
+    for (int kk = 0; kk < ROWS / 16; ++kk) {
+      if (causal && kb + kk * 16 > i0 + mt * 16 + 15) break;  // these keys follow every query
+      unsigned a[4];
+      const unsigned addr = (unsigned)__cvta_generic_to_shared(
+          &dss[kk * 16 + (lane & 7) + ((lane >> 4) << 3)][mt * 16 + ((lane >> 3) & 1) * 8]);
+      asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+                   : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3]) : "r"(addr) : "memory");
+#pragma unroll
+      for (int j = 0; j < NPW; ++j) {
+        const int n = grp + j * G;
+        if (n < DT) {
+          unsigned b0, b1;
+          ds_b_cols(kt, kk * 16, n * 8, b0, b1);
+          ds_mma(qacc[j], a, b0, b1);
+        }
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < NPW; ++j) {
+      const int n = grp + j * G;
+      if (n < DT) {
+        const int c = n * 8 + tig * 2;
+        if (r_lo < sq) ds_add_pair(dq_acc + (long long)r_lo * D + c, qacc[j][0], qacc[j][1]);
+        if (r_hi < sq) ds_add_pair(dq_acc + (long long)r_hi * D + c, qacc[j][2], qacc[j][3]);
+      }
+    }
   }
   ds_store_acc(dk, dka, j0, sk, scale);
   ds_store_acc(dv, dva, j0, sk, 1.f);
+}
+
+// dq = scale * dq_acc in the 16-bit dtype.
+extern "C" __global__ void __launch_bounds__(256) ds_flash_bwd_dq_out(
+    const float* __restrict__ acc, T* __restrict__ dq, long long n, float scale) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+       i += (long long)gridDim.x * blockDim.x)
+    dq[i] = ds_io<T>::store(acc[i] * scale);
 }
 )";
 
@@ -233,6 +353,22 @@ bool aligned16(const void* p) {
 
 std::string source(DType t, int64_t d) {
   return detail::cat("typedef ", device_type(t), " T;\n", flash_mma_common(t, d), kBackward);
+}
+
+// ds_flash_bwd_mma's dynamic shared memory (its tile constants as in kCommon).
+size_t shared_bytes(int64_t d) {
+  const size_t bk = d > 64 ? 32 : 64, ld = static_cast<size_t>(d) + 8;
+  return 2 * (4 * bk * ld + kFlashRows * ld + kFlashRows * (bk + 8)) + 4 * bk * sizeof(float);
+}
+
+// Lets `kernel` use `bytes` of dynamic shared memory on `device` (over the 48 KiB default).
+void allow_shared(cudaKernel_t kernel, int device, size_t bytes) {
+  static std::mutex mu;
+  static auto* done = new std::set<std::pair<cudaKernel_t, int>>;
+  std::lock_guard<std::mutex> lock(mu);
+  if (!done->insert({kernel, device}).second) return;
+  DS_CUDA_CHECK(cudaKernelSetAttributeForDevice(
+      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes), device));
 }
 
 void backward(const KernelCall& kc) {
@@ -245,38 +381,48 @@ void backward(const KernelCall& kc) {
   int sk = static_cast<int>(kc.inputs[1].shape()[r - 2]);
   if (batch == 0) return;
   const int dev = call_device(kc);
+  cudaStream_t stream = stream_of(dev);
   if (sq == 0) {  // no queries: dk and dv are zero
     for (int i : {1, 2})
-      DS_CUDA_CHECK(cudaMemsetAsync(kc.outputs[i].raw_data(), 0, kc.outputs[i].nbytes(),
-                                    stream_of(dev)));
+      DS_CUDA_CHECK(cudaMemsetAsync(kc.outputs[i].raw_data(), 0, kc.outputs[i].nbytes(), stream));
     return;
   }
   const void *q = qt.raw_data(), *k = kc.inputs[1].raw_data(), *v = kc.inputs[2].raw_data(),
              *o = kc.inputs[3].raw_data(), *g = kc.inputs[4].raw_data();
   void *dq = kc.outputs[0].raw_data(), *dk = kc.outputs[1].raw_data(),
        *dv = kc.outputs[2].raw_data();
+  // Scratch: dq's fp32 accumulator, then per-row lse and delta.
   const size_t rows = static_cast<size_t>(batch) * static_cast<size_t>(sq);
-  float* lse = static_cast<float*>(attention_scratch(dev, 2 * rows * sizeof(float)));
+  const size_t dq_elems = rows * static_cast<size_t>(d);
+  float* dq_acc = static_cast<float*>(attention_scratch(dev, (dq_elems + 2 * rows) * sizeof(float)));
+  float* lse = dq_acc + dq_elems;
   float* delta = lse + rows;
+  DS_CUDA_CHECK(cudaMemsetAsync(dq_acc, 0, dq_elems * sizeof(float), stream));
   const double s = kc.ctx.f("scale") != 0 ? kc.ctx.f("scale") : 1.0 / std::sqrt(double(d));
   float scale = static_cast<float>(s), scale_log2 = static_cast<float>(s * 1.4426950408889634);
   int causal = kc.ctx.b("causal");
   int vec = aligned16(q) && aligned16(k) && aligned16(v) && aligned16(g) && d % 8 == 0;
   const std::string src = source(qt.dtype(), d);
   const unsigned ys = static_cast<unsigned>(batch);
-  void* args_q[] = {&q, &k, &v, &o, &g, &dq, &lse, &delta, &sq, &sk, &scale_log2, &scale,
-                    &causal, &vec};
-  launch(dev, get_kernel(dev, src, "ds_flash_bwd_dq_mma"),
+  void* args_lse[] = {&q, &k, &o, &g, &lse, &delta, &sq, &sk, &scale_log2, &causal, &vec};
+  launch(dev, get_kernel(dev, src, "ds_flash_bwd_lse_mma"),
          dim3(static_cast<unsigned>((sq + kFlashRows - 1) / kFlashRows), ys), dim3(kFlashWarps * 32),
-         args_q, 0,
-         "scaled_dot_product_attention_backward (dq, tensor cores)");
+         args_lse, 0, "scaled_dot_product_attention_backward (lse, delta, tensor cores)");
   const float *lse_c = lse, *delta_c = delta;
-  void* args_kv[] = {&q, &k, &v, &g, &lse_c, &delta_c, &dk, &dv, &sq, &sk, &scale_log2, &scale,
-                     &causal, &vec};
-  launch(dev, get_kernel(dev, src, "ds_flash_bwd_dkv_mma"),
+  void* args[] = {&q, &k, &v, &g, &lse_c, &delta_c, &dq_acc, &dk, &dv, &sq, &sk, &scale_log2,
+                  &scale, &causal, &vec};
+  const cudaKernel_t main_kernel = get_kernel(dev, src, "ds_flash_bwd_mma");
+  const size_t shared = shared_bytes(d);
+  allow_shared(main_kernel, dev, shared);
+  launch(dev, main_kernel,
          dim3(static_cast<unsigned>((sk + kFlashRows - 1) / kFlashRows), ys), dim3(kFlashWarps * 32),
-         args_kv, 0,
-         "scaled_dot_product_attention_backward (dk, dv, tensor cores)");
+         args, shared, "scaled_dot_product_attention_backward (tensor cores)");
+  const float* acc_c = dq_acc;
+  long long n = static_cast<long long>(dq_elems);
+  void* args_out[] = {&acc_c, &dq, &n, &scale};
+  const long long blocks = std::min<long long>((n + 255) / 256, 65536);
+  launch(dev, get_kernel(dev, src, "ds_flash_bwd_dq_out"), dim3(static_cast<unsigned>(blocks)),
+         dim3(256), args_out, 0, "scaled_dot_product_attention_backward (dq, tensor cores)");
 }
 
 const OpRegistrar reg([] {
