@@ -45,69 +45,30 @@ __device__ __forceinline__ void ds_mma(float* c, const unsigned* a, unsigned b0,
                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
-// Rows [r0, r0 + BK) of an [n, D] matrix of 16-bit values into tile[BK][LD] (zeros past n).
-__device__ __forceinline__ void ds_stage16(unsigned short (*tile)[LD], const unsigned short* m,
-                                           int r0, int n, int vec) {
+// Rows [r0, r0 + N) of an [n, D] matrix of 16-bit values into tile[N][LD],
+// zeros past n: with vec (16-byte aligned sources) asynchronously by cp.async
+// (commit, then wait before reading the tile), else by plain 16-bit copies.
+template <int N>
+__device__ __forceinline__ void ds_stage_rows(unsigned short (*tile)[LD], const unsigned short* m,
+                                              int r0, int n, int vec) {
   if (vec) {
-    for (int t = threadIdx.x; t < BK * (D / 8); t += blockDim.x) {
+    for (int t = threadIdx.x; t < N * (D / 8); t += blockDim.x) {
       const int r = t / (D / 8), c = (t % (D / 8)) * 8;
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if (r0 + r < n) v = *reinterpret_cast<const uint4*>(m + (long long)(r0 + r) * D + c);
-      *reinterpret_cast<uint4*>(&tile[r][c]) = v;
+      const bool in = r0 + r < n;
+      const unsigned short* src = in ? m + (long long)(r0 + r) * D + c : m;
+      const unsigned dst = (unsigned)__cvta_generic_to_shared(&tile[r][c]);
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
+                   :: "r"(dst), "l"(src), "r"(in ? 16 : 0) : "memory");
     }
   } else {
-    for (int t = threadIdx.x; t < BK * D; t += blockDim.x) {
+    for (int t = threadIdx.x; t < N * D; t += blockDim.x) {
       const int r = t / D, c = t % D;
       tile[r][c] = r0 + r < n ? m[(long long)(r0 + r) * D + c] : 0;
     }
   }
 }
-// The same rows as ds_stage16 (16-byte aligned sources), copied asynchronously
-// (cp.async, zero-filled past n): commit, then wait before reading the tile.
-__device__ __forceinline__ void ds_stage16_async(unsigned short (*tile)[LD], const unsigned short* m,
-                                                 int r0, int n) {
-  for (int t = threadIdx.x; t < BK * (D / 8); t += blockDim.x) {
-    const int r = t / (D / 8), c = (t % (D / 8)) * 8;
-    const bool in = r0 + r < n;
-    const unsigned short* src = in ? m + (long long)(r0 + r) * D + c : m;
-    const unsigned dst = (unsigned)__cvta_generic_to_shared(&tile[r][c]);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
-                 :: "r"(dst), "l"(src), "r"(in ? 16 : 0) : "memory");
-  }
-}
 __device__ __forceinline__ void ds_cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N> __device__ __forceinline__ void ds_cp_wait() {
-  asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory");
-}
-// Makes tile t (rows first + t * BK of [n, D] matrices ma and, unless null, mb)
-// ready in buffer t & 1 of a (and b). With vec, tile t + 1 is prefetched into the
-// other buffer (read before the barrier that ended tile t - 1) while tile t is
-// waited for; without, tile t is loaded directly. Ends with a barrier; the caller
-// puts another after its last read of the tile.
-__device__ __forceinline__ void ds_pipeline(int t, int tiles, unsigned short (*a)[BK][LD],
-                                            const unsigned short* ma, unsigned short (*b)[BK][LD],
-                                            const unsigned short* mb, int first, int n, int vec) {
-  const int buf = t & 1;
-  if (vec) {
-    if (t == 0) {
-      ds_stage16_async(a[0], ma, first, n);
-      if (b) ds_stage16_async(b[0], mb, first, n);
-      ds_cp_commit();
-    }
-    if (t + 1 < tiles) {
-      ds_stage16_async(a[buf ^ 1], ma, first + (t + 1) * BK, n);
-      if (b) ds_stage16_async(b[buf ^ 1], mb, first + (t + 1) * BK, n);
-      ds_cp_commit();
-      ds_cp_wait<1>();
-    } else {
-      ds_cp_wait<0>();
-    }
-  } else {
-    ds_stage16(a[buf], ma, first + t * BK, n, 0);
-    if (b) ds_stage16(b[buf], mb, first + t * BK, n, 0);
-  }
-  __syncthreads();
-}
+__device__ __forceinline__ void ds_cp_wait_all() { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
 __device__ __forceinline__ unsigned ds_pair(const unsigned short* p) {  // p[0] low, p[1] high
   return (unsigned)p[0] | ((unsigned)p[1] << 16);
 }
@@ -179,7 +140,9 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_fwd_mma(
   q += bh * sq * D; k += bh * sk * D; v += bh * sk * D; o += bh * sq * D;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gid = lane >> 2, tig = lane & 3;
-  const int q0 = blockIdx.x * ROWS + warp * 16;
+  // Causal: the last row blocks see the most keys; they start first.
+  const int qb = causal ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x;
+  const int q0 = qb * ROWS + warp * 16;
   const int row_lo = q0 + gid, row_hi = q0 + gid + 8;
   unsigned qa[KT][4];
   ds_load_a(qa, q, q0, sq);
@@ -187,27 +150,29 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_fwd_mma(
 #pragma unroll
   for (int dn = 0; dn < DT; ++dn) acc[dn][0] = acc[dn][1] = acc[dn][2] = acc[dn][3] = 0.f;
   float m_lo = -DS_INF, m_hi = -DS_INF, l_lo = 0.f, l_hi = 0.f;
-  const int kend = causal ? min(sk, (int)(blockIdx.x + 1) * ROWS) : sk;
+  const int kend = causal ? min(sk, (qb + 1) * ROWS) : sk;
   const int tiles = (kend + BK - 1) / BK;
   if (vec && tiles > 0) {
-    ds_stage16_async(ks[0], k, 0, sk);
-    ds_stage16_async(vs[0], v, 0, sk);
+    ds_stage_rows<BK>(ks[0], k, 0, sk, 1);
+    ds_stage_rows<BK>(vs[0], v, 0, sk, 1);
     ds_cp_commit();
   }
   for (int t = 0; t < tiles; ++t) {
     const int k0 = t * BK, buf = t & 1;
-    if (vec && t + 1 < tiles) {  // the other buffer was last read before the previous barrier
-      ds_stage16_async(ks[buf ^ 1], k, k0 + BK, sk);
-      ds_stage16_async(vs[buf ^ 1], v, k0 + BK, sk);
-      ds_cp_commit();
-      ds_cp_wait<1>();
-    } else if (vec) {
-      ds_cp_wait<0>();
+    if (vec) {
+      ds_cp_wait_all();
     } else {
-      ds_stage16(ks[buf], k, k0, sk, 0);
-      ds_stage16(vs[buf], v, k0, sk, 0);
+      ds_stage_rows<BK>(ks[buf], k, k0, sk, 0);
+      ds_stage_rows<BK>(vs[buf], v, k0, sk, 0);
     }
+    // One barrier per tile: past it, tile t is visible and every warp is done
+    // with the other buffer, so the next tile's copy into it starts here.
     __syncthreads();
+    if (vec && t + 1 < tiles) {
+      ds_stage_rows<BK>(ks[buf ^ 1], k, k0 + BK, sk, 1);
+      ds_stage_rows<BK>(vs[buf ^ 1], v, k0 + BK, sk, 1);
+      ds_cp_commit();
+    }
     float s[NT][4];
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
@@ -219,18 +184,27 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_fwd_mma(
         ds_mma(s[nt], qa[kk], b0, b1);
       }
     }
-    // Scale, mask (past the keys; above the diagonal when causal), tile row maxima.
-    float t_lo = -DS_INF, t_hi = -DS_INF;
+    // Scale; mask past the keys and, causal, above the diagonal (only tiles
+    // that reach either); tile row maxima.
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int key = k0 + nt * 8 + tig * 2 + (e & 1);
-        const int row = e < 2 ? row_lo : row_hi;
-        const bool off = key >= sk || (causal && key > row);
-        s[nt][e] = off ? -DS_INF : s[nt][e] * scale_log2;
-        if (e < 2) t_lo = fmaxf(t_lo, s[nt][e]); else t_hi = fmaxf(t_hi, s[nt][e]);
-      }
+      for (int e = 0; e < 4; ++e) s[nt][e] *= scale_log2;
+    if (k0 + BK > sk || (causal && k0 + BK - 1 > q0)) {
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int key = k0 + nt * 8 + tig * 2 + (e & 1);
+          if (key >= sk || (causal && key > (e < 2 ? row_lo : row_hi))) s[nt][e] = -DS_INF;
+        }
+    }
+    float t_lo = -DS_INF, t_hi = -DS_INF;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      t_lo = fmaxf(t_lo, fmaxf(s[nt][0], s[nt][1]));
+      t_hi = fmaxf(t_hi, fmaxf(s[nt][2], s[nt][3]));
+    }
 #pragma unroll
     for (int x = 1; x < 4; x <<= 1) {
       t_lo = fmaxf(t_lo, __shfl_xor_sync(0xffffffffu, t_lo, x));
@@ -267,7 +241,6 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_fwd_mma(
         ds_mma(acc[dn], pa, b0, b1);
       }
     }
-    __syncthreads();  // every warp is done with this buffer before it is refilled
   }
 #pragma unroll
   for (int x = 1; x < 4; x <<= 1) {

@@ -26,27 +26,6 @@ namespace ds::cuda {
 namespace {
 
 const char* const kBackward = R"(
-// Rows [r0, r0 + N) of an [n, D] matrix into tile[N][LD], zeros past n:
-// cp.async (16-byte sources) when vec, else plain 16-bit copies.
-template <int N>
-__device__ __forceinline__ void ds_stage_rows(unsigned short (*tile)[LD], const unsigned short* m,
-                                              int r0, int n, int vec) {
-  if (vec) {
-    for (int t = threadIdx.x; t < N * (D / 8); t += blockDim.x) {
-      const int r = t / (D / 8), c = (t % (D / 8)) * 8;
-      const bool in = r0 + r < n;
-      const unsigned short* src = in ? m + (long long)(r0 + r) * D + c : m;
-      const unsigned dst = (unsigned)__cvta_generic_to_shared(&tile[r][c]);
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
-                   :: "r"(dst), "l"(src), "r"(in ? 16 : 0) : "memory");
-    }
-  } else {
-    for (int t = threadIdx.x; t < N * D; t += blockDim.x) {
-      const int r = t / D, c = t % D;
-      tile[r][c] = r0 + r < n ? m[(long long)(r0 + r) * D + c] : 0;
-    }
-  }
-}
 // Values [r0, r0 + BK) of a float vector into row[BK] (zeros past n), as ds_stage_rows.
 __device__ __forceinline__ void ds_stage_floats(float* row, const float* m, int r0, int n, int vec) {
   for (int x = threadIdx.x; x < BK; x += blockDim.x) {
@@ -98,7 +77,7 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_lse_mma(
   float m_lo = -DS_INF, m_hi = -DS_INF, l_lo = 0.f, l_hi = 0.f;
   for (int t = 0; t < tiles; ++t) {
     const int k0 = t * BK, buf = t & 1;
-    if (vec) ds_cp_wait<0>(); else ds_stage_rows<BK>(ks[buf], k, k0, sk, 0);
+    if (vec) ds_cp_wait_all(); else ds_stage_rows<BK>(ks[buf], k, k0, sk, 0);
     // One barrier per tile: past it, every warp is done with the other buffer,
     // so the next tile's copy into it starts here.
     __syncthreads();
@@ -227,7 +206,7 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_mma(
   for (int t = 0; t < tiles; ++t) {
     const int i0 = first + t * BK, buf = t & 1;
     if (vec) {
-      ds_cp_wait<0>();
+      ds_cp_wait_all();
     } else {
       ds_stage_rows<BK>(qs[buf], q, i0, sq, 0);
       ds_stage_rows<BK>(gs[buf], g, i0, sq, 0);
