@@ -24,8 +24,8 @@ constexpr int ROWS = WARPS * 16;  // query (key) rows per block, 16 per warp
 constexpr int BK = D > 64 ? 32 : 64;  // keys (queries) per staged tile
 constexpr int LD = D + 8;     // shared row stride (halves): spreads rows over banks
 constexpr int KT = D / 16;    // k-steps over the head dims
-constexpr int NT = BK / 8;    // n-tiles of a score tile
-constexpr int DT = D / 8;     // n-tiles over the head dims
+constexpr int NT = BK / 8;    // n-tiles of a score tile (even: taken in pairs)
+constexpr int DT = D / 8;     // n-tiles over the head dims (even: D is a multiple of 16)
 
 __device__ __forceinline__ unsigned ds_pack(float lo, float hi) {
   unsigned r;
@@ -72,14 +72,17 @@ __device__ __forceinline__ void ds_cp_wait_all() { asm volatile("cp.async.wait_g
 __device__ __forceinline__ unsigned ds_pair(const unsigned short* p) {  // p[0] low, p[1] high
   return (unsigned)p[0] | ((unsigned)p[1] << 16);
 }
-// The B fragment (16 k x 8 n) of a shared tile stored with n along its rows
-// (K for S = Q K^T): ldmatrix, lanes 0-7 address k 0-7, lanes 8-15 k 8-15.
-__device__ __forceinline__ void ds_b_rows(const unsigned short (*tile)[LD], int n0, int k0,
-                                          unsigned& b0, unsigned& b1) {
-  const int l = threadIdx.x & 15;
-  const unsigned addr = (unsigned)__cvta_generic_to_shared(&tile[n0 + (l & 7)][k0 + (l >> 3) * 8]);
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];"
-               : "=r"(b0), "=r"(b1) : "r"(addr) : "memory");
+// The B fragments (16 k x 8 n) of n-tiles n0 and n0 + 8 of a shared tile stored
+// with n along its rows (K for S = Q K^T), by one ldmatrix.x4: lanes 0-7 address
+// n0's k 0-7, lanes 8-15 its k 8-15, lanes 16-31 the same for n0 + 8.
+// b[0], b[1] belong to n0, b[2], b[3] to n0 + 8.
+__device__ __forceinline__ void ds_b_rows2(const unsigned short (*tile)[LD], int n0, int k0,
+                                           unsigned* b) {
+  const int l = threadIdx.x & 31;
+  const unsigned addr = (unsigned)__cvta_generic_to_shared(
+      &tile[n0 + (l & 7) + ((l >> 4) << 3)][k0 + ((l >> 3) & 1) * 8]);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3]) : "r"(addr) : "memory");
 }
 // The B fragment of a shared tile stored with k along its rows (V for O = P V):
 // ldmatrix transposed, lanes 0-15 address rows k0 .. k0 + 15.
@@ -89,6 +92,15 @@ __device__ __forceinline__ void ds_b_cols(const unsigned short (*tile)[LD], int 
   const unsigned addr = (unsigned)__cvta_generic_to_shared(&tile[k0 + l][n0]);
   asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];"
                : "=r"(b0), "=r"(b1) : "r"(addr) : "memory");
+}
+// ds_b_cols for n-tiles n0 and n0 + 8 by one ldmatrix.x4 (lanes 16-31 address
+// column n0 + 8): b[0], b[1] belong to n0, b[2], b[3] to n0 + 8.
+__device__ __forceinline__ void ds_b_cols2(const unsigned short (*tile)[LD], int k0, int n0,
+                                           unsigned* b) {
+  const int l = threadIdx.x & 31;
+  const unsigned addr = (unsigned)__cvta_generic_to_shared(&tile[k0 + (l & 15)][n0 + (l >> 4) * 8]);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3]) : "r"(addr) : "memory");
 }
 // The A fragment of a 16-row x 16-column slice of accumulator tiles t0 (columns
 // 0-7) and t1 (8-15), rounded to the 16-bit dtype.
@@ -175,13 +187,15 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_fwd_mma(
     }
     float s[NT][4];
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
+    for (int nt = 0; nt < NT; nt += 2) {
       s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+      s[nt + 1][0] = s[nt + 1][1] = s[nt + 1][2] = s[nt + 1][3] = 0.f;
 #pragma unroll
       for (int kk = 0; kk < KT; ++kk) {
-        unsigned b0, b1;
-        ds_b_rows(ks[buf], nt * 8, kk * 16, b0, b1);
-        ds_mma(s[nt], qa[kk], b0, b1);
+        unsigned b[4];
+        ds_b_rows2(ks[buf], nt * 8, kk * 16, b);
+        ds_mma(s[nt], qa[kk], b[0], b[1]);
+        ds_mma(s[nt + 1], qa[kk], b[2], b[3]);
       }
     }
     // Scale; mask past the keys and, causal, above the diagonal (only tiles
@@ -235,10 +249,11 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_fwd_mma(
       unsigned pa[4];
       ds_to_a(pa, s[2 * kk], s[2 * kk + 1]);
 #pragma unroll
-      for (int dn = 0; dn < DT; ++dn) {
-        unsigned b0, b1;
-        ds_b_cols(vs[buf], kk * 16, dn * 8, b0, b1);
-        ds_mma(acc[dn], pa, b0, b1);
+      for (int dn = 0; dn < DT; dn += 2) {
+        unsigned b[4];
+        ds_b_cols2(vs[buf], kk * 16, dn * 8, b);
+        ds_mma(acc[dn], pa, b[0], b[1]);
+        ds_mma(acc[dn + 1], pa, b[2], b[3]);
       }
     }
   }

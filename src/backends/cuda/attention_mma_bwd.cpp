@@ -87,16 +87,21 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_lse_mma(
     }
     float s[NT][4];
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+    for (int nt = 0; nt < NT; nt += 2) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[nt][e] = s[nt + 1][e] = 0.f;
 #pragma unroll
       for (int kk = 0; kk < KT; ++kk) {
-        unsigned b0, b1;
-        ds_b_rows(ks[buf], nt * 8, kk * 16, b0, b1);
-        ds_mma(s[nt], qa[kk], b0, b1);
+        unsigned b[4];
+        ds_b_rows2(ks[buf], nt * 8, kk * 16, b);
+        ds_mma(s[nt], qa[kk], b[0], b[1]);
+        ds_mma(s[nt + 1], qa[kk], b[2], b[3]);
       }
 #pragma unroll
-      for (int e = 0; e < 4; ++e) s[nt][e] *= scale_log2;
+      for (int e = 0; e < 4; ++e) {
+        s[nt][e] *= scale_log2;
+        s[nt + 1][e] *= scale_log2;
+      }
     }
     // Masks only where the tile passes the last key or, causal, the warp's first row.
     if (k0 + BK > sk || (causal && k0 + BK - 1 > q0)) {
@@ -228,17 +233,22 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_mma(
     const bool edge = i0 + BK > sq || j0 + 16 > sk || (causal && j0 + 15 > i0);
     float s[NT][4], dp[NT][4];  // S^T and dP^T: rows are keys, columns queries
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
-      dp[nt][0] = dp[nt][1] = dp[nt][2] = dp[nt][3] = 0.f;
+    for (int nt = 0; nt < NT; nt += 2) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[nt][e] = s[nt + 1][e] = dp[nt][e] = dp[nt + 1][e] = 0.f;
 #pragma unroll
       for (int kk = 0; kk < KT; ++kk) {
-        unsigned b0, b1;
-        ds_b_rows(qs[buf], nt * 8, kk * 16, b0, b1);
-        ds_mma(s[nt], ka[kk], b0, b1);
-        ds_b_rows(gs[buf], nt * 8, kk * 16, b0, b1);
-        ds_mma(dp[nt], va[kk], b0, b1);
+        unsigned b[4];
+        ds_b_rows2(qs[buf], nt * 8, kk * 16, b);
+        ds_mma(s[nt], ka[kk], b[0], b[1]);
+        ds_mma(s[nt + 1], ka[kk], b[2], b[3]);
+        ds_b_rows2(gs[buf], nt * 8, kk * 16, b);
+        ds_mma(dp[nt], va[kk], b[0], b[1]);
+        ds_mma(dp[nt + 1], va[kk], b[2], b[3]);
       }
+    }
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
       const int col = nt * 8 + tig * 2;
       const float2 l2 = *reinterpret_cast<const float2*>(&ls[buf][col]);
       const float2 d2 = *reinterpret_cast<const float2*>(&dls[buf][col]);
@@ -270,12 +280,14 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_mma(
       *reinterpret_cast<unsigned*>(&dss[r][c + 8]) = da[2];
       *reinterpret_cast<unsigned*>(&dss[r + 8][c + 8]) = da[3];
 #pragma unroll
-      for (int dn = 0; dn < DT; ++dn) {
-        unsigned b0, b1;
-        ds_b_cols(gs[buf], kk * 16, dn * 8, b0, b1);
-        ds_mma(dva[dn], pa, b0, b1);
-        ds_b_cols(qs[buf], kk * 16, dn * 8, b0, b1);
-        ds_mma(dka[dn], da, b0, b1);
+      for (int dn = 0; dn < DT; dn += 2) {
+        unsigned b[4];
+        ds_b_cols2(gs[buf], kk * 16, dn * 8, b);
+        ds_mma(dva[dn], pa, b[0], b[1]);
+        ds_mma(dva[dn + 1], pa, b[2], b[3]);
+        ds_b_cols2(qs[buf], kk * 16, dn * 8, b);
+        ds_mma(dka[dn], da, b[0], b[1]);
+        ds_mma(dka[dn + 1], da, b[2], b[3]);
       }
     }
     __syncthreads();  // B2: all of dS is stored
