@@ -225,6 +225,7 @@ std::vector<codegen::KernelIR> regions() {
   for (DType low : {BF16, F16}) {
     r.push_back(widen_compute_narrow(37, 128, low));
     r.push_back(widen_compute_narrow(3, 7, low));
+    r.push_back(widen_compute_narrow(5, 36, low));
     r.push_back(gelu_bias_scale(5, 64, low));
     r.push_back(narrow_ops(4, 48, low));
     r.push_back(narrow_ops(3, 5, low));
@@ -414,11 +415,14 @@ TEST(CudaCodegen, NarrowRegionsMoveSixteenBitValues) {
   EXPECT_EQ(bf16.vector_lanes, 8);
   EXPECT_NE(bf16.source.find("ds_vec<ds_bf16, 8>"), std::string::npos) << bf16.source;
   EXPECT_NE(bf16.source.find("ds_round_bf16("), std::string::npos) << bf16.source;
-  // A float32 output sets the lanes: 4, the narrow operands loaded 8 bytes a step.
+  // Narrow and float32 operands: 8 lanes, the float32 ones in two 16-byte chunks.
   const auto mixed = codegen::cuda::emit_cuda_region(widen_compute_narrow(37, 128, F16));
-  EXPECT_EQ(mixed.vector_lanes, 4);
-  EXPECT_NE(mixed.source.find("ds_vec<ds_half, 4>"), std::string::npos) << mixed.source;
+  EXPECT_EQ(mixed.vector_lanes, 8);
+  EXPECT_NE(mixed.source.find("ds_vec<ds_half, 8>"), std::string::npos) << mixed.source;
+  EXPECT_NE(mixed.source.find("ds_vec<float, 4>"), std::string::npos) << mixed.source;
   EXPECT_NE(mixed.source.find("ds_round_half("), std::string::npos) << mixed.source;
+  // Rows of 36 do not split into 8-lane steps: 4 lanes (8-byte narrow accesses).
+  EXPECT_EQ(codegen::cuda::emit_cuda_region(widen_compute_narrow(3, 36, BF16)).vector_lanes, 4);
 }
 
 namespace {

@@ -309,9 +309,16 @@ std::string scalar_kernel(const Plan& p, const std::string& name) {
   return os.str();
 }
 
+// Lanes of a 16-byte access to `t` (fewer when a whole step is narrower).
+int chunk_lanes(DType t, int lanes) {
+  return std::min(lanes, 16 / mem_size(t));
+}
+
 // The vectorized kernel: step v covers elements [v*V, v*V + V) of one row of the
-// innermost dim (its extent is a multiple of V). Each thread issues the loads of
-// kVectorUnroll steps before computing any, so several 16-byte loads are in flight.
+// innermost dim (its extent is a multiple of V). Each vector operand moves in
+// 16-byte chunks (a float32 operand of an 8-lane bfloat16 step takes two), so
+// narrow and wide operands both use full-width accesses. Each thread issues the
+// loads of kVectorUnroll steps before computing any, so several are in flight.
 std::string vector_kernel(const Plan& p, const std::string& name, int lanes,
                           const std::vector<bool>& vec_in) {
   const KernelIR& ir = p.ir;
@@ -319,6 +326,16 @@ std::string vector_kernel(const Plan& p, const std::string& name, int lanes,
   const int k = static_cast<int>(l.dims.size());
   const std::string V = std::to_string(lanes), U = std::to_string(kVectorUnroll);
   const std::string it = p.index;
+  // ds_vec<type, C> and the chunk count of an operand of dtype t.
+  auto chunk = [&](DType t) {
+    const int c = chunk_lanes(t, lanes);
+    return std::make_pair("ds_vec<" + mem_type(t) + ", " + std::to_string(c) + ">",
+                          std::to_string(c));
+  };
+  auto lane = [&](DType t) {  // the chunk and the element of lane k
+    const std::string c = chunk(t).second;
+    return "[k / " + c + "].v[k % " + c + "]";
+  };
   std::ostringstream os;
   os << "extern \"C\" __global__ void __launch_bounds__(" << kThreadsPerBlock << ") " << name
      << "(" << params(ir, it, "nvec") << ") {\n"
@@ -330,40 +347,49 @@ std::string vector_kernel(const Plan& p, const std::string& name, int lanes,
                                 it + " i = v * " + V + ";\n";
   for (size_t i = 0; i < ir.inputs.size(); ++i) {
     const std::string s = std::to_string(i);
+    const DType t = ir.inputs[i].dtype;
     if (vec_in[i])
-      os << "    ds_vec<" << mem_type(ir.inputs[i].dtype) << ", " << V << "> l" << s << "[" << U
+      os << "    " << chunk(t).first << " l" << s << "[" << U << "][" << lanes / std::stoi(chunk(t).second)
          << "];\n";
     else  // broadcast along the row: one value for the whole vector
-      os << "    " << reg_type(ir.inputs[i].dtype) << " l" << s << "[" << U << "];\n";
+      os << "    " << reg_type(t) << " l" << s << "[" << U << "];\n";
   }
   os << step_head << coords("i", l.dims, it, used_dims(l, k, true));
   std::vector<std::string> values;
   for (size_t i = 0; i < ir.inputs.size(); ++i) {
-    const std::string t = mem_type(ir.inputs[i].dtype), s = std::to_string(i);
+    const DType t = ir.inputs[i].dtype;
+    const std::string s = std::to_string(i);
     const std::string at = full_shape(l, i) ? "i" : offset(l, i, k);
     if (vec_in[i]) {
-      os << "      l" << s << "[u] = *reinterpret_cast<const ds_vec<" << t << ", " << V << ">*>(p"
-         << s << " + " << at << ");\n";
-      values.push_back(load(ir.inputs[i].dtype, "l" + s + "[u].v[k]"));
+      const auto [type, c] = chunk(t);
+      os << "#pragma unroll\n      for (int j = 0; j < " << lanes / std::stoi(c) << "; ++j) l" << s
+         << "[u][j] = *reinterpret_cast<const " << type << "*>(p" << s << " + " << at << " + j * "
+         << c << ");\n";
+      values.push_back(load(t, "l" + s + "[u]" + lane(t)));
     } else {
-      os << "      l" << s << "[u] = " << load(ir.inputs[i].dtype, "p" + s + "[" + at + "]")
-         << ";\n";
+      os << "      l" << s << "[u] = " << load(t, "p" + s + "[" + at + "]") << ";\n";
       values.push_back("l" + s + "[u]");
     }
   }
   os << "    }\n" << step_head;
-  for (size_t o = 0; o < ir.outputs.size(); ++o)
-    os << "      ds_vec<" << mem_type(ir.register_dtype(ir.outputs[o])) << ", " << V << "> s" << o
-       << ";\n";
+  for (size_t o = 0; o < ir.outputs.size(); ++o) {
+    const DType t = ir.register_dtype(ir.outputs[o]);
+    os << "      " << chunk(t).first << " s" << o << "[" << lanes / std::stoi(chunk(t).second)
+       << "];\n";
+  }
   os << "#pragma unroll\n      for (int k = 0; k < " << V << "; ++k) {\n"
      << out_decls(ir) << "    " << eval_call(ir, values);
-  for (size_t o = 0; o < ir.outputs.size(); ++o)
-    os << "        s" << o << ".v[k] = "
-       << store_value(ir.register_dtype(ir.outputs[o]), "o" + std::to_string(o)) << ";\n";
+  for (size_t o = 0; o < ir.outputs.size(); ++o) {
+    const DType t = ir.register_dtype(ir.outputs[o]);
+    os << "        s" << o << lane(t) << " = " << store_value(t, "o" + std::to_string(o)) << ";\n";
+  }
   os << "      }\n";
-  for (size_t o = 0; o < ir.outputs.size(); ++o)
-    os << "      *reinterpret_cast<ds_vec<" << mem_type(ir.register_dtype(ir.outputs[o])) << ", "
-       << V << ">*>(q" << o << " + i) = s" << o << ";\n";
+  for (size_t o = 0; o < ir.outputs.size(); ++o) {
+    const auto [type, c] = chunk(ir.register_dtype(ir.outputs[o]));
+    os << "#pragma unroll\n      for (int j = 0; j < " << lanes / std::stoi(c)
+       << "; ++j) *reinterpret_cast<" << type << "*>(q" << o << " + i + j * " << c << ") = s" << o
+       << "[j];\n";
+  }
   os << "    }\n  }\n}\n";
   return os.str();
 }
@@ -579,16 +605,23 @@ CudaRegion emit_cuda_region(const KernelIR& ir) {
     r.items = n;
     r.scalar_kernel = "ds_fused_" + tag;
     src << eval_function(p) << scalar_kernel(p, r.scalar_kernel);
-    // Vector accesses for operands that advance along the row; the widest sets the lanes.
-    int widest = 1;
+    // Vector accesses for operands that advance along the row. The narrowest sets
+    // the lanes (16 bytes of it, at most 8), fewer when the rows do not split
+    // into such steps, down to 16 bytes of the widest.
+    int widest = 1, narrowest = 16;
+    auto vector_operand = [&](DType t) {
+      widest = std::max(widest, mem_size(t));
+      narrowest = std::min(narrowest, mem_size(t));
+    };
     r.vector_inputs.assign(ir.inputs.size(), false);
     for (size_t i = 0; i < ir.inputs.size(); ++i)
       if (p.layout.inner_contiguous(i)) {
         r.vector_inputs[i] = true;
-        widest = std::max(widest, mem_size(ir.inputs[i].dtype));
+        vector_operand(ir.inputs[i].dtype);
       }
-    for (int o : ir.outputs) widest = std::max(widest, mem_size(ir.register_dtype(o)));
-    const int lanes = std::min(16 / widest, 8);
+    for (int o : ir.outputs) vector_operand(ir.register_dtype(o));
+    int lanes = std::min(16 / narrowest, 8);
+    while (lanes > 16 / widest && p.layout.inner() % lanes != 0) lanes /= 2;
     if (p.layout.inner() % lanes == 0) {
       r.vector_lanes = lanes;
       r.vector_items = n / lanes;
