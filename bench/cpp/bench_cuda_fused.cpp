@@ -47,6 +47,19 @@ codegen::KernelInst inst(const std::string& op, std::vector<int> args, DType t =
   return {op, {}, std::move(args), t};
 }
 
+// gelu(x + bias) * scale over x's shape as autocast leaves it around a bf16 matmul:
+// x bfloat16 widened, float32 bias and scale, the result narrowed to bfloat16.
+codegen::KernelIR gelu_bias_scale_bf16(int64_t rows, int64_t cols) {
+  const DType f = DType::Float32, b = DType::BFloat16;
+  codegen::KernelIR ir;
+  ir.shape = {rows, cols};
+  ir.inputs = {{b, {rows, cols}}, {f, {cols}}, {f, {}}};
+  ir.insts = {{"cast", {{"dtype", f}}, {0}, f}, inst("add", {3, 1}), inst("gelu", {4}),
+              inst("mul", {5, 2}), {"cast", {{"dtype", b}}, {6}, b}};
+  ir.outputs = {7};
+  return ir;
+}
+
 }  // namespace
 
 int main() {
@@ -100,6 +113,25 @@ int main() {
         },
         20);
     report("unfused_gelu_bias_scale_fp32", 10.0 * n, 8.0 * n, ms, false);
+    // Without the gelu: what the loads, broadcast and stores cost alone.
+    codegen::KernelIR no_gelu;
+    no_gelu.shape = ir.shape;
+    no_gelu.inputs = ir.inputs;
+    no_gelu.insts = {inst("add", {0, 1}), inst("mul", {3, 2})};
+    no_gelu.outputs = {4};
+    bench_op("fused_bias_scale_fp32", "fused", {x, bias, scale}, {{"region", no_gelu.str()}},
+             2.0 * n, 8.0 * n, 20, true);
+  }
+  {  // the bf16 chain (16-bit in and out, float32 inside), on the same shape and GPT-2's MLP
+    const Tensor xb = x.to(DType::BFloat16);
+    bench_op("fused_gelu_bias_scale_bf16", "fused", {xb, bias, scale},
+             {{"region", gelu_bias_scale_bf16(rows, cols).str()}}, 10.0 * n, 4.0 * n, 20, true);
+    const int64_t mrows = 16384, mcols = 3072, mn = mrows * mcols;
+    const Tensor mx = random_uniform({mrows, mcols}, 11, -2, 2).to(DType::BFloat16);
+    const Tensor mb = random_uniform({mcols}, 12, -1, 1);
+    bench_op("fused_gelu_bias_scale_bf16_16384x3072", "fused", {mx, mb, scale},
+             {{"region", gelu_bias_scale_bf16(mrows, mcols).str()}}, 10.0 * mn, 4.0 * mn, 20,
+             true);
   }
   {  // sum over rows of exp(x - rowmax-like bias): a generated reduction region
     const Tensor shift = random_uniform({rows, 1}, 4, -1, 1);

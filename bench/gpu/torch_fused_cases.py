@@ -20,6 +20,13 @@ def main():
         compiled = torch.compile(lambda a, b, s: F.gelu(a + b) * s)
         compiled(x, bias, scale)
         cases.append(("fused_gelu_bias_scale_fp32", lambda: compiled(x, bias, scale), 20))
+    xb = x.bfloat16()  # the bf16 chain: widened, float32 math, narrowed (as ds's region)
+    cases.append(("unfused_gelu_bias_scale_bf16",
+                  lambda: (F.gelu(xb.float() + bias) * scale).bfloat16(), 20))
+    if os.environ.get("DS_TORCH_COMPILE") == "1":
+        compiled_bf16 = torch.compile(lambda a, b, s: (F.gelu(a.float() + b) * s).bfloat16())
+        compiled_bf16(xb, bias, scale)
+        cases.append(("fused_gelu_bias_scale_bf16", lambda: compiled_bf16(xb, bias, scale), 20))
     shift = torch.rand(8192, 1, device="cuda") * 2 - 1
     cases.append(("fused_sum_exp_rows_fp32", lambda: torch.exp(x - shift).sum(-1, keepdim=True), 20))
     for prefix in ("", "fused_"):  # ds: the op's row kernel and the fused row region
