@@ -53,11 +53,13 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_lse_mma(
   lse += bh * sq; delta += bh * sq;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gid = lane >> 2, tig = lane & 3;
-  const int q0 = blockIdx.x * ROWS + warp * 16;
+  // Causal: the last row blocks see the most keys; they start first.
+  const int qb = causal ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x;
+  const int q0 = qb * ROWS + warp * 16;
   const int row_lo = q0 + gid, row_hi = q0 + gid + 8;
   unsigned qa[KT][4];
   ds_load_a(qa, q, q0, sq);
-  const int kend = causal ? min(sk, (int)(blockIdx.x + 1) * ROWS) : sk;
+  const int kend = causal ? min(sk, (qb + 1) * ROWS) : sk;
   const int tiles = (kend + BK - 1) / BK;
   if (vec && tiles > 0) {
     ds_stage_rows<BK>(ks[0], k, 0, sk, 1);
