@@ -128,14 +128,14 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_lse_mma(
     }
     const float n_lo = fmaxf(m_lo, t_lo), n_hi = fmaxf(m_hi, t_hi);
     const float b_lo = n_lo == -DS_INF ? 0.f : n_lo, b_hi = n_hi == -DS_INF ? 0.f : n_hi;
-    l_lo *= exp2f(m_lo - b_lo);
-    l_hi *= exp2f(m_hi - b_hi);
+    l_lo *= ds_exp2(m_lo - b_lo);
+    l_hi *= ds_exp2(m_hi - b_hi);
     m_lo = n_lo;
     m_hi = n_hi;
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
-      l_lo += exp2f(s[nt][0] - b_lo) + exp2f(s[nt][1] - b_lo);
-      l_hi += exp2f(s[nt][2] - b_hi) + exp2f(s[nt][3] - b_hi);
+      l_lo += ds_exp2(s[nt][0] - b_lo) + ds_exp2(s[nt][1] - b_lo);
+      l_hi += ds_exp2(s[nt][2] - b_hi) + ds_exp2(s[nt][3] - b_hi);
     }
   }
 #pragma unroll
@@ -254,10 +254,10 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_mma(
       const int col = nt * 8 + tig * 2;
       const float2 l2 = *reinterpret_cast<const float2*>(&ls[buf][col]);
       const float2 d2 = *reinterpret_cast<const float2*>(&dls[buf][col]);
-      s[nt][0] = exp2f(s[nt][0] * scale_log2 - l2.x);
-      s[nt][1] = exp2f(s[nt][1] * scale_log2 - l2.y);
-      s[nt][2] = exp2f(s[nt][2] * scale_log2 - l2.x);
-      s[nt][3] = exp2f(s[nt][3] * scale_log2 - l2.y);
+      s[nt][0] = ds_exp2(s[nt][0] * scale_log2 - l2.x);
+      s[nt][1] = ds_exp2(s[nt][1] * scale_log2 - l2.y);
+      s[nt][2] = ds_exp2(s[nt][2] * scale_log2 - l2.x);
+      s[nt][3] = ds_exp2(s[nt][3] * scale_log2 - l2.y);
       if (edge) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
