@@ -12,9 +12,6 @@
 // rounded to the 16-bit dtype as A fragments (as FlashAttention-2 does).
 #include <algorithm>
 #include <cmath>
-#include <mutex>
-#include <set>
-#include <utility>
 
 #include "backends/cuda/attention_mma.h"
 #include "backends/cuda/cuda_check.h"
@@ -354,16 +351,6 @@ size_t shared_bytes(int64_t d) {
   return 2 * (4 * bk * ld + kFlashRows * ld + kFlashRows * (bk + 8)) + 4 * bk * sizeof(float);
 }
 
-// Lets `kernel` use `bytes` of dynamic shared memory on `device` (over the 48 KiB default).
-void allow_shared(cudaKernel_t kernel, int device, size_t bytes) {
-  static std::mutex mu;
-  static auto* done = new std::set<std::pair<cudaKernel_t, int>>;
-  std::lock_guard<std::mutex> lock(mu);
-  if (!done->insert({kernel, device}).second) return;
-  DS_CUDA_CHECK(cudaKernelSetAttributeForDevice(
-      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes), device));
-}
-
 void backward(const KernelCall& kc) {
   const Tensor& qt = kc.inputs[0];
   const size_t r = static_cast<size_t>(qt.ndim());
@@ -406,7 +393,10 @@ void backward(const KernelCall& kc) {
                   &scale, &causal, &vec};
   const cudaKernel_t main_kernel = get_kernel(dev, src, "ds_flash_bwd_mma");
   const size_t shared = shared_bytes(d);
-  allow_shared(main_kernel, dev, shared);
+  // Over the 48 KiB default: set on every call (a reloaded library's kernel
+  // may reuse an older handle), a host-side attribute with no stream work.
+  DS_CUDA_CHECK(cudaKernelSetAttributeForDevice(
+      main_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared), dev));
   launch(dev, main_kernel,
          dim3(static_cast<unsigned>((sk + kFlashRows - 1) / kFlashRows), ys), dim3(kFlashWarps * 32),
          args, shared, "scaled_dot_product_attention_backward (tensor cores)");
