@@ -500,5 +500,5 @@ TEST(CudaFusedRegions, Bf16LinearGeluLinearMatchesTheCpu) {
   // matmul; their sums run in different orders, so roundings may flip an ulp apart.
   const auto gv = ds::test::values(got[0]), wv = ds::test::values(want[0]);
   for (size_t i = 0; i < wv.size(); ++i)
-    ASSERT_NEAR(gv[i], wv[i], 2e-2 * (0.1 + std::abs(wv[i]))) << "element " << i;
+    ASSERT_NEAR(gv[i], wv[i], 2e-2 * (0.25 + std::abs(wv[i]))) << "element " << i;
 }

@@ -558,8 +558,18 @@ template <typename T> __device__ __forceinline__ T ds_mod(T a, T b) {
   const T r = fmod(a, b);
   return (r != T(0) && ((r < T(0)) != (b < T(0)))) ? r + b : r;
 }
-// A float rounded to bfloat16 / float16 and back (the prelude's conversions).
-__device__ __forceinline__ float ds_round_bf16(float x) { return ds_b2f(ds_f2b(x)); }
+// A float rounded to bfloat16 / float16 and back, as the prelude's conversions
+// round. sm_80+ rounds to bfloat16 in one cvt (nearest even, like ds_f2b) but
+// gives every NaN one pattern, so a NaN keeps ds_f2b's: its upper half, quiet.
+__device__ __forceinline__ float ds_round_bf16(float x) {
+#if __CUDA_ARCH__ >= 800
+  unsigned short b;
+  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(b) : "f"(x));
+  return x != x ? __uint_as_float((__float_as_uint(x) & 0xffff0000u) | 0x400000u) : ds_b2f(b);
+#else
+  return ds_b2f(ds_f2b(x));
+#endif
+}
 __device__ __forceinline__ float ds_round_half(float x) { return ds_h2f(ds_f2h(x)); }
 // A float that is a bfloat16 value (NaN included: ds_f2b's) as that bfloat16.
 __device__ __forceinline__ ds_bf16 ds_bf16_of_exact(float x) {
