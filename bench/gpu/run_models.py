@@ -6,6 +6,8 @@
 Cases (bf16, synthetic data, the same model and optimizer on both sides):
   resnet50_train  batch 256, 224x224, SGD momentum: images/s; PyTorch eager with AMP +
                   channels_last, and torch.compile of the same (compile time apart)
+  resnet50_train_cl  the same with ds's channels-last (NHWC) convolutions
+                  (ds.models.resnet50(channels_last=True)), like PyTorch's side
   gpt2_train      GPT-2 124M, batch 16 x 1024 tokens, AdamW: tokens/s and MFU; PyTorch
                   with SDPA (flash) attention, eager and torch.compile
   resnet50_infer  batch 1, 224x224, eval mode: latency; PyTorch eager (AMP, channels_last)
@@ -157,7 +159,7 @@ def ds_time_step(step_fn, args, budget_s=30.0):
 
 # ---- cases: each returns {"unit", "work" per step, sides: {name: ms or reason}}
 
-def case_resnet50_train(args, dev):
+def case_resnet50_train(args, dev, channels_last=False):
     batch, size, classes = (4, 64, 10) if args.smoke else (256, 224, 1000)
     rng = np.random.default_rng(0)
     x_np = rng.standard_normal((batch, 3, size, size), dtype=np.float32)
@@ -165,7 +167,7 @@ def case_resnet50_train(args, dev):
     res = {"unit": "images/s", "work": batch, "sides": {}}
 
     def ds_side():
-        model = ds.models.resnet50(num_classes=classes)
+        model = ds.models.resnet50(num_classes=classes, channels_last=channels_last)
         opt = ds.optim.SGD(lr=0.1, momentum=0.9)
         target = "cpu" if args.smoke else "cuda"
         step = ds.optim.TrainStep(model, opt, ds.nn.functional.cross_entropy, target=target,
@@ -428,7 +430,9 @@ def main():
         torch.backends.cudnn.allow_tf32 = True
         if not ds.cuda.is_available():
             print(f"ds sees no CUDA device: {ds.cuda.unavailable_reason()}")
-    cases = {"resnet50_train": case_resnet50_train, "gpt2_train": case_gpt2_train,
+    cases = {"resnet50_train": case_resnet50_train,
+             "resnet50_train_cl": lambda a, d: case_resnet50_train(a, d, channels_last=True),
+             "gpt2_train": case_gpt2_train,
              "resnet50_infer": case_resnet50_infer,
              "resnet50_infer_fp32": lambda a, d: case_resnet50_infer(a, d, "fp32")}
     results = {}

@@ -196,11 +196,13 @@ def gemm(a, b, c=None, alpha: float = 1.0, beta: float = 1.0, trans_a: bool = Fa
 
 # ---- convolution and pooling (NCHW; an int means the same value for both dims)
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1, *,
-           name: str = "") -> Tensor:
-    """2-D convolution; weight is [out, in/groups, kh, kw] (OIHW)."""
+           channels_last: bool = False, name: str = "") -> Tensor:
+    """2-D convolution; weight is [out, in/groups, kh, kw] (OIHW). ``channels_last``:
+    x is [N, H, W, C] and the result [N, OH, OW, out] (cuDNN's fastest layout)."""
     return _apply1("conv2d", [x, weight, bias],
                    {"stride": _pair(stride), "padding": _pair(padding),
-                    "dilation": _pair(dilation), "groups": int(groups)}, name)
+                    "dilation": _pair(dilation), "groups": int(groups),
+                    "channels_last": bool(channels_last)}, name)
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, dilation=1,
@@ -213,12 +215,14 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False, *,
-               name: str = "") -> Tensor:
-    """Max pooling; ``stride`` defaults to ``kernel_size``."""
+               channels_last: bool = False, name: str = "") -> Tensor:
+    """Max pooling; ``stride`` defaults to ``kernel_size``. ``channels_last``: x is
+    [N, H, W, C]."""
     return _apply1("max_pool2d", [x],
                    {"kernel_size": _pair(kernel_size),
                     "stride": [] if stride is None else _pair(stride), "padding": _pair(padding),
-                    "dilation": _pair(dilation), "ceil_mode": bool(ceil_mode)}, name)
+                    "dilation": _pair(dilation), "ceil_mode": bool(ceil_mode),
+                    "channels_last": bool(channels_last)}, name)
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False,

@@ -24,7 +24,15 @@ void bind_models(nb::module_& m) {
        {std::pair{"resnet18", &models::resnet18}, {"resnet34", &models::resnet34},
         {"resnet50", &models::resnet50}, {"resnet101", &models::resnet101},
         {"resnet152", &models::resnet152}})
-    mm.def(name, fn, nb::arg("num_classes") = 1000);
+    mm.def(
+        name,
+        [fn](int64_t num_classes, bool channels_last) {
+          auto model = fn(num_classes);
+          model->to_channels_last(channels_last);
+          return model;
+        },
+        nb::arg("num_classes") = 1000, nb::arg("channels_last") = false,
+        "channels_last: NHWC convolutions inside (the input stays [N, 3, H, W]).");
 
   nb::class_<models::GPTConfig>(mm, "GPTConfig", "nanoGPT's GPTConfig (defaults: GPT-2 124M)")
       .def("__init__",

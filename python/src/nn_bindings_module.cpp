@@ -110,6 +110,12 @@ void bind_module_base(nb::module_& nnm) {
            nb::arg("mode") = true, nb::rv_policy::reference)
       .def("eval", [](Module& m) -> Module& { m.eval(); return m; }, nb::rv_policy::reference)
       .def_prop_ro("training", &Module::is_training)
+      .def("to_channels_last",
+           [](Module& m, bool on) -> Module& { m.to_channels_last(on); return m; },
+           nb::arg("on") = true, nb::rv_policy::reference,
+           "Channels-last activations [N, H, W, C] for this module and its descendants (like "
+           "PyTorch's to(memory_format=torch.channels_last), explicit in the shapes); returns self.")
+      .def_prop_ro("channels_last", &Module::is_channels_last)
       .def("parameters", &Module::parameters)
       .def("named_parameters", &Module::named_parameters)
       .def("named_buffers", &Module::named_buffers)

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "ds/channels_last.h"
 #include "ds/models.h"
 
 namespace ds::models {
@@ -102,12 +103,15 @@ ResNet::ResNet(BlockKind block_, std::vector<int64_t> blocks, int64_t num_classe
 Tensor ResNet::forward(const Tensor& x) {
   DS_CHECK(x.ndim() == 4 && x.shape()[1] == 3, ShapeError,
            "ResNet: expected images [N, 3, H, W], got ", shape_str(x.shape()));
-  Tensor y = relu(bn1->forward(conv1->forward(x)));
-  y = max_pool2d(y, {3}, {2}, {1});
+  // Channels-last (to_channels_last()): the NCHW input permuted once; every
+  // layer then takes and returns [N, H, W, C].
+  const bool last = is_channels_last();
+  Tensor y = relu(bn1->forward(conv1->forward(last ? ds::to_channels_last(x) : x)));
+  y = last ? max_pool2d_channels_last(y, {3}, {2}, {1}) : max_pool2d(y, {3}, {2}, {1});
   for (auto* stage : {&layer1, &layer2, &layer3, &layer4}) y = (*stage)->forward(y);
   // torchvision's AdaptiveAvgPool2d(1) + flatten, as one mean over H and W (a
   // reduction every backend has).
-  return fc->forward(mean(y, {2, 3}));
+  return fc->forward(last ? mean(y, {1, 2}) : mean(y, {2, 3}));
 }
 
 std::string ResNet::name() const {

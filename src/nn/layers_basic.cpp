@@ -2,11 +2,20 @@
 #include <cmath>
 #include <sstream>
 
+#include "ds/channels_last.h"
 #include "ds/nn/init.h"
 #include "ds/nn/layers.h"
 #include "nn/layer_helpers.h"
 
 namespace ds::nn {
+namespace {
+
+// f (an NCHW-only op) on channels-last x: permuted to NCHW and back.
+template <typename F> Tensor in_layout(const Tensor& x, bool channels_last, F&& f) {
+  return channels_last ? to_channels_last(f(from_channels_last(x))) : f(x);
+}
+
+}  // namespace
 
 std::string pair_str(const Pair& p) {
   std::ostringstream os;
@@ -108,17 +117,27 @@ std::shared_ptr<Lambda> MaxPool2d(Pair kernel, Pair stride, Pair padding) {
   return std::make_shared<Lambda>(
       "MaxPool2d(kernel_size=" + pair_str(kernel) + ", stride=" +
           pair_str(stride.empty() ? kernel : stride) + ", padding=" + pair_str(padding) + ")",
-      [=](const Tensor& x) { return max_pool2d(x, kernel, stride, padding); });
+      [=](const Tensor& x, bool channels_last) {
+        return channels_last ? max_pool2d_channels_last(x, kernel, stride, padding)
+                             : max_pool2d(x, kernel, stride, padding);
+      });
 }
 std::shared_ptr<Lambda> AvgPool2d(Pair kernel, Pair stride, Pair padding) {
   return std::make_shared<Lambda>(
       "AvgPool2d(kernel_size=" + pair_str(kernel) + ", stride=" +
           pair_str(stride.empty() ? kernel : stride) + ", padding=" + pair_str(padding) + ")",
-      [=](const Tensor& x) { return avg_pool2d(x, kernel, stride, padding); });
+      [=](const Tensor& x, bool channels_last) {
+        return in_layout(x, channels_last,
+                         [&](const Tensor& t) { return avg_pool2d(t, kernel, stride, padding); });
+      });
 }
 std::shared_ptr<Lambda> AdaptiveAvgPool2d(Pair output_size) {
-  return std::make_shared<Lambda>("AdaptiveAvgPool2d(output_size=" + pair_str(output_size) + ")",
-                                  [=](const Tensor& x) { return adaptive_avg_pool2d(x, output_size); });
+  return std::make_shared<Lambda>(
+      "AdaptiveAvgPool2d(output_size=" + pair_str(output_size) + ")",
+      [=](const Tensor& x, bool channels_last) {
+        return in_layout(x, channels_last,
+                         [&](const Tensor& t) { return adaptive_avg_pool2d(t, output_size); });
+      });
 }
 
 Sequential::Sequential(std::vector<ModulePtr> modules) {

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "ds/channels_last.h"
 #include "ds/nn/init.h"
 #include "ds/nn/layers.h"
 #include "nn/layer_helpers.h"
@@ -38,6 +39,8 @@ Conv2d::Conv2d(int64_t in, int64_t out, Pair kernel, Pair stride_, Pair padding_
 }
 
 Tensor Conv2d::forward(const Tensor& x) {
+  if (is_channels_last())
+    return conv2d_channels_last(x, weight, bias, stride, padding, dilation, groups);
   return conv2d(x, weight, bias, stride, padding, dilation, groups);
 }
 

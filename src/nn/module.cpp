@@ -39,6 +39,11 @@ void Module::train(bool on) {
   for (auto& [_, c] : children_) c->train(on);
 }
 
+void Module::to_channels_last(bool on) {
+  channels_last_ = on;
+  for (auto& [_, c] : children_) c->to_channels_last(on);
+}
+
 // Calls f(dotted_prefix, module) for this module and every descendant, parents first.
 template <typename F> void Module::visit(const std::string& prefix, F&& f) const {
   f(prefix, *this);

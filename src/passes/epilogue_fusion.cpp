@@ -54,6 +54,8 @@ class Planner {
   std::optional<Chain> plan(const Node& a) {
     const std::string& op = a.op->name;
     if (op != "conv2d" && op != "linear" && op != "matmul") return std::nullopt;
+    // fused_conv2d is NCHW only.
+    if (op == "conv2d" && std::get<bool>(a.attrs.at("channels_last"))) return std::nullopt;
     const TensorType out = a.outputs[0];
     if (out.dtype != DType::Float32 && out.dtype != DType::Float64) return std::nullopt;
     if (op == "matmul" && (g_.type(a.inputs[1]).shape.size() != 2 || out.shape.size() < 2))
@@ -138,6 +140,7 @@ Graph epilogue_fusion(const Graph& g) {
     const Node& a = g.node(c.anchor);
     std::vector<Tensor> inputs = rw.mapped_inputs(a);
     AttrMap attrs = a.attrs;
+    attrs.erase("channels_last");  // always false here (plan() skips channels-last convs)
     const bool has_bias = c.bias.node >= 0 || (a.op->name != "matmul" && a.inputs.size() > 2);
     if (c.bias.node >= 0) inputs.push_back(rw.map(c.bias));
     if (c.residual.node >= 0) inputs.push_back(rw.map(c.residual));

@@ -31,6 +31,8 @@ Graph fold_batch_norm(const Graph& g) {
     const Node& prod = g.node(n.inputs[0].node);
     if ((prod.op->name != "conv2d" && prod.op->name != "linear") || uses.at({prod.id, 0}) != 1)
       return false;
+    // batch_norm scales axis 1: a channels-last conv's output channels are axis 3.
+    if (prod.op->name == "conv2d" && std::get<bool>(prod.attrs.at("channels_last"))) return false;
     // Every parameter must be a compile-time constant.
     std::vector<Tensor> bn;  // mean, var, [gamma], [beta]
     for (size_t i = 1; i < n.inputs.size(); ++i) {

@@ -25,9 +25,16 @@ bool static_nchw_f32(const TensorType& t) {
   return true;
 }
 
+// conv2d / max_pool2d with explicit channels-last activations: already NHWC.
+bool channels_last(const Node& n) {
+  const auto it = n.attrs.find("channels_last");
+  return it != n.attrs.end() && std::get<bool>(it->second);
+}
+
 bool candidate(const Graph& g, const Node& n) {
   if (n.outputs.size() != 1 || !static_nchw_f32(n.outputs[0])) return false;
   const std::string& op = n.op->name;
+  if (channels_last(n)) return false;
   if (is_conv(n))
     return std::get<int64_t>(n.attrs.at("groups")) == 1 && static_nchw_f32(g.type(n.inputs[0]));
   // Max pooling keeps the zero channels zero; it joins a chain, not counted as a
@@ -86,6 +93,7 @@ int64_t block_for(int64_t block, int64_t channels) { return block == ops::kChann
 // blocked_conv2d's attributes for a conv2d or fused_conv2d node.
 AttrMap blocked_conv_attrs(const Graph& g, const Node& n, int64_t block) {
   AttrMap a = n.attrs;
+  a.erase("channels_last");  // false for every candidate
   if (n.op->name == "conv2d") {
     a["activation"] = std::string("none");
     a["alpha"] = 0.0;
@@ -108,6 +116,7 @@ std::string blocked_op(const Node& n) {
 AttrMap blocked_attrs(const Graph& g, const Node& n, int64_t block) {
   if (is_conv(n)) return blocked_conv_attrs(g, n, block);
   AttrMap a = n.attrs;
+  a.erase("channels_last");  // false for every candidate
   if (n.op->name == "max_pool2d") a["channels"] = n.outputs[0].shape[1];
   return a;
 }

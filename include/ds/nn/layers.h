@@ -101,12 +101,18 @@ class Lambda : public Module {
  public:
   Lambda(std::string name, std::function<Tensor(const Tensor&)> fn)
       : name_(std::move(name)), fn_(std::move(fn)) {}
-  Tensor forward(const Tensor& x) override { return fn_(x); }
+  // A function of the layout too (pooling): fn(x, is_channels_last()).
+  Lambda(std::string name, std::function<Tensor(const Tensor&, bool)> fn)
+      : name_(std::move(name)), layout_fn_(std::move(fn)) {}
+  Tensor forward(const Tensor& x) override {
+    return fn_ ? fn_(x) : layout_fn_(x, is_channels_last());
+  }
   std::string name() const override { return name_; }
 
  private:
   std::string name_;
   std::function<Tensor(const Tensor&)> fn_;
+  std::function<Tensor(const Tensor&, bool)> layout_fn_;
 };
 
 std::shared_ptr<Lambda> ReLU();

@@ -31,6 +31,15 @@ class Module {
   void eval() { train(false); }
   bool is_training() const { return training_; }
 
+  // Channels-last activations, like PyTorch's module.to(memory_format=
+  // torch.channels_last) but explicit in the shapes: on, this module and its
+  // descendants take and return images as [N, H, W, C] (Conv2d, BatchNorm2d and
+  // the pooling layers; a model such as ResNet still takes NCHW input and
+  // permutes it once). Parameters keep their shapes. Flatten flattens what it
+  // gets, so [N, H, W, C] features come out in HWC order.
+  void to_channels_last(bool on = true);
+  bool is_channels_last() const { return channels_last_; }
+
   // Dotted names from this module down ("0.weight", "conv1.bias").
   std::vector<std::pair<std::string, Tensor>> named_parameters() const;
   std::vector<Tensor> parameters() const;
@@ -74,6 +83,7 @@ class Module {
   std::vector<BufferSlot> buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
+  bool channels_last_ = false;
 };
 
 using ModulePtr = std::shared_ptr<Module>;

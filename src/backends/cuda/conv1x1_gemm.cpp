@@ -22,6 +22,7 @@ bool pointwise(const ops::ConvGeom& g) {
 }
 
 bool same_float(const OpContext& c) {
+  if (ops::is_channels_last(c)) return false;  // NCHW planes only
   for (const auto& t : c.inputs)
     if (t.dtype != c.inputs[0].dtype) return false;
   return nvrtc_float(c.inputs[0].dtype);

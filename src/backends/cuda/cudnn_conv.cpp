@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backends/cuda/cuda_check.h"
+#include "backends/cuda/cudnn_conv.h"
 #include "backends/cuda/cudnn_support.h"
 #include "backends/cuda/epilogue_kernel.h"
 #include "backends/cuda/kernel_support.h"
@@ -29,7 +30,7 @@ using ops::ConvGeom;
 // The most workspace an algorithm may take (H200: 141 GB; PyTorch allows more).
 constexpr size_t kMaxWorkspace = size_t{1} << 30;
 
-enum class Dir { Forward, BackwardData, BackwardFilter };
+using Dir = ConvDir;
 
 cudnnMathType_t math_for(DType t) {
   switch (t) {
@@ -62,6 +63,10 @@ struct ConvDesc {
   ~ConvDesc() { cudnnDestroyConvolutionDescriptor(h); }
 };
 
+cudnnTensorFormat_t format_of(const ConvGeom& g) {
+  return g.channels_last ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+}
+
 // The descriptors of one convolution x * w -> y (for every direction).
 struct Problem {
   const ConvGeom g;
@@ -76,9 +81,9 @@ struct Problem {
         dt(t),
         device(dev),
         handle(cudnn_handle(dev)),
-        x(t, g.n, g.c, g.h, g.w),
-        y(t, g.n, g.o, g.oh, g.ow),
-        w(t, g.o, g.c / g.groups, g.kh, g.kw),
+        x(t, g.n, g.c, g.h, g.w, format_of(g)),
+        y(t, g.n, g.o, g.oh, g.ow, format_of(g)),
+        w(t, g.o, g.c / g.groups, g.kh, g.kw, format_of(g)),
         conv(g, t, math_for(t)) {}
 };
 
@@ -94,7 +99,8 @@ std::string problem_key(Dir dir, const Problem& p) {
   return detail::cat(static_cast<int>(dir), ":", p.device, ":", dtype_name(p.dt), ":",
                      static_cast<int>(math_for(p.dt)), ":", g.n, ",", g.c, ",", g.h, ",", g.w,
                      ":", g.o, ",", g.kh, ",", g.kw, ":", g.stride.h, ",", g.stride.w, ":",
-                     g.pad.h, ",", g.pad.w, ":", g.dil.h, ",", g.dil.w, ":", g.groups);
+                     g.pad.h, ",", g.pad.w, ":", g.dil.h, ",", g.dil.w, ":", g.groups,
+                     g.channels_last ? ":nhwc" : "");
 }
 
 struct AlgoCache {
@@ -236,6 +242,15 @@ void run_conv(Dir dir, const Problem& p, const void* a, const void* b, void* out
   }
 }
 
+}  // namespace
+
+void cudnn_convolution(ConvDir dir, const ConvGeom& g, DType t, int device, const void* a,
+                       const void* b, void* out) {
+  run_conv(dir, Problem(g, t, device), a, b, out);
+}
+
+namespace {
+
 void zero_fill(Tensor& t) {
   const int dev = t.device().index;
   set_device(dev);
@@ -250,7 +265,9 @@ void epilogue(Tensor& y, const Tensor* bias, const Tensor* residual, ops::Act ac
 }
 
 // ---- kernels
+// (channels-last calls: cudnn_conv_nhwc.cpp)
 bool same_float_dtype(const OpContext& c) {
+  if (ops::is_channels_last(c)) return false;
   const DType t = c.inputs[0].dtype;
   if (!nvrtc_float(t)) return false;
   for (const auto& in : c.inputs)

@@ -61,10 +61,11 @@ cudnnDataType_t cudnn_compute_type(DType t) {
   return t == DType::Float64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
 }
 
-TensorDesc::TensorDesc(DType t, int64_t n, int64_t c, int64_t height, int64_t width) {
+TensorDesc::TensorDesc(DType t, int64_t n, int64_t c, int64_t height, int64_t width,
+                       cudnnTensorFormat_t format) {
   DS_CUDNN_CHECK(cudnnCreateTensorDescriptor(&h));
   const cudnnStatus_t s =
-      cudnnSetTensor4dDescriptor(h, CUDNN_TENSOR_NCHW, cudnn_type(t), int_dim(n, "N"),
+      cudnnSetTensor4dDescriptor(h, format, cudnn_type(t), int_dim(n, "N"),
                                  int_dim(c, "C"), int_dim(height, "H"), int_dim(width, "W"));
   if (s != CUDNN_STATUS_SUCCESS) {
     cudnnDestroyTensorDescriptor(h);
@@ -73,10 +74,11 @@ TensorDesc::TensorDesc(DType t, int64_t n, int64_t c, int64_t height, int64_t wi
 }
 TensorDesc::~TensorDesc() { cudnnDestroyTensorDescriptor(h); }
 
-FilterDesc::FilterDesc(DType t, int64_t o, int64_t c, int64_t kh, int64_t kw) {
+FilterDesc::FilterDesc(DType t, int64_t o, int64_t c, int64_t kh, int64_t kw,
+                       cudnnTensorFormat_t format) {
   DS_CUDNN_CHECK(cudnnCreateFilterDescriptor(&h));
   const cudnnStatus_t s =
-      cudnnSetFilter4dDescriptor(h, cudnn_type(t), CUDNN_TENSOR_NCHW, int_dim(o, "O"),
+      cudnnSetFilter4dDescriptor(h, cudnn_type(t), format, int_dim(o, "O"),
                                  int_dim(c, "C"), int_dim(kh, "kH"), int_dim(kw, "kW"));
   if (s != CUDNN_STATUS_SUCCESS) {
     cudnnDestroyFilterDescriptor(h);

@@ -28,7 +28,9 @@ cudnnDataType_t cudnn_compute_type(DType t);
 
 struct TensorDesc {
   cudnnTensorDescriptor_t h = nullptr;
-  TensorDesc(DType t, int64_t n, int64_t c, int64_t height, int64_t width);  // NCHW, packed
+  // Packed NCHW, or NHWC with CUDNN_TENSOR_NHWC (the extents in NCHW order either way).
+  TensorDesc(DType t, int64_t n, int64_t c, int64_t height, int64_t width,
+             cudnnTensorFormat_t format = CUDNN_TENSOR_NCHW);
   TensorDesc(const TensorDesc&) = delete;
   TensorDesc& operator=(const TensorDesc&) = delete;
   ~TensorDesc();
@@ -36,7 +38,9 @@ struct TensorDesc {
 
 struct FilterDesc {
   cudnnFilterDescriptor_t h = nullptr;
-  FilterDesc(DType t, int64_t o, int64_t c, int64_t kh, int64_t kw);  // OIHW
+  // OIHW, or OHWI (cuDNN's KRSC) with CUDNN_TENSOR_NHWC.
+  FilterDesc(DType t, int64_t o, int64_t c, int64_t kh, int64_t kw,
+             cudnnTensorFormat_t format = CUDNN_TENSOR_NCHW);
   FilterDesc(const FilterDesc&) = delete;
   FilterDesc& operator=(const FilterDesc&) = delete;
   ~FilterDesc();

@@ -273,7 +273,7 @@ bool avg_count_include_pad(const OpContext& c) { return c.b("count_include_pad")
 
 // Max pooling indexes within a plane in 32 bits (input and output planes).
 bool max_pool_ok(const OpContext& c) {
-  if (!float_io(c)) return false;
+  if (!float_io(c) || ops::is_channels_last(c)) return false;  // NHWC: pool_nhwc_kernels.cpp
   const ops::PoolGeom g = ops::pool_geom(c, c.inputs[0].shape);
   return g.h * g.w < (int64_t{1} << 31) && g.oh * g.ow < (int64_t{1} << 31);
 }

@@ -1,6 +1,9 @@
 // 2-D convolution (NCHW, weights OIHW): conv2d, its two backward ops (explicit
-// ops so that they get library kernels), and conv_transpose2d. Reference
-// kernels compute in float64; the fast ones live in src/backends/cpu/onednn.
+// ops so that they get library kernels), and conv_transpose2d. conv2d and its
+// backward ops take `channels_last`: activations [N, H, W, C], the weight still
+// OIHW. Reference kernels compute in float64 (channels-last ones permute to
+// NCHW and back); the fast ones live in src/backends.
+#include "ds/channels_last.h"
 #include "ir/ops/conv_geometry.h"
 #include "ir/ops/op_helpers.h"
 
@@ -17,7 +20,33 @@ Pair2 pair_attr(const OpContext& c, const std::string& name, int64_t min) {
   return p;
 }
 
+bool is_channels_last(const OpContext& c) { return c.has("channels_last") && c.b("channels_last"); }
+
+std::vector<double> nchw_to_nhwc(const std::vector<double>& v, int64_t n, int64_t c, int64_t h,
+                                 int64_t w) {
+  std::vector<double> out(v.size());
+  for (int64_t in = 0; in < n; ++in)
+    for (int64_t ic = 0; ic < c; ++ic)
+      for (int64_t i = 0; i < h * w; ++i) out[(in * h * w + i) * c + ic] = v[(in * c + ic) * h * w + i];
+  return out;
+}
+
+std::vector<double> nhwc_to_nchw(const std::vector<double>& v, int64_t n, int64_t h, int64_t w,
+                                 int64_t c) {
+  std::vector<double> out(v.size());
+  for (int64_t in = 0; in < n; ++in)
+    for (int64_t ic = 0; ic < c; ++ic)
+      for (int64_t i = 0; i < h * w; ++i) out[(in * c + ic) * h * w + i] = v[(in * h * w + i) * c + ic];
+  return out;
+}
+
 namespace {
+
+// The layout an activation of the op is described in, for shape errors.
+const char* act_layout(const OpContext& c, bool output) {
+  if (is_channels_last(c)) return output ? "[N, OH, OW, O] (channels_last)" : "[N, H, W, C] (channels_last)";
+  return output ? "[N, O, OH, OW]" : "[N, C, H, W]";
+}
 
 void check_rank4(const OpContext& c, const Shape& s, const char* what, const char* layout) {
   DS_CHECK(s.size() == 4, ShapeError, c.where(), what, " must be 4-D ", layout, ", got ",
@@ -42,9 +71,14 @@ ConvGeom finish(const OpContext& c, ConvGeom g) {
   return g;
 }
 
+// `x` in the op's layout (NHWC where channels_last).
 ConvGeom base(const OpContext& c, const Shape& x, const Shape& w) {
   ConvGeom g{};
-  g.n = x[0], g.c = x[1], g.h = x[2], g.w = x[3];
+  g.channels_last = is_channels_last(c);
+  if (g.channels_last)
+    g.n = x[0], g.h = x[1], g.w = x[2], g.c = x[3];
+  else
+    g.n = x[0], g.c = x[1], g.h = x[2], g.w = x[3];
   g.o = w[0], g.kh = w[2], g.kw = w[3];
   g.groups = c.i("groups");
   DS_CHECK(g.groups >= 1, ValueError, c.where(), "groups must be >= 1, got ", g.groups);
@@ -93,28 +127,45 @@ template <class F> void for_each_tap(const ConvGeom& g, F&& f) {
     }
 }
 
-// out[n, ch, :, :] += bias[ch] for an NCHW tensor with `channels` channels.
+// out[n, ch, :, :] += bias[ch] for an NCHW tensor with `channels` channels
+// (plane 1: the channels-last out[..., ch]).
 void add_bias(std::vector<double>& out, const Tensor& bias, int64_t channels, int64_t plane) {
   const auto b = to_f64(bias);
   for (size_t i = 0; i < out.size(); ++i) out[i] += b[(i / plane) % channels];
 }
 
+// The values of activation x / y of `g` in NCHW order (permuted from NHWC where
+// g is channels-last), and an NCHW result back in g's layout.
+std::vector<double> x_nchw(const ConvGeom& g, const Tensor& x) {
+  return g.channels_last ? nhwc_to_nchw(to_f64(x), g.n, g.h, g.w, g.c) : to_f64(x);
+}
+std::vector<double> y_nchw(const ConvGeom& g, const Tensor& y) {
+  return g.channels_last ? nhwc_to_nchw(to_f64(y), g.n, g.oh, g.ow, g.o) : to_f64(y);
+}
+std::vector<double> x_layout(const ConvGeom& g, std::vector<double> x) {
+  return g.channels_last ? nchw_to_nhwc(x, g.n, g.c, g.h, g.w) : x;
+}
+std::vector<double> y_layout(const ConvGeom& g, std::vector<double> y) {
+  return g.channels_last ? nchw_to_nhwc(y, g.n, g.o, g.oh, g.ow) : y;
+}
+
+// for_each_tap indexes NCHW activations: the reference kernels run in NCHW.
 std::vector<double> conv_forward_f64(const ConvGeom& g, const Tensor& x, const Tensor& w) {
-  const auto xv = to_f64(x), wv = to_f64(w);
+  const auto xv = x_nchw(g, x), wv = to_f64(w);
   std::vector<double> y(static_cast<size_t>(numel(g.y_shape())), 0.0);
   for_each_tap(g, [&](int64_t xi, int64_t wi, int64_t yi) { y[yi] += xv[xi] * wv[wi]; });
-  return y;
+  return y_layout(g, std::move(y));
 }
 
 std::vector<double> conv_backward_input_f64(const ConvGeom& g, const Tensor& gy, const Tensor& w) {
-  const auto gv = to_f64(gy), wv = to_f64(w);
+  const auto gv = y_nchw(g, gy), wv = to_f64(w);
   std::vector<double> gx(static_cast<size_t>(numel(g.x_shape())), 0.0);
   for_each_tap(g, [&](int64_t xi, int64_t wi, int64_t yi) { gx[xi] += gv[yi] * wv[wi]; });
-  return gx;
+  return x_layout(g, std::move(gx));
 }
 
 std::vector<double> conv_backward_weight_f64(const ConvGeom& g, const Tensor& x, const Tensor& gy) {
-  const auto xv = to_f64(x), gv = to_f64(gy);
+  const auto xv = x_nchw(g, x), gv = y_nchw(g, gy);
   std::vector<double> gw(static_cast<size_t>(numel(g.w_shape())), 0.0);
   for_each_tap(g, [&](int64_t xi, int64_t wi, int64_t yi) { gw[wi] += xv[xi] * gv[yi]; });
   return gw;
@@ -159,19 +210,26 @@ std::vector<AttrSpec> with(std::vector<AttrSpec> attrs, AttrSpec extra) {
   return attrs;
 }
 
+// conv2d and its backward ops: activations NHWC where set.
+std::vector<AttrSpec> layout_conv_attrs() {
+  return with(conv_attrs(), {"channels_last", AttrKind::Bool, false});
+}
+
 // The forward geometry as attributes for the backward ops.
 AttrMap geometry_attrs(const OpContext& c) {
   return {{"stride", c.ints("stride")}, {"padding", c.ints("padding")},
           {"dilation", c.ints("dilation")}, {"groups", c.i("groups")}};
 }
 
-Tensor channel_sum(const Tensor& g) { return sum(g, {0, 2, 3}); }
+Tensor channel_sum(const Tensor& g, bool channels_last = false) {
+  return channels_last ? sum(g, {0, 1, 2}) : sum(g, {0, 2, 3});
+}
 
 }  // namespace
 
 ConvGeom conv2d_geom(const OpContext& c) {
   const Shape &x = c.inputs[0].shape, &w = c.inputs[1].shape;
-  check_rank4(c, x, "x", "[N, C, H, W]");
+  check_rank4(c, x, "x", act_layout(c, false));
   check_rank4(c, w, "weight", "[O, C/groups, kH, kW]");
   ConvGeom g = base(c, x, w);
   check_weight(c, g, w);
@@ -180,22 +238,26 @@ ConvGeom conv2d_geom(const OpContext& c) {
 
 ConvGeom conv2d_backward_input_geom(const OpContext& c) {
   const Shape &gy = c.inputs[0].shape, &w = c.inputs[1].shape;
-  check_rank4(c, gy, "grad_y", "[N, O, OH, OW]");
+  check_rank4(c, gy, "grad_y", act_layout(c, true));
   check_rank4(c, w, "weight", "[O, C/groups, kH, kW]");
   const Pair2 in = pair_attr(c, "input_size", 1);
   const int64_t groups = c.i("groups");
-  ConvGeom g = finish(c, base(c, {gy[0], w[1] * groups, in.h, in.w}, w));
+  const Shape x = is_channels_last(c) ? Shape{gy[0], in.h, in.w, w[1] * groups}
+                                      : Shape{gy[0], w[1] * groups, in.h, in.w};
+  ConvGeom g = finish(c, base(c, x, w));
   check_grad(c, g, gy);
   return g;
 }
 
 ConvGeom conv2d_backward_weight_geom(const OpContext& c) {
   const Shape &x = c.inputs[0].shape, &gy = c.inputs[1].shape;
-  check_rank4(c, x, "x", "[N, C, H, W]");
-  check_rank4(c, gy, "grad_y", "[N, O, OH, OW]");
+  check_rank4(c, x, "x", act_layout(c, false));
+  check_rank4(c, gy, "grad_y", act_layout(c, true));
   const Pair2 k = pair_attr(c, "kernel_size", 1);
   const int64_t groups = std::max<int64_t>(c.i("groups"), 1);
-  ConvGeom g = finish(c, base(c, x, {gy[1], x[1] / groups, k.h, k.w}));
+  const bool last = is_channels_last(c);
+  const int64_t o = last ? gy[3] : gy[1], channels = last ? x[3] : x[1];
+  ConvGeom g = finish(c, base(c, x, {o, channels / groups, k.h, k.w}));
   check_grad(c, g, gy);
   return g;
 }
@@ -231,7 +293,7 @@ const OpRegistrar reg([] {
       .traits = kLibrary,
       .num_inputs = 3,
       .min_inputs = 2,
-      .attrs = conv_attrs(),
+      .attrs = layout_conv_attrs(),
       .infer =
           [](const OpContext& c) {
             const ConvGeom g = conv2d_geom(c);
@@ -243,18 +305,24 @@ const OpRegistrar reg([] {
           [](const KernelCall& k) {
             const ConvGeom g = conv2d_geom(k.ctx);
             auto y = conv_forward_f64(g, k.inputs[0], k.inputs[1]);
-            if (k.inputs.size() > 2) add_bias(y, k.inputs[2], g.o, g.oh * g.ow);
+            if (k.inputs.size() > 2) add_bias(y, k.inputs[2], g.o, g.channels_last ? 1 : g.oh * g.ow);
             from_f64(y, k.outputs[0]);
           },
       .vjp =
           [](const VjpArgs& a) -> std::vector<Tensor> {
             const Tensor &x = a.inputs[0], &w = a.inputs[1], &gy = a.grads[0];
-            AttrMap in_attrs = geometry_attrs(a.ctx), w_attrs = in_attrs;
-            in_attrs["input_size"] = std::vector<int64_t>{x.shape()[2], x.shape()[3]};
+            const bool last = is_channels_last(a.ctx);
+            AttrMap in_attrs = geometry_attrs(a.ctx);
+            in_attrs["channels_last"] = last;
+            AttrMap w_attrs = in_attrs;
+            const Shape& xs = x.shape();
+            in_attrs["input_size"] =
+                last ? std::vector<int64_t>{xs[1], xs[2]} : std::vector<int64_t>{xs[2], xs[3]};
             w_attrs["kernel_size"] = std::vector<int64_t>{w.shape()[2], w.shape()[3]};
             std::vector<Tensor> grads{apply1("conv2d_backward_input", {gy, w}, in_attrs),
                                       apply1("conv2d_backward_weight", {x, gy}, w_attrs)};
-            if (a.inputs.size() > 2 && a.inputs[2].defined()) grads.push_back(channel_sum(gy));
+            if (a.inputs.size() > 2 && a.inputs[2].defined())
+              grads.push_back(channel_sum(gy, last));
             return grads;
           },
       .onnx = "Conv",
@@ -264,7 +332,7 @@ const OpRegistrar reg([] {
       .name = "conv2d_backward_input",
       .traits = kLibrary,
       .num_inputs = 2,
-      .attrs = with(conv_attrs(), {"input_size", AttrKind::Ints, std::nullopt}),
+      .attrs = with(layout_conv_attrs(), {"input_size", AttrKind::Ints, std::nullopt}),
       .infer =
           [](const OpContext& c) {
             return one(conv_dtype(c), conv2d_backward_input_geom(c).x_shape());
@@ -281,7 +349,7 @@ const OpRegistrar reg([] {
       .name = "conv2d_backward_weight",
       .traits = kLibrary,
       .num_inputs = 2,
-      .attrs = with(conv_attrs(), {"kernel_size", AttrKind::Ints, std::nullopt}),
+      .attrs = with(layout_conv_attrs(), {"kernel_size", AttrKind::Ints, std::nullopt}),
       .infer =
           [](const OpContext& c) {
             return one(conv_dtype(c), conv2d_backward_weight_geom(c).w_shape());
@@ -337,6 +405,29 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Pair& 
               const Pair& padding, const Pair& dilation, int64_t groups) {
   return apply1("conv2d", {x, w, bias},
                 {{"stride", stride}, {"padding", padding}, {"dilation", dilation}, {"groups", groups}});
+}
+
+Tensor conv2d_channels_last(const Tensor& x, const Tensor& w, const Tensor& bias,
+                            const Pair& stride, const Pair& padding, const Pair& dilation,
+                            int64_t groups) {
+  return apply1("conv2d", {x, w, bias},
+                {{"stride", stride},
+                 {"padding", padding},
+                 {"dilation", dilation},
+                 {"groups", groups},
+                 {"channels_last", true}});
+}
+
+Tensor to_channels_last(const Tensor& x) {
+  DS_CHECK(x.ndim() == 4, ShapeError, "to_channels_last: expected [N, C, H, W], got ",
+           shape_str(x.shape()));
+  return permute(x, {0, 2, 3, 1});
+}
+
+Tensor from_channels_last(const Tensor& x) {
+  DS_CHECK(x.ndim() == 4, ShapeError, "from_channels_last: expected [N, H, W, C], got ",
+           shape_str(x.shape()));
+  return permute(x, {0, 3, 1, 2});
 }
 
 Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Pair& stride,

@@ -1,8 +1,11 @@
 // 2-D pooling (NCHW): max_pool2d, avg_pool2d, adaptive_avg_pool2d,
 // global_avg_pool2d, and explicit backward ops for the first three (so that they
-// get library kernels). Reference kernels compute in float64.
+// get library kernels). max_pool2d and its backward take `channels_last` (x
+// [N, H, W, C]). Reference kernels compute in float64, channels-last ones on
+// values permuted to NCHW and back.
 #include <cmath>
 
+#include "ds/channels_last.h"
 #include "ir/ops/conv_geometry.h"
 #include "ir/ops/op_helpers.h"
 
@@ -10,11 +13,17 @@ namespace ds {
 namespace ops {
 
 PoolGeom pool_geom(const OpContext& c, const Shape& x) {
-  DS_CHECK(x.size() == 4, ShapeError, c.where(), "x must be 4-D [N, C, H, W], got ", shape_str(x));
-  DS_CHECK(x[2] != dyn && x[3] != dyn, ShapeError, c.where(), "spatial dims of x ", shape_str(x),
-           " must be static");
+  const bool last = is_channels_last(c);
+  DS_CHECK(x.size() == 4, ShapeError, c.where(), "x must be 4-D ",
+           last ? "[N, H, W, C] (channels_last)" : "[N, C, H, W]", ", got ", shape_str(x));
   PoolGeom g{};
-  g.n = x[0], g.c = x[1], g.h = x[2], g.w = x[3];
+  g.channels_last = last;
+  if (last)
+    g.n = x[0], g.h = x[1], g.w = x[2], g.c = x[3];
+  else
+    g.n = x[0], g.c = x[1], g.h = x[2], g.w = x[3];
+  DS_CHECK(g.h != dyn && g.w != dyn, ShapeError, c.where(), "spatial dims of x ", shape_str(x),
+           " must be static");
   const Pair2 k = pair_attr(c, "kernel_size", 1);
   g.kh = k.h, g.kw = k.w;
   g.stride = c.ints("stride").empty() ? k : pair_attr(c, "stride", 1);
@@ -134,7 +143,19 @@ std::vector<AttrSpec> max_attrs() {
           {"stride", AttrKind::Ints, std::vector<int64_t>{}},
           {"padding", AttrKind::Ints, std::vector<int64_t>{0}},
           {"dilation", AttrKind::Ints, std::vector<int64_t>{1}},
-          {"ceil_mode", AttrKind::Bool, false}};
+          {"ceil_mode", AttrKind::Bool, false},
+          {"channels_last", AttrKind::Bool, false}};
+}
+
+// The values of an activation of `g` (x, or y with `out`) in NCHW order, and an
+// NCHW result back in g's layout: for_each_window indexes NCHW.
+std::vector<double> pool_nchw(const PoolGeom& g, const Tensor& t, bool out) {
+  if (!g.channels_last) return to_f64(t);
+  return nhwc_to_nchw(to_f64(t), g.n, out ? g.oh : g.h, out ? g.ow : g.w, g.c);
+}
+std::vector<double> pool_layout(const PoolGeom& g, std::vector<double> v, bool out) {
+  if (!g.channels_last) return v;
+  return nchw_to_nhwc(v, g.n, g.c, out ? g.oh : g.h, out ? g.ow : g.w);
 }
 
 std::vector<AttrSpec> avg_attrs() {
@@ -159,12 +180,12 @@ const OpRegistrar reg([] {
       .reference =
           [](const KernelCall& k) {
             const PoolGeom g = pool_geom(k.ctx, k.inputs[0].shape());
-            const auto x = to_f64(k.inputs[0]);
+            const auto x = pool_nchw(g, k.inputs[0], false);
             std::vector<double> y(static_cast<size_t>(k.outputs[0].numel()));
             for_each_window(g, [&](int64_t o, const std::vector<int64_t>& taps, int64_t) {
               y[o] = taps.empty() ? -INFINITY : x[argmax_of(x, taps)];
             });
-            from_f64(y, k.outputs[0]);
+            from_f64(pool_layout(g, std::move(y), true), k.outputs[0]);
           },
       .vjp =
           [](const VjpArgs& a) -> std::vector<Tensor> {
@@ -185,12 +206,12 @@ const OpRegistrar reg([] {
       .reference =
           [](const KernelCall& k) {
             const PoolGeom g = pool_geom(k.ctx, k.inputs[0].shape());
-            const auto x = to_f64(k.inputs[0]), gy = to_f64(k.inputs[1]);
+            const auto x = pool_nchw(g, k.inputs[0], false), gy = pool_nchw(g, k.inputs[1], true);
             std::vector<double> gx(x.size(), 0.0);
             for_each_window(g, [&](int64_t o, const std::vector<int64_t>& taps, int64_t) {
               if (!taps.empty()) gx[argmax_of(x, taps)] += gy[o];
             });
-            from_f64(gx, k.outputs[0]);
+            from_f64(pool_layout(g, std::move(gx), false), k.outputs[0]);
           },
   });
 
@@ -336,6 +357,17 @@ Tensor max_pool2d(const Tensor& x, const Pair& kernel, const Pair& stride, const
                  {"padding", padding},
                  {"dilation", dilation},
                  {"ceil_mode", ceil_mode}});
+}
+
+Tensor max_pool2d_channels_last(const Tensor& x, const Pair& kernel, const Pair& stride,
+                                const Pair& padding, const Pair& dilation, bool ceil_mode) {
+  return apply1("max_pool2d", {x},
+                {{"kernel_size", kernel},
+                 {"stride", stride},
+                 {"padding", padding},
+                 {"dilation", dilation},
+                 {"ceil_mode", ceil_mode},
+                 {"channels_last", true}});
 }
 
 Tensor avg_pool2d(const Tensor& x, const Pair& kernel, const Pair& stride, const Pair& padding,
