@@ -1,6 +1,7 @@
 // CUDA axis reductions at the shapes of the ResNet-50 / GPT-2 training profile:
 // per-channel NCHW statistics over {0, 2, 3} (batch-norm gradients, mean, var) and
-// GPT-2's bias gradients over {0, 1} (a column reduction), in float32 and bf16.
+// GPT-2's bias gradients over {0, 1} (a column reduction) and one whole-tensor sum,
+// in float32 and bf16.
 // Each op runs through the CUDA kernel the executor would pick, timed with CUDA
 // events (median after warm-up). One line per case:
 //   name  median_ms  GB/s (bytes read and written / time)
@@ -66,6 +67,7 @@ int main() {
     bench("sum", make({256, 256, 56, 56}), nchw);
     bench("sum", make({16, 1024, 768}), tokens);
     bench("sum", make({16, 1024, 3072}), tokens);
+    bench("sum", make({50257, 768}), tokens);  // a whole tensor (GPT-2's wte gradient norm)
   }
   return 0;
 }

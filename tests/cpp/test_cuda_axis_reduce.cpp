@@ -66,8 +66,8 @@ TEST(CudaAxisReduce, SourceCompilesWithNvrtcForSm90a) {
         << type << " " << op;
     EXPECT_EQ(log, "") << type << " " << op << ": NVRTC warnings";
   }
-  ASSERT_NO_THROW(ds::codegen::cuda::nvrtc_compile_log(ds::cuda::arg_extremum_source("ds_bf16"),
-                                                       "sm_90a"));
+  ASSERT_NO_THROW(
+      ds::codegen::cuda::nvrtc_compile_log(ds::cuda::arg_extremum_source("ds_bf16"), "sm_90a"));
 }
 
 TEST(CudaAxisReduce, RandomShapesAndAxisSetsMatchTheReference) {
@@ -105,11 +105,16 @@ TEST(CudaAxisReduce, TrainingShapesMatchTheReference) {
     Shape x;
     Axes axes;
   };
-  const std::vector<Case> cases = {
-      {{4, 1024, 14, 14}, {0, 2, 3}}, {{4, 2048, 7, 7}, {0, 2, 3}}, {{2, 64, 56, 56}, {0, 2, 3}},
-      {{2, 64, 768}, {0, 1}},         {{3, 5, 2304}, {0, 1}},       {{1 << 20}, {}},
-      {{65536, 8}, {0}},              {{3, 1000, 40}, {1}},         {{2, 3, 4, 5, 6, 7}, {0, 2, 4}},
-      {{7, 3, 5, 9, 2}, {1, 3}}};
+  const std::vector<Case> cases = {{{4, 1024, 14, 14}, {0, 2, 3}},
+                                   {{4, 2048, 7, 7}, {0, 2, 3}},
+                                   {{2, 64, 56, 56}, {0, 2, 3}},
+                                   {{2, 64, 768}, {0, 1}},
+                                   {{3, 5, 2304}, {0, 1}},
+                                   {{1 << 20}, {}},
+                                   {{65536, 8}, {0}},
+                                   {{3, 1000, 40}, {1}},
+                                   {{2, 3, 4, 5, 6, 7}, {0, 2, 4}},
+                                   {{7, 3, 5, 9, 2}, {1, 3}}};
   uint64_t seed = 21000;
   for (DType t : kFloats)
     for (const Case& c : cases)
@@ -118,6 +123,22 @@ TEST(CudaAxisReduce, TrainingShapesMatchTheReference) {
         check_all(x, c.axes, keepdims, describe(x, c.axes, keepdims));
         if (HasFatalFailure()) return;
       }
+}
+
+// Whole-tensor sums and a few long rows: these kernels split each row over many
+// blocks (the row kernels give a row one block).
+TEST(CudaAxisReduce, FewLongRowsTakeTheSplitKernel) {
+  DS_REQUIRE_GPU();
+  uint64_t seed = 21500;
+  for (DType t : {DType::Float32, DType::BFloat16})
+    for (const auto& [s, axes] : std::vector<std::pair<Shape, Axes>>{
+             {{3, 40000}, {1}}, {{5, 7, 4099}, {1, 2}}, {{1 << 20}, {}}}) {
+      const Tensor x = uniform(s, ++seed, t, -2, 2);
+      const int64_t r = reduced_count(s, axes);
+      for (const char* op : {"sum", "mean", "max", "logsumexp"})
+        check_op(op, {x}, {{"axes", axes}}, "nvrtc-axes",
+                 std::string(op) == "max" ? 0 : sum_tol(t, r), op + describe(x, axes, false));
+    }
 }
 
 // Values far from zero: var's per-thread shift keeps float32 sums of squares exact enough.
@@ -141,8 +162,8 @@ TEST(CudaAxisReduce, SpecialValuesFollowTheReference) {
   DS_REQUIRE_GPU();
   std::vector<float> v(3 * 4 * 8);
   for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i % 7) - 3.0f;
-  v[5] = NAN;                                        // output (c=0) of axes {0, 2}
-  v[8 * 1 + 2] = INFINITY;                           // c=1: +inf
+  v[5] = NAN;                                            // output (c=0) of axes {0, 2}
+  v[8 * 1 + 2] = INFINITY;                               // c=1: +inf
   for (int i = 0; i < 8; ++i) v[8 * 2 + i] = -INFINITY;  // c=2 of batch 0: -inf ...
   v[32 + 8 * 3 + 1] = -INFINITY;
   const Tensor x = Tensor::from_vector<float>(v, {3, 4, 8});

@@ -33,7 +33,9 @@ struct RedArgs {
 
 enum class Fold { Sum, Max, Min, Var, LogSumExp };
 
-const char* fold_name(Fold f) { return kAxisReduceOps[static_cast<int>(f)]; }
+const char* fold_name(Fold f) {
+  return kAxisReduceOps[static_cast<int>(f)];
+}
 
 // Bytes of one partial result (Op::P) in the accumulator type.
 size_t partial_bytes(Fold f, DType acc) {
@@ -91,7 +93,9 @@ int sm_count(int device) {
   return n;
 }
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
 
 int64_t pow2_at_least(int64_t n) {
   int64_t p = 1;
@@ -103,8 +107,8 @@ int64_t pow2_at_least(int64_t n) {
 // `min_units` per slice so that each thread has a few loads to keep in flight.
 void split(RedArgs& g, int64_t blocks, int64_t units, int64_t min_units, int dev) {
   const int64_t want = int64_t{2} * sm_count(dev) * (2048 / kThreads);
-  int64_t splits = std::clamp<int64_t>(ceil_div(want, blocks), 1,
-                                       std::max<int64_t>(1, units / min_units));
+  int64_t splits =
+      std::clamp<int64_t>(ceil_div(want, blocks), 1, std::max<int64_t>(1, units / min_units));
   splits = std::min<int64_t>(splits, 65535);  // grid.y
   g.chunk = ceil_div(units, splits);
   g.splits = static_cast<int>(ceil_div(units, g.chunk));  // no empty slice
@@ -126,8 +130,8 @@ void reduce_kernel(const KernelCall& kc, Fold fold, bool mean, bool root) {
   g.root = root ? 1 : 0;
   const DType acc = x.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
   const size_t pbytes = partial_bytes(fold, acc);
-  const std::string src = axis_reduce_source(device_type(x.dtype()), device_type(out.dtype()),
-                                             fold_name(fold));
+  const std::string src =
+      axis_reduce_source(device_type(x.dtype()), device_type(out.dtype()), fold_name(fold));
   void* dst = out.raw_data();
   if (g.reduced == 0) {  // nothing to read: every output is the fold's empty result
     g.splits = 0;
@@ -180,7 +184,8 @@ void reduce_kernel(const KernelCall& kc, Fold fold, bool mean, bool root) {
   }
   std::shared_ptr<void> partial;
   if (g.splits > 1)
-    partial = allocate(static_cast<size_t>(g.outputs) * static_cast<size_t>(g.splits) * pbytes, dev);
+    partial =
+        allocate(static_cast<size_t>(g.outputs) * static_cast<size_t>(g.splits) * pbytes, dev);
   const void* xp = x.raw_data();
   void* pp = partial.get();
   void* args[] = {&xp, &pp, &dst, &g};
@@ -189,8 +194,8 @@ void reduce_kernel(const KernelCall& kc, Fold fold, bool mean, bool root) {
   const void* cp = pp;
   void* fargs[] = {&cp, &dst, &g};
   if (g.splits <= 32) {
-    launch(dev, get_kernel(dev, src, "ds_finish_thread"), grid_for(g.outputs, dev), kThreads,
-           fargs, 0, "axis reduction");
+    launch(dev, get_kernel(dev, src, "ds_finish_thread"), grid_for(g.outputs, dev), kThreads, fargs,
+           0, "axis reduction");
   } else {
     const int64_t blocks = ceil_div(g.outputs, kThreads / 32);
     launch(dev, get_kernel(dev, src, "ds_finish_warp"), dim3(static_cast<unsigned>(blocks)),
@@ -221,18 +226,43 @@ bool supported(const OpContext& c) {
   return nvrtc_float(t) && c.inputs[0].shape.size() <= kMaxDims;
 }
 
+// Few long rows (sums of whole tensors, e.g. gradient norms): the row kernels give
+// each row one block, which leaves most of the GPU idle; these kernels split rows.
+bool few_long_rows(const OpContext& c) {
+  if (!supported(c)) return false;
+  const Shape& s = c.inputs[0].shape;
+  const auto axes = ops::norm_axes(c.ints("axes"), static_cast<int>(s.size()), c.where());
+  int64_t rows = 1, len = 1;
+  for (size_t d = 0; d < s.size(); ++d) {
+    if (s[d] < 0) return false;  // a dynamic dim: the row kernels decide at run time
+    (std::count(axes.begin(), axes.end(), static_cast<int>(d)) ? len : rows) *= s[d];
+  }
+  return rows < 256 && len >= 16384;
+}
+
 const OpRegistrar reg([] {
   // Below the row kernels (priority 10), which serve trailing axes.
-  struct Entry { const char* name; Fold fold; bool mean, root; };
-  const Entry entries[] = {
-      {"sum", Fold::Sum, false, false}, {"mean", Fold::Sum, true, false},
-      {"max", Fold::Max, false, false}, {"min", Fold::Min, false, false},
-      {"var", Fold::Var, false, false}, {"std", Fold::Var, false, true},
-      {"logsumexp", Fold::LogSumExp, false, false}};
+  struct Entry {
+    const char* name;
+    Fold fold;
+    bool mean, root;
+  };
+  const Entry entries[] = {{"sum", Fold::Sum, false, false},
+                           {"mean", Fold::Sum, true, false},
+                           {"max", Fold::Max, false, false},
+                           {"min", Fold::Min, false, false},
+                           {"var", Fold::Var, false, false},
+                           {"std", Fold::Var, false, true},
+                           {"logsumexp", Fold::LogSumExp, false, false}};
   for (const Entry& e : entries)
     register_kernel(e.name, DeviceKind::CUDA,
                     {[e](const KernelCall& kc) { reduce_kernel(kc, e.fold, e.mean, e.root); },
                      supported, "nvrtc-axes", 5});
+  // Above the row kernels (priority 10) where those would leave the GPU idle.
+  for (const Entry& e : entries)
+    register_kernel(e.name, DeviceKind::CUDA,
+                    {[e](const KernelCall& kc) { reduce_kernel(kc, e.fold, e.mean, e.root); },
+                     few_long_rows, "nvrtc-axes", 11});
   for (int is_max : {1, 0})
     register_kernel(is_max ? "argmax" : "argmin", DeviceKind::CUDA,
                     {[is_max](const KernelCall& kc) { arg_extremum_kernel(kc, is_max); },

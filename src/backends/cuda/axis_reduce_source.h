@@ -175,7 +175,8 @@ struct ds_lse {
   }
 };
 
-typedef )" + op + R"( Op;
+typedef )" +
+         op + R"( Op;
 typedef Op::P P;
 
 // Merges the n (a power of two) entries sm[base + k * stride + e], k < n, e < lanes,
