@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "passes/layout_propagation.h"
+#include "passes/low_precision_layout.h"
 
 namespace ds::passes {
 namespace {
@@ -42,6 +43,8 @@ const std::vector<Pass>& pipeline() {
       {"algebraic_simplification", 1, algebraic_simplification},
       {"fold_batch_norm", 2, fold_batch_norm},
       {"cse", 1, common_subexpression_elimination},
+      {"padded_sum_to_concat", 1, padded_sum_to_concat},
+      {"low_precision_layout", 1, low_precision_layout},
       {"epilogue_fusion", 2, epilogue_fusion},
       {"layout_propagation", 2,
        [](const Graph& g) { return layout_propagation(g, conv_channel_block()); }},
