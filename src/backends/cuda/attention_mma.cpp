@@ -1,12 +1,14 @@
 // Flash-attention forward on tensor cores for bf16/fp16 (sm_80+: mma.sync
 // m16n8k16 with fp32 accumulation), head sizes a multiple of 16 up to 128.
-// A block of 8 warps owns 128 query rows, each warp 16 of them: its Q fragments
-// stay in registers, K and V tiles (64 keys; 32 for D > 64) are double-buffered
-// in shared memory (cp.async copies the next while this one is used), S =
-// Q K^T and O += P V run as mma tiles, and the softmax is online in the
-// accumulator layout (each thread holds two rows' values; a row's four threads
-// combine with shuffles). P goes from the S accumulators straight into A
-// fragments. Other dtypes and shapes use the scalar kernels (attention_kernels.cpp).
+// A block of 4 warps owns 128 query rows, each warp 32 of them as two m-tiles
+// that share every K/V fragment the warp loads (D > 64: 64 rows, one m-tile).
+// Q fragments stay in registers, K and V tiles (64 keys; 32 for D > 64) are
+// double-buffered in shared memory (cp.async copies the next while this one is
+// used), S = Q K^T and O += P V run as mma tiles, and the softmax is online in
+// the accumulator layout (each thread holds two rows' values per m-tile; a
+// row's four threads combine with shuffles). P goes from the S accumulators
+// straight into A fragments. Other dtypes and shapes use the scalar kernels
+// (attention_kernels.cpp).
 #include <cmath>
 
 #include "backends/cuda/attention_mma.h"
@@ -20,7 +22,6 @@ namespace {
 
 
 const char* const kCommon = R"(
-constexpr int ROWS = WARPS * 16;  // query (key) rows per block, 16 per warp
 constexpr int BK = D > 64 ? 32 : 64;  // keys (queries) per staged tile
 constexpr int LD = D + 8;     // shared row stride (halves): spreads rows over banks
 constexpr int KT = D / 16;    // k-steps over the head dims
@@ -146,6 +147,7 @@ __device__ __forceinline__ void ds_store_acc(unsigned short* m, const float (*ac
 )";
 
 const char* const kForward = R"(
+constexpr int QROWS = WARPS * 16 * MI;  // query rows per block: MI m-tiles per warp
 
 // scale_log2 = scale * log2(e): scores live in the exp2 domain.
 extern "C" __global__ void __launch_bounds__(WARPS * 32, 2) ds_flash_fwd_mma(
@@ -161,15 +163,20 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, 2) ds_flash_fwd_mma(
   const int gid = lane >> 2, tig = lane & 3;
   // Causal: the last row blocks see the most keys; they start first.
   const int qb = causal ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x;
-  const int q0 = qb * ROWS + warp * 16;
-  const int row_lo = q0 + gid, row_hi = q0 + gid + 8;
-  unsigned qa[KT][4];
-  ds_load_a(qa, q, q0, sq);
-  float acc[DT][4];
+  const int q0 = qb * QROWS + warp * 16 * MI;  // m-tile mi holds rows q0 + mi * 16 ..
+  unsigned qa[MI][KT][4];
+  float acc[MI][DT][4];
+  // Running max and sum of rows gid (index 0) and gid + 8 (index 1) of each m-tile.
+  float m[MI][2], l[MI][2];
 #pragma unroll
-  for (int dn = 0; dn < DT; ++dn) acc[dn][0] = acc[dn][1] = acc[dn][2] = acc[dn][3] = 0.f;
-  float m_lo = -DS_INF, m_hi = -DS_INF, l_lo = 0.f, l_hi = 0.f;
-  const int kend = causal ? min(sk, (qb + 1) * ROWS) : sk;
+  for (int mi = 0; mi < MI; ++mi) {
+    ds_load_a(qa[mi], q, q0 + mi * 16, sq);
+#pragma unroll
+    for (int dn = 0; dn < DT; ++dn) acc[mi][dn][0] = acc[mi][dn][1] = acc[mi][dn][2] = acc[mi][dn][3] = 0.f;
+    m[mi][0] = m[mi][1] = -DS_INF;
+    l[mi][0] = l[mi][1] = 0.f;
+  }
+  const int kend = causal ? min(sk, (qb + 1) * QROWS) : sk;
   const int tiles = (kend + BK - 1) / BK;
   if (vec && tiles > 0) {
     ds_stage_rows<BK>(ks[0], k, 0, sk, 1);
@@ -192,95 +199,128 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, 2) ds_flash_fwd_mma(
       ds_stage_rows<BK>(vs[buf ^ 1], v, k0 + BK, sk, 1);
       ds_cp_commit();
     }
-    float s[NT][4];
+    // S = Q K^T: each K fragment pair serves the warp's MI m-tiles.
+    float s[MI][NT][4];
 #pragma unroll
     for (int nt = 0; nt < NT; nt += 2) {
-      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
-      s[nt + 1][0] = s[nt + 1][1] = s[nt + 1][2] = s[nt + 1][3] = 0.f;
+#pragma unroll
+      for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[mi][nt][e] = s[mi][nt + 1][e] = 0.f;
 #pragma unroll
       for (int kk = 0; kk < KT; ++kk) {
         unsigned b[4];
         ds_b_rows2(ks[buf], nt * 8, kk * 16, b);
-        ds_mma(s[nt], qa[kk], b[0], b[1]);
-        ds_mma(s[nt + 1], qa[kk], b[2], b[3]);
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi) {
+          ds_mma(s[mi][nt], qa[mi][kk], b[0], b[1]);
+          ds_mma(s[mi][nt + 1], qa[mi][kk], b[2], b[3]);
+        }
       }
     }
     // Scale; mask past the keys and, causal, above the diagonal (only tiles
-    // that reach either); tile row maxima.
+    // that reach either).
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) s[nt][e] *= scale_log2;
-    if (k0 + BK > sk || (causal && k0 + BK - 1 > q0)) {
+    for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int key = k0 + nt * 8 + tig * 2 + (e & 1);
-          if (key >= sk || (causal && key > (e < 2 ? row_lo : row_hi))) s[nt][e] = -DS_INF;
-        }
-    }
-    float t_lo = -DS_INF, t_hi = -DS_INF;
+        for (int e = 0; e < 4; ++e) s[mi][nt][e] *= scale_log2;
+    if (k0 + BK > sk || (causal && k0 + BK - 1 > q0)) {
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      t_lo = fmaxf(t_lo, fmaxf(s[nt][0], s[nt][1]));
-      t_hi = fmaxf(t_hi, fmaxf(s[nt][2], s[nt][3]));
-    }
+      for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
-    for (int x = 1; x < 4; x <<= 1) {
-      t_lo = fmaxf(t_lo, __shfl_xor_sync(0xffffffffu, t_lo, x));
-      t_hi = fmaxf(t_hi, __shfl_xor_sync(0xffffffffu, t_hi, x));
-    }
-    const float n_lo = fmaxf(m_lo, t_lo), n_hi = fmaxf(m_hi, t_hi);
-    // A row with every key masked so far keeps max -inf: exponents use 0 then.
-    const float b_lo = n_lo == -DS_INF ? 0.f : n_lo, b_hi = n_hi == -DS_INF ? 0.f : n_hi;
-    const float c_lo = ds_exp2(m_lo - b_lo), c_hi = ds_exp2(m_hi - b_hi);
-    m_lo = n_lo;
-    m_hi = n_hi;
-    l_lo *= c_lo;
-    l_hi *= c_hi;
+        for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-    for (int dn = 0; dn < DT; ++dn) {
-      acc[dn][0] *= c_lo; acc[dn][1] *= c_lo; acc[dn][2] *= c_hi; acc[dn][3] *= c_hi;
+          for (int e = 0; e < 4; ++e) {
+            const int key = k0 + nt * 8 + tig * 2 + (e & 1);
+            const int row = q0 + mi * 16 + gid + (e < 2 ? 0 : 8);
+            if (key >= sk || (causal && key > row)) s[mi][nt][e] = -DS_INF;
+          }
     }
+    // Online softmax per row: new max, rescale the sum and the output, exponents.
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      s[nt][0] = ds_exp2(s[nt][0] - b_lo); s[nt][1] = ds_exp2(s[nt][1] - b_lo);
-      s[nt][2] = ds_exp2(s[nt][2] - b_hi); s[nt][3] = ds_exp2(s[nt][3] - b_hi);
-      l_lo += s[nt][0] + s[nt][1];
-      l_hi += s[nt][2] + s[nt][3];
+    for (int mi = 0; mi < MI; ++mi) {
+      float t_lo = -DS_INF, t_hi = -DS_INF;
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        t_lo = fmaxf(t_lo, fmaxf(s[mi][nt][0], s[mi][nt][1]));
+        t_hi = fmaxf(t_hi, fmaxf(s[mi][nt][2], s[mi][nt][3]));
+      }
+#pragma unroll
+      for (int x = 1; x < 4; x <<= 1) {
+        t_lo = fmaxf(t_lo, __shfl_xor_sync(0xffffffffu, t_lo, x));
+        t_hi = fmaxf(t_hi, __shfl_xor_sync(0xffffffffu, t_hi, x));
+      }
+      const float n_lo = fmaxf(m[mi][0], t_lo), n_hi = fmaxf(m[mi][1], t_hi);
+      // A row with every key masked so far keeps max -inf: exponents use 0 then.
+      const float b_lo = n_lo == -DS_INF ? 0.f : n_lo, b_hi = n_hi == -DS_INF ? 0.f : n_hi;
+      const float c_lo = ds_exp2(m[mi][0] - b_lo), c_hi = ds_exp2(m[mi][1] - b_hi);
+      m[mi][0] = n_lo;
+      m[mi][1] = n_hi;
+      l[mi][0] *= c_lo;
+      l[mi][1] *= c_hi;
+#pragma unroll
+      for (int dn = 0; dn < DT; ++dn) {
+        acc[mi][dn][0] *= c_lo; acc[mi][dn][1] *= c_lo; acc[mi][dn][2] *= c_hi; acc[mi][dn][3] *= c_hi;
+      }
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        s[mi][nt][0] = ds_exp2(s[mi][nt][0] - b_lo); s[mi][nt][1] = ds_exp2(s[mi][nt][1] - b_lo);
+        s[mi][nt][2] = ds_exp2(s[mi][nt][2] - b_hi); s[mi][nt][3] = ds_exp2(s[mi][nt][3] - b_hi);
+        l[mi][0] += s[mi][nt][0] + s[mi][nt][1];
+        l[mi][1] += s[mi][nt][2] + s[mi][nt][3];
+      }
     }
-    // O += P V, 16 keys per k-step; P's A fragments come from two S tiles.
+    // O += P V, 16 keys per k-step; P's A fragments come from two S tiles, and
+    // each V fragment pair serves the MI m-tiles.
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk) {
-      unsigned pa[4];
-      ds_to_a(pa, s[2 * kk], s[2 * kk + 1]);
+      unsigned pa[MI][4];
+#pragma unroll
+      for (int mi = 0; mi < MI; ++mi) ds_to_a(pa[mi], s[mi][2 * kk], s[mi][2 * kk + 1]);
 #pragma unroll
       for (int dn = 0; dn < DT; dn += 2) {
         unsigned b[4];
         ds_b_cols2(vs[buf], kk * 16, dn * 8, b);
-        ds_mma(acc[dn], pa, b[0], b[1]);
-        ds_mma(acc[dn + 1], pa, b[2], b[3]);
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi) {
+          ds_mma(acc[mi][dn], pa[mi], b[0], b[1]);
+          ds_mma(acc[mi][dn + 1], pa[mi], b[2], b[3]);
+        }
       }
     }
   }
 #pragma unroll
-  for (int x = 1; x < 4; x <<= 1) {
-    l_lo += __shfl_xor_sync(0xffffffffu, l_lo, x);
-    l_hi += __shfl_xor_sync(0xffffffffu, l_hi, x);
-  }
-  // Rows of one thread share nothing else: fold 1/l into the accumulators first.
-  const float i_lo = 1.f / l_lo, i_hi = 1.f / l_hi;
+  for (int mi = 0; mi < MI; ++mi) {
 #pragma unroll
-  for (int dn = 0; dn < DT; ++dn) {
-    acc[dn][0] *= i_lo; acc[dn][1] *= i_lo; acc[dn][2] *= i_hi; acc[dn][3] *= i_hi;
+    for (int x = 1; x < 4; x <<= 1) {
+      l[mi][0] += __shfl_xor_sync(0xffffffffu, l[mi][0], x);
+      l[mi][1] += __shfl_xor_sync(0xffffffffu, l[mi][1], x);
+    }
+    // Rows of one thread share nothing else: fold 1/l into the accumulators first.
+    const float i_lo = 1.f / l[mi][0], i_hi = 1.f / l[mi][1];
+#pragma unroll
+    for (int dn = 0; dn < DT; ++dn) {
+      acc[mi][dn][0] *= i_lo; acc[mi][dn][1] *= i_lo; acc[mi][dn][2] *= i_hi; acc[mi][dn][3] *= i_hi;
+    }
+    ds_store_acc(o, acc[mi], q0 + mi * 16, sq, 1.f);
   }
-  ds_store_acc(o, acc, q0, sq, 1.f);
 }
 )";
 
+// Warps per block: two 4-warp blocks share an SM (about 230 registers a thread).
+constexpr int kWarps = 4;
+
+// m-tiles (16 query rows each) per warp: every K/V fragment a warp loads from
+// shared memory serves all of them; two fit the registers up to D = 64.
+int row_tiles(int64_t d) {
+  return d > 64 ? 1 : 2;
+}
+
 std::string source(DType t, int64_t d) {
-  return flash_mma_common(t, d) + kForward;
+  return detail::cat(flash_mma_common(t, d, kWarps), "constexpr int MI = ", row_tiles(d), ";\n",
+                     kForward);
 }
 
 bool aligned16(const void* p) {
@@ -304,10 +344,11 @@ void forward(const KernelCall& kc) {
   int causal = kc.ctx.b("causal");
   int vec = aligned16(k) && aligned16(v) && d % 8 == 0;
   void* args[] = {&q, &k, &v, &o, &sq, &sk, &scale_log2, &causal, &vec};
-  const dim3 grid(static_cast<unsigned>((sq + kFlashRows - 1) / kFlashRows),
+  const int rows = kWarps * 16 * row_tiles(d);  // per block
+  const dim3 grid(static_cast<unsigned>((sq + rows - 1) / rows),
                   static_cast<unsigned>(batch));
   launch(dev, get_kernel(dev, source(qt.dtype(), d), "ds_flash_fwd_mma"), grid,
-         dim3(kFlashWarps * 32), args,
+         dim3(kWarps * 32), args,
          0, "scaled_dot_product_attention (tensor cores)");
 }
 
@@ -318,9 +359,9 @@ const OpRegistrar reg([] {
 
 }  // namespace
 
-std::string flash_mma_common(DType t, int64_t d) {
+std::string flash_mma_common(DType t, int64_t d, int warps) {
   return detail::cat("#define DS_BF16 ", t == DType::BFloat16 ? 1 : 0, "\nconstexpr int D = ", d,
-                     ";\nconstexpr int WARPS = ", kFlashWarps, ";\n", kCommon);
+                     ";\nconstexpr int WARPS = ", warps, ";\n", kCommon);
 }
 
 bool flash_mma_supported(const OpContext& c) {

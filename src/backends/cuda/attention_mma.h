@@ -8,13 +8,10 @@
 
 namespace ds::cuda {
 
-// Warps per block of the tensor-core kernels; each owns 16 query (or key) rows.
-constexpr int kFlashWarps = 8;
-constexpr int kFlashRows = kFlashWarps * 16;
-
-// The device code both tensor-core kernels start with: D, tile constants, mma,
-// packing, staging, fragment loads and stores, for bf16 (else fp16) values.
-std::string flash_mma_common(DType t, int64_t d);
+// The device code both tensor-core kernels start with: D, WARPS (per block),
+// tile constants, mma, packing, staging, fragment loads and stores, for bf16
+// (else fp16) values.
+std::string flash_mma_common(DType t, int64_t d, int warps);
 // bf16/fp16 q, k, v (and for the backward op out and grad_out) of one dtype, v's
 // head size equal to q's, a multiple of 16 up to 128; a device with tensor cores.
 bool flash_mma_supported(const OpContext& c);

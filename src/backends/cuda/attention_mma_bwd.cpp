@@ -1,8 +1,8 @@
 // Flash-attention backward on tensor cores (bf16/fp16, head sizes a multiple of
 // 16 up to 128), recomputing the probabilities, in three kernels:
-//  1. per 128 query rows (8 warps x 16): log-sum-exp (one pass over the keys)
+//  1. per 64 query rows (4 warps x 16): log-sum-exp (one pass over the keys)
 //     and delta = rowsum(dO * O) into scratch rows;
-//  2. per 128 keys (8 warps x 16) over the query tiles: S^T = K Q^T and
+//  2. per 64 keys (4 warps x 16) over the query tiles: S^T = K Q^T and
 //     dP^T = V dO^T, P^T from the stored lse, dV += P^T dO and dK += dS^T Q in
 //     registers, dQ += dS K through shared memory into an fp32 buffer that the
 //     blocks of all key tiles add to with atomics (FlashAttention-2's split:
@@ -22,7 +22,15 @@
 namespace ds::cuda {
 namespace {
 
+// Warps per block (16 query or key rows each): 4, so that two blocks share an
+// SM (about 230 registers a thread) and one block's softmax overlaps the
+// other's products.
+constexpr int kWarps = 4;
+constexpr int kRows = kWarps * 16;
+
 const char* const kBackward = R"(
+constexpr int ROWS = WARPS * 16;  // query (key) rows per block, 16 per warp
+
 // Values [r0, r0 + BK) of a float vector into row[BK] (zeros past n), as ds_stage_rows.
 __device__ __forceinline__ void ds_stage_floats(float* row, const float* m, int r0, int n, int vec) {
   for (int x = threadIdx.x; x < BK; x += blockDim.x) {
@@ -37,7 +45,7 @@ __device__ __forceinline__ void ds_stage_floats(float* row, const float* m, int 
   }
 }
 
-// Per 128 query rows (8 warps x 16): each row's log-sum-exp in the exp2 domain
+// Per 64 query rows (4 warps x 16): each row's log-sum-exp in the exp2 domain
 // (one pass over the keys) and delta = rowsum(dO * O).
 extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_lse_mma(
     const unsigned short* __restrict__ q, const unsigned short* __restrict__ k,
@@ -156,14 +164,14 @@ __device__ __forceinline__ void ds_add_pair(float* p, float a, float b) {
 #endif
 }
 
-// Per 128 keys (8 warps x 16) over the query tiles (BK rows): S^T = K Q^T and
+// Per 64 keys (4 warps x 16) over the query tiles (BK rows): S^T = K Q^T and
 // dP^T = V dO^T, P^T from the stored lse, dS^T = P^T (dP^T - delta);
 // dV += P^T dO and dK += dS^T Q stay in registers. dS goes through shared
-// memory for dQ += dS K (each warp a 16-query by DT/G-column part), which the
+// memory for dQ += dS K (each warp a 16-query by NPW n-tile part), which the
 // blocks of all key tiles add into dq_acc (fp32) with atomics.
 // Dynamic shared memory: qs, gs [2][BK][LD], kt [ROWS][LD], dss [ROWS][BK + 8],
-// ls, dls [2][BK] (flash_bwd_shared_bytes on the host).
-extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_mma(
+// ls, dls [2][BK] (shared_bytes on the host).
+extern "C" __global__ void __launch_bounds__(WARPS * 32, 2) ds_flash_bwd_mma(
     const unsigned short* __restrict__ q, const unsigned short* __restrict__ k,
     const unsigned short* __restrict__ v, const unsigned short* __restrict__ g,
     const float* __restrict__ lse, const float* __restrict__ delta, float* __restrict__ dq_acc,
@@ -203,10 +211,11 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_mma(
   for (int dn = 0; dn < DT; ++dn)
 #pragma unroll
     for (int e = 0; e < 4; ++e) dka[dn][e] = dva[dn][e] = 0.f;
-  constexpr int MT = BK / 16;                // query m-tiles of the dQ product
-  constexpr int G = WARPS / MT;              // warps sharing an m-tile
-  constexpr int NPW = (DT + G - 1) / G;      // head-dim n-tiles per warp
-  const int mt = warp % MT, grp = warp / MT;
+  constexpr int MT = BK / 16;  // query m-tiles of the dQ product
+  constexpr int G = WARPS / MT;  // warps sharing an m-tile, each NPW adjacent head-dim n-tiles
+  constexpr int NPW = DT / G;
+  static_assert(WARPS % MT == 0 && DT % G == 0, "dQ tiles split evenly over the warps");
+  const int mt = warp % MT, n0 = (warp / MT) * NPW;
   for (int t = 0; t < tiles; ++t) {
     const int i0 = first + t * BK, buf = t & 1;
     if (vec) {
@@ -305,23 +314,23 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_mma(
       asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
                    : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3]) : "r"(addr) : "memory");
 #pragma unroll
-      for (int j = 0; j < NPW; ++j) {
-        const int n = grp + j * G;
-        if (n < DT) {
-          unsigned b0, b1;
-          ds_b_cols(kt, kk * 16, n * 8, b0, b1);
-          ds_mma(qacc[j], a, b0, b1);
-        }
+      for (int j = 0; j + 1 < NPW; j += 2) {
+        unsigned b[4];
+        ds_b_cols2(kt, kk * 16, (n0 + j) * 8, b);
+        ds_mma(qacc[j], a, b[0], b[1]);
+        ds_mma(qacc[j + 1], a, b[2], b[3]);
+      }
+      if (NPW % 2 == 1) {
+        unsigned b0, b1;
+        ds_b_cols(kt, kk * 16, (n0 + NPW - 1) * 8, b0, b1);
+        ds_mma(qacc[NPW - 1], a, b0, b1);
       }
     }
 #pragma unroll
     for (int j = 0; j < NPW; ++j) {
-      const int n = grp + j * G;
-      if (n < DT) {
-        const int c = n * 8 + tig * 2;
-        if (r_lo < sq) ds_add_pair(dq_acc + (long long)r_lo * D + c, qacc[j][0], qacc[j][1]);
-        if (r_hi < sq) ds_add_pair(dq_acc + (long long)r_hi * D + c, qacc[j][2], qacc[j][3]);
-      }
+      const int c = (n0 + j) * 8 + tig * 2;
+      if (r_lo < sq) ds_add_pair(dq_acc + (long long)r_lo * D + c, qacc[j][0], qacc[j][1]);
+      if (r_hi < sq) ds_add_pair(dq_acc + (long long)r_hi * D + c, qacc[j][2], qacc[j][3]);
     }
   }
   ds_store_acc(dk, dka, j0, sk, scale);
@@ -342,13 +351,14 @@ bool aligned16(const void* p) {
 }
 
 std::string source(DType t, int64_t d) {
-  return detail::cat("typedef ", device_type(t), " T;\n", flash_mma_common(t, d), kBackward);
+  return detail::cat("typedef ", device_type(t), " T;\n", flash_mma_common(t, d, kWarps),
+                     kBackward);
 }
 
 // ds_flash_bwd_mma's dynamic shared memory (its tile constants as in kCommon).
 size_t shared_bytes(int64_t d) {
   const size_t bk = d > 64 ? 32 : 64, ld = static_cast<size_t>(d) + 8;
-  return 2 * (4 * bk * ld + kFlashRows * ld + kFlashRows * (bk + 8)) + 4 * bk * sizeof(float);
+  return 2 * (4 * bk * ld + kRows * ld + kRows * (bk + 8)) + 4 * bk * sizeof(float);
 }
 
 void backward(const KernelCall& kc) {
@@ -386,7 +396,7 @@ void backward(const KernelCall& kc) {
   const unsigned ys = static_cast<unsigned>(batch);
   void* args_lse[] = {&q, &k, &o, &g, &lse, &delta, &sq, &sk, &scale_log2, &causal, &vec};
   launch(dev, get_kernel(dev, src, "ds_flash_bwd_lse_mma"),
-         dim3(static_cast<unsigned>((sq + kFlashRows - 1) / kFlashRows), ys), dim3(kFlashWarps * 32),
+         dim3(static_cast<unsigned>((sq + kRows - 1) / kRows), ys), dim3(kWarps * 32),
          args_lse, 0, "scaled_dot_product_attention_backward (lse, delta, tensor cores)");
   const float *lse_c = lse, *delta_c = delta;
   void* args[] = {&q, &k, &v, &g, &lse_c, &delta_c, &dq_acc, &dk, &dv, &sq, &sk, &scale_log2,
@@ -398,7 +408,7 @@ void backward(const KernelCall& kc) {
   DS_CUDA_CHECK(cudaKernelSetAttributeForDevice(
       main_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared), dev));
   launch(dev, main_kernel,
-         dim3(static_cast<unsigned>((sk + kFlashRows - 1) / kFlashRows), ys), dim3(kFlashWarps * 32),
+         dim3(static_cast<unsigned>((sk + kRows - 1) / kRows), ys), dim3(kWarps * 32),
          args, shared, "scaled_dot_product_attention_backward (tensor cores)");
   const float* acc_c = dq_acc;
   long long n = static_cast<long long>(dq_elems);
