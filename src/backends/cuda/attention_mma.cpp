@@ -53,6 +53,29 @@ __device__ __forceinline__ void ds_mma(float* c, const unsigned* a, unsigned b0,
                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+// Copies 16 bytes from global src to shared dst asynchronously (cp.async),
+// zeros instead when !in (src is then not read).
+__device__ __forceinline__ void ds_cp_async16(void* dst, const void* src, bool in) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
+               :: "r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src), "r"(in ? 16 : 0) : "memory");
+}
+// ldmatrix (.x4: r[0..3] from the 8x8 matrices whose rows lanes 0-7, 8-15,
+// 16-23, 24-31 address; .x2: lanes 0-15) of the shared row each lane points to,
+// transposed with .trans.
+__device__ __forceinline__ void ds_ldsm_x4(const void* p, unsigned* r) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"((unsigned)__cvta_generic_to_shared(p)) : "memory");
+}
+__device__ __forceinline__ void ds_ldsm_x4_trans(const void* p, unsigned* r) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"((unsigned)__cvta_generic_to_shared(p)) : "memory");
+}
+__device__ __forceinline__ void ds_ldsm_x2_trans(const void* p, unsigned* r) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];"
+               : "=r"(r[0]), "=r"(r[1]) : "r"((unsigned)__cvta_generic_to_shared(p)) : "memory");
+}
 // Rows [r0, r0 + N) of an [n, D] matrix of 16-bit values into tile[N][LD],
 // zeros past n: with vec (16-byte aligned sources) asynchronously by cp.async
 // (commit, then wait before reading the tile), else by plain 16-bit copies.
@@ -63,10 +86,7 @@ __device__ __forceinline__ void ds_stage_rows(unsigned short (*tile)[LD], const 
     for (int t = threadIdx.x; t < N * (D / 8); t += blockDim.x) {
       const int r = t / (D / 8), c = (t % (D / 8)) * 8;
       const bool in = r0 + r < n;
-      const unsigned short* src = in ? m + (long long)(r0 + r) * D + c : m;
-      const unsigned dst = (unsigned)__cvta_generic_to_shared(&tile[r][c]);
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
-                   :: "r"(dst), "l"(src), "r"(in ? 16 : 0) : "memory");
+      ds_cp_async16(&tile[r][c], in ? m + (long long)(r0 + r) * D + c : m, in);
     }
   } else {
     for (int t = threadIdx.x; t < N * D; t += blockDim.x) {
@@ -87,28 +107,20 @@ __device__ __forceinline__ unsigned ds_pair(const unsigned short* p) {  // p[0] 
 __device__ __forceinline__ void ds_b_rows2(const unsigned short (*tile)[LD], int n0, int k0,
                                            unsigned* b) {
   const int l = threadIdx.x & 31;
-  const unsigned addr = (unsigned)__cvta_generic_to_shared(
-      &tile[n0 + (l & 7) + ((l >> 4) << 3)][k0 + ((l >> 3) & 1) * 8]);
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
-               : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3]) : "r"(addr) : "memory");
+  ds_ldsm_x4(&tile[n0 + (l & 7) + ((l >> 4) << 3)][k0 + ((l >> 3) & 1) * 8], b);
 }
 // The B fragment of a shared tile stored with k along its rows (V for O = P V):
 // ldmatrix transposed, lanes 0-15 address rows k0 .. k0 + 15.
 __device__ __forceinline__ void ds_b_cols(const unsigned short (*tile)[LD], int k0, int n0,
-                                          unsigned& b0, unsigned& b1) {
-  const int l = threadIdx.x & 15;
-  const unsigned addr = (unsigned)__cvta_generic_to_shared(&tile[k0 + l][n0]);
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];"
-               : "=r"(b0), "=r"(b1) : "r"(addr) : "memory");
+                                          unsigned* b) {
+  ds_ldsm_x2_trans(&tile[k0 + (threadIdx.x & 15)][n0], b);
 }
 // ds_b_cols for n-tiles n0 and n0 + 8 by one ldmatrix.x4 (lanes 16-31 address
 // column n0 + 8): b[0], b[1] belong to n0, b[2], b[3] to n0 + 8.
 __device__ __forceinline__ void ds_b_cols2(const unsigned short (*tile)[LD], int k0, int n0,
                                            unsigned* b) {
   const int l = threadIdx.x & 31;
-  const unsigned addr = (unsigned)__cvta_generic_to_shared(&tile[k0 + (l & 15)][n0 + (l >> 4) * 8]);
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
-               : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3]) : "r"(addr) : "memory");
+  ds_ldsm_x4_trans(&tile[k0 + (l & 15)][n0 + (l >> 4) * 8], b);
 }
 // The A fragment of a 16-row x 16-column slice of accumulator tiles t0 (columns
 // 0-7) and t1 (8-15), rounded to the 16-bit dtype.

@@ -31,14 +31,17 @@ constexpr int kRows = kWarps * 16;
 const char* const kBackward = R"(
 constexpr int ROWS = WARPS * 16;  // query (key) rows per block, 16 per warp
 
+// ds_cp_async16 for 4 bytes.
+__device__ __forceinline__ void ds_cp_async4(void* dst, const void* src, bool in) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;"
+               :: "r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src), "r"(in ? 4 : 0) : "memory");
+}
 // Values [r0, r0 + BK) of a float vector into row[BK] (zeros past n), as ds_stage_rows.
 __device__ __forceinline__ void ds_stage_floats(float* row, const float* m, int r0, int n, int vec) {
   for (int x = threadIdx.x; x < BK; x += blockDim.x) {
     const bool in = r0 + x < n;
     if (vec) {
-      const unsigned dst = (unsigned)__cvta_generic_to_shared(&row[x]);
-      asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;"
-                   :: "r"(dst), "l"(in ? m + r0 + x : m), "r"(in ? 4 : 0) : "memory");
+      ds_cp_async4(&row[x], in ? m + r0 + x : m, in);
     } else {
       row[x] = in ? m[r0 + x] : 0.f;
     }
@@ -309,10 +312,8 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, 2) ds_flash_bwd_mma(
     for (int kk = 0; kk < ROWS / 16; ++kk) {
       if (causal && kb + kk * 16 > i0 + mt * 16 + 15) break;  // these keys follow every query
       unsigned a[4];
-      const unsigned addr = (unsigned)__cvta_generic_to_shared(
-          &dss[kk * 16 + (lane & 7) + ((lane >> 4) << 3)][mt * 16 + ((lane >> 3) & 1) * 8]);
-      asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
-                   : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3]) : "r"(addr) : "memory");
+      ds_ldsm_x4_trans(&dss[kk * 16 + (lane & 7) + ((lane >> 4) << 3)][mt * 16 + ((lane >> 3) & 1) * 8],
+                       a);
 #pragma unroll
       for (int j = 0; j + 1 < NPW; j += 2) {
         unsigned b[4];
@@ -321,9 +322,9 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, 2) ds_flash_bwd_mma(
         ds_mma(qacc[j + 1], a, b[2], b[3]);
       }
       if (NPW % 2 == 1) {
-        unsigned b0, b1;
-        ds_b_cols(kt, kk * 16, (n0 + NPW - 1) * 8, b0, b1);
-        ds_mma(qacc[NPW - 1], a, b0, b1);
+        unsigned b[2];
+        ds_b_cols(kt, kk * 16, (n0 + NPW - 1) * 8, b);
+        ds_mma(qacc[NPW - 1], a, b[0], b[1]);
       }
     }
 #pragma unroll
