@@ -2,6 +2,7 @@
 #include <sstream>
 
 #include "ds/nn/layers.h"
+#include "ir/ops/batch_norm_train.h"
 
 namespace ds::nn {
 
@@ -19,23 +20,34 @@ BatchNorm2d::BatchNorm2d(int64_t c, double eps_, double momentum_, bool affine)
   register_buffer("running_var", &running_var);
 }
 
+// Channels-last x [N, H, W, C] is normalized as [N*H*W, C, 1, 1]: the channel
+// axis 1, and each channel's values a column (contiguous rows of C).
 Tensor BatchNorm2d::forward(const Tensor& x) {
+  if (!is_channels_last()) return forward_nchw(x);
+  DS_CHECK(x.ndim() == 4, ShapeError,
+           "BatchNorm2d: expected channels-last input [N, H, W, C], got ", shape_str(x.shape()));
+  const Shape& s = x.shape();
+  return forward_nchw(x.reshape({-1, s[3], 1, 1})).reshape({-1, s[1], s[2], s[3]});
+}
+
+Tensor BatchNorm2d::forward_nchw(const Tensor& x) {
   DS_CHECK(x.ndim() == 4, ShapeError, "BatchNorm2d: expected input [N, C, H, W], got ",
            shape_str(x.shape()));
   if (!is_training()) return batch_norm(x, running_mean, running_var, weight, bias, eps);
   const int64_t c = running_mean.shape()[0];
   DS_CHECK(x.shape()[1] == c, ShapeError, "BatchNorm2d: expected ", c, " channels, got input ",
            shape_str(x.shape()));
-  const Tensor mu = mean(x, {0, 2, 3}, true);
-  const Tensor v = var(x, {0, 2, 3}, true);
-  Tensor y = (x - mu) * rsqrt(v + eps);
-  if (weight.defined()) y = y * reshape(weight, {1, c, 1, 1}) + reshape(bias, {1, c, 1, 1});
-  // Running statistics use the unbiased variance, like PyTorch.
+  // One op with a fused forward and backward (batch_norm_train); its batch
+  // statistics update the running ones, the variance unbiased like PyTorch's.
+  // The op takes float32 weight and bias (float64 for a float64 input).
+  const DType stats = x.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
+  auto as_stats = [&](const Tensor& t) { return t.defined() && t.dtype() != stats ? cast(t, stats) : t; };
+  const BatchNormTrainResult r = batch_norm_train(x, as_stats(weight), as_stats(bias), eps);
   const double n = static_cast<double>(x.shape()[0] * x.shape()[2] * x.shape()[3]);
   const double unbias = n > 1 ? n / (n - 1) : 1.0;
-  running_mean = running_mean * (1 - momentum) + reshape(mu, {c}) * momentum;
-  running_var = running_var * (1 - momentum) + reshape(v, {c}) * (momentum * unbias);
-  return y;
+  running_mean = running_mean * (1 - momentum) + r.mean * momentum;
+  running_var = running_var * (1 - momentum) + r.var * (momentum * unbias);
+  return r.y;
 }
 
 std::string BatchNorm2d::name() const {

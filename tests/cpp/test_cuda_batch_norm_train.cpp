@@ -1,0 +1,110 @@
+// The CUDA kernels of batch_norm_train and batch_norm_train_backward against the
+// CPU float64 reference: odd extents (packs of one value), 16-byte packs, a
+// channel spread over many blocks, one value per channel, one channel, an empty
+// batch; float32, bfloat16, float16 and float64. The device code is also compiled
+// with NVRTC for sm_90a, which needs no GPU.
+#include <cmath>
+
+#include "backends/cuda/batch_norm_train_source.h"
+#include "codegen/cuda/emit_cuda.h"
+#include "cuda_dnn_check.h"
+
+using namespace cuda_dnn_test;
+
+namespace {
+
+TEST(CudaBatchNormTrainSource, CompilesWithNvrtcForEveryTypeAndPackWidth) {
+  if (!ds::cuda::built_with_cuda()) GTEST_SKIP() << "built without CUDA";
+  const std::pair<const char*, int> types[] = {
+      {"float", 4}, {"double", 8}, {"ds_half", 2}, {"ds_bf16", 2}};
+  for (const auto& [type, size] : types)
+    for (int vec = 1; vec * size <= 16; vec *= 2)
+      ASSERT_NO_THROW(ds::codegen::cuda::nvrtc_compile_log(ds::cuda::batch_norm_train_source(type, vec),
+                                                           "sm_90a"))
+          << type << " x" << vec;
+}
+
+// Runs `op` through its CUDA kernel ("nvrtc") and the reference on the same inputs,
+// the device outputs poisoned with NaN; `tols` per output.
+void check(const std::string& name, const std::vector<Tensor>& inputs, const std::vector<double>& tols,
+           const std::string& what) {
+  const ds::OpDef& op = ds::get_op(name);
+  const AttrMap attrs = ds::complete_attrs(op, {{"eps", 1e-5}}, name);
+  std::vector<ds::TensorType> types;
+  for (const Tensor& in : inputs) types.push_back({in.dtype(), in.shape()});
+  const ds::OpContext ctx{op, attrs, types, what};
+  const auto out_types = op.infer(ctx);
+  std::vector<Tensor> want;
+  for (const auto& o : out_types) want.push_back(Tensor::empty(o.shape, o.dtype));
+  op.reference(ds::KernelCall{ctx, inputs, want});
+  const ds::KernelEntry& k = ds::select_kernel(ctx, ds::DeviceKind::CUDA);
+  ASSERT_EQ(k.impl, "nvrtc") << what;
+  const ds::Device gpu = ds::Device::cuda();
+  std::vector<Tensor> in_gpu, got;
+  for (const Tensor& in : inputs) in_gpu.push_back(in.to(gpu));
+  for (const auto& o : out_types) got.push_back(Tensor::full(o.shape, NAN, o.dtype).to(gpu));
+  k.fn(ds::KernelCall{ctx, in_gpu, got});
+  for (size_t i = 0; i < got.size(); ++i)
+    expect_close(got[i].to(ds::Device::cpu()), want[i], tols[i], what + " output " + std::to_string(i));
+}
+
+const Shape kShapes[] = {{3, 5, 7, 9},   {4, 8, 8, 8}, {1, 3, 1, 1}, {5, 1, 6, 6},
+                         {32, 4, 64, 64}, {2, 6, 14, 14}, {0, 3, 2, 2}, {7, 6}};
+
+DType stats_type(DType t) { return t == DType::Float64 ? DType::Float64 : DType::Float32; }
+
+int64_t per_channel(const Shape& s) { return ds::numel(s) / std::max<int64_t>(s[1], 1); }
+
+// float32 statistics: sums of M values; y and dx: the statistics' error, then
+// one rounding to the data type.
+double value_tol(DType t, int64_t m) {
+  return t == DType::Float32 ? sum_tol(t, m) : std::max(tol(t), sum_tol(stats_type(t), m));
+}
+
+TEST(CudaBatchNormTrain, ForwardMatchesReference) {
+  DS_REQUIRE_GPU();
+  for (DType t : kFloats)
+    for (const Shape& s : kShapes) {
+      const DType st = stats_type(t);
+      const Tensor x = uniform(s, 1, t, 1, 4);  // a mean away from 0
+      const Tensor w = uniform({s[1]}, 2, st, 0.5, 1.5), b = uniform({s[1]}, 3, st);
+      const int64_t m = per_channel(s);
+      const double stat = sum_tol(st, m);
+      check("batch_norm_train", {x, w, b}, {value_tol(t, m), stat, stat}, "forward" + at(t, s));
+      check("batch_norm_train", {x}, {value_tol(t, m), stat, stat}, "forward, no affine" + at(t, s));
+    }
+}
+
+TEST(CudaBatchNormTrain, BackwardMatchesReference) {
+  DS_REQUIRE_GPU();
+  for (DType t : kFloats)
+    for (const Shape& s : kShapes) {
+      const DType st = stats_type(t);
+      const Tensor x = uniform(s, 4, t, -1, 3), dy = uniform(s, 5, t);
+      const Tensor w = uniform({s[1]}, 6, st, 0.5, 1.5);
+      const Tensor mean = uniform({s[1]}, 7, st, 0.9, 1.1), var = uniform({s[1]}, 8, st, 0.2, 1.5);
+      const int64_t m = per_channel(s);
+      const double stat = sum_tol(st, m);
+      check("batch_norm_train_backward", {dy, x, mean, var, w}, {value_tol(t, m), stat, stat},
+            "backward" + at(t, s));
+      check("batch_norm_train_backward", {dy, x, mean, var}, {value_tol(t, m), stat, stat},
+            "backward, no weight" + at(t, s));
+    }
+}
+
+// The op eagerly on device tensors: the kernels run there and the results stay there.
+TEST(CudaBatchNormTrain, EagerOnDeviceTensorsMatchesCpu) {
+  DS_REQUIRE_GPU();
+  const Tensor x = uniform({8, 16, 28, 28}, 9, DType::BFloat16, -2, 2);
+  const Tensor w = uniform({16}, 10, DType::Float32), b = uniform({16}, 11, DType::Float32);
+  const ds::Device gpu = ds::Device::cuda();
+  const auto on_gpu = ds::apply("batch_norm_train", {x.to(gpu), w.to(gpu), b.to(gpu)});
+  const auto on_cpu = ds::apply("batch_norm_train", {x, w, b});
+  ASSERT_EQ(on_gpu[0].device(), gpu);
+  const double m = 8 * 28 * 28;
+  expect_close(on_gpu[0].to(ds::Device::cpu()), on_cpu[0], tol(DType::BFloat16), "y");
+  expect_close(on_gpu[1].to(ds::Device::cpu()), on_cpu[1], sum_tol(DType::Float32, m), "mean");
+  expect_close(on_gpu[2].to(ds::Device::cpu()), on_cpu[2], sum_tol(DType::Float32, m), "var");
+}
+
+}  // namespace
