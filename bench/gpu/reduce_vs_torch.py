@@ -20,8 +20,11 @@ def torch_fn(op, x, axes):
 
 
 def main():
-    out = subprocess.run([sys.argv[1]], check=True, capture_output=True, text=True).stdout
-    print(out, end="")
+    run = subprocess.run([sys.argv[1]], capture_output=True, text=True)
+    out = run.stdout
+    print(out + run.stderr, end="")
+    if run.returncode != 0:
+        sys.exit(f"{sys.argv[1]} exited with {run.returncode}")
     ds_rows = [line.split() for line in out.splitlines() if line and not line.startswith("#")]
     tensors = {}
     print(f"# {'name':<34} {'ds_ms':>9} {'torch_ms':>9} {'ratio':>6} {'ds GB/s':>8}")
