@@ -6,6 +6,8 @@
 // float64 reference kernels.
 #include "ds/channels_last.h"
 #include "ds/models.h"
+#include "ds/optim.h"
+#include "backends/cuda/batch_norm_columns_source.h"
 #include "backends/cuda/pool_nhwc_source.h"
 #include "codegen/cuda/emit_cuda.h"
 #include "cuda_dnn_check.h"
@@ -242,13 +244,78 @@ TEST(ChannelsLastPasses, EpilogueFusionAndBlockedLayoutsSkipChannelsLastNodes) {
   }
 }
 
+// ---- layers and models
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  return max(abs(cast(a, DType::Float64) - cast(b, DType::Float64))).item<double>();
+}
+
+std::shared_ptr<nn::Sequential> small_net() {
+  return std::make_shared<nn::Sequential>(std::vector<nn::ModulePtr>{
+      std::make_shared<nn::Conv2d>(3, 8, Pair{3}, Pair{1}, Pair{1}), std::make_shared<nn::BatchNorm2d>(8),
+      nn::ReLU(), nn::MaxPool2d({3}, {2}, {1}), std::make_shared<nn::Conv2d>(8, 6, Pair{3}, Pair{2}),
+      nn::AvgPool2d({2}), nn::AdaptiveAvgPool2d({1})});
+}
+
+// The same weights in both layouts: the same outputs (permuted) and running
+// statistics in train mode, the same outputs in eval mode.
+TEST(ChannelsLastLayers, ConvBatchNormPoolingMatchTheNchwLayers) {
+  nn::manual_seed(3);
+  auto nchw = small_net(), last = small_net();
+  last->load_state_dict(nchw->state_dict());
+  last->to_channels_last();
+  EXPECT_TRUE((*last)[1].is_channels_last());
+  const Tensor x = random_normal({2, 3, 11, 9}, 4);
+  for (bool training : {true, false}) {
+    SCOPED_TRACE(training ? "train" : "eval");
+    nchw->train(training), last->train(training);
+    const Tensor want = (*nchw)(x), got = (*last)(to_channels_last(x));
+    ASSERT_EQ(got.shape(), (Shape{2, 1, 1, 6}));
+    EXPECT_LT(max_abs_diff(from_channels_last(got), want), 1e-5);
+    const auto& bn_nchw = dynamic_cast<nn::BatchNorm2d&>((*nchw)[1]);
+    const auto& bn_last = dynamic_cast<nn::BatchNorm2d&>((*last)[1]);
+    EXPECT_LT(max_abs_diff(bn_last.running_mean, bn_nchw.running_mean), 1e-6);
+    EXPECT_LT(max_abs_diff(bn_last.running_var, bn_nchw.running_var), 1e-6);
+  }
+  test::expect_error<ShapeError>([&] { (*last)[1](random_normal({8, 5, 5}, 5)); },
+                                 {"BatchNorm2d", "[N, H, W, C]"});
+}
+
+// ResNet-18 (train-mode BN) in both layouts: the same logits, and after one SGD
+// step of lr 1 the same parameters (so the same gradients).
+TEST(ChannelsLastModels, ResNet18MatchesTheNchwModelInOutputsAndGradients) {
+  nn::manual_seed(11);
+  auto nchw = models::resnet18(5), last = models::resnet18(5);
+  last->load_state_dict(nchw->state_dict());
+  last->to_channels_last();
+  const Tensor x = random_normal({4, 3, 32, 32}, 12);
+  const Tensor y = Tensor::from_vector<int64_t>({0, 3, 1, 4}, {4});
+  EXPECT_LT(max_abs_diff((*last)(x), (*nchw)(x)), 1e-4);
+  auto loss = [](const Tensor& out, const Tensor& t) { return nn::cross_entropy(out, t); };
+  optim::SGD sgd_nchw({.lr = 1.0}), sgd_last({.lr = 1.0});
+  optim::TrainStep step_nchw(*nchw, sgd_nchw, loss), step_last(*last, sgd_last, loss);
+  const std::map<std::string, Tensor> before = nchw->state_dict();
+  const double l0 = step_nchw.step(x, y).loss.item<double>();
+  const double l1 = step_last.step(x, y).loss.item<double>();
+  EXPECT_NEAR(l1, l0, 1e-4 * (1 + std::abs(l0)));
+  const std::map<std::string, Tensor> a = nchw->state_dict(), b = last->state_dict();
+  for (const auto& [name, p] : a) {
+    const double step = max_abs_diff(p, before.at(name));
+    EXPECT_LE(max_abs_diff(b.at(name), p), 1e-3 * step + 1e-6) << name << " moved " << step;
+  }
+}
+
 // ---- CUDA: the NHWC kernels against the float64 reference kernels.
 
-TEST(CudaChannelsLastSource, MaxPoolCompilesWithNvrtcForEveryFloatType) {
+TEST(CudaChannelsLastSource, MaxPoolAndBatchNormCompileWithNvrtcForEveryFloatType) {
   if (!cuda::built_with_cuda()) GTEST_SKIP() << "built without CUDA";
-  for (const char* type : {"float", "double", "ds_half", "ds_bf16"})
+  for (const char* type : {"float", "double", "ds_half", "ds_bf16"}) {
     ASSERT_NO_THROW(codegen::cuda::nvrtc_compile_log(cuda::max_pool_nhwc_source(type), "sm_90a"))
         << type;
+    ASSERT_NO_THROW(
+        codegen::cuda::nvrtc_compile_log(cuda::batch_norm_columns_source(type), "sm_90a"))
+        << type;
+  }
 }
 
 TEST(CudaChannelsLastConv, ForwardAndBothBackwardsMatchTheReference) {

@@ -52,6 +52,9 @@ class BatchNorm2d : public Module {
   std::string name() const override;
   Tensor weight, bias, running_mean, running_var;
   double eps, momentum;
+
+ private:
+  Tensor forward_nchw(const Tensor& x);  // x [N, C, H, W]
 };
 
 class LayerNorm : public Module {
