@@ -13,6 +13,7 @@
 #include "gradcheck.h"
 #include "ir/ops/batch_norm_train.h"
 #include "op_check.h"
+#include "passes/pass_manager.h"
 
 namespace {
 
@@ -284,6 +285,51 @@ TEST(BatchNormTrain, CompiledBf16StepTracksFp32) {
     const double b = step_b.step(x, t).loss.item<double>();
     ASSERT_TRUE(std::isfinite(b));
     EXPECT_NEAR(a, b, 0.03 * (1 + a)) << "step " << s;
+  }
+}
+
+// Under bf16 autocast the convolution's output reaches batch norm as a cast up to
+// float32; the pass hands batch_norm_train (and its backward) the bf16 value.
+TEST(BatchNormTrain, AutocastFeedsTheConvolutionsBf16Output) {
+  ds::Graph g;
+  const Tensor x = g.placeholder("x", {4, 2, 5, 5}), w = g.placeholder("w", {3, 2, 3, 3});
+  const Tensor gamma = g.placeholder("gamma", {3}), beta = g.placeholder("beta", {3});
+  const auto bn = ds::batch_norm_train(ds::conv2d(x, w), gamma, beta);
+  const Tensor loss = ds::sum(ds::square(ds::relu(bn.y)));
+  const auto grads = ds::grad(g, loss, {x, w, gamma, beta});
+  g.output(loss, "loss");
+  for (size_t i = 0; i < grads.size(); ++i) g.output(grads[i], "g" + std::to_string(i));
+  const ds::Graph low = ds::passes::autocast(g, DType::BFloat16);
+  int forward = 0, backward = 0;
+  for (const auto& n : low.nodes()) {
+    if (n.op->name == "batch_norm_train") {
+      EXPECT_EQ(low.type(n.inputs[0]).dtype, DType::BFloat16);
+      EXPECT_EQ(n.outputs[1].dtype, DType::Float32);
+      ++forward;
+    }
+    if (n.op->name == "batch_norm_train_backward") {
+      EXPECT_EQ(low.type(n.inputs[0]).dtype, DType::BFloat16);
+      EXPECT_EQ(low.type(n.inputs[1]).dtype, DType::BFloat16);
+      ++backward;
+    }
+  }
+  EXPECT_EQ(forward, 1);
+  EXPECT_EQ(backward, 1);
+  // The rewritten graph computes what the float32 one does, to bf16 precision.
+  const std::map<std::string, Tensor> feeds = {
+      {"x", random_tensor({4, 2, 5, 5}, 90, DType::Float32)},
+      {"w", random_tensor({3, 2, 3, 3}, 91, DType::Float32)},
+      {"gamma", random_tensor({3}, 92, DType::Float32) + 1.5},
+      {"beta", random_tensor({3}, 93, DType::Float32)}};
+  const auto want = ds::compile(g).run(feeds), got = ds::compile(low).run(feeds);
+  for (const auto& [name, t] : want) {
+    const auto tv = values(t), gv = values(got.at(name));
+    double err = 0, scale = 0;
+    for (size_t i = 0; i < tv.size(); ++i) {
+      err += (gv[i] - tv[i]) * (gv[i] - tv[i]);
+      scale += tv[i] * tv[i];
+    }
+    EXPECT_LT(std::sqrt(err / scale), 3e-2) << name;
   }
 }
 
