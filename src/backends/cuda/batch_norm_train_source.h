@@ -48,6 +48,7 @@ struct PackWalk {
   }
 };
 
+// Loads in flight per thread before their values are used (memory-level parallelism).
 #define DS_BNT_UNROLL 4
 
 // Two sums per block over the block's packs: f(a, b, e) -> the two terms of value e.
@@ -150,13 +151,23 @@ extern "C" __global__ void ds_bnt_normalize(const Pack* __restrict__ x, const A*
   const unsigned begin = blockIdx.y * per_block;
   const unsigned end = min(packs, begin + per_block);
   PackWalk walk(begin, blockDim.x, plane_packs);
-  for (; walk.j < end; walk.next(blockDim.x)) {
-    const long long i = walk.at(channels, c);
-    const Pack p = x[i];
-    Pack o;
+  while (walk.j < end) {
+    long long at[DS_BNT_UNROLL];
+    Pack p[DS_BNT_UNROLL];
 #pragma unroll
-    for (int e = 0; e < V; ++e) o.v[e] = IO::store((IO::load(p.v[e]) - mu) * a_scale + a_shift);
-    y[i] = o;
+    for (int u = 0; u < DS_BNT_UNROLL; ++u) {
+      at[u] = walk.j < end ? walk.at(channels, c) : -1;
+      if (at[u] >= 0) p[u] = x[at[u]];
+      walk.next(blockDim.x);
+    }
+#pragma unroll
+    for (int u = 0; u < DS_BNT_UNROLL; ++u) {
+      if (at[u] < 0) continue;
+      Pack o;
+#pragma unroll
+      for (int e = 0; e < V; ++e) o.v[e] = IO::store((IO::load(p[u].v[e]) - mu) * a_scale + a_shift);
+      y[at[u]] = o;
+    }
   }
 }
 
@@ -192,14 +203,27 @@ extern "C" __global__ void ds_bnt_grad_input(const Pack* __restrict__ dy, const 
   const unsigned begin = blockIdx.y * per_block;
   const unsigned end = min(packs, begin + per_block);
   PackWalk walk(begin, blockDim.x, plane_packs);
-  for (; walk.j < end; walk.next(blockDim.x)) {
-    const long long i = walk.at(channels, c);
-    const Pack g = dy[i], p = x[i];
-    Pack o;
+  while (walk.j < end) {
+    long long at[DS_BNT_UNROLL];
+    Pack g[DS_BNT_UNROLL], p[DS_BNT_UNROLL];
 #pragma unroll
-    for (int e = 0; e < V; ++e)
-      o.v[e] = IO::store(a_dy * IO::load(g.v[e]) + a_xc * (IO::load(p.v[e]) - mu) + a_0);
-    dx[i] = o;
+    for (int u = 0; u < DS_BNT_UNROLL; ++u) {
+      at[u] = walk.j < end ? walk.at(channels, c) : -1;
+      if (at[u] >= 0) {
+        g[u] = dy[at[u]];
+        p[u] = x[at[u]];
+      }
+      walk.next(blockDim.x);
+    }
+#pragma unroll
+    for (int u = 0; u < DS_BNT_UNROLL; ++u) {
+      if (at[u] < 0) continue;
+      Pack o;
+#pragma unroll
+      for (int e = 0; e < V; ++e)
+        o.v[e] = IO::store(a_dy * IO::load(g[u].v[e]) + a_xc * (IO::load(p[u].v[e]) - mu) + a_0);
+      dx[at[u]] = o;
+    }
   }
 }
 )";
