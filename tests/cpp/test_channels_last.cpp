@@ -12,6 +12,7 @@
 #include "codegen/cuda/emit_cuda.h"
 #include "cuda_dnn_check.h"
 #include "gradcheck.h"
+#include "ir/ops/batch_norm_train.h"
 #include "op_check.h"
 #include "passes/layout_propagation.h"
 #include "passes/pass_manager.h"
@@ -246,6 +247,22 @@ TEST(ChannelsLastPasses, EpilogueFusionAndBlockedLayoutsSkipChannelsLastNodes) {
 
 // ---- layers and models
 
+// conv -> batch norm (training statistics, as channels-last BatchNorm2d runs it)
+// -> relu -> max pool, all channels-last, against central differences.
+TEST(ChannelsLastNet, ConvBatchNormReluPoolGradientsMatchFiniteDifferences) {
+  const Tensor r = testing::lcg_tensor({2, 3, 3, 4}, 5);
+  auto net = [&](const std::vector<Tensor>& a) {
+    Tensor y = conv2d_channels_last(a[0], a[1], {}, {1}, {1});  // [2, 5, 5, 4]
+    const Shape s = y.shape();
+    y = batch_norm_train(y.reshape({-1, s[3], 1, 1}), a[2], a[3]).y.reshape(s);
+    return sum(max_pool2d_channels_last(relu(y), {2}, {2}, {0}, {1}, true) * r);
+  };
+  testing::expect_gradients_match(net,
+                                  {testing::lcg_tensor({2, 5, 5, 3}, 1), testing::lcg_tensor({4, 3, 3, 3}, 2),
+                                   testing::lcg_tensor({4}, 3, 0.5, 1.5), testing::lcg_tensor({4}, 4)},
+                                  {0, 1, 2, 3}, 1e-5);
+}
+
 double max_abs_diff(const Tensor& a, const Tensor& b) {
   return max(abs(cast(a, DType::Float64) - cast(b, DType::Float64))).item<double>();
 }
@@ -359,6 +376,63 @@ TEST(CudaChannelsLastConv, ChannelsLastCallsNeverReachAnNchwKernel) {
               t == DType::Float64 ? "reference" : "cudnn-nhwc");
     EXPECT_EQ(select_kernel(OpContext{pool, pool_full, {in[0]}, "max_pool2d"}, DeviceKind::CUDA).impl,
               "nvrtc-nhwc");
+  }
+}
+
+// Batch norm over x [M, C] and [M, C, 1, 1] (channels-last BatchNorm2d): the
+// column kernels, with and without weight and bias, against the reference.
+TEST(CudaChannelsLastBatchNorm, ColumnKernelsMatchTheReference) {
+  DS_REQUIRE_GPU();
+  using namespace cuda_dnn_test;
+  const Shape shapes[] = {{20000, 3}, {1000, 64}, {37, 5}, {3, 70, 1, 1}, {513, 130}, {1, 1}, {0, 8}};
+  uint64_t seed = 500;
+  for (DType t : kFloats)
+    for (const Shape& s : shapes) {
+      const DType st = t == DType::Float64 ? DType::Float64 : DType::Float32;
+      const int64_t m = s[0];
+      // The statistics' float sums of m values, then (y, dx) one rounding to t.
+      const double tl = std::max(tol(t), sum_tol(st, m));
+      const Tensor x = uniform(s, seed++, t, 1, 4), dy = uniform(s, seed++, t);
+      const Tensor w = uniform({s[1]}, seed++, st, 0.5, 1.5), b = uniform({s[1]}, seed++, st);
+      const Tensor mean = uniform({s[1]}, seed++, st, 2, 3), var = uniform({s[1]}, seed++, st, 0.2, 1.5);
+      const AttrMap eps = {{"eps", 1e-5}};
+      const std::string what = at(t, s);
+      check_op("batch_norm_train", {x, w, b}, eps, "nvrtc-columns", tl, "forward" + what);
+      check_op("batch_norm_train", {x}, eps, "nvrtc-columns", tl, "forward, no affine" + what);
+      check_op("batch_norm_train_backward", {dy, x, mean, var, w}, eps, "nvrtc-columns", tl,
+               "backward" + what);
+      check_op("batch_norm_train_backward", {dy, x, mean, var}, eps, "nvrtc-columns", tl,
+               "backward, no weight" + what);
+    }
+}
+
+// One SGD step of a channels-last ResNet-18 compiled for the GPU (NHWC cuDNN
+// convolutions, NHWC pooling, column batch norm) against the NCHW model on the
+// CPU: the same loss and gradients within TF32's rounding.
+TEST(CudaChannelsLastModels, ResNet18TrainingStepMatchesTheNchwCpuStep) {
+  DS_REQUIRE_GPU();
+  nn::manual_seed(13);
+  auto cpu = models::resnet18(5), gpu = models::resnet18(5);
+  gpu->load_state_dict(cpu->state_dict());
+  gpu->to_channels_last();
+  const Tensor x = random_normal({4, 3, 64, 64}, 14);
+  const Tensor y = Tensor::from_vector<int64_t>({0, 3, 1, 4}, {4});
+  auto loss = [](const Tensor& out, const Tensor& t) { return nn::cross_entropy(out, t); };
+  optim::SGD sgd_cpu({.lr = 1.0}), sgd_gpu({.lr = 1.0});
+  optim::TrainStep step_cpu(*cpu, sgd_cpu, loss, {.target = "cpu"});
+  optim::TrainStep step_gpu(*gpu, sgd_gpu, loss, {.target = "cuda"});
+  const std::map<std::string, Tensor> before = cpu->state_dict();
+  const double l0 = step_cpu.step(x, y).loss.item<double>();
+  const double l1 = step_gpu.step(x.to(Device::cuda()), y.to(Device::cuda())).loss.item<double>();
+  EXPECT_NEAR(l1, l0, 1e-2 * (1 + std::abs(l0)));
+  const std::map<std::string, Tensor> a = cpu->state_dict(), b = gpu->state_dict();
+  for (const auto& [name, p] : a) {
+    // The step (the gradient, lr 1) in norm: TF32 convolutions round at 1e-3.
+    const Tensor want = cast(p - before.at(name), DType::Float64);
+    const Tensor got = cast(b.at(name).to(Device::cpu()) - before.at(name), DType::Float64);
+    const double scale = std::sqrt(sum(want * want).item<double>());
+    const double err = std::sqrt(sum((got - want) * (got - want)).item<double>());
+    EXPECT_LE(err, 2e-2 * scale + 1e-6) << name;
   }
 }
 
