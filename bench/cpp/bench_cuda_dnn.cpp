@@ -2,7 +2,9 @@
 // cuDNN convolutions (forward, backward-data, backward-filter, fused
 // bias+relu) at ResNet-50's shapes for batch 256 in bf16, pooling, batch-norm
 // statistics, embedding and its gradient, GPT-2's MLP linear (fused bias+gelu)
-// and its weight gradient. Each op runs through its registered
+// and its weight gradient. Convolutions and max pooling also channels-last
+// (`_cl`: x [N, H, W, C], against PyTorch's channels_last cases of the same name).
+// Each op runs through its registered
 // CUDA kernel on device tensors, timed with CUDA events after warm-up (which
 // includes cuDNN's algorithm search); one line per case, the columns of
 // bench_cuda.cpp:
@@ -91,6 +93,12 @@ int main() {
       fused["has_bias"] = true;
       bench_op(base + "_bias_relu", "fused_conv2d", {x, w, rnd({c.o}, ++seed)}, fused, 10);
     }
+    const Tensor x_cl = rnd({n, c.hw, c.hw, c.c}, ++seed), gy_cl = rnd({n, oh, oh, c.o}, ++seed);
+    AttrMap cl = attrs, in_cl = in_attrs, w_cl = w_attrs;
+    cl["channels_last"] = in_cl["channels_last"] = w_cl["channels_last"] = true;
+    bench_op(base + "_fwd_cl", "conv2d", {x_cl, w}, cl, 10);
+    if (c.c > 3) bench_op(base + "_bwd_data_cl", "conv2d_backward_input", {gy_cl, w}, in_cl, 10);
+    bench_op(base + "_bwd_filter_cl", "conv2d_backward_weight", {x_cl, gy_cl}, w_cl, 10);
   }
   {
     const Tensor x = rnd({n, 64, 112, 112}, ++seed);
@@ -100,6 +108,12 @@ int main() {
     bench_op("maxpool3x3s2_fwd", "max_pool2d", {x}, pool, 10);
     bench_op("maxpool3x3s2_bwd", "max_pool2d_backward", {x, rnd({n, 64, 56, 56}, ++seed)}, pool,
              10);
+    AttrMap pool_cl = pool;
+    pool_cl["channels_last"] = true;
+    const Tensor x_cl = rnd({n, 112, 112, 64}, ++seed);
+    bench_op("maxpool3x3s2_fwd_cl", "max_pool2d", {x_cl}, pool_cl, 10);
+    bench_op("maxpool3x3s2_bwd_cl", "max_pool2d_backward", {x_cl, rnd({n, 56, 56, 64}, ++seed)},
+             pool_cl, 10);
     bench_op("bn_stats_mean", "mean", {x}, {{"axes", std::vector<int64_t>{0, 2, 3}}}, 10);
     bench_op("bn_stats_var", "var", {x}, {{"axes", std::vector<int64_t>{0, 2, 3}}}, 10);
     const Tensor f = rnd({n, 2048, 7, 7}, ++seed);

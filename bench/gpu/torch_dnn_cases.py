@@ -57,6 +57,11 @@ def other_cases(n=256):
     yield "maxpool3x3s2_fwd", lambda: F.max_pool2d(x, 3, 2, 1)
     yield "maxpool3x3s2_bwd", (lambda: torch.ops.aten.max_pool2d_with_indices_backward(
         gy, x, [3, 3], [2, 2], [1, 1], [1, 1], False, idx))
+    x_cl, gy_cl = (t.to(memory_format=torch.channels_last) for t in (x, gy))
+    _, idx_cl = F.max_pool2d(x_cl, 3, 2, 1, return_indices=True)
+    yield "maxpool3x3s2_fwd_cl", lambda: F.max_pool2d(x_cl, 3, 2, 1)
+    yield "maxpool3x3s2_bwd_cl", (lambda: torch.ops.aten.max_pool2d_with_indices_backward(
+        gy_cl, x_cl, [3, 3], [2, 2], [1, 1], [1, 1], False, idx_cl))
     yield "bn_stats_mean", lambda: x.mean(dim=(0, 2, 3))
     yield "bn_stats_var", lambda: x.var(dim=(0, 2, 3), unbiased=False)
     f = rnd(n, 2048, 7, 7)
