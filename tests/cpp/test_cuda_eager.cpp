@@ -97,6 +97,28 @@ TEST(CudaLayout, DataMovementOpsMatchTheCpu) {
   }
 }
 
+// Inner runs contiguous on both sides move in words of up to 16 bytes
+// (strided_copy.cpp): a head split, slices/concats along the last axis, and a run
+// whose width allows only 4- or 8-byte words.
+TEST(CudaLayout, WideWordCopiesMatchTheCpu) {
+  DS_REQUIRE_GPU();
+  const Device gpu = Device::parse("cuda:0");
+  for (DType t : {DType::Float32, DType::BFloat16, DType::UInt8}) {
+    const std::string at = std::string(" ") + ds::dtype_name(t);
+    for (int64_t d : {64, 24, 6, 3}) {
+      const Tensor x = ds::floor(ds::random_uniform({3, 5, 4, d}, 13, 0, 99)).to(t);
+      const Tensor g = x.to(gpu);
+      const std::string w = " d=" + std::to_string(d) + at;
+      expect_same(ds::permute(g, {0, 2, 1, 3}), ds::permute(x, {0, 2, 1, 3}), 0, "heads" + w);
+      expect_same(ds::slice(g, 2, 1, 3), ds::slice(x, 2, 1, 3), 0, "slice" + w);
+      expect_same(ds::concat({g, ds::slice(g, 3, 0, d / 3 + 1)}, 3),
+                  ds::concat({x, ds::slice(x, 3, 0, d / 3 + 1)}, 3), 0, "concat" + w);
+      // An odd element offset: the source pointer is not 16-byte aligned.
+      expect_same(ds::slice(g, 3, 1, d), ds::slice(x, 3, 1, d), 0, "offset slice" + w);
+    }
+  }
+}
+
 TEST(CudaLayout, CastBetweenEveryDtypePairFollowsTheCpuRules) {
   DS_REQUIRE_GPU();
   const Device gpu = Device::parse("cuda:0");

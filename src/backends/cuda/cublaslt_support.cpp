@@ -4,6 +4,7 @@
 #include <mutex>
 #include <vector>
 
+#include "backends/cuda/strided_copy.h"
 #include "ds/cuda.h"
 
 namespace ds::cuda {
@@ -40,11 +41,12 @@ int64_t ld_quantum(DType t) { return 16 / static_cast<int64_t>(dtype_size(t)); }
 int64_t round_up(int64_t v, int64_t q) { return (v + q - 1) / q * q; }
 
 // A matrix stored column-major (`lead` x `count`, ld = lead) copied to a buffer
-// whose ld is rounded up to 16 bytes, or back.
+// whose ld is rounded up to 16 bytes, or back. (cudaMemcpy2DAsync with such
+// pitches left GPT-2's logits layer at 14.6 ms on the H200.)
 void copy_pitched(void* dst, int64_t dst_ld, const void* src, int64_t src_ld, int64_t lead,
                   int64_t count, size_t esize, int device) {
-  DS_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_ld * esize, src, src_ld * esize, lead * esize, count,
-                                  cudaMemcpyDeviceToDevice, stream_of(device)));
+  strided_copy(device, src, {count, lead}, {src_ld, 1}, dst, {dst_ld, 1}, esize,
+               "matmul leading-dimension padding");
 }
 
 }  // namespace
