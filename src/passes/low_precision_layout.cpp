@@ -130,11 +130,6 @@ class Analysis {
       if (!in_region(r) && !narrows(r)) return true;
     return false;
   }
-  bool narrow_exit(int value) const {
-    for (int r : readers_[value])
-      if (narrows(r)) return true;
-    return false;
-  }
   const std::vector<int>& readers(int value) const { return readers_[value]; }
 
   // Bytes moved by the component's layout ops and casts with `mode` per node.
@@ -233,18 +228,9 @@ class Rebuild {
         emit(n);
         return true;
       }
-      if (a_.narrows(n.id)) {
-        const int v = a_.id(n.inputs[0]);
-        if (!a_.is_base(v) && mode_.count(a_.ref(v).node)) {
-          rw_.set({n.id, 0}, narrow(v));
-          return true;
-        }
-        if (a_.is_base(v) && rewritten_base(v)) {
-          rw_.set({n.id, 0}, narrow(v));
-          return true;
-        }
-      }
-      return false;
+      if (!a_.narrows(n.id) || !changed(a_.id(n.inputs[0]))) return false;
+      rw_.set({n.id, 0}, narrow(a_.id(n.inputs[0])));
+      return true;
     });
   }
 
@@ -254,8 +240,9 @@ class Rebuild {
     for (const Node& node : g.nodes()) n += node.outputs.size();
     return n;
   }
-  // A base read by a changed component (its narrowing casts share one narrow version).
-  bool rewritten_base(int v) const {
+  // A value of a changed component (its narrowing casts share one narrow version).
+  bool changed(int v) const {
+    if (!a_.is_base(v)) return mode_.count(a_.ref(v).node) > 0;
     for (int r : a_.readers(v))
       if (a_.in_region(r) && mode_.count(r)) return true;
     return false;
