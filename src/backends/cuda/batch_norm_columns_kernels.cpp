@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "backends/cuda/batch_norm_columns_source.h"
+#include "backends/cuda/cuda_check.h"
 #include "backends/cuda/kernel_support.h"
 #include "backends/cuda/nvrtc_module.h"
 #include "ds/cuda.h"
@@ -22,12 +23,19 @@ struct Plan {
   unsigned column_blocks, chunks;
 };
 
+// (device_info() reads every property: slow per call.)
+int sm_count(int device) {
+  int sms = 0;
+  DS_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  return sms;
+}
+
 Plan plan_for(const Tensor& x, int device) {
   Plan p{};
   p.channels = x.dim(1);
   p.rows = p.channels > 0 ? x.numel() / p.channels : 0;
   p.column_blocks = static_cast<unsigned>((p.channels + 31) / 32);
-  const int64_t want = std::max<int64_t>(1, int64_t{device_info(device).sm_count} * 8 / p.column_blocks);
+  const int64_t want = std::max<int64_t>(1, int64_t{sm_count(device)} * 8 / p.column_blocks);
   const int64_t most = std::max<int64_t>(1, p.rows / (8 * 16));
   const int64_t chunks = std::min<int64_t>({want, most, 65535});
   p.rows_per_chunk = std::max<int64_t>(1, (p.rows + chunks - 1) / chunks);
