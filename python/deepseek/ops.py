@@ -252,6 +252,19 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, eps: float 
                    name)
 
 
+def batch_norm_train(x, weight=None, bias=None, eps: float = 1e-5, *, name: str = ""):
+    """Training-mode batch norm over axis 1 with the batch's own statistics: returns
+    ``(y, mean, var)``, the variance biased. The statistics, weight and bias are float32
+    (float64 for a float64 ``x``); ``y`` has ``x``'s dtype."""
+    if weight is None and bias is not None:  # a bias alone: a weight of ones
+        bias = _as_tensor(bias)
+        weight = full(bias.shape, 1.0, dtype=bias.dtype)
+        if not bias.is_symbolic and bias.device != "cpu":
+            weight = weight.to(bias.device)
+    y, mean, var = _apply("batch_norm_train", [x, weight, bias], {"eps": float(eps)}, name)
+    return y, mean, var
+
+
 def _normalized_shape(x, weight, normalized_shape) -> list:
     if normalized_shape is not None:
         return _shape(normalized_shape)
@@ -450,7 +463,7 @@ __all__ = sorted(
        "sum", "mean", "max", "min", "prod", "logsumexp", "var", "std", "argmax", "argmin",
        "softmax", "log_softmax", "matmul", "linear", "gemm",
        "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
-       "global_avg_pool2d", "batch_norm", "layer_norm", "group_norm", "rms_norm",
+       "global_avg_pool2d", "batch_norm", "batch_norm_train", "layer_norm", "group_norm", "rms_norm",
        "scaled_dot_product_attention", "reshape", "flatten", "squeeze", "unsqueeze", "permute", "transpose", "broadcast_to",
        "concat", "stack", "split", "slice", "take_along_axis", "gather", "index_select",
        "embedding", "pad", "tril", "triu", "arange", "full", "zeros", "ones", "one_hot",

@@ -301,6 +301,29 @@ def test_norms(dtype, rng):
         assert_close(ds.rms_norm(x), r, dtype, scale=scale)
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_batch_norm_train(dtype, rng):
+    # y from the batch's own statistics; mean and biased var come back float32
+    # (float64 for a float64 x), like PyTorch's training-mode batch norm.
+    require_op("batch_norm_train")
+    stats = "float64" if dtype == "float64" else "float32"
+    for sx in [(5, 3), (4, 2, 3, 3), (1, 1, 1, 1), (3, 4, 7)]:
+        c = sx[1]
+        x, x64 = make(rng.standard_normal(sx) * 2 + 1, dtype)
+        (w, w64), (b, b64) = make(rng.uniform(0.5, 1.5, c), stats), make(rng.standard_normal(c), stats)
+        axes = (0,) + tuple(range(2, len(sx)))
+        bc = (1, c) + (1,) * (len(sx) - 2)
+        mean, var = x64.mean(axis=axes), x64.var(axis=axes)
+        y, m, v = ds.batch_norm_train(x, w, b, eps=1e-3)
+        assert_close(y, (x64 - mean.reshape(bc)) / np.sqrt(var.reshape(bc) + 1e-3) * w64.reshape(bc)
+                     + b64.reshape(bc), dtype, scale=8)
+        assert_close(m, mean, stats, scale=8)
+        assert_close(v, var, stats, scale=8)
+        y1, _, _ = ds.batch_norm_train(x, bias=b)
+        assert_close(y1, (x64 - mean.reshape(bc)) / np.sqrt(var.reshape(bc) + 1e-5) + b64.reshape(bc),
+                     dtype, scale=8)
+
+
 # ---- random: no numpy twin, so determinism, range and moments
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_random(dtype):
@@ -346,7 +369,8 @@ def test_scaled_dot_product_attention(dtype, causal, rng):
 
 # ---- coverage of both tables
 NN_TESTED = {"matmul", "linear", "gemm", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d",
-             "adaptive_avg_pool2d", "global_avg_pool2d", "batch_norm", "layer_norm", "group_norm",
+             "adaptive_avg_pool2d", "global_avg_pool2d", "batch_norm", "batch_norm_train",
+             "layer_norm", "group_norm",
              "rms_norm", "random_uniform", "random_normal", "bernoulli",
              "scaled_dot_product_attention"}
 OTHER_TESTED = {"where", "cast", "arange", "full", "zeros", "ones", "one_hot", "embedding",
@@ -360,7 +384,7 @@ INTERNAL = {"placeholder", "constant", "conv2d_backward_input", "conv2d_backward
             "max_pool2d_backward", "avg_pool2d_backward", "adaptive_avg_pool2d_backward",
             "scatter_add_along_axis", "index_add", "fused", "fused_linear", "fused_conv2d",
             "scaled_dot_product_attention_backward", "to_blocked", "from_blocked",
-            "blocked_conv2d", "blocked_max_pool2d"}
+            "blocked_conv2d", "blocked_max_pool2d", "batch_norm_train_backward"}
 
 
 def test_every_op_has_a_numpy_test(rng):

@@ -50,8 +50,9 @@ Plan plan_for(const Tensor& x, int vec, int device) {
   p.vec = vec;
   p.plane_packs = static_cast<unsigned>(std::max<int64_t>(inner / vec, 1));
   p.packs = static_cast<unsigned>(n * inner / vec);
-  // About 8 blocks per SM over all channels, each with at least 4 packs per thread.
-  const int64_t want = std::max<int64_t>(1, (int64_t{sm_count(device)} * 8 + ch - 1) / ch);
+  // About 32 blocks per SM over all channels (several waves, so the last one's
+  // tail is short), each with at least 4 packs per thread.
+  const int64_t want = std::max<int64_t>(1, (int64_t{sm_count(device)} * 32 + ch - 1) / ch);
   const int64_t most = std::max<int64_t>(1, p.packs / (kThreads * 4));
   const int64_t chunks = std::min<int64_t>({want, most, 1024});
   p.per_block = static_cast<unsigned>(std::max<int64_t>(1, (p.packs + chunks - 1) / chunks));
