@@ -158,19 +158,40 @@ __device__ __forceinline__ void ds_store_acc(unsigned short* m, const float (*ac
 }
 )";
 
-const char* const kForward = R"(
-constexpr int QROWS = WARPS * 16 * MI;  // query rows per block: MI m-tiles per warp
+// The row loop of the forward, also the backward's first pass: a block owns
+// WARPS * 16 * MI query rows, each warp MI m-tiles of 16 that share every K/V
+// fragment it loads. With LSE_ONLY (the backward) it keeps only the softmax
+// statistics: each row's log-sum-exp (exp2 domain) into lse and
+// delta = rowsum(dO * O) (from o_in and g) into delta; else it writes O to o.
+const char* const kRows = R"(
+constexpr int QROWS = WARPS * 16 * MI;  // query rows per block
+
+__device__ __forceinline__ float ds_to_float(unsigned short h) {
+#if DS_BF16
+  return ds_b2f(h);
+#else
+  return ds_h2f(h);
+#endif
+}
 
 // scale_log2 = scale * log2(e): scores live in the exp2 domain.
-extern "C" __global__ void __launch_bounds__(WARPS * 32, 2) ds_flash_fwd_mma(
+template <bool LSE_ONLY>
+__device__ __forceinline__ void ds_flash_rows(
     const unsigned short* __restrict__ q, const unsigned short* __restrict__ k,
-    const unsigned short* __restrict__ v, unsigned short* __restrict__ o, int sq, int sk,
-    float scale_log2, int causal, int vec) {
+    const unsigned short* __restrict__ v, unsigned short* __restrict__ o,
+    const unsigned short* __restrict__ o_in, const unsigned short* __restrict__ g,
+    float* __restrict__ lse, float* __restrict__ delta, int sq, int sk, float scale_log2,
+    int causal, int vec) {
   // Two buffers: the next K/V tile is copied in while this one is used.
   __shared__ __align__(16) unsigned short ks[2][BK][LD];
-  __shared__ __align__(16) unsigned short vs[2][BK][LD];
+  __shared__ __align__(16) unsigned short vs[2][LSE_ONLY ? 1 : BK][LD];
   const long long bh = blockIdx.y;
-  q += bh * sq * D; k += bh * sk * D; v += bh * sk * D; o += bh * sq * D;
+  q += bh * sq * D; k += bh * sk * D;
+  if (LSE_ONLY) {
+    o_in += bh * sq * D; g += bh * sq * D; lse += bh * sq; delta += bh * sq;
+  } else {
+    v += bh * sk * D; o += bh * sq * D;
+  }
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gid = lane >> 2, tig = lane & 3;
   // Causal: the last row blocks see the most keys; they start first.
@@ -192,7 +213,7 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, 2) ds_flash_fwd_mma(
   const int tiles = (kend + BK - 1) / BK;
   if (vec && tiles > 0) {
     ds_stage_rows<BK>(ks[0], k, 0, sk, 1);
-    ds_stage_rows<BK>(vs[0], v, 0, sk, 1);
+    if (!LSE_ONLY) ds_stage_rows<BK>(vs[0], v, 0, sk, 1);
     ds_cp_commit();
   }
   for (int t = 0; t < tiles; ++t) {
@@ -201,14 +222,14 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, 2) ds_flash_fwd_mma(
       ds_cp_wait_all();
     } else {
       ds_stage_rows<BK>(ks[buf], k, k0, sk, 0);
-      ds_stage_rows<BK>(vs[buf], v, k0, sk, 0);
+      if (!LSE_ONLY) ds_stage_rows<BK>(vs[buf], v, k0, sk, 0);
     }
     // One barrier per tile: past it, tile t is visible and every warp is done
     // with the other buffer, so the next tile's copy into it starts here.
     __syncthreads();
     if (vec && t + 1 < tiles) {
       ds_stage_rows<BK>(ks[buf ^ 1], k, k0 + BK, sk, 1);
-      ds_stage_rows<BK>(vs[buf ^ 1], v, k0 + BK, sk, 1);
+      if (!LSE_ONLY) ds_stage_rows<BK>(vs[buf ^ 1], v, k0 + BK, sk, 1);
       ds_cp_commit();
     }
     // S = Q K^T: each K fragment pair serves the warp's MI m-tiles.
@@ -272,9 +293,11 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, 2) ds_flash_fwd_mma(
       m[mi][1] = n_hi;
       l[mi][0] *= c_lo;
       l[mi][1] *= c_hi;
+      if (!LSE_ONLY) {
 #pragma unroll
-      for (int dn = 0; dn < DT; ++dn) {
-        acc[mi][dn][0] *= c_lo; acc[mi][dn][1] *= c_lo; acc[mi][dn][2] *= c_hi; acc[mi][dn][3] *= c_hi;
+        for (int dn = 0; dn < DT; ++dn) {
+          acc[mi][dn][0] *= c_lo; acc[mi][dn][1] *= c_lo; acc[mi][dn][2] *= c_hi; acc[mi][dn][3] *= c_hi;
+        }
       }
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt) {
@@ -284,21 +307,23 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, 2) ds_flash_fwd_mma(
         l[mi][1] += s[mi][nt][2] + s[mi][nt][3];
       }
     }
-    // O += P V, 16 keys per k-step; P's A fragments come from two S tiles, and
-    // each V fragment pair serves the MI m-tiles.
+    if (!LSE_ONLY) {
+      // O += P V, 16 keys per k-step; P's A fragments come from two S tiles, and
+      // each V fragment pair serves the MI m-tiles.
 #pragma unroll
-    for (int kk = 0; kk < BK / 16; ++kk) {
-      unsigned pa[MI][4];
+      for (int kk = 0; kk < BK / 16; ++kk) {
+        unsigned pa[MI][4];
 #pragma unroll
-      for (int mi = 0; mi < MI; ++mi) ds_to_a(pa[mi], s[mi][2 * kk], s[mi][2 * kk + 1]);
+        for (int mi = 0; mi < MI; ++mi) ds_to_a(pa[mi], s[mi][2 * kk], s[mi][2 * kk + 1]);
 #pragma unroll
-      for (int dn = 0; dn < DT; dn += 2) {
-        unsigned b[4];
-        ds_b_cols2(vs[buf], kk * 16, dn * 8, b);
+        for (int dn = 0; dn < DT; dn += 2) {
+          unsigned b[4];
+          ds_b_cols2(vs[buf], kk * 16, dn * 8, b);
 #pragma unroll
-        for (int mi = 0; mi < MI; ++mi) {
-          ds_mma(acc[mi][dn], pa[mi], b[0], b[1]);
-          ds_mma(acc[mi][dn + 1], pa[mi], b[2], b[3]);
+          for (int mi = 0; mi < MI; ++mi) {
+            ds_mma(acc[mi][dn], pa[mi], b[0], b[1]);
+            ds_mma(acc[mi][dn + 1], pa[mi], b[2], b[3]);
+          }
         }
       }
     }
@@ -310,29 +335,51 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, 2) ds_flash_fwd_mma(
       l[mi][0] += __shfl_xor_sync(0xffffffffu, l[mi][0], x);
       l[mi][1] += __shfl_xor_sync(0xffffffffu, l[mi][1], x);
     }
-    // Rows of one thread share nothing else: fold 1/l into the accumulators first.
-    const float i_lo = 1.f / l[mi][0], i_hi = 1.f / l[mi][1];
+    const int r_lo = q0 + mi * 16 + gid, r_hi = r_lo + 8;
+    if (LSE_ONLY) {
+      // delta: this thread sums the head dims tig, tig + 4, ... of its two rows.
+      float d_lo = 0.f, d_hi = 0.f;
+      for (int c = tig; c < D; c += 4) {
+        if (r_lo < sq) d_lo += ds_to_float(g[(long long)r_lo * D + c]) * ds_to_float(o_in[(long long)r_lo * D + c]);
+        if (r_hi < sq) d_hi += ds_to_float(g[(long long)r_hi * D + c]) * ds_to_float(o_in[(long long)r_hi * D + c]);
+      }
 #pragma unroll
-    for (int dn = 0; dn < DT; ++dn) {
-      acc[mi][dn][0] *= i_lo; acc[mi][dn][1] *= i_lo; acc[mi][dn][2] *= i_hi; acc[mi][dn][3] *= i_hi;
+      for (int x = 1; x < 4; x <<= 1) {
+        d_lo += __shfl_xor_sync(0xffffffffu, d_lo, x);
+        d_hi += __shfl_xor_sync(0xffffffffu, d_hi, x);
+      }
+      if (tig == 0) {
+        if (r_lo < sq) { lse[r_lo] = m[mi][0] + log2f(l[mi][0]); delta[r_lo] = d_lo; }
+        if (r_hi < sq) { lse[r_hi] = m[mi][1] + log2f(l[mi][1]); delta[r_hi] = d_hi; }
+      }
+    } else {
+      // Rows of one thread share nothing else: fold 1/l into the accumulators first.
+      const float i_lo = 1.f / l[mi][0], i_hi = 1.f / l[mi][1];
+#pragma unroll
+      for (int dn = 0; dn < DT; ++dn) {
+        acc[mi][dn][0] *= i_lo; acc[mi][dn][1] *= i_lo; acc[mi][dn][2] *= i_hi; acc[mi][dn][3] *= i_hi;
+      }
+      ds_store_acc(o, acc[mi], q0 + mi * 16, sq, 1.f);
     }
-    ds_store_acc(o, acc[mi], q0 + mi * 16, sq, 1.f);
   }
+}
+)";
+
+const char* const kForward = R"(
+extern "C" __global__ void __launch_bounds__(WARPS * 32, 2) ds_flash_fwd_mma(
+    const unsigned short* __restrict__ q, const unsigned short* __restrict__ k,
+    const unsigned short* __restrict__ v, unsigned short* __restrict__ o, int sq, int sk,
+    float scale_log2, int causal, int vec) {
+  ds_flash_rows<false>(q, k, v, o, nullptr, nullptr, nullptr, nullptr, sq, sk, scale_log2, causal,
+                       vec);
 }
 )";
 
 // Warps per block: two 4-warp blocks share an SM (about 230 registers a thread).
 constexpr int kWarps = 4;
 
-// m-tiles (16 query rows each) per warp: every K/V fragment a warp loads from
-// shared memory serves all of them; two fit the registers up to D = 64.
-int row_tiles(int64_t d) {
-  return d > 64 ? 1 : 2;
-}
-
 std::string source(DType t, int64_t d) {
-  return detail::cat(flash_mma_common(t, d, kWarps), "constexpr int MI = ", row_tiles(d), ";\n",
-                     kForward);
+  return flash_mma_common(t, d, kWarps) + kForward;
 }
 
 bool aligned16(const void* p) {
@@ -356,7 +403,7 @@ void forward(const KernelCall& kc) {
   int causal = kc.ctx.b("causal");
   int vec = aligned16(k) && aligned16(v) && d % 8 == 0;
   void* args[] = {&q, &k, &v, &o, &sq, &sk, &scale_log2, &causal, &vec};
-  const int rows = kWarps * 16 * row_tiles(d);  // per block
+  const int rows = kWarps * 16 * flash_row_tiles(d);  // per block
   const dim3 grid(static_cast<unsigned>((sq + rows - 1) / rows),
                   static_cast<unsigned>(batch));
   launch(dev, get_kernel(dev, source(qt.dtype(), d), "ds_flash_fwd_mma"), grid,
@@ -371,9 +418,14 @@ const OpRegistrar reg([] {
 
 }  // namespace
 
+int flash_row_tiles(int64_t d) {
+  return d > 64 ? 1 : 2;  // two fit the registers up to D = 64
+}
+
 std::string flash_mma_common(DType t, int64_t d, int warps) {
   return detail::cat("#define DS_BF16 ", t == DType::BFloat16 ? 1 : 0, "\nconstexpr int D = ", d,
-                     ";\nconstexpr int WARPS = ", warps, ";\n", kCommon);
+                     ";\nconstexpr int WARPS = ", warps, ";\nconstexpr int MI = ", flash_row_tiles(d),
+                     ";\n", kCommon, kRows);
 }
 
 bool flash_mma_supported(const OpContext& c) {

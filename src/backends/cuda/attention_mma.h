@@ -8,9 +8,12 @@
 
 namespace ds::cuda {
 
+// m-tiles (16 query rows each) per warp of the forward's row loop
+// (ds_flash_rows): every K/V fragment a warp loads serves all of them.
+int flash_row_tiles(int64_t d);
 // The device code both tensor-core kernels start with: D, WARPS (per block),
-// tile constants, mma, packing, staging, fragment loads and stores, for bf16
-// (else fp16) values.
+// MI (flash_row_tiles), tile constants, mma, packing, staging, fragment loads
+// and stores, and the forward's row loop, for bf16 (else fp16) values.
 std::string flash_mma_common(DType t, int64_t d, int warps);
 // bf16/fp16 q, k, v (and for the backward op out and grad_out) of one dtype, v's
 // head size equal to q's, a multiple of 16 up to 128; a device with tensor cores.

@@ -1,7 +1,7 @@
 // Flash-attention backward on tensor cores (bf16/fp16, head sizes a multiple of
 // 16 up to 128), recomputing the probabilities, in three kernels:
-//  1. per 64 query rows (4 warps x 16): log-sum-exp (one pass over the keys)
-//     and delta = rowsum(dO * O) into scratch rows;
+//  1. the forward's row loop (ds_flash_rows) without O: each query row's
+//     log-sum-exp and delta = rowsum(dO * O) into scratch rows;
 //  2. per 64 keys (4 warps x 16) over the query tiles: S^T = K Q^T and
 //     dP^T = V dO^T, P^T from the stored lse, dV += P^T dO and dK += dS^T Q in
 //     registers, dQ += dS K through shared memory into an fp32 buffer that the
@@ -48,113 +48,14 @@ __device__ __forceinline__ void ds_stage_floats(float* row, const float* m, int 
   }
 }
 
-// Per 64 query rows (4 warps x 16): each row's log-sum-exp in the exp2 domain
-// (one pass over the keys) and delta = rowsum(dO * O).
+// Each query row's log-sum-exp in the exp2 domain (one pass over the keys) and
+// delta = rowsum(dO * O): the forward's row loop without O.
 extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_lse_mma(
     const unsigned short* __restrict__ q, const unsigned short* __restrict__ k,
     const unsigned short* __restrict__ o, const unsigned short* __restrict__ g,
     float* __restrict__ lse, float* __restrict__ delta, int sq, int sk, float scale_log2,
     int causal, int vec) {
-  __shared__ __align__(16) unsigned short ks[2][BK][LD];
-  const long long bh = blockIdx.y;
-  q += bh * sq * D; k += bh * sk * D; o += bh * sq * D; g += bh * sq * D;
-  lse += bh * sq; delta += bh * sq;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int gid = lane >> 2, tig = lane & 3;
-  // Causal: the last row blocks see the most keys; they start first.
-  const int qb = causal ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x;
-  const int q0 = qb * ROWS + warp * 16;
-  const int row_lo = q0 + gid, row_hi = q0 + gid + 8;
-  unsigned qa[KT][4];
-  ds_load_a(qa, q, q0, sq);
-  const int kend = causal ? min(sk, (qb + 1) * ROWS) : sk;
-  const int tiles = (kend + BK - 1) / BK;
-  if (vec && tiles > 0) {
-    ds_stage_rows<BK>(ks[0], k, 0, sk, 1);
-    ds_cp_commit();
-  }
-  // delta: this thread sums the head dims tig, tig + 4, ... of its two rows.
-  float d_lo = 0.f, d_hi = 0.f;
-  for (int c = tig; c < D; c += 4) {
-    if (row_lo < sq) d_lo += ds_io<T>::load(((const T*)g)[(long long)row_lo * D + c]) * ds_io<T>::load(((const T*)o)[(long long)row_lo * D + c]);
-    if (row_hi < sq) d_hi += ds_io<T>::load(((const T*)g)[(long long)row_hi * D + c]) * ds_io<T>::load(((const T*)o)[(long long)row_hi * D + c]);
-  }
-#pragma unroll
-  for (int x = 1; x < 4; x <<= 1) {
-    d_lo += __shfl_xor_sync(0xffffffffu, d_lo, x);
-    d_hi += __shfl_xor_sync(0xffffffffu, d_hi, x);
-  }
-  float m_lo = -DS_INF, m_hi = -DS_INF, l_lo = 0.f, l_hi = 0.f;
-  for (int t = 0; t < tiles; ++t) {
-    const int k0 = t * BK, buf = t & 1;
-    if (vec) ds_cp_wait_all(); else ds_stage_rows<BK>(ks[buf], k, k0, sk, 0);
-    // One barrier per tile: past it, every warp is done with the other buffer,
-    // so the next tile's copy into it starts here.
-    __syncthreads();
-    if (vec && t + 1 < tiles) {
-      ds_stage_rows<BK>(ks[buf ^ 1], k, k0 + BK, sk, 1);
-      ds_cp_commit();
-    }
-    float s[NT][4];
-#pragma unroll
-    for (int nt = 0; nt < NT; nt += 2) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) s[nt][e] = s[nt + 1][e] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < KT; ++kk) {
-        unsigned b[4];
-        ds_b_rows2(ks[buf], nt * 8, kk * 16, b);
-        ds_mma(s[nt], qa[kk], b[0], b[1]);
-        ds_mma(s[nt + 1], qa[kk], b[2], b[3]);
-      }
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        s[nt][e] *= scale_log2;
-        s[nt + 1][e] *= scale_log2;
-      }
-    }
-    // Masks only where the tile passes the last key or, causal, the warp's first row.
-    if (k0 + BK > sk || (causal && k0 + BK - 1 > q0)) {
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int key = k0 + nt * 8 + tig * 2 + (e & 1);
-          if (key >= sk || (causal && key > (e < 2 ? row_lo : row_hi))) s[nt][e] = -DS_INF;
-        }
-    }
-    float t_lo = -DS_INF, t_hi = -DS_INF;
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      t_lo = fmaxf(t_lo, fmaxf(s[nt][0], s[nt][1]));
-      t_hi = fmaxf(t_hi, fmaxf(s[nt][2], s[nt][3]));
-    }
-#pragma unroll
-    for (int x = 1; x < 4; x <<= 1) {
-      t_lo = fmaxf(t_lo, __shfl_xor_sync(0xffffffffu, t_lo, x));
-      t_hi = fmaxf(t_hi, __shfl_xor_sync(0xffffffffu, t_hi, x));
-    }
-    const float n_lo = fmaxf(m_lo, t_lo), n_hi = fmaxf(m_hi, t_hi);
-    const float b_lo = n_lo == -DS_INF ? 0.f : n_lo, b_hi = n_hi == -DS_INF ? 0.f : n_hi;
-    l_lo *= ds_exp2(m_lo - b_lo);
-    l_hi *= ds_exp2(m_hi - b_hi);
-    m_lo = n_lo;
-    m_hi = n_hi;
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      l_lo += ds_exp2(s[nt][0] - b_lo) + ds_exp2(s[nt][1] - b_lo);
-      l_hi += ds_exp2(s[nt][2] - b_hi) + ds_exp2(s[nt][3] - b_hi);
-    }
-  }
-#pragma unroll
-  for (int x = 1; x < 4; x <<= 1) {
-    l_lo += __shfl_xor_sync(0xffffffffu, l_lo, x);
-    l_hi += __shfl_xor_sync(0xffffffffu, l_hi, x);
-  }
-  if (tig == 0) {
-    if (row_lo < sq) { lse[row_lo] = m_lo + log2f(l_lo); delta[row_lo] = d_lo; }
-    if (row_hi < sq) { lse[row_hi] = m_hi + log2f(l_hi); delta[row_hi] = d_hi; }
-  }
+  ds_flash_rows<true>(q, k, nullptr, nullptr, o, g, lse, delta, sq, sk, scale_log2, causal, vec);
 }
 
 // Adds a row's pair of dQ partials to the fp32 accumulator (one vector atomic on sm_90).
@@ -395,9 +296,10 @@ void backward(const KernelCall& kc) {
   int vec = aligned16(q) && aligned16(k) && aligned16(v) && aligned16(g) && d % 8 == 0;
   const std::string src = source(qt.dtype(), d);
   const unsigned ys = static_cast<unsigned>(batch);
+  const int lse_rows = kRows * flash_row_tiles(d);  // per block of the first kernel
   void* args_lse[] = {&q, &k, &o, &g, &lse, &delta, &sq, &sk, &scale_log2, &causal, &vec};
   launch(dev, get_kernel(dev, src, "ds_flash_bwd_lse_mma"),
-         dim3(static_cast<unsigned>((sq + kRows - 1) / kRows), ys), dim3(kWarps * 32),
+         dim3(static_cast<unsigned>((sq + lse_rows - 1) / lse_rows), ys), dim3(kWarps * 32),
          args_lse, 0, "scaled_dot_product_attention_backward (lse, delta, tensor cores)");
   const float *lse_c = lse, *delta_c = delta;
   void* args[] = {&q, &k, &v, &g, &lse_c, &delta_c, &dq_acc, &dk, &dv, &sq, &sk, &scale_log2,
