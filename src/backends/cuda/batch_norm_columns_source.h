@@ -100,6 +100,12 @@ __device__ bool ds_bnc_combine(const A* partial, long long channels, unsigned ch
   return lane == 0;
 }
 
+// The channel of element i: 32-bit arithmetic where n allows (a 64-bit modulo
+// per element slows the elementwise passes down).
+__device__ __forceinline__ long long ds_bnc_channel(long long i, long long n, long long channels) {
+  return n <= 0xffffffffLL ? (long long)((unsigned)i % (unsigned)channels) : i % channels;
+}
+
 // coef[c] = {mu, scale, shift, unused}.
 extern "C" __global__ void ds_bnc_finalize(const T* __restrict__ x, const A* __restrict__ partial,
                                            const A* __restrict__ w, const A* __restrict__ b,
@@ -127,7 +133,7 @@ extern "C" __global__ void ds_bnc_normalize(const T* __restrict__ x, const A* __
                                             T* __restrict__ y, long long n, long long channels) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
        i += (long long)gridDim.x * blockDim.x) {
-    const A* k = coef + (i % channels) * 4;
+    const A* k = coef + ds_bnc_channel(i, n, channels) * 4;
     y[i] = IO::store((IO::load(x[i]) - k[0]) * k[1] + k[2]);
   }
 }
@@ -158,7 +164,7 @@ extern "C" __global__ void ds_bnc_grad_input(const T* __restrict__ dy, const T* 
                                              long long n, long long channels) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
        i += (long long)gridDim.x * blockDim.x) {
-    const A* k = coef + (i % channels) * 4;
+    const A* k = coef + ds_bnc_channel(i, n, channels) * 4;
     dx[i] = IO::store(k[1] * IO::load(dy[i]) + k[2] * (IO::load(x[i]) - k[0]) + k[3]);
   }
 }
