@@ -327,8 +327,16 @@ struct GptRun {
   std::map<std::string, int> ops;  // in the compiled graph
 };
 
+// Sets DS_DISABLE_PASSES (read when a graph compiles) for its lifetime.
+struct DisabledPasses {
+  explicit DisabledPasses(const char* names) {
+    if (names) setenv("DS_DISABLE_PASSES", names, 1);
+  }
+  ~DisabledPasses() { unsetenv("DS_DISABLE_PASSES"); }
+};
+
 GptRun train_gpt(const std::string& precision, const char* disabled) {
-  if (disabled) setenv("DS_DISABLE_PASSES", disabled, 1);
+  const DisabledPasses scope(disabled);
   ds::nn::manual_seed(5);
   auto model = ds::models::gpt2({.block_size = 16, .vocab_size = 50, .n_layer = 2, .n_head = 2,
                                  .n_embd = 16});
@@ -343,7 +351,6 @@ GptRun train_gpt(const std::string& precision, const char* disabled) {
                                .graph()
                                .nodes())
     r.ops[n.op->name]++;
-  if (disabled) unsetenv("DS_DISABLE_PASSES");
   return r;
 }
 
