@@ -4,13 +4,13 @@
 // through the NCHW kernels, the graph passes leaving them alone, the layers and
 // ResNet-18 in both layouts; the CUDA kernels (CudaChannelsLast*) against the
 // float64 reference kernels.
-#include "ds/channels_last.h"
-#include "ds/models.h"
-#include "ds/optim.h"
 #include "backends/cuda/batch_norm_columns_source.h"
 #include "backends/cuda/pool_nhwc_source.h"
 #include "codegen/cuda/emit_cuda.h"
 #include "cuda_dnn_check.h"
+#include "ds/channels_last.h"
+#include "ds/models.h"
+#include "ds/optim.h"
 #include "gradcheck.h"
 #include "ir/ops/batch_norm_train.h"
 #include "op_check.h"
@@ -49,12 +49,17 @@ AttrMap conv_attrs(const ConvCase& c, bool last) {
           {"channels_last", last}};
 }
 
-Tensor nhwc(const Tensor& x) { return to_channels_last(x).contiguous(); }
+Tensor nhwc(const Tensor& x) {
+  return to_channels_last(x).contiguous();
+}
 
-Shape nhwc_shape(const Shape& nchw) { return {nchw[0], nchw[2], nchw[3], nchw[1]}; }
+Shape nhwc_shape(const Shape& nchw) {
+  return {nchw[0], nchw[2], nchw[3], nchw[1]};
+}
 
 // The output shape of `op` on inputs of these shapes and dtype `t`.
-Shape out_shape(const std::string& op, const std::vector<Shape>& in, DType t, const AttrMap& attrs) {
+Shape out_shape(const std::string& op, const std::vector<Shape>& in, DType t,
+                const AttrMap& attrs) {
   const OpDef& def = get_op(op);
   const AttrMap full = complete_attrs(def, attrs, op);
   std::vector<TensorType> types;
@@ -101,8 +106,12 @@ TEST(ChannelsLastConv, GradientsMatchTheNchwOp) {
     const Tensor b = random_tensor({c.w[0]}, seed++);
     const Tensor r = random_tensor(conv_nchw(x, w, b, c).shape(), seed++);
     const Tensor r_cl = nhwc(r);
-    auto nchw_fn = [&](const std::vector<Tensor>& a) { return sum(conv_nchw(a[0], a[1], a[2], c) * r); };
-    auto cl_fn = [&](const std::vector<Tensor>& a) { return sum(conv_cl(a[0], a[1], a[2], c) * r_cl); };
+    auto nchw_fn = [&](const std::vector<Tensor>& a) {
+      return sum(conv_nchw(a[0], a[1], a[2], c) * r);
+    };
+    auto cl_fn = [&](const std::vector<Tensor>& a) {
+      return sum(conv_cl(a[0], a[1], a[2], c) * r_cl);
+    };
     const auto [v0, g0] = value_and_grad(nchw_fn, {0, 1, 2})({x, w, b});
     const auto [v1, g1] = value_and_grad(cl_fn, {0, 1, 2})({nhwc(x), w, b});
     EXPECT_NEAR(v1.item<double>(), v0.item<double>(), 1e-10 * (1 + std::abs(v0.item<double>())));
@@ -148,25 +157,38 @@ TEST(ChannelsLastConv, BackwardOpsCarryTheLayoutAndMatchTheReference) {
   const Tensor dw = test::run_reference("conv2d_backward_weight", {xv, gy}, w_attrs);
   EXPECT_EQ(dx.shape(), (Shape{2, 8, 7, 3}));
   EXPECT_EQ(dw.shape(), c.w);
-  EXPECT_LT(rel_diff(apply1("conv2d_backward_input", {f32(gy), f32(wv)}, in_attrs), values(dx)), 1e-5);
-  EXPECT_LT(rel_diff(apply1("conv2d_backward_weight", {f32(xv), f32(gy)}, w_attrs), values(dw)), 1e-5);
+  EXPECT_LT(rel_diff(apply1("conv2d_backward_input", {f32(gy), f32(wv)}, in_attrs), values(dx)),
+            1e-5);
+  EXPECT_LT(rel_diff(apply1("conv2d_backward_weight", {f32(xv), f32(gy)}, w_attrs), values(dw)),
+            1e-5);
   // And the NCHW ops on the permuted tensors.
   AttrMap nchw_in = in_attrs, nchw_w = w_attrs;
   nchw_in["channels_last"] = nchw_w["channels_last"] = false;
-  const Tensor gy_nchw = from_channels_last(gy).contiguous(), x_nchw = from_channels_last(xv).contiguous();
-  EXPECT_LT(rel_diff(dx, values(nhwc(apply1("conv2d_backward_input", {gy_nchw, wv}, nchw_in)))), 1e-12);
-  EXPECT_LT(rel_diff(dw, values(apply1("conv2d_backward_weight", {x_nchw, gy_nchw}, nchw_w))), 1e-12);
+  const Tensor gy_nchw = from_channels_last(gy).contiguous(),
+               x_nchw = from_channels_last(xv).contiguous();
+  EXPECT_LT(rel_diff(dx, values(nhwc(apply1("conv2d_backward_input", {gy_nchw, wv}, nchw_in)))),
+            1e-12);
+  EXPECT_LT(rel_diff(dw, values(apply1("conv2d_backward_weight", {x_nchw, gy_nchw}, nchw_w))),
+            1e-12);
 }
 
 TEST(ChannelsLastConv, BadInputsNameTheLayout) {
   const Tensor w = random_tensor({4, 3, 3, 3}, 1);
-  test::expect_error<ShapeError>([&] { conv2d_channels_last(random_tensor({5, 5, 3}, 2), w); },
-                                 {"conv2d", "[N, H, W, C] (channels_last)", "[5, 5, 3]"});
-  // An NCHW tensor passed as channels-last: 5 "channels" for a 3-channel weight.
-  test::expect_error<ShapeError>([&] { conv2d_channels_last(random_tensor({1, 3, 6, 5}, 3), w); },
-                                 {"conv2d", "expects 3 input channels", "has 5"});
   test::expect_error<ShapeError>(
-      [&] { max_pool2d_channels_last(random_tensor({3, 6, 5}, 4), {2}); },
+      [&] {
+        conv2d_channels_last(random_tensor({5, 5, 3}, 2), w);
+      },
+      {"conv2d", "[N, H, W, C] (channels_last)", "[5, 5, 3]"});
+  // An NCHW tensor passed as channels-last: 5 "channels" for a 3-channel weight.
+  test::expect_error<ShapeError>(
+      [&] {
+        conv2d_channels_last(random_tensor({1, 3, 6, 5}, 3), w);
+      },
+      {"conv2d", "expects 3 input channels", "has 5"});
+  test::expect_error<ShapeError>(
+      [&] {
+        max_pool2d_channels_last(random_tensor({3, 6, 5}, 4), {2});
+      },
       {"max_pool2d", "[N, H, W, C] (channels_last)"});
 }
 
@@ -189,20 +211,22 @@ TEST(ChannelsLastPool, MaxPoolValuesAndGradientsMatchTheNchwOp) {
   for (const PoolCase& c : kPoolCases) {
     SCOPED_TRACE(shape_str(c.x));
     auto pool = [&](const Tensor& x, bool last) {
-      return last ? max_pool2d_channels_last(x, c.kernel, c.stride, c.padding, c.dilation, c.ceil_mode)
+      return last ? max_pool2d_channels_last(x, c.kernel, c.stride, c.padding, c.dilation,
+                                             c.ceil_mode)
                   : max_pool2d(x, c.kernel, c.stride, c.padding, c.dilation, c.ceil_mode);
     };
     const Tensor x = random_tensor(c.x, seed++);
     EXPECT_LT(rel_diff(pool(nhwc(x), true), values(nhwc(pool(x, false)))), 1e-15);
     // float32 through the NCHW op's vectorized kernel.
-    EXPECT_LT(rel_diff(pool(cast(nhwc(x), DType::Float32), true), values(nhwc(pool(x, false)))), 1e-7);
+    EXPECT_LT(rel_diff(pool(cast(nhwc(x), DType::Float32), true), values(nhwc(pool(x, false)))),
+              1e-7);
     if (c.x[0] == 0) continue;  // (a sum over an empty tensor crashes the CPU reduction kernel)
     const Tensor r = random_tensor(pool(x, false).shape(), seed++);
-    const auto [v0, g0] = value_and_grad([&](const std::vector<Tensor>& a) { return sum(pool(a[0], false) * r); },
-                                         {0})({x});
+    const auto [v0, g0] = value_and_grad(
+        [&](const std::vector<Tensor>& a) { return sum(pool(a[0], false) * r); }, {0})({x});
     const Tensor r_cl = nhwc(r);
-    const auto [v1, g1] = value_and_grad([&](const std::vector<Tensor>& a) { return sum(pool(a[0], true) * r_cl); },
-                                         {0})({nhwc(x)});
+    const auto [v1, g1] = value_and_grad(
+        [&](const std::vector<Tensor>& a) { return sum(pool(a[0], true) * r_cl); }, {0})({nhwc(x)});
     EXPECT_NEAR(v1.item<double>(), v0.item<double>(), 1e-12);
     EXPECT_LT(rel_diff(g1[0], values(nhwc(g0[0]))), 1e-15);
   }
@@ -257,10 +281,11 @@ TEST(ChannelsLastNet, ConvBatchNormReluPoolGradientsMatchFiniteDifferences) {
     y = batch_norm_train(y.reshape({-1, s[3], 1, 1}), a[2], a[3]).y.reshape(s);
     return sum(max_pool2d_channels_last(relu(y), {2}, {2}, {0}, {1}, true) * r);
   };
-  testing::expect_gradients_match(net,
-                                  {testing::lcg_tensor({2, 5, 5, 3}, 1), testing::lcg_tensor({4, 3, 3, 3}, 2),
-                                   testing::lcg_tensor({4}, 3, 0.5, 1.5), testing::lcg_tensor({4}, 4)},
-                                  {0, 1, 2, 3}, 1e-5);
+  testing::expect_gradients_match(
+      net,
+      {testing::lcg_tensor({2, 5, 5, 3}, 1), testing::lcg_tensor({4, 3, 3, 3}, 2),
+       testing::lcg_tensor({4}, 3, 0.5, 1.5), testing::lcg_tensor({4}, 4)},
+      {0, 1, 2, 3}, 1e-5);
 }
 
 double max_abs_diff(const Tensor& a, const Tensor& b) {
@@ -269,9 +294,10 @@ double max_abs_diff(const Tensor& a, const Tensor& b) {
 
 std::shared_ptr<nn::Sequential> small_net() {
   return std::make_shared<nn::Sequential>(std::vector<nn::ModulePtr>{
-      std::make_shared<nn::Conv2d>(3, 8, Pair{3}, Pair{1}, Pair{1}), std::make_shared<nn::BatchNorm2d>(8),
-      nn::ReLU(), nn::MaxPool2d({3}, {2}, {1}), std::make_shared<nn::Conv2d>(8, 6, Pair{3}, Pair{2}),
-      nn::AvgPool2d({2}), nn::AdaptiveAvgPool2d({1})});
+      std::make_shared<nn::Conv2d>(3, 8, Pair{3}, Pair{1}, Pair{1}),
+      std::make_shared<nn::BatchNorm2d>(8), nn::ReLU(), nn::MaxPool2d({3}, {2}, {1}),
+      std::make_shared<nn::Conv2d>(8, 6, Pair{3}, Pair{2}), nn::AvgPool2d({2}),
+      nn::AdaptiveAvgPool2d({1})});
 }
 
 // The same weights in both layouts: the same outputs (permuted) and running
@@ -294,8 +320,11 @@ TEST(ChannelsLastLayers, ConvBatchNormPoolingMatchTheNchwLayers) {
     EXPECT_LT(max_abs_diff(bn_last.running_mean, bn_nchw.running_mean), 1e-6);
     EXPECT_LT(max_abs_diff(bn_last.running_var, bn_nchw.running_var), 1e-6);
   }
-  test::expect_error<ShapeError>([&] { (*last)[1](random_normal({8, 5, 5}, 5)); },
-                                 {"BatchNorm2d", "[N, H, W, C]"});
+  test::expect_error<ShapeError>(
+      [&] {
+        (*last)[1](random_normal({8, 5, 5}, 5));
+      },
+      {"BatchNorm2d", "[N, H, W, C]"});
 }
 
 // ResNet-18 (train-mode BN) in both layouts: the same logits, and after one SGD
@@ -374,8 +403,9 @@ TEST(CudaChannelsLastConv, ChannelsLastCallsNeverReachAnNchwKernel) {
     const std::vector<TensorType> in{{t, xs}, {t, c.w}};
     EXPECT_EQ(select_kernel(OpContext{conv, conv_full, in, "conv2d"}, DeviceKind::CUDA).impl,
               t == DType::Float64 ? "reference" : "cudnn-nhwc");
-    EXPECT_EQ(select_kernel(OpContext{pool, pool_full, {in[0]}, "max_pool2d"}, DeviceKind::CUDA).impl,
-              "nvrtc-nhwc");
+    EXPECT_EQ(
+        select_kernel(OpContext{pool, pool_full, {in[0]}, "max_pool2d"}, DeviceKind::CUDA).impl,
+        "nvrtc-nhwc");
   }
 }
 
@@ -384,7 +414,8 @@ TEST(CudaChannelsLastConv, ChannelsLastCallsNeverReachAnNchwKernel) {
 TEST(CudaChannelsLastBatchNorm, ColumnKernelsMatchTheReference) {
   DS_REQUIRE_GPU();
   using namespace cuda_dnn_test;
-  const Shape shapes[] = {{20000, 3}, {1000, 64}, {37, 5}, {3, 70, 1, 1}, {513, 130}, {1, 1}, {0, 8}};
+  const Shape shapes[] = {{20000, 3}, {1000, 64}, {37, 5}, {3, 70, 1, 1},
+                          {513, 130}, {1, 1},     {0, 8}};
   uint64_t seed = 500;
   for (DType t : kFloats)
     for (const Shape& s : shapes) {
@@ -394,7 +425,8 @@ TEST(CudaChannelsLastBatchNorm, ColumnKernelsMatchTheReference) {
       const double tl = std::max(tol(t), sum_tol(st, m));
       const Tensor x = uniform(s, seed++, t, 1, 4), dy = uniform(s, seed++, t);
       const Tensor w = uniform({s[1]}, seed++, st, 0.5, 1.5), b = uniform({s[1]}, seed++, st);
-      const Tensor mean = uniform({s[1]}, seed++, st, 2, 3), var = uniform({s[1]}, seed++, st, 0.2, 1.5);
+      const Tensor mean = uniform({s[1]}, seed++, st, 2, 3),
+                   var = uniform({s[1]}, seed++, st, 0.2, 1.5);
       const AttrMap eps = {{"eps", 1e-5}};
       const std::string what = at(t, s);
       check_op("batch_norm_train", {x, w, b}, eps, "nvrtc-columns", tl, "forward" + what);
@@ -443,8 +475,8 @@ TEST(CudaChannelsLastPool, MaxPoolForwardAndBackwardMatchTheReference) {
   for (DType t : kFloats)
     for (const PoolCase& c : kPoolCases) {
       const Shape xs = nhwc_shape(c.x);
-      const AttrMap attrs = {{"kernel_size", c.kernel}, {"stride", c.stride},
-                             {"padding", c.padding},    {"dilation", c.dilation},
+      const AttrMap attrs = {{"kernel_size", c.kernel},  {"stride", c.stride},
+                             {"padding", c.padding},     {"dilation", c.dilation},
                              {"ceil_mode", c.ceil_mode}, {"channels_last", true}};
       const Tensor x = uniform(xs, seed++, t);
       const Shape ys = out_shape("max_pool2d", {xs}, t, attrs);

@@ -31,7 +31,9 @@ const std::map<std::string, Activations>& activations() {
   return m;
 }
 
-Shape nchw_shape(const Shape& nhwc) { return {nhwc[0], nhwc[3], nhwc[1], nhwc[2]}; }
+Shape nchw_shape(const Shape& nhwc) {
+  return {nhwc[0], nhwc[3], nhwc[1], nhwc[2]};
+}
 
 void run_via_nchw(const KernelCall& kc) {
   const Activations& act = activations().at(kc.ctx.op.name);
@@ -51,7 +53,8 @@ void run_via_nchw(const KernelCall& kc) {
 
 const OpRegistrar reg([] {
   for (const auto& [op, _] : activations())
-    register_kernel(op, DeviceKind::CPU, {run_via_nchw, ops::is_channels_last, "nchw-permuted", 100});
+    register_kernel(op, DeviceKind::CPU,
+                    {run_via_nchw, ops::is_channels_last, "nchw-permuted", 100});
 });
 
 }  // namespace

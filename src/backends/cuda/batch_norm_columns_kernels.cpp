@@ -39,7 +39,8 @@ Plan plan_for(const Tensor& x, int device) {
   const int64_t most = std::max<int64_t>(1, p.rows / (8 * 16));
   const int64_t chunks = std::min<int64_t>({want, most, 65535});
   p.rows_per_chunk = std::max<int64_t>(1, (p.rows + chunks - 1) / chunks);
-  p.chunks = static_cast<unsigned>(std::max<int64_t>(1, (p.rows + p.rows_per_chunk - 1) / p.rows_per_chunk));
+  p.chunks = static_cast<unsigned>(
+      std::max<int64_t>(1, (p.rows + p.rows_per_chunk - 1) / p.rows_per_chunk));
   return p;
 }
 
@@ -54,18 +55,22 @@ Tensor scratch(const Shape& shape, const KernelCall& kc, const Tensor& x) {
 
 void launch_sums(int dev, const std::string& src, const char* name, const Plan& p, void** args,
                  const char* what) {
-  launch(dev, get_kernel(dev, src, name), dim3(p.column_blocks, p.chunks), dim3(32, 8), args, 0, what);
+  launch(dev, get_kernel(dev, src, name), dim3(p.column_blocks, p.chunks), dim3(32, 8), args, 0,
+         what);
 }
 
 // A warp per channel.
-dim3 finalize_grid(const Plan& p) { return dim3(static_cast<unsigned>((p.channels + 7) / 8)); }
+dim3 finalize_grid(const Plan& p) {
+  return dim3(static_cast<unsigned>((p.channels + 7) / 8));
+}
 
 void forward(const KernelCall& kc) {
   const Tensor& x = kc.inputs[0];
   if (x.dim(1) == 0) return;
   const int dev = call_device(kc);
   const Plan p = plan_for(x, dev);
-  Tensor partial = scratch({p.chunks, p.channels, 2}, kc, x), coef = scratch({p.channels, 4}, kc, x);
+  Tensor partial = scratch({p.chunks, p.channels, 2}, kc, x),
+         coef = scratch({p.channels, 4}, kc, x);
   const void* xp = x.raw_data();
   const void* wp = optional_input(kc, 1);
   const void* bp = optional_input(kc, 2);
@@ -92,7 +97,8 @@ void backward(const KernelCall& kc) {
   if (x.dim(1) == 0) return;
   const int dev = call_device(kc);
   const Plan p = plan_for(x, dev);
-  Tensor partial = scratch({p.chunks, p.channels, 2}, kc, x), coef = scratch({p.channels, 4}, kc, x);
+  Tensor partial = scratch({p.chunks, p.channels, 2}, kc, x),
+         coef = scratch({p.channels, 4}, kc, x);
   const void *dyp = kc.inputs[0].raw_data(), *xp = x.raw_data();
   const void *mp = kc.inputs[2].raw_data(), *vp = kc.inputs[3].raw_data();
   const void* wp = optional_input(kc, 4);
@@ -126,8 +132,9 @@ bool columns(const OpContext& c, size_t x_index) {
 const OpRegistrar reg([] {
   register_kernel("batch_norm_train", DeviceKind::CUDA,
                   {forward, [](const OpContext& c) { return columns(c, 0); }, "nvrtc-columns", 20});
-  register_kernel("batch_norm_train_backward", DeviceKind::CUDA,
-                  {backward, [](const OpContext& c) { return columns(c, 1); }, "nvrtc-columns", 20});
+  register_kernel(
+      "batch_norm_train_backward", DeviceKind::CUDA,
+      {backward, [](const OpContext& c) { return columns(c, 1); }, "nvrtc-columns", 20});
 });
 
 }  // namespace

@@ -39,7 +39,9 @@ void from_krsc(const ConvGeom& g, const void* src, Tensor& w, int device) {
                {i * kh * kw, kh * kw, kw, 1}, dtype_size(w.dtype()), "conv2d weight from KRSC");
 }
 
-bool one_by_one(const ConvGeom& g) { return g.kh == 1 && g.kw == 1; }
+bool one_by_one(const ConvGeom& g) {
+  return g.kh == 1 && g.kw == 1;
+}
 
 std::shared_ptr<void> buffer_like(const Tensor& t) {
   return allocate(static_cast<size_t>(t.numel()) * dtype_size(t.dtype()), t.device().index);
@@ -137,7 +139,9 @@ void convolve(ConvDir dir, const ConvGeom& g, int dev, const Tensor& a, const Te
 
 // ---- kernels
 
-bool has_work(const Tensor& a, const Tensor& b) { return a.numel() > 0 && b.numel() > 0; }
+bool has_work(const Tensor& a, const Tensor& b) {
+  return a.numel() > 0 && b.numel() > 0;
+}
 
 void conv2d_kernel(const KernelCall& kc) {
   const ConvGeom g = ops::conv2d_geom(kc.ctx);

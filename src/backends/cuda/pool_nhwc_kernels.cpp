@@ -19,9 +19,20 @@ struct PoolNhwcArgs {
 
 PoolNhwcArgs args_of(const ops::PoolGeom& g) {
   auto i32 = [](int64_t v) { return static_cast<int>(v); };
-  return {g.n,         g.h,         g.w,        g.c,        g.oh,       g.ow,       i32(g.kh),
-          i32(g.kw),   i32(g.stride.h), i32(g.stride.w), i32(g.pad.h), i32(g.pad.w),
-          i32(g.dil.h), i32(g.dil.w)};
+  return {g.n,
+          g.h,
+          g.w,
+          g.c,
+          g.oh,
+          g.ow,
+          i32(g.kh),
+          i32(g.kw),
+          i32(g.stride.h),
+          i32(g.stride.w),
+          i32(g.pad.h),
+          i32(g.pad.w),
+          i32(g.dil.h),
+          i32(g.dil.w)};
 }
 
 // Grid-stride launch over `n` elements of kernel `name` with args (inputs..., out, geometry).
@@ -35,8 +46,8 @@ void run(const KernelCall& kc, const char* name, int64_t n) {
   void* forward_args[] = {&x, &out, &g};
   void* backward_args[] = {&x, &gy, &out, &g};
   const std::string src = max_pool_nhwc_source(device_type(kc.outputs[0].dtype()));
-  launch(dev, get_kernel(dev, src, name), grid_for(n, dev), 256,
-         gy ? backward_args : forward_args, 0, kc.ctx.op.name.c_str());
+  launch(dev, get_kernel(dev, src, name), grid_for(n, dev), 256, gy ? backward_args : forward_args,
+         0, kc.ctx.op.name.c_str());
 }
 
 // Channels-last float calls (one dtype) whose in-image positions and window
@@ -57,11 +68,10 @@ const OpRegistrar reg([] {
   register_kernel("max_pool2d", DeviceKind::CUDA,
                   {[](const KernelCall& kc) { run(kc, "ds_max_pool_nhwc", kc.outputs[0].numel()); },
                    supported, "nvrtc-nhwc", 30});
-  register_kernel("max_pool2d_backward", DeviceKind::CUDA,
-                  {[](const KernelCall& kc) {
-                     run(kc, "ds_max_pool_nhwc_backward", kc.outputs[0].numel());
-                   },
-                   supported, "nvrtc-nhwc", 30});
+  register_kernel(
+      "max_pool2d_backward", DeviceKind::CUDA,
+      {[](const KernelCall& kc) { run(kc, "ds_max_pool_nhwc_backward", kc.outputs[0].numel()); },
+       supported, "nvrtc-nhwc", 30});
 });
 
 }  // namespace

@@ -27,7 +27,8 @@ std::vector<double> nchw_to_nhwc(const std::vector<double>& v, int64_t n, int64_
   std::vector<double> out(v.size());
   for (int64_t in = 0; in < n; ++in)
     for (int64_t ic = 0; ic < c; ++ic)
-      for (int64_t i = 0; i < h * w; ++i) out[(in * h * w + i) * c + ic] = v[(in * c + ic) * h * w + i];
+      for (int64_t i = 0; i < h * w; ++i)
+        out[(in * h * w + i) * c + ic] = v[(in * c + ic) * h * w + i];
   return out;
 }
 
@@ -36,7 +37,8 @@ std::vector<double> nhwc_to_nchw(const std::vector<double>& v, int64_t n, int64_
   std::vector<double> out(v.size());
   for (int64_t in = 0; in < n; ++in)
     for (int64_t ic = 0; ic < c; ++ic)
-      for (int64_t i = 0; i < h * w; ++i) out[(in * c + ic) * h * w + i] = v[(in * h * w + i) * c + ic];
+      for (int64_t i = 0; i < h * w; ++i)
+        out[(in * c + ic) * h * w + i] = v[(in * h * w + i) * c + ic];
   return out;
 }
 
@@ -44,7 +46,8 @@ namespace {
 
 // The layout an activation of the op is described in, for shape errors.
 const char* act_layout(const OpContext& c, bool output) {
-  if (is_channels_last(c)) return output ? "[N, OH, OW, O] (channels_last)" : "[N, H, W, C] (channels_last)";
+  if (is_channels_last(c))
+    return output ? "[N, OH, OW, O] (channels_last)" : "[N, H, W, C] (channels_last)";
   return output ? "[N, O, OH, OW]" : "[N, C, H, W]";
 }
 
@@ -305,7 +308,8 @@ const OpRegistrar reg([] {
           [](const KernelCall& k) {
             const ConvGeom g = conv2d_geom(k.ctx);
             auto y = conv_forward_f64(g, k.inputs[0], k.inputs[1]);
-            if (k.inputs.size() > 2) add_bias(y, k.inputs[2], g.o, g.channels_last ? 1 : g.oh * g.ow);
+            if (k.inputs.size() > 2)
+              add_bias(y, k.inputs[2], g.o, g.channels_last ? 1 : g.oh * g.ow);
             from_f64(y, k.outputs[0]);
           },
       .vjp =
