@@ -1,5 +1,6 @@
 """Where a ds training step's GPU time goes: ds.profile() around a few steps of the
-issue-5 training cases (ResNet-50 b256 bf16 SGD, GPT-2 124M 16x1024 bf16 AdamW),
+issue-5 training cases (ResNet-50 b256 bf16 SGD, also channels-last as resnet50_cl;
+GPT-2 124M 16x1024 bf16 AdamW),
 then the op table sorted by self CUDA time, the step's wall time, and the share of
 the wall time the GPU was busy (the rest is host work or waiting).
 
@@ -14,12 +15,12 @@ import numpy as np
 import deepseek as ds
 
 
-def resnet50_step(smoke):
+def resnet50_step(smoke, channels_last=False):
     batch, size, classes = (2, 32, 10) if smoke else (256, 224, 1000)
     rng = np.random.default_rng(0)
     x = ds.Tensor(rng.standard_normal((batch, 3, size, size), dtype=np.float32))
     y = ds.Tensor(rng.integers(0, classes, size=batch).astype(np.int64))
-    model = ds.models.resnet50(num_classes=classes)
+    model = ds.models.resnet50(num_classes=classes, channels_last=channels_last)
     step = ds.optim.TrainStep(model, ds.optim.SGD(lr=0.1, momentum=0.9),
                               ds.nn.functional.cross_entropy,
                               target="cpu" if smoke else "cuda", precision="bf16")
@@ -50,7 +51,8 @@ def main():
     args = p.parse_args()
     sync = (lambda: None) if args.smoke else ds.cuda.synchronize
     for case in args.cases.split(","):
-        step, x, y = {"gpt2": gpt2_step, "resnet50": resnet50_step}[case](args.smoke)
+        step, x, y = {"gpt2": gpt2_step, "resnet50": resnet50_step,
+                      "resnet50_cl": lambda smoke: resnet50_step(smoke, True)}[case](args.smoke)
         if not args.smoke:
             x, y = x.to("cuda"), y.to("cuda")
         for _ in range(2):  # compile, then the CUDA graph capture
