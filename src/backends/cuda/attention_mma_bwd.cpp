@@ -116,9 +116,9 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, 2) ds_flash_bwd_mma(
 #pragma unroll
     for (int e = 0; e < 4; ++e) dka[dn][e] = dva[dn][e] = 0.f;
   constexpr int MT = BK / 16;  // query m-tiles of the dQ product
-  constexpr int G = WARPS / MT;  // warps sharing an m-tile, each NPW adjacent head-dim n-tiles
-  constexpr int NPW = DT / G;
-  static_assert(WARPS % MT == 0 && DT % G == 0, "dQ tiles split evenly over the warps");
+  constexpr int G = WARPS / MT;  // warps sharing an m-tile, each up to NPW adjacent head-dim n-tiles
+  constexpr int NPW = (DT + G - 1) / G;
+  static_assert(WARPS % MT == 0, "whole dQ m-tiles per warp");
   const int mt = warp % MT, n0 = (warp / MT) * NPW;
   for (int t = 0; t < tiles; ++t) {
     const int i0 = first + t * BK, buf = t & 1;
@@ -216,20 +216,21 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, 2) ds_flash_bwd_mma(
       ds_ldsm_x4_trans(&dss[kk * 16 + (lane & 7) + ((lane >> 4) << 3)][mt * 16 + ((lane >> 3) & 1) * 8],
                        a);
 #pragma unroll
-      for (int j = 0; j + 1 < NPW; j += 2) {
-        unsigned b[4];
-        ds_b_cols2(kt, kk * 16, (n0 + j) * 8, b);
-        ds_mma(qacc[j], a, b[0], b[1]);
-        ds_mma(qacc[j + 1], a, b[2], b[3]);
-      }
-      if (NPW % 2 == 1) {
-        unsigned b[2];
-        ds_b_cols(kt, kk * 16, (n0 + NPW - 1) * 8, b);
-        ds_mma(qacc[NPW - 1], a, b[0], b[1]);
+      for (int j = 0; j < NPW; j += 2) {
+        if (j + 1 < NPW && n0 + j + 1 < DT) {
+          unsigned b[4];
+          ds_b_cols2(kt, kk * 16, (n0 + j) * 8, b);
+          ds_mma(qacc[j], a, b[0], b[1]);
+          ds_mma(qacc[j + 1], a, b[2], b[3]);
+        } else if (n0 + j < DT) {
+          unsigned b[2];
+          ds_b_cols(kt, kk * 16, (n0 + j) * 8, b);
+          ds_mma(qacc[j], a, b[0], b[1]);
+        }
       }
     }
 #pragma unroll
-    for (int j = 0; j < NPW; ++j) {
+    for (int j = 0; j < NPW && n0 + j < DT; ++j) {
       const int c = (n0 + j) * 8 + tig * 2;
       if (r_lo < sq) ds_add_pair(dq_acc + (long long)r_lo * D + c, qacc[j][0], qacc[j][1]);
       if (r_hi < sq) ds_add_pair(dq_acc + (long long)r_hi * D + c, qacc[j][2], qacc[j][3]);
