@@ -101,9 +101,15 @@ __device__ void ds_bnt_partial(const Pack* __restrict__ a, const Pack* __restric
   }
 }
 
+// The elementwise passes take the blocks in the reverse order of the statistics
+// pass, so they start on the values that pass read last (still in L2).
+__device__ long long ds_bnt_rev_channel() { return gridDim.x - 1 - blockIdx.x; }
+__device__ unsigned ds_bnt_rev_chunk() { return gridDim.y - 1 - blockIdx.y; }
+
 // The channel's partial sums added in float64 by the whole block.
-__device__ void ds_bnt_combine(const A* partial, unsigned chunks, double* t1, double* t2) {
-  const A* p = partial + (long long)blockIdx.x * chunks * 2;
+__device__ void ds_bnt_combine(const A* partial, long long c, unsigned chunks, double* t1,
+                               double* t2) {
+  const A* p = partial + c * chunks * 2;
   double s1 = 0, s2 = 0;
   for (unsigned i = threadIdx.x; i < chunks; i += blockDim.x) {
     s1 += (double)p[2 * i];
@@ -131,15 +137,16 @@ extern "C" __global__ void ds_bnt_normalize(const Pack* __restrict__ x, const A*
                                             A* __restrict__ var_out, long long channels,
                                             unsigned plane_packs, unsigned packs, unsigned per_block,
                                             unsigned stat_chunks, double eps) {
-  const long long c = blockIdx.x;
+  const long long c = ds_bnt_rev_channel();
+  const unsigned chunk = ds_bnt_rev_chunk();
   double s1, s2;
-  ds_bnt_combine(partial, stat_chunks, &s1, &s2);
+  ds_bnt_combine(partial, c, stat_chunks, &s1, &s2);
   const double m = (double)packs * V;
   const double k = (double)ds_bnt_shift(x, c, plane_packs, packs);
   const double dm = s1 / m;                       // mean - k (NaN without values)
   const double var = fmax(s2 / m - dm * dm, 0.0) + 0.0 * dm;  // NaN stays NaN
   const double mean = k + dm;
-  if (blockIdx.y == 0 && threadIdx.x == 0) {
+  if (chunk == 0 && threadIdx.x == 0) {
     mean_out[c] = (A)mean;
     var_out[c] = (A)var;
   }
@@ -148,7 +155,7 @@ extern "C" __global__ void ds_bnt_normalize(const Pack* __restrict__ x, const A*
   const A a_scale = (A)scale;
   // (x - mu) * scale + shift, the rounding of mu folded into the shift.
   const A a_shift = (A)((b ? (double)b[c] : 0.0) - (mean - (double)mu) * scale);
-  const unsigned begin = blockIdx.y * per_block;
+  const unsigned begin = chunk * per_block;
   const unsigned end = min(packs, begin + per_block);
   PackWalk walk(begin, blockDim.x, plane_packs);
   while (walk.j < end) {
@@ -185,12 +192,13 @@ extern "C" __global__ void ds_bnt_grad_input(const Pack* __restrict__ dy, const 
                                              A* __restrict__ db, long long channels,
                                              unsigned plane_packs, unsigned packs, unsigned per_block,
                                              unsigned stat_chunks, double eps) {
-  const long long c = blockIdx.x;
+  const long long c = ds_bnt_rev_channel();
+  const unsigned chunk = ds_bnt_rev_chunk();
   double sdy, sdyxc;
-  ds_bnt_combine(partial, stat_chunks, &sdy, &sdyxc);
+  ds_bnt_combine(partial, c, stat_chunks, &sdy, &sdyxc);
   const double m = (double)packs * V;
   const double invstd = 1.0 / sqrt((double)var[c] + eps);
-  if (blockIdx.y == 0 && threadIdx.x == 0) {
+  if (chunk == 0 && threadIdx.x == 0) {
     db[c] = (A)sdy;
     dw[c] = (A)(sdyxc * invstd);
   }
@@ -200,7 +208,7 @@ extern "C" __global__ void ds_bnt_grad_input(const Pack* __restrict__ dy, const 
   const A a_xc = (A)(-scale * invstd * invstd * sdyxc / m);
   const A a_0 = (A)(-scale * sdy / m);
   const A mu = mean[c];
-  const unsigned begin = blockIdx.y * per_block;
+  const unsigned begin = chunk * per_block;
   const unsigned end = min(packs, begin + per_block);
   PackWalk walk(begin, blockDim.x, plane_packs);
   while (walk.j < end) {
