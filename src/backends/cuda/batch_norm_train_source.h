@@ -51,7 +51,8 @@ struct PackWalk {
 // Loads in flight per thread before their values are used (memory-level parallelism).
 #define DS_BNT_UNROLL 4
 
-// Two sums per block over the block's packs: f(a, b, e) -> the two terms of value e.
+// A block's two sums over its packs: sum(a - center) and sum((a - center)^2), or
+// with kGrad (a = dy, b = x) sum(dy) and sum(dy * (x - center)).
 template <bool kGrad>
 __device__ void ds_bnt_partial(const Pack* __restrict__ a, const Pack* __restrict__ b, A* partial,
                                long long channels, unsigned plane_packs, unsigned packs,
