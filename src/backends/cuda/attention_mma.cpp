@@ -366,7 +366,7 @@ __device__ __forceinline__ void ds_flash_rows(
 )";
 
 const char* const kForward = R"(
-extern "C" __global__ void __launch_bounds__(WARPS * 32, 2) ds_flash_fwd_mma(
+extern "C" __global__ void __launch_bounds__(WARPS * 32, 8 / WARPS) ds_flash_fwd_mma(
     const unsigned short* __restrict__ q, const unsigned short* __restrict__ k,
     const unsigned short* __restrict__ v, unsigned short* __restrict__ o, int sq, int sk,
     float scale_log2, int causal, int vec) {

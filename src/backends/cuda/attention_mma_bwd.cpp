@@ -75,7 +75,7 @@ __device__ __forceinline__ void ds_add_pair(float* p, float a, float b) {
 // blocks of all key tiles add into dq_acc (fp32) with atomics.
 // Dynamic shared memory: qs, gs [2][BK][LD], kt [ROWS][LD], dss [ROWS][BK + 8],
 // ls, dls [2][BK] (shared_bytes on the host).
-extern "C" __global__ void __launch_bounds__(WARPS * 32, 2) ds_flash_bwd_mma(
+extern "C" __global__ void __launch_bounds__(WARPS * 32, 8 / WARPS) ds_flash_bwd_mma(
     const unsigned short* __restrict__ q, const unsigned short* __restrict__ k,
     const unsigned short* __restrict__ v, const unsigned short* __restrict__ g,
     const float* __restrict__ lse, const float* __restrict__ delta, float* __restrict__ dq_acc,
@@ -230,8 +230,9 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, 2) ds_flash_bwd_mma(
       }
     }
 #pragma unroll
-    for (int j = 0; j < NPW && n0 + j < DT; ++j) {
+    for (int j = 0; j < NPW; ++j) {
       const int c = (n0 + j) * 8 + tig * 2;
+      if (n0 + j >= DT) break;
       if (r_lo < sq) ds_add_pair(dq_acc + (long long)r_lo * D + c, qacc[j][0], qacc[j][1]);
       if (r_hi < sq) ds_add_pair(dq_acc + (long long)r_hi * D + c, qacc[j][2], qacc[j][3]);
     }
