@@ -4,6 +4,8 @@
 // through the NCHW kernels, the graph passes leaving them alone, the layers and
 // ResNet-18 in both layouts; the CUDA kernels (CudaChannelsLast*) against the
 // float64 reference kernels.
+#include <algorithm>
+
 #include "backends/cuda/batch_norm_columns_source.h"
 #include "backends/cuda/pool_nhwc_source.h"
 #include "codegen/cuda/emit_cuda.h"
@@ -12,6 +14,7 @@
 #include "ds/models.h"
 #include "ds/optim.h"
 #include "gradcheck.h"
+#include "ir/kernel_inventory.h"
 #include "ir/ops/batch_norm_train.h"
 #include "op_check.h"
 #include "passes/layout_propagation.h"
@@ -353,6 +356,12 @@ TEST(ChannelsLastModels, ResNet18MatchesTheNchwModelInOutputsAndGradients) {
 
 // ---- CUDA: the NHWC kernels against the float64 reference kernels.
 
+// The NHWC convolutions are cuDNN's: a build without cuDNN has none.
+bool has_cudnn_nhwc() {
+  const auto impls = kernel_impls("conv2d", DeviceKind::CUDA);
+  return std::find(impls.begin(), impls.end(), "cudnn-nhwc") != impls.end();
+}
+
 TEST(CudaChannelsLastSource, MaxPoolAndBatchNormCompileWithNvrtcForEveryFloatType) {
   if (!cuda::built_with_cuda()) GTEST_SKIP() << "built without CUDA";
   for (const char* type : {"float", "double", "ds_half", "ds_bf16"}) {
@@ -366,6 +375,7 @@ TEST(CudaChannelsLastSource, MaxPoolAndBatchNormCompileWithNvrtcForEveryFloatTyp
 
 TEST(CudaChannelsLastConv, ForwardAndBothBackwardsMatchTheReference) {
   DS_REQUIRE_GPU();
+  if (!has_cudnn_nhwc()) GTEST_SKIP() << "built without cuDNN";
   using namespace cuda_dnn_test;
   uint64_t seed = 300;
   for (DType t : {DType::Float32, DType::Float16, DType::BFloat16})
@@ -393,6 +403,7 @@ TEST(CudaChannelsLastConv, ForwardAndBothBackwardsMatchTheReference) {
 // an NCHW kernel (cuBLASLt's would take this 1x1 one); max pooling has its own.
 TEST(CudaChannelsLastConv, ChannelsLastCallsNeverReachAnNchwKernel) {
   if (!cuda::built_with_cuda()) GTEST_SKIP() << "built without CUDA";
+  if (!has_cudnn_nhwc()) GTEST_SKIP() << "built without cuDNN";
   const ConvCase& c = kConvCases[4];
   const Shape xs{3, 64, 64, 5};
   const OpDef &conv = get_op("conv2d"), &pool = get_op("max_pool2d");
