@@ -1,6 +1,7 @@
 """Reference models written with ds.nn (C++: ds::models).
 
     model = ds.models.resnet50()                      # torchvision's architecture
+    fast = ds.models.resnet50(channels_last=True)     # NHWC convolutions inside, NCHW input
     ds.models.load_torch_state_dict(model, "resnet50.safetensors")
     gpt = ds.models.gpt2(ds.models.GPTConfig(n_layer=2, n_head=2, n_embd=64))  # nanoGPT's
 
