@@ -199,6 +199,20 @@ codegen::KernelIR narrow_layer_norm(int64_t rows, int64_t len, DType low) {
   return ir;
 }
 
+// The cross-entropy gradient rows of a GPT's logits: (p - onehot * sum) narrowed,
+// p read by both passes (the sum, then the quotient).
+codegen::KernelIR cross_entropy_grad_rows(int64_t rows, int64_t len, DType low) {
+  codegen::KernelIR ir;
+  ir.shape = {rows, len};
+  ir.inputs = {{F32, {rows, len}}, {F32, {rows, len}}};
+  ir.insts = {inst("sum", {0}, F32),       // %2
+              inst("mul", {1, 2}, F32),    // %3
+              inst("sub", {0, 3}, F32),    // %4
+              cast(4, low)};               // %5
+  ir.outputs = {5};
+  return ir;
+}
+
 std::vector<codegen::KernelIR> regions() {
   std::vector<codegen::KernelIR> r = {gelu_bias_scale(1, 1),
                                       gelu_bias_scale(3, 7),
@@ -219,6 +233,11 @@ std::vector<codegen::KernelIR> regions() {
     r.push_back(layer_norm_rows(3, len));
   }
   r.push_back(softmax_rows(4, 64, F64));
+  // Rows past the register cache: the shared-memory kernels.
+  r.push_back(softmax_rows(3, 50257));
+  r.push_back(layer_norm_rows(2, 9000));
+  r.push_back(cross_entropy_grad_rows(2, 50257, BF16));
+  r.push_back(narrow_layer_norm(2, 20000, BF16));
   r.push_back(layer_norm_rows(2, 2000, F64));
   r.push_back(row_reduction(4, 100, "mean", true, F64));
   r.push_back(row_reduction(4, 100, "max", false, F64));
@@ -306,6 +325,20 @@ TEST(CudaCodegen, VectorizesWhereRowsSplitIntoSixteenByteSteps) {
   EXPECT_EQ(short_rows.rows_per_block, 8);
   EXPECT_EQ(short_rows.items, 6);
   EXPECT_EQ(codegen::cuda::emit_cuda_region(row_reduction(3, 2051, "max", true)).rows_per_block, 1);
+  // Rows past 32 elements a thread that several passes read: a shared-memory
+  // kernel of 1024 threads holding the row (float32, 16-byte aligned: 201040 bytes).
+  const auto vocab = codegen::cuda::emit_cuda_region(softmax_rows(3, 50257));
+  EXPECT_EQ(vocab.shared_kernel, "ds_rows_smem_" + vocab.scalar_kernel.substr(8));
+  EXPECT_EQ(vocab.shared_bytes, 201040);
+  EXPECT_EQ(vocab.shared_threads, 1024);
+  EXPECT_NE(vocab.source.find("extern __shared__"), std::string::npos);
+  // Only the inputs several passes read: p, not the one-hot rows.
+  EXPECT_EQ(codegen::cuda::emit_cuda_region(cross_entropy_grad_rows(2, 50257, BF16)).shared_bytes,
+            201040);
+  // Short enough for the registers, one pass, or too long for shared memory: none.
+  EXPECT_EQ(codegen::cuda::emit_cuda_region(softmax_rows(5, 4099)).shared_kernel, "");
+  EXPECT_EQ(codegen::cuda::emit_cuda_region(row_reduction(3, 50000, "sum", false)).shared_kernel, "");
+  EXPECT_EQ(codegen::cuda::emit_cuda_region(softmax_rows(2, 60000)).shared_kernel, "");
   // Past 2^31 elements the index is 64-bit.
   EXPECT_TRUE(codegen::cuda::emit_cuda_region(gelu_bias_scale(int64_t{1} << 20, 4096)).wide_index);
   codegen::KernelIR empty = gelu_bias_scale(0, 8);

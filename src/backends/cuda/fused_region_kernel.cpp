@@ -5,6 +5,7 @@
 #include <memory>
 #include <mutex>
 
+#include "backends/cuda/cuda_check.h"
 #include "backends/cuda/kernel_support.h"
 #include "backends/cuda/nvrtc_module.h"
 #include "codegen/cuda/emit_cuda.h"
@@ -29,6 +30,20 @@ bool aligned16(const void* p) {
   return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }
 
+// Dynamic shared memory a block may opt into on `device` (227 KiB on an H200).
+int64_t shared_optin(int device) {
+  static std::mutex mu;
+  static std::map<int, int> bytes;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = bytes.find(device);
+  if (it == bytes.end()) {
+    int v = 0;
+    DS_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    it = bytes.emplace(device, v).first;
+  }
+  return it->second;
+}
+
 void run_region(const KernelCall& kc) {
   const std::string& text = kc.ctx.s("region");
   const codegen::KernelIR& ir = codegen::cached_kernel_ir(text);
@@ -49,8 +64,20 @@ void run_region(const KernelCall& kc) {
   std::vector<void*> args;
   for (const void*& p : ptrs) args.push_back(&p);
   args.push_back(r.wide_index ? static_cast<void*>(&wide) : static_cast<void*>(&narrow));
-  const std::string& name = vector ? r.vector_kernel : r.scalar_kernel;
-  const cudaKernel_t k = get_kernel(dev, r.source, name);
+  // Long rows: the shared-memory kernel where the device holds its row cache
+  // (1 KiB left for the block reductions' static arrays).
+  if (r.rows && !r.shared_kernel.empty() && r.shared_bytes + 1024 <= shared_optin(dev)) {
+    const cudaKernel_t ks = get_kernel(dev, r.source, r.shared_kernel);
+    // Over the 48 KiB default: set on every call (a reloaded library's kernel may
+    // reuse an older handle), a host-side attribute with no stream work.
+    DS_CUDA_CHECK(cudaKernelSetAttributeForDevice(
+        ks, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(r.shared_bytes), dev));
+    DS_CHECK(items <= 0x7fffffff, ShapeError, kc.ctx.where(), items, " rows exceed the CUDA grid");
+    launch(dev, ks, dim3(static_cast<unsigned>(items)), dim3(r.shared_threads), args.data(),
+           static_cast<size_t>(r.shared_bytes), "fused region (rows in shared memory)");
+    return;
+  }
+  const cudaKernel_t k = get_kernel(dev, r.source, vector ? r.vector_kernel : r.scalar_kernel);
   unsigned grid = 0;
   if (r.rows) {
     const int64_t blocks = (items + r.rows_per_block - 1) / r.rows_per_block;

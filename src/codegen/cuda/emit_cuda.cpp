@@ -403,14 +403,52 @@ void element_cone(const KernelIR& ir, const RowPlan& plan, int r, std::vector<bo
     for (int a : ir.insts[r - ir.inputs.size()].args) element_cone(ir, plan, a, in_cone);
 }
 
-// One warp (rows_per_block 8) or one block per row. The row runs in the passes
-// of plan_rows: each pass strides over the row computing the per-element values
-// its reductions and outputs need, combines the lanes' partial reductions
-// (shuffles, or a block reduction), then computes the row registers they give.
-// Sums accumulate in double, max in the register's type (NaN-propagating).
-// With several passes and at most 32 elements per thread, each thread keeps
-// its elements of the row's inputs in registers: the row is read once.
-std::string rows_kernel(const Plan& p, const std::string& name, int rows_per_block) {
+// The per-element values pass p computes (a cone per pass, inputs included).
+std::vector<std::vector<bool>> pass_cones(const KernelIR& ir, const RowPlan& plan) {
+  const int nin = static_cast<int>(ir.inputs.size());
+  std::vector<std::vector<bool>> cones;
+  for (const RowPass& pass : plan.passes) {
+    std::vector<bool> cone(ir.num_registers(), false);
+    for (int red : pass.reductions)
+      element_cone(ir, plan, red < 0 ? ir.reduce->reg : ir.insts[red - nin].args[0], cone);
+    for (int o : pass.outputs) element_cone(ir, plan, ir.outputs[o], cone);
+    cones.push_back(std::move(cone));
+  }
+  return cones;
+}
+
+// Shared-memory row cache of a block-per-row kernel: each per-element input that
+// several passes read gets len elements (its memory type) at a 16-byte aligned
+// offset; -1 for the others. Returns the bytes.
+int64_t row_shared_layout(const KernelIR& ir, const LoopLayout& l, std::vector<int64_t>& offset) {
+  const RowPlan plan = plan_rows(ir);
+  const auto cones = pass_cones(ir, plan);
+  const int64_t len = l.dims.back();
+  int64_t bytes = 0;
+  offset.assign(ir.inputs.size(), -1);
+  for (size_t i = 0; i < ir.inputs.size(); ++i) {
+    if (l.strides[i].back() == 0) continue;  // constant along the row
+    int passes = 0;
+    for (const auto& cone : cones) passes += cone[i];
+    if (passes < 2) continue;
+    offset[i] = bytes;
+    bytes += (len * mem_size(ir.inputs[i].dtype) + 15) / 16 * 16;
+  }
+  return bytes;
+}
+
+// One warp (rows_per_block 8) or one block of `threads` per row. The row runs in
+// the passes of plan_rows: each pass strides over the row computing the
+// per-element values its reductions and outputs need, combines the lanes'
+// partial reductions (shuffles, or a block reduction), then computes the row
+// registers they give. Sums accumulate in double, max in the register's type
+// (NaN-propagating). With several passes the row's inputs are read once: at
+// most 32 elements per thread stay in registers; longer rows, given a shared
+// layout (`shared_offset`, see row_shared_layout), copy the inputs that several
+// passes read into shared memory first. Either way a thread only reads back the
+// elements it stored (the same j), so no barrier is needed.
+std::string rows_kernel(const Plan& p, const std::string& name, int rows_per_block, int threads,
+                        const std::vector<int64_t>& shared_offset = {}) {
   const KernelIR& ir = p.ir;
   const LoopLayout& l = p.layout;
   const RowPlan plan = plan_rows(ir);
@@ -420,15 +458,15 @@ std::string rows_kernel(const Plan& p, const std::string& name, int rows_per_blo
   const bool warp = rows_per_block > 1;
   const std::string it = p.index;
   std::ostringstream os;
-  os << "extern \"C\" __global__ void __launch_bounds__(" << kThreadsPerBlock << ") " << name
-     << "(" << params(ir, it, "rows") << ") {\n";
+  os << "extern \"C\" __global__ void __launch_bounds__(" << threads << ") " << name << "("
+     << params(ir, it, "rows") << ") {\n";
   if (warp)
     os << "  const " << it << " row = blockIdx.x * " << rows_per_block
        << " + (threadIdx.x >> 5);\n  if (row >= rows) return;\n"
        << "  const " << it << " first = threadIdx.x & 31, step = 32;\n";
   else
     os << "  const " << it << " row = blockIdx.x;\n  if (row >= rows) return;\n"
-       << "  const " << it << " first = threadIdx.x, step = " << kThreadsPerBlock << ";\n";
+       << "  const " << it << " first = threadIdx.x, step = " << threads << ";\n";
   Shape outer(l.dims.begin(), l.dims.end() - 1);
   if (!outer.empty()) os << coords("row", outer, it, used_dims(l, k - 1, false));
   auto input_at = [&](int i, bool per_element) {
@@ -437,23 +475,25 @@ std::string rows_kernel(const Plan& p, const std::string& name, int rows_per_blo
     return load(ir.inputs[i].dtype, "p" + std::to_string(i) + "[" + at + "]");
   };
   auto row_constant = [&](int i) { return l.strides[i][k - 1] == 0; };
+  auto shared = [&](int i) { return !shared_offset.empty() && shared_offset[i] >= 0; };
   // Inputs constant along the row are read once per row (and by row instructions).
+  const auto cones = pass_cones(ir, plan);
   std::vector<bool> used(ir.num_registers(), false);
-  for (const RowPass& pass : plan.passes) {
-    for (int red : pass.reductions)
-      element_cone(ir, plan, red < 0 ? ir.reduce->reg : ir.insts[red - nin].args[0], used);
-    for (int o : pass.outputs) element_cone(ir, plan, ir.outputs[o], used);
-    for (int r : pass.row_insts)
+  for (size_t pi = 0; pi < plan.passes.size(); ++pi) {
+    for (int r = 0; r < ir.num_registers(); ++r) used[r] = used[r] || cones[pi][r];
+    for (int r : plan.passes[pi].row_insts)
       for (int a : ir.insts[r - nin].args) used[a] = used[a] || a < nin;
   }
   for (int i = 0; i < nin; ++i)
     if (used[i] && row_constant(i))
       os << "  const " << reg_type(ir.inputs[i].dtype) << " r" << i << " = " << input_at(i, false)
          << ";\n";
-  const int64_t per_thread = (len + (warp ? 32 : kThreadsPerBlock) - 1) / (warp ? 32 : kThreadsPerBlock);
+  const int lanes = warp ? 32 : threads;
+  const int64_t per_thread = (len + lanes - 1) / lanes;
   bool per_element_inputs = false;
   for (int i = 0; i < nin; ++i) per_element_inputs |= used[i] && !row_constant(i);
-  const bool cached = per_element_inputs && plan.passes.size() > 1 && per_thread <= 32;
+  const bool cached =
+      per_element_inputs && plan.passes.size() > 1 && per_thread <= 32 && shared_offset.empty();
   const std::string E = std::to_string(per_thread);
   if (cached) {
     for (int i = 0; i < nin; ++i)
@@ -466,11 +506,25 @@ std::string rows_kernel(const Plan& p, const std::string& name, int rows_per_blo
         os << "    cache" << i << "[e] = j < " << len << " ? " << input_at(i, true) << " : "
            << (ir.inputs[i].dtype == DType::Bool ? "false" : lit(0, ir.inputs[i].dtype)) << ";\n";
     os << "  }\n";
+  } else if (!shared_offset.empty()) {
+    os << "  extern __shared__ __align__(16) unsigned char ds_row_smem[];\n";
+    for (int i = 0; i < nin; ++i)
+      if (shared(i))
+        os << "  " << mem_type(ir.inputs[i].dtype) << "* const s" << i << " = reinterpret_cast<"
+           << mem_type(ir.inputs[i].dtype) << "*>(ds_row_smem + " << shared_offset[i] << ");\n";
+    os << "  for (" << it << " j = first; j < " << len << "; j += step) {\n";
+    for (int i = 0; i < nin; ++i)
+      if (shared(i)) {
+        std::string at = offset(l, i, k - 1);
+        at = (at == "0" ? "" : at + " + ") + "j";
+        os << "    s" << i << "[j] = p" << i << "[" << at << "];\n";
+      }
+    os << "  }\n";
   }
   const std::string combine_sum = "ds_add_op()", combine_max = "ds_max_op()";
   for (size_t pi = 0; pi < plan.passes.size(); ++pi) {
     const RowPass& pass = plan.passes[pi];
-    std::vector<bool> cone(ir.num_registers(), false);
+    const std::vector<bool>& cone = cones[pi];
     struct Acc {
       int reg;            // the row register (-1: the trailing reduce)
       int operand;
@@ -486,9 +540,7 @@ std::string rows_kernel(const Plan& p, const std::string& name, int rows_per_blo
       a.dtype = ir.register_dtype(a.operand);
       a.type = a.op == "max" ? reg_type(a.dtype) : "double";
       accs.push_back(a);
-      element_cone(ir, plan, a.operand, cone);
     }
-    for (int o : pass.outputs) element_cone(ir, plan, ir.outputs[o], cone);
     const std::string pass_tag = std::to_string(pi);
     for (size_t a = 0; a < accs.size(); ++a)
       os << "  " << accs[a].type << " acc" << pass_tag << "_" << a << " = "
@@ -504,7 +556,10 @@ std::string rows_kernel(const Plan& p, const std::string& name, int rows_per_blo
         if (r < nin) {
           if (!row_constant(r))
             os << "    const " << reg_type(ir.inputs[r].dtype) << " r" << r << " = "
-               << (cached ? "cache" + std::to_string(r) + "[e]" : input_at(r, true)) << ";\n";
+               << (cached      ? "cache" + std::to_string(r) + "[e]"
+                   : shared(r) ? load(ir.inputs[r].dtype, "s" + std::to_string(r) + "[j]")
+                               : input_at(r, true))
+               << ";\n";
         } else {
           os << "  " << inst_code(ir, ir.insts[r - nin], r);
         }
@@ -610,7 +665,17 @@ CudaRegion emit_cuda_region(const KernelIR& ir) {
     r.rows_per_block = len <= 1024 ? kThreadsPerBlock / 32 : 1;
     r.items = n / len;
     r.scalar_kernel = "ds_rows_" + tag;
-    src << rows_kernel(p, r.scalar_kernel, r.rows_per_block);
+    src << rows_kernel(p, r.scalar_kernel, r.rows_per_block, kThreadsPerBlock);
+    // Rows past the register cache (32 elements a thread) whose inputs several
+    // passes read: also a block-per-row kernel reading them once into shared memory.
+    std::vector<int64_t> shared_offset;
+    const int64_t shared_bytes = row_shared_layout(ir, p.layout, shared_offset);
+    if (len > 32 * kThreadsPerBlock && shared_bytes > 0 && shared_bytes <= kMaxRowSharedBytes) {
+      r.shared_kernel = "ds_rows_smem_" + tag;
+      r.shared_bytes = shared_bytes;
+      r.shared_threads = kSharedRowThreads;
+      src << rows_kernel(p, r.shared_kernel, 1, kSharedRowThreads, shared_offset);
+    }
   } else {
     r.items = n;
     r.scalar_kernel = "ds_fused_" + tag;

@@ -34,9 +34,18 @@ struct CudaRegion {
   // Inputs/outputs the vector kernel reads/writes with vector accesses; their
   // base pointers must be 16-byte aligned.
   std::vector<bool> vector_inputs;
+  // Rows too long for the registers whose inputs several passes read: a kernel of
+  // shared_threads per row that first copies those inputs into shared_bytes of
+  // dynamic shared memory, so the row is read from memory once ("" when none; a
+  // device allowing less shared memory per block runs the rows kernel).
+  std::string shared_kernel;
+  int64_t shared_bytes = 0;
+  int shared_threads = 0;
 };
 
 constexpr int kThreadsPerBlock = 256;
+constexpr int kSharedRowThreads = 1024;
+constexpr int64_t kMaxRowSharedBytes = 200 * 1024;  // a GPT-2 vocabulary row of float32
 constexpr int kVectorUnroll = 4;  // vector steps per thread and loop trip (loads in flight)
 
 CudaRegion emit_cuda_region(const KernelIR& ir);
