@@ -162,6 +162,19 @@ int main() {
     bench_op("fused_layer_norm_fp32_8192x8192", "fused", {x, eps}, {{"region", ln.str()}},
              8.0 * n, 8.0 * n, 20, true);
   }
+  {  // GPT-2's log-softmax rows over its vocabulary, log-probabilities and probabilities out:
+     // rows past the register cache, each read once into shared memory for the three passes
+    const int64_t vr = 2048, vc = 50257, vn = vr * vc;
+    const Tensor logits = random_uniform({vr, vc}, 13, -4, 4);
+    codegen::KernelIR ls;
+    ls.shape = {vr, vc};
+    ls.inputs = {{DType::Float32, {vr, vc}}};
+    ls.insts = {inst("max", {0}), inst("sub", {0, 1}), inst("exp", {2}), inst("sum", {3}),
+                inst("log", {4}), inst("sub", {2, 5}), inst("exp", {6})};
+    ls.outputs = {6, 7};
+    bench_op("fused_log_softmax_rows_fp32_2048x50257", "fused", {logits}, {{"region", ls.str()}},
+             6.0 * vn, 12.0 * vn, 10, true);
+  }
   bench_op("layer_norm_fp32_8192x8192", "layer_norm", {x},
            {{"normalized_shape", std::vector<int64_t>{cols}}}, 8.0 * n, 8.0 * n, 20, true);
   bench_op("softmax_fp32_8192x8192", "softmax", {x}, {}, 5.0 * n, 8.0 * n, 20, true);

@@ -29,6 +29,12 @@ def main():
         cases.append(("fused_gelu_bias_scale_bf16", lambda: compiled_bf16(xb, bias, scale), 20))
     shift = torch.rand(8192, 1, device="cuda") * 2 - 1
     cases.append(("fused_sum_exp_rows_fp32", lambda: torch.exp(x - shift).sum(-1, keepdim=True), 20))
+    logits = torch.rand(2048, 50257, device="cuda") * 8 - 4
+
+    def log_softmax_and_probs():
+        lp = torch.log_softmax(logits, -1)
+        return lp, lp.exp()
+    cases.append(("fused_log_softmax_rows_fp32_2048x50257", log_softmax_and_probs, 10))
     for prefix in ("", "fused_"):  # ds: the op's row kernel and the fused row region
         cases.append((prefix + "layer_norm_fp32_8192x8192", lambda: F.layer_norm(x, (8192,)), 20))
         cases.append((prefix + "softmax_fp32_8192x8192", lambda: torch.softmax(x, -1), 20))
