@@ -26,8 +26,10 @@ using ds::test::values;
 namespace nn = ds::nn;
 
 // Odd extents, a single value per channel (N*H*W = 1), one channel, rank 2 and 3.
-const Shape kShapes[] = {{3, 5, 4, 3}, {1, 4, 1, 1}, {6, 1, 5, 7}, {2, 3, 17, 19},
-                         {7, 6},       {4, 3, 9},    {1, 1, 1, 1}};
+// [rows, C] shapes take the column kernels (more rows than a block of them, more
+// channels than a block of them).
+const Shape kShapes[] = {{3, 5, 4, 3}, {1, 4, 1, 1}, {6, 1, 5, 7},     {2, 3, 17, 19}, {7, 6},
+                         {4, 3, 9},    {1, 1, 1, 1}, {600, 37, 1, 1}, {300, 131}};
 
 Tensor axis_channel(const Tensor& t, int rank) {
   Shape s(static_cast<size_t>(rank), 1);
