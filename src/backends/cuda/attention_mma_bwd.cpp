@@ -2,7 +2,7 @@
 // 16 up to 128), recomputing the probabilities, in three kernels:
 //  1. the forward's row loop (ds_flash_rows) without O: each query row's
 //     log-sum-exp and delta = rowsum(dO * O) into scratch rows;
-//  2. per 64 keys (4 warps x 16) over the query tiles: S^T = K Q^T and
+//  2. per block of keys (16 per warp) over the query tiles: S^T = K Q^T and
 //     dP^T = V dO^T, P^T from the stored lse, dV += P^T dO and dK += dS^T Q in
 //     registers, dQ += dS K through shared memory into an fp32 buffer that the
 //     blocks of all key tiles add to with atomics (FlashAttention-2's split:
@@ -22,10 +22,10 @@
 namespace ds::cuda {
 namespace {
 
-// Warps per block (16 query or key rows each): 4, so that two blocks share an
-// SM (about 230 registers a thread) and one block's softmax overlaps the
-// other's products.
-constexpr int kWarps = 4;
+// Warps per block (16 query or key rows each): 8, one block per SM (about 230
+// registers a thread); 128 keys per block take half the dQ atomics and Q/dO
+// tile loads of 4-warp blocks.
+constexpr int kWarps = 8;
 constexpr int kRows = kWarps * 16;
 
 const char* const kBackward = R"(
@@ -68,7 +68,7 @@ __device__ __forceinline__ void ds_add_pair(float* p, float a, float b) {
 #endif
 }
 
-// Per 64 keys (4 warps x 16) over the query tiles (BK rows): S^T = K Q^T and
+// Per ROWS keys (16 per warp) over the query tiles (BK rows): S^T = K Q^T and
 // dP^T = V dO^T, P^T from the stored lse, dS^T = P^T (dP^T - delta);
 // dV += P^T dO and dK += dS^T Q stay in registers. dS goes through shared
 // memory for dQ += dS K (each warp a 16-query by NPW n-tile part), which the
