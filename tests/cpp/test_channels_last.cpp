@@ -367,9 +367,10 @@ TEST(CudaChannelsLastSource, MaxPoolAndBatchNormCompileWithNvrtcForEveryFloatTyp
   for (const char* type : {"float", "double", "ds_half", "ds_bf16"}) {
     ASSERT_NO_THROW(codegen::cuda::nvrtc_compile_log(cuda::max_pool_nhwc_source(type), "sm_90a"))
         << type;
-    ASSERT_NO_THROW(
-        codegen::cuda::nvrtc_compile_log(cuda::batch_norm_columns_source(type), "sm_90a"))
-        << type;
+    for (int vec = 1; vec <= 8; vec *= 2)
+      ASSERT_NO_THROW(
+          codegen::cuda::nvrtc_compile_log(cuda::batch_norm_columns_source(type, vec), "sm_90a"))
+          << type << " x" << vec;
   }
 }
 

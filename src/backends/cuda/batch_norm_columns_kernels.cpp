@@ -6,6 +6,8 @@
 // batch_norm_train_kernels.cpp, which read such a column one strided element
 // at a time.
 #include <algorithm>
+#include <cstdint>
+#include <initializer_list>
 
 #include "backends/cuda/batch_norm_columns_source.h"
 #include "backends/cuda/cuda_check.h"
@@ -59,6 +61,17 @@ void launch_sums(int dev, const std::string& src, const char* name, const Plan& 
          what);
 }
 
+// Values per pack of the elementwise passes: the widest of 16/8/4/2 bytes that
+// divides the channel count and every pointer's alignment.
+int pack_width(int64_t channels, size_t elem, std::initializer_list<const void*> ptrs) {
+  for (int v = static_cast<int>(16 / elem); v > 1; v /= 2) {
+    bool ok = channels % v == 0;
+    for (const void* p : ptrs) ok = ok && reinterpret_cast<uintptr_t>(p) % (v * elem) == 0;
+    if (ok) return v;
+  }
+  return 1;
+}
+
 // A warp per channel.
 dim3 finalize_grid(const Plan& p) {
   return dim3(static_cast<unsigned>((p.channels + 7) / 8));
@@ -79,7 +92,8 @@ void forward(const KernelCall& kc) {
   long long rows = p.rows, channels = p.channels, per_chunk = p.rows_per_chunk, n = x.numel();
   unsigned chunks = p.chunks;
   double eps = kc.ctx.f("eps");
-  const std::string src = batch_norm_columns_source(device_type(x.dtype()));
+  const int vec = pack_width(channels, dtype_size(x.dtype()), {xp, yp});
+  const std::string src = batch_norm_columns_source(device_type(x.dtype()), vec);
   void* stats_args[] = {&xp, &pp, &rows, &channels, &per_chunk};
   launch_sums(dev, src, "ds_bnc_stats", p, stats_args, "batch_norm_train statistics");
   void* fin_args[] = {&xp, &pp, &wp, &bp, &mp, &vp, &cp, &rows, &channels, &chunks, &eps};
@@ -87,8 +101,9 @@ void forward(const KernelCall& kc) {
          "batch_norm_train statistics");
   if (n == 0) return;
   const void* ccp = cp;
-  void* norm_args[] = {&xp, &ccp, &yp, &n, &channels};
-  launch(dev, get_kernel(dev, src, "ds_bnc_normalize"), grid_for(n, dev), 256, norm_args, 0,
+  long long packs = n / vec;
+  void* norm_args[] = {&xp, &ccp, &yp, &packs, &channels};
+  launch(dev, get_kernel(dev, src, "ds_bnc_normalize"), grid_for(packs, dev), 256, norm_args, 0,
          "batch_norm_train normalize");
 }
 
@@ -107,7 +122,8 @@ void backward(const KernelCall& kc) {
   long long rows = p.rows, channels = p.channels, per_chunk = p.rows_per_chunk, n = x.numel();
   unsigned chunks = p.chunks;
   double eps = kc.ctx.f("eps");
-  const std::string src = batch_norm_columns_source(device_type(x.dtype()));
+  const int vec = pack_width(channels, dtype_size(x.dtype()), {dyp, xp, dxp});
+  const std::string src = batch_norm_columns_source(device_type(x.dtype()), vec);
   void* stats_args[] = {&dyp, &xp, &mp, &pp, &rows, &channels, &per_chunk};
   launch_sums(dev, src, "ds_bnc_grad_stats", p, stats_args, "batch_norm_train_backward statistics");
   void* fin_args[] = {&pp, &mp, &vp, &wp, &dwp, &dbp, &cp, &rows, &channels, &chunks, &eps};
@@ -115,8 +131,9 @@ void backward(const KernelCall& kc) {
          "batch_norm_train_backward statistics");
   if (n == 0) return;
   const void* ccp = cp;
-  void* dx_args[] = {&dyp, &xp, &ccp, &dxp, &n, &channels};
-  launch(dev, get_kernel(dev, src, "ds_bnc_grad_input"), grid_for(n, dev), 256, dx_args, 0,
+  long long packs = n / vec;
+  void* dx_args[] = {&dyp, &xp, &ccp, &dxp, &packs, &channels};
+  launch(dev, get_kernel(dev, src, "ds_bnc_grad_input"), grid_for(packs, dev), 256, dx_args, 0,
          "batch_norm_train_backward dx");
 }
 

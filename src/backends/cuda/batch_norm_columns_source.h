@@ -14,6 +14,8 @@
 //                       coefficients of the elementwise pass, coef [C, 4]
 //   ds_bnc_normalize    y = (x - mu) * scale + shift
 //   ds_bnc_grad_input   dx = a_dy * dy + a_xc * (x - mu) + a_0
+// The elementwise passes move packs of V values (16 bytes where C and the
+// pointers allow; a pack never crosses a row since V divides C).
 // The arithmetic (shifted sums, float64 combination, the rounding of mu folded
 // into the shift) is that of batch_norm_train_source.h.
 #pragma once
@@ -22,9 +24,12 @@
 
 namespace ds::cuda {
 
-// `type`: the device type of x ("float", "double", "ds_half", "ds_bf16").
-inline std::string batch_norm_columns_source(const std::string& type) {
-  return "typedef " + type + " T;\ntypedef ds_io<T> IO;\ntypedef IO::acc A;\n" + R"(
+// `type`: the device type of x ("float", "double", "ds_half", "ds_bf16"); `vec`:
+// values per pack of the elementwise passes.
+inline std::string batch_norm_columns_source(const std::string& type, int vec) {
+  return "typedef " + type + " T;\ntypedef ds_io<T> IO;\ntypedef IO::acc A;\n#define V " +
+         std::to_string(vec) + R"(
+struct __align__(V * sizeof(T)) Pack { T v[V]; };
 // Block (32, 8) over channels [32 * blockIdx.x, +32) and rows [begin, end) of chunk
 // blockIdx.y. grad: `a` is dy and the shift is mean[c]; else `a` is x and the
 // shift is x[0, c].
@@ -39,6 +44,7 @@ __device__ void ds_bnc_sums(const T* __restrict__ a, const T* __restrict__ x,
   A t1 = A(0), t2 = A(0);
   if (c < channels) {
     const A k = grad ? mean[c] : (rows > 0 ? IO::load(x[c]) : A(0));
+#pragma unroll 4
     for (long long r = begin + threadIdx.y; r < end; r += 8) {
       const long long i = r * channels + c;
       if (grad) {
@@ -129,12 +135,18 @@ extern "C" __global__ void ds_bnc_finalize(const T* __restrict__ x, const A* __r
   coef[c * 4 + 2] = (A)((b ? (double)b[c] : 0.0) - (mean - (double)mu) * scale);
 }
 
-extern "C" __global__ void ds_bnc_normalize(const T* __restrict__ x, const A* __restrict__ coef,
-                                            T* __restrict__ y, long long n, long long channels) {
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+extern "C" __global__ void ds_bnc_normalize(const Pack* __restrict__ x,
+                                            const A* __restrict__ coef, Pack* __restrict__ y,
+                                            long long packs, long long channels) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < packs;
        i += (long long)gridDim.x * blockDim.x) {
-    const A* k = coef + ds_bnc_channel(i, n, channels) * 4;
-    y[i] = IO::store((IO::load(x[i]) - k[0]) * k[1] + k[2]);
+    const A* k = coef + ds_bnc_channel(i * V, packs * V, channels) * 4;
+    const Pack p = x[i];
+    Pack o;
+#pragma unroll
+    for (int e = 0; e < V; ++e)
+      o.v[e] = IO::store((IO::load(p.v[e]) - k[4 * e]) * k[4 * e + 1] + k[4 * e + 2]);
+    y[i] = o;
   }
 }
 
@@ -159,13 +171,20 @@ extern "C" __global__ void ds_bnc_grad_finalize(const A* __restrict__ partial,
   coef[c * 4 + 3] = (A)(-scale * sdy / m);
 }
 
-extern "C" __global__ void ds_bnc_grad_input(const T* __restrict__ dy, const T* __restrict__ x,
-                                             const A* __restrict__ coef, T* __restrict__ dx,
-                                             long long n, long long channels) {
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+extern "C" __global__ void ds_bnc_grad_input(const Pack* __restrict__ dy,
+                                             const Pack* __restrict__ x,
+                                             const A* __restrict__ coef, Pack* __restrict__ dx,
+                                             long long packs, long long channels) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < packs;
        i += (long long)gridDim.x * blockDim.x) {
-    const A* k = coef + ds_bnc_channel(i, n, channels) * 4;
-    dx[i] = IO::store(k[1] * IO::load(dy[i]) + k[2] * (IO::load(x[i]) - k[0]) + k[3]);
+    const A* k = coef + ds_bnc_channel(i * V, packs * V, channels) * 4;
+    const Pack g = dy[i], p = x[i];
+    Pack o;
+#pragma unroll
+    for (int e = 0; e < V; ++e)
+      o.v[e] = IO::store(k[4 * e + 1] * IO::load(g.v[e]) +
+                         k[4 * e + 2] * (IO::load(p.v[e]) - k[4 * e]) + k[4 * e + 3]);
+    dx[i] = o;
   }
 }
 )";
