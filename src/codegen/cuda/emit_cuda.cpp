@@ -512,7 +512,8 @@ std::string rows_kernel(const Plan& p, const std::string& name, int rows_per_blo
       if (shared(i))
         os << "  " << mem_type(ir.inputs[i].dtype) << "* const s" << i << " = reinterpret_cast<"
            << mem_type(ir.inputs[i].dtype) << "*>(ds_row_smem + " << shared_offset[i] << ");\n";
-    os << "  for (" << it << " j = first; j < " << len << "; j += step) {\n";
+    // Unrolled so that each thread has several loads in flight (one block per SM).
+    os << "#pragma unroll 8\n  for (" << it << " j = first; j < " << len << "; j += step) {\n";
     for (int i = 0; i < nin; ++i)
       if (shared(i)) {
         std::string at = offset(l, i, k - 1);
