@@ -17,7 +17,7 @@ Writes bench/results/compiled_vs_eager.json. OMP_WAIT_POLICY defaults to PASSIVE
 shared 2-core machine the convolutions measured 100x slower and noisy.
 
   cmake -B build -DDS_BUILD_PYTHON=ON && ninja -C build _core
-  PYTHONPATH=build/python python3 bench/run_compiled_vs_eager.py [--threads 2] [--rounds 5]
+  PYTHONPATH=build/python python3 bench/run_compiled_vs_eager.py [--threads 2] [--rounds 5] [--out F]
 """
 import argparse
 import json
@@ -161,6 +161,7 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--budget", type=float, default=0.4, help="seconds per timing")
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "compiled_vs_eager.json"))
     p.add_argument("--compile-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     ds.set_num_threads(args.threads)
@@ -172,12 +173,17 @@ def main():
                    f"--threads {args.threads} --rounds {args.rounds}",
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
                     "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
-                    "load_average": os.getloadavg()},
+                    "load_average": os.getloadavg(),
+                    # SCHED_FIFO (chrt -f): measured ahead of the other jobs on a loaded machine.
+                    "scheduler": {os.SCHED_FIFO: "SCHED_FIFO", os.SCHED_RR: "SCHED_RR"}.get(
+                        os.sched_getscheduler(0), "SCHED_OTHER")},
         "forward": compare_forward(args.rounds, args.budget),
         "planned_memory": planned_memory(),
         "compile_resnet18": compile_times(),
     }
-    out = ROOT / "bench" / "results" / "compiled_vs_eager.json"
+    # Other jobs share this machine: the load at the end tells whether it changed meanwhile.
+    result["machine"]["load_average_end"] = os.getloadavg()
+    out = Path(args.out)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
 
