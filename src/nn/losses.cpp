@@ -2,6 +2,7 @@
 #include "ds/nn/losses.h"
 
 #include "ds/ops.h"
+#include "ir/ops/softmax_cross_entropy.h"
 
 namespace ds::nn {
 namespace {
@@ -18,16 +19,20 @@ void check_same_shape(const Tensor& a, const Tensor& b, const std::string& loss)
            " and target ", shape_str(b.shape()), " must have the same shape");
 }
 
+void check_rows(const Tensor& input, const Tensor& target, const std::string& loss) {
+  DS_CHECK(input.ndim() == 2, ShapeError, loss, ": expected input [N, C], got ",
+           shape_str(input.shape()));
+  DS_CHECK(target.ndim() == 1 && target.shape()[0] == input.shape()[0], ShapeError, loss,
+           ": expected target [", input.shape()[0], "] for input ", shape_str(input.shape()),
+           ", got ", shape_str(target.shape()));
+  DS_CHECK(is_integral(target.dtype()), TypeError, loss,
+           ": target must hold class indices (an integer dtype), got ", dtype_name(target.dtype()));
+}
+
 // -logp[target] per row, with ignored rows masked; the masked mean divides by the kept count.
 Tensor nll_rows(const Tensor& log_probs, const Tensor& target, int64_t ignore_index,
                 double label_smoothing, const std::string& reduction, const std::string& loss) {
-  DS_CHECK(log_probs.ndim() == 2, ShapeError, loss, ": expected input [N, C], got ",
-           shape_str(log_probs.shape()));
-  DS_CHECK(target.ndim() == 1 && target.shape()[0] == log_probs.shape()[0], ShapeError, loss,
-           ": expected target [", log_probs.shape()[0], "] for input ",
-           shape_str(log_probs.shape()), ", got ", shape_str(target.shape()));
-  DS_CHECK(is_integral(target.dtype()), TypeError, loss,
-           ": target must hold class indices (an integer dtype), got ", dtype_name(target.dtype()));
+  check_rows(log_probs, target, loss);
   const Tensor keep = ne(target, scalar_like(static_cast<double>(ignore_index), target));
   const Tensor safe = where(keep, target, scalar_like(0.0, target));
   // A gather of each row's target entry (its gradient a scatter): O(N), where a one-hot
@@ -48,8 +53,24 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_sm
                      int64_t ignore_index, const std::string& reduction) {
   DS_CHECK(label_smoothing >= 0 && label_smoothing <= 1, ValueError,
            "cross_entropy: label_smoothing must be in [0, 1], got ", label_smoothing);
-  return nll_rows(log_softmax(logits, 1), target, ignore_index, label_smoothing, reduction,
-                  "cross_entropy");
+  check_rows(logits, target, "cross_entropy");
+  DS_CHECK(reduction == "mean" || reduction == "sum" || reduction == "none", ValueError,
+           "cross_entropy: reduction must be 'mean', 'sum' or 'none', got '", reduction, "'");
+  // One softmax_cross_entropy op: a pass over the logits forward and one backward,
+  // where log_softmax + gather + masks re-read them several times.
+  const bool index_type = target.dtype() == DType::Int32 || target.dtype() == DType::Int64;
+  const Tensor x = is_floating(logits.dtype()) ? logits : cast(logits, DType::Float32);
+  const Tensor per =
+      softmax_cross_entropy(x, index_type ? target : cast(target, DType::Int64), ignore_index,
+                            label_smoothing)
+          .loss;
+  // The loss comes in float32 for float16/bfloat16 logits: the result keeps the logits' type.
+  const auto as_logits = [&](const Tensor& v) { return cast(v, x.dtype()); };
+  if (reduction == "none") return as_logits(per);
+  if (reduction == "sum") return as_logits(sum(per));
+  const Tensor kept = cast(ne(target, scalar_like(static_cast<double>(ignore_index), target)),
+                           per.dtype());
+  return as_logits(sum(per) / sum(kept));
 }
 
 Tensor nll_loss(const Tensor& log_probs, const Tensor& target, int64_t ignore_index,

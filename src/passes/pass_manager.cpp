@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "passes/cross_entropy_low_precision.h"
 #include "passes/layout_propagation.h"
 #include "passes/low_precision_layout.h"
 
@@ -45,6 +46,7 @@ const std::vector<Pass>& pipeline() {
       {"cse", 1, common_subexpression_elimination},
       {"padded_sum_to_concat", 1, padded_sum_to_concat},
       {"low_precision_layout", 1, low_precision_layout},
+      {"cross_entropy_low_precision", 1, cross_entropy_low_precision},
       {"epilogue_fusion", 2, epilogue_fusion},
       {"layout_propagation", 2,
        [](const Graph& g) { return layout_propagation(g, conv_channel_block()); }},
