@@ -6,7 +6,12 @@
 // round where the reference rounds: outputs agree to an ulp of the narrow type.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 
 #include "codegen/cuda/emit_cuda.h"
 #include "codegen/kernel_ir.h"
@@ -378,6 +383,29 @@ TEST(CudaFusedRegions, MatchTheReferenceInterpreter) {
       }
     }
   }
+}
+
+TEST(CudaFusedRegions, DumpKernelsWritesTheGeneratedSource) {
+  DS_REQUIRE_GPU();
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("ds_cuda_dump_" + std::to_string(::getpid()));
+  ::setenv("DS_DUMP_KERNELS", "1", 1);
+  ::setenv("DS_DUMP_DIR", dir.c_str(), 1);
+  const codegen::KernelIR ir = gelu_bias_scale(7, 40);  // a region no other test emits
+  ds::Graph g;
+  std::vector<Tensor> ph;
+  for (size_t i = 0; i < ir.inputs.size(); ++i)
+    ph.push_back(g.placeholder("x" + std::to_string(i), ir.inputs[i].shape, ir.inputs[i].dtype));
+  g.output(g.add("fused", ph, {{"region", ir.str()}})[0], "y");
+  ds::compile(g, "cuda", {.opt_level = 0});  // emits (and compiles) the region
+  ::unsetenv("DS_DUMP_KERNELS");
+  ::unsetenv("DS_DUMP_DIR");
+  const auto r = codegen::cuda::emit_cuda_region(ir);
+  std::ifstream in(dir / (r.scalar_kernel + ".cu"));
+  ASSERT_TRUE(in.good()) << (dir / (r.scalar_kernel + ".cu"));
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, r.source);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(CudaFusedRegions, UnalignedOperandsTakeTheScalarKernel) {

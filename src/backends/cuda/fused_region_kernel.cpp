@@ -1,6 +1,9 @@
 // The CUDA kernel of `fused`: the region's CUDA C++ (codegen/cuda) compiled by
 // NVRTC (memory and disk cache of nvrtc_module). `supports` compiles for device 0
 // when an executable is built, so the first run does not wait for NVRTC.
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -14,15 +17,28 @@
 namespace ds::cuda {
 namespace {
 
+// DS_DUMP_KERNELS=1: each region's generated CUDA source (what NVRTC compiles
+// after the device prelude) as <scalar kernel>.cu in DS_DUMP_DIR (default ./ds_dump).
+void dump_source(const codegen::cuda::CudaRegion& r) {
+  const char* dump = std::getenv("DS_DUMP_KERNELS");
+  if (!dump || std::string(dump) != "1") return;
+  const char* dir_env = std::getenv("DS_DUMP_DIR");
+  const std::filesystem::path dir = dir_env && *dir_env ? dir_env : "ds_dump";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / (r.scalar_kernel + ".cu")) << r.source;
+}
+
 // The generated source per region text (emitting is cheap but not free: runs hit this).
 const codegen::cuda::CudaRegion& region_source(const std::string& text) {
   static std::mutex mu;
   static auto* emitted = new std::map<std::string, std::unique_ptr<codegen::cuda::CudaRegion>>;
   std::lock_guard<std::mutex> lock(mu);
   auto& slot = (*emitted)[text];
-  if (!slot)
+  if (!slot) {
     slot = std::make_unique<codegen::cuda::CudaRegion>(
         codegen::cuda::emit_cuda_region(codegen::cached_kernel_ir(text)));
+    dump_source(*slot);
+  }
   return *slot;
 }
 
