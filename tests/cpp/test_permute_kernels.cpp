@@ -49,7 +49,7 @@ TEST(PermuteKernel, MatchesReferenceForEveryAxisOrderAndDtypeSize) {
   }
 }
 
-TEST(PermuteKernel, LargeTransposesCrossTileEdgesOnEveryThreadCount) {
+TEST(PermuteKernel, LargeTransposesCrossTileEdgesOnOneAndTwoThreads) {
   std::mt19937 rng(4);
   const int before = num_threads();
   for (int threads : {1, 2}) {
@@ -58,6 +58,9 @@ TEST(PermuteKernel, LargeTransposesCrossTileEdgesOnEveryThreadCount) {
     expect_same_bytes(random_tensor({3, 129, 67}, DType::Float64, rng), {2, 0, 1});
     expect_same_bytes(random_tensor({2, 8, 33, 64}, DType::Float32, rng), {0, 2, 1, 3});
     expect_same_bytes(random_tensor({300, 257}, DType::UInt8, rng, 0.0, 250.0), {-1, 0});
+    // Over the serial thresholds (runtime/serial_ops.h: 4 MB): split between threads.
+    expect_same_bytes(random_tensor({1031, 1029}, DType::Float32, rng), {1, 0});
+    expect_same_bytes(random_tensor({64, 40, 33, 17}, DType::Float32, rng), {0, 2, 1, 3});
   }
   set_num_threads(before);
 }
