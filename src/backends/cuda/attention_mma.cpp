@@ -174,7 +174,7 @@ __device__ __forceinline__ float ds_to_float(unsigned short h) {
 #endif
 }
 
-// scale_log2 = scale * log2(e): scores live in the exp2 domain.
+// scale_log2 = scale * log2(e) > 0: the running max and lse live in the exp2 domain.
 template <bool LSE_ONLY>
 __device__ __forceinline__ void ds_flash_rows(
     const unsigned short* __restrict__ q, const unsigned short* __restrict__ k,
@@ -251,14 +251,8 @@ __device__ __forceinline__ void ds_flash_rows(
         }
       }
     }
-    // Scale; mask past the keys and, causal, above the diagonal (only tiles
-    // that reach either).
-#pragma unroll
-    for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[mi][nt][e] *= scale_log2;
+    // Mask past the keys and, causal, above the diagonal (only tiles that
+    // reach either). Scores stay unscaled: the scale goes into the exponents' FMA.
     if (k0 + BK > sk || (causal && k0 + BK - 1 > q0)) {
 #pragma unroll
       for (int mi = 0; mi < MI; ++mi)
@@ -285,7 +279,8 @@ __device__ __forceinline__ void ds_flash_rows(
         t_lo = fmaxf(t_lo, __shfl_xor_sync(0xffffffffu, t_lo, x));
         t_hi = fmaxf(t_hi, __shfl_xor_sync(0xffffffffu, t_hi, x));
       }
-      const float n_lo = fmaxf(m[mi][0], t_lo), n_hi = fmaxf(m[mi][1], t_hi);
+      // The scale is positive (flash_mma_supported): the scaled max is the max scaled.
+      const float n_lo = fmaxf(m[mi][0], t_lo * scale_log2), n_hi = fmaxf(m[mi][1], t_hi * scale_log2);
       // A row with every key masked so far keeps max -inf: exponents use 0 then.
       const float b_lo = n_lo == -DS_INF ? 0.f : n_lo, b_hi = n_hi == -DS_INF ? 0.f : n_hi;
       const float c_lo = ds_exp2(m[mi][0] - b_lo), c_hi = ds_exp2(m[mi][1] - b_hi);
@@ -301,8 +296,10 @@ __device__ __forceinline__ void ds_flash_rows(
       }
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt) {
-        s[mi][nt][0] = ds_exp2(s[mi][nt][0] - b_lo); s[mi][nt][1] = ds_exp2(s[mi][nt][1] - b_lo);
-        s[mi][nt][2] = ds_exp2(s[mi][nt][2] - b_hi); s[mi][nt][3] = ds_exp2(s[mi][nt][3] - b_hi);
+        s[mi][nt][0] = ds_exp2(fmaf(s[mi][nt][0], scale_log2, -b_lo));
+        s[mi][nt][1] = ds_exp2(fmaf(s[mi][nt][1], scale_log2, -b_lo));
+        s[mi][nt][2] = ds_exp2(fmaf(s[mi][nt][2], scale_log2, -b_hi));
+        s[mi][nt][3] = ds_exp2(fmaf(s[mi][nt][3], scale_log2, -b_hi));
         l[mi][0] += s[mi][nt][0] + s[mi][nt][1];
         l[mi][1] += s[mi][nt][2] + s[mi][nt][3];
       }
@@ -439,7 +436,8 @@ bool flash_mma_supported(const OpContext& c) {
   for (size_t i = 0; i + 2 < r; ++i) batch *= q.shape[i];
   static const bool tensor_cores = device_count() > 0 && device_info(0).major >= 8;
   return c.inputs[2].shape.back() == d && d % 16 == 0 && d <= 128 && q.shape[r - 2] < (1 << 30) &&
-         c.inputs[1].shape[r - 2] < (1 << 30) && batch < 65536 && tensor_cores;
+         c.inputs[1].shape[r - 2] < (1 << 30) && batch < 65536 && c.f("scale") >= 0 &&
+         tensor_cores;
 }
 
 }  // namespace ds::cuda

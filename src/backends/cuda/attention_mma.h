@@ -16,7 +16,8 @@ int flash_row_tiles(int64_t d);
 // and stores, and the forward's row loop, for bf16 (else fp16) values.
 std::string flash_mma_common(DType t, int64_t d, int warps);
 // bf16/fp16 q, k, v (and for the backward op out and grad_out) of one dtype, v's
-// head size equal to q's, a multiple of 16 up to 128; a device with tensor cores.
+// head size equal to q's, a multiple of 16 up to 128, a positive scale (or 0:
+// the default); a device with tensor cores.
 bool flash_mma_supported(const OpContext& c);
 // Device memory for per-row log-sum-exp and delta of the backward kernels:
 // grown only and kept for the process (a captured CUDA graph may still use an
