@@ -15,10 +15,14 @@ namespace {
 
 using Axes = std::vector<int64_t>;
 
+// Values per output; `axes` may count from the end.
 int64_t reduced_count(const Shape& s, const Axes& axes) {
+  const auto rank = static_cast<int64_t>(s.size());
   int64_t r = 1;
-  for (size_t d = 0; d < s.size(); ++d)
-    if (axes.empty() || std::count(axes.begin(), axes.end(), static_cast<int64_t>(d))) r *= s[d];
+  for (int64_t d = 0; d < rank; ++d)
+    if (axes.empty() || std::count(axes.begin(), axes.end(), d) ||
+        std::count(axes.begin(), axes.end(), d - rank))
+      r *= s[static_cast<size_t>(d)];
   return r;
 }
 

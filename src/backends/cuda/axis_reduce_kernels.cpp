@@ -5,11 +5,13 @@
 // are described in axis_reduce_source.h.
 //
 // Every reduction reads x once: var/std and logsumexp fold a single pass too.
-// The launch shape is picked from the merged layout so that the GPU has about two
-// waves of 256-thread blocks, each thread keeping several 16-byte loads in flight:
-// a reduced extent too small to fill the GPU is split into slices whose partial
-// results a second, small kernel merges.
+// The launch shape is picked from the merged layout: the widest loads the runs
+// allow, each thread keeping several in flight, and a reduced extent too short to
+// fill the GPU's waves of blocks split into slices whose partial results a second,
+// small kernel merges.
 #include <algorithm>
+#include <map>
+#include <mutex>
 
 #include "backends/cuda/axis_reduce_source.h"
 #include "backends/cuda/kernel_support.h"
@@ -103,15 +105,49 @@ int64_t pow2_at_least(int64_t n) {
   return p;
 }
 
-// Slices of `units` per output: enough blocks for two waves of the GPU, at least
-// `min_units` per slice so that each thread has a few loads to keep in flight.
-void split(RedArgs& g, int64_t blocks, int64_t units, int64_t min_units, int dev) {
-  const int64_t want = int64_t{2} * sm_count(dev) * (2048 / kThreads);
-  int64_t splits =
-      std::clamp<int64_t>(ceil_div(want, blocks), 1, std::max<int64_t>(1, units / min_units));
-  splits = std::min<int64_t>(splits, 65535);  // grid.y
-  g.chunk = ceil_div(units, splits);
+// Blocks of `kernel` resident on the device at once (one wave).
+int64_t wave(int dev, cudaKernel_t kernel, const dim3& block, size_t smem) {
+  static std::mutex mu;
+  static std::map<std::pair<cudaKernel_t, size_t>, int> per_sm;  // (kernel, smem) -> blocks
+  std::lock_guard<std::mutex> lock(mu);
+  auto [it, fresh] = per_sm.try_emplace({kernel, smem}, 0);
+  if (fresh) {
+    const int threads = static_cast<int>(block.x * block.y);
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+            &it->second, reinterpret_cast<const void*>(kernel), threads, smem) != cudaSuccess) {
+      cudaGetLastError();  // not sticky: assume half the SM's threads
+      it->second = 1024 / threads;
+    }
+  }
+  return int64_t{std::max(it->second, 1)} * sm_count(dev);
+}
+
+// Slices of each output's `units` (at most `max_splits`): the count whose blocks
+// fill the last of their waves best, the fewest slices among equals (each slice
+// costs a partial result and its merge). `blocks`: blocks per slice.
+void split(RedArgs& g, int64_t blocks, int64_t units, int64_t max_splits, int64_t slots) {
+  max_splits = std::clamp<int64_t>(max_splits, 1, 65535);  // grid.y
+  int64_t best = 1;
+  double best_time = static_cast<double>(ceil_div(blocks, slots));  // in waves of one slice
+  for (int64_t waves = 1; waves <= 8; ++waves) {
+    const int64_t s = std::min(max_splits, ceil_div(waves * slots, blocks));
+    const double time = static_cast<double>(ceil_div(blocks * s, slots)) / static_cast<double>(s);
+    if (time < best_time * 0.999) best = s, best_time = time;
+  }
+  g.chunk = ceil_div(units, best);
   g.splits = static_cast<int>(ceil_div(units, g.chunk));  // no empty slice
+}
+
+// The widest load (16, 8 or 4 bytes, at least two values) whose units tile runs of
+// `len` values, the data being aligned to it; 1 value where none does.
+int64_t values_per_load(const Tensor& x, int64_t len) {
+  const int64_t size = static_cast<int64_t>(dtype_size(x.dtype()));
+  const auto addr = reinterpret_cast<uintptr_t>(x.raw_data());
+  for (int64_t bytes : {16, 8, 4}) {
+    const int64_t per = bytes / size;
+    if (per >= 2 && len % per == 0 && addr % static_cast<uintptr_t>(bytes) == 0) return per;
+  }
+  return 1;
 }
 
 // sum (mean: divided by n), max, min, var/std (ddof; root: std), logsumexp.
@@ -141,46 +177,40 @@ void reduce_kernel(const KernelCall& kc, Fold fold, bool mean, bool root) {
            0, "axis reduction");
     return;
   }
-  const int64_t lanes = 16 / static_cast<int64_t>(dtype_size(x.dtype()));
-  const bool aligned = reinterpret_cast<uintptr_t>(x.raw_data()) % 16 == 0;
+  // Every stride outside the innermost merged dim is a multiple of its length:
+  // loads that tile it stay aligned everywhere.
+  const int64_t inner = l.inner_reduced ? g.rsize[g.nr - 1] : g.ksize[g.nk - 1];
+  const int64_t per = values_per_load(x, inner);
+  const std::string width = std::to_string(per * static_cast<int64_t>(dtype_size(x.dtype())));
+  const cudaKernel_t kernel = get_kernel(
+      dev, src, (l.inner_reduced ? "ds_rows_" : "ds_columns_") + (per > 1 ? width : "1"));
+  g.run_units = inner / per;
   dim3 grid, block;
   size_t smem = 0;
-  std::string kernel;
+  // At least this many units a thread: its loads in flight outweigh the block's start and merge.
+  const int64_t min_units = 16;
   if (l.inner_reduced) {
-    // Every stride outside the innermost run is a multiple of its length: runs of a
-    // multiple of `lanes` values start 16-byte aligned.
-    const int64_t run = g.rsize[g.nr - 1];
-    const bool vec = aligned && run % lanes == 0;
-    const int64_t per = vec ? lanes : 1;
-    g.run_units = run / per;
     g.units = g.reduced / per;
     // Threads per output: a block for long reductions, down to a warp for short ones.
-    const int64_t width = std::clamp<int64_t>(pow2_at_least(ceil_div(g.units, 4)), 32, kThreads);
-    const int64_t outputs_per_block = kThreads / width;
+    const int64_t threads = std::clamp<int64_t>(pow2_at_least(ceil_div(g.units, 4)), 32, kThreads);
+    const int64_t outputs_per_block = kThreads / threads;
     const int64_t blocks = ceil_div(g.outputs, outputs_per_block);
     DS_CHECK(blocks <= 0x7fffffff, ShapeError, kc.ctx.where(), g.outputs,
              " outputs exceed the CUDA grid");
-    split(g, blocks, g.units, width * 8, dev);
+    block = dim3(static_cast<unsigned>(threads), static_cast<unsigned>(outputs_per_block));
+    smem = kThreads / 32 * pbytes;
+    split(g, blocks, g.units, g.units / (threads * min_units), wave(dev, kernel, block, smem));
     grid = dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(g.splits));
-    block = dim3(static_cast<unsigned>(width), static_cast<unsigned>(outputs_per_block));
-    smem = kThreads * pbytes;
-    kernel = vec ? "ds_rows_vec" : "ds_rows_scalar";
   } else {
-    // The innermost kept dim is contiguous and every other stride a multiple of it.
-    const int64_t inner = g.ksize[g.nk - 1];
-    const bool vec = aligned && inner % lanes == 0;
-    const int64_t per = vec ? lanes : 1;
-    g.run_units = inner / per;
     const int64_t tx = std::min<int64_t>(32, pow2_at_least(g.run_units));
     const int64_t ty = std::min<int64_t>(kThreads / tx, pow2_at_least(g.reduced));
     const int64_t blocks = g.outputs / inner * ceil_div(g.run_units, tx);
     DS_CHECK(blocks <= 0x7fffffff, ShapeError, kc.ctx.where(), g.outputs,
              " outputs exceed the CUDA grid");
-    split(g, blocks, g.reduced, ty * 8, dev);
-    grid = dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(g.splits));
     block = dim3(static_cast<unsigned>(tx), static_cast<unsigned>(ty));
     smem = static_cast<size_t>(tx * ty * per) * pbytes;
-    kernel = vec ? "ds_columns_vec" : "ds_columns_scalar";
+    split(g, blocks, g.reduced, g.reduced / (ty * min_units), wave(dev, kernel, block, smem));
+    grid = dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(g.splits));
   }
   std::shared_ptr<void> partial;
   if (g.splits > 1)
@@ -189,7 +219,7 @@ void reduce_kernel(const KernelCall& kc, Fold fold, bool mean, bool root) {
   const void* xp = x.raw_data();
   void* pp = partial.get();
   void* args[] = {&xp, &pp, &dst, &g};
-  launch(dev, get_kernel(dev, src, kernel), grid, block, args, smem, "axis reduction");
+  launch(dev, kernel, grid, block, args, smem, "axis reduction");
   if (g.splits == 1) return;
   const void* cp = pp;
   void* fargs[] = {&cp, &dst, &g};

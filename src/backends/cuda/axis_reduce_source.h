@@ -11,7 +11,7 @@
 //   ds_columns_*  innermost kept (bias gradients [B*T, D] over {0}): threads along
 //                 the kept dim read consecutive units (coalesced), blockDim.y rows
 //                 of the slice blockIdx.y interleave and are merged in shared memory.
-// *_vec kernels load 16 bytes per unit, *_scalar one element. With one slice pass 1
+// *_16, *_8, *_4 load that many bytes per unit, *_1 one value. With one slice pass 1
 // stores the result; otherwise it writes [splits, outputs] partials that
 // ds_finish_* merge in slice order (a fixed order: results are deterministic).
 //
@@ -44,10 +44,18 @@ struct RedArgs {
   int nk, nr, splits, root;    // root: std's square root
 };
 
+// a / b, in 32 bits where both fit (a 64-bit division is a long instruction sequence).
+__device__ __forceinline__ long long ds_div(long long a, long long b) {
+  return ((a | b) >> 31) == 0 ? (long long)((unsigned)a / (unsigned)b) : a / b;
+}
 // The offset of kept index o over the outer `nk` kept dims.
 __device__ __forceinline__ long long ds_kept_offset(const RedArgs& g, long long o, int nk) {
   long long off = 0;
-  for (int d = nk - 1; d >= 0; --d) { off += (o % g.ksize[d]) * g.kstride[d]; o /= g.ksize[d]; }
+  for (int d = nk - 1; d >= 0; --d) {
+    const long long q = ds_div(o, g.ksize[d]);
+    off += (o - q * g.ksize[d]) * g.kstride[d];
+    o = q;
+  }
   return off;
 }
 // Rows: the offset of run j (the reduced dims outside the innermost one).
@@ -65,12 +73,14 @@ __device__ __forceinline__ long long ds_row_offset(const RedArgs& g, long long r
   return off;
 }
 
-// N values of x loaded at once: 16 bytes when N > 1 (the caller checked alignment).
-template <int N> struct __align__(N > 1 ? 16 : sizeof(T)) ds_pack { T v[N]; };
+// N values of x loaded by one 4-, 8- or 16-byte load (the host checked alignment).
+template <int N> struct __align__(N * sizeof(T)) ds_pack { T v[N]; };
 template <int N> __device__ __forceinline__ ds_pack<N> ds_load(const T* p) {
   ds_pack<N> r;
   if constexpr (N == 1) r.v[0] = p[0];
-  else *reinterpret_cast<uint4*>(r.v) = __ldg(reinterpret_cast<const uint4*>(p));
+  else if constexpr (N * sizeof(T) == 16) *reinterpret_cast<uint4*>(r.v) = __ldg(reinterpret_cast<const uint4*>(p));
+  else if constexpr (N * sizeof(T) == 8) *reinterpret_cast<uint2*>(r.v) = __ldg(reinterpret_cast<const uint2*>(p));
+  else *reinterpret_cast<unsigned*>(r.v) = __ldg(reinterpret_cast<const unsigned*>(p));
   return r;
 }
 
@@ -88,6 +98,7 @@ struct ds_sum {
   static __device__ __forceinline__ P part(Acc a) { return a; }
   static __device__ __forceinline__ P empty() { return A(0); }
   static __device__ __forceinline__ P merge(P a, P b) { return a + b; }
+  static __device__ __forceinline__ P down(P p, int o) { return __shfl_down_sync(~0u, p, o); }
   static __device__ __forceinline__ A result(P p, const RedArgs& g) {
     return g.divisor != 1.0 ? p / A(g.divisor) : p;
   }
@@ -100,6 +111,7 @@ struct ds_max {
   static __device__ __forceinline__ P part(Acc a) { return a; }
   static __device__ __forceinline__ P empty() { return A(-DS_INF); }
   static __device__ __forceinline__ P merge(P a, P b) { return ds_max2(a, b); }
+  static __device__ __forceinline__ P down(P p, int o) { return __shfl_down_sync(~0u, p, o); }
   static __device__ __forceinline__ A result(P p, const RedArgs&) { return p; }
 };
 struct ds_min {
@@ -110,6 +122,7 @@ struct ds_min {
   static __device__ __forceinline__ P part(Acc a) { return a; }
   static __device__ __forceinline__ P empty() { return A(DS_INF); }
   static __device__ __forceinline__ P merge(P a, P b) { return ds_min2(a, b); }
+  static __device__ __forceinline__ P down(P p, int o) { return __shfl_down_sync(~0u, p, o); }
   static __device__ __forceinline__ A result(P p, const RedArgs&) { return p; }
 };
 // Per thread sum(x - k) and sum((x - k)^2), k the output's first value: cheap (no
@@ -143,6 +156,13 @@ struct ds_var {
     r.m2 = a.m2 + b.m2 + d * d * a.n * w;
     return r;
   }
+  static __device__ __forceinline__ P down(P p, int o) {
+    P r;
+    r.n = __shfl_down_sync(~0u, p.n, o);
+    r.mean = __shfl_down_sync(~0u, p.mean, o);
+    r.m2 = __shfl_down_sync(~0u, p.m2, o);
+    return r;
+  }
   static __device__ __forceinline__ A result(P p, const RedArgs& g) {
     const A v = p.m2 / A(g.divisor);  // n == 0: 0/0 = NaN, like the reference
     return g.root ? sqrt(v) : v;
@@ -168,6 +188,12 @@ struct ds_lse {
     if (m == A(-DS_INF)) return a;
     P r; r.m = m;
     r.s = (a.m == A(-DS_INF) ? A(0) : a.s * exp(a.m - m)) + (b.m == A(-DS_INF) ? A(0) : b.s * exp(b.m - m));
+    return r;
+  }
+  static __device__ __forceinline__ P down(P p, int o) {
+    P r;
+    r.m = __shfl_down_sync(~0u, p.m, o);
+    r.s = __shfl_down_sync(~0u, p.s, o);
     return r;
   }
   static __device__ __forceinline__ A result(P p, const RedArgs&) {
@@ -206,7 +232,7 @@ template <int N> struct ds_walk {
   long long run, pos, at, lv, drun, dpos, dat, wrap;
   __device__ __forceinline__ ds_walk(const RedArgs& g, long long u, long long G) {
     lv = g.run_units;
-    run = u / lv; pos = u - run * lv;
+    run = ds_div(u, lv); pos = u - run * lv;
     drun = G / lv; dpos = G - drun * lv;
     const long long rs = g.nr == 2 ? g.rstride[0] : 0;
     at = ds_run_offset(g, run) + pos * N;
@@ -253,9 +279,17 @@ __device__ __forceinline__ void ds_rows(const T* __restrict__ x, P* __restrict__
     }
     part = Op::part(acc);
   }
-  sm[ty * G + tx] = part;
-  ds_tree(sm, ty * G, tx, G, 1, 1);
-  if (tx == 0 && o < g.outputs) ds_emit(partial, out, g, o, s, sm[ty * G]);
+  // Lane 0 of each warp merges its warp (G is a multiple of 32), then thread 0 of
+  // the row merges the row's warps: a fixed order.
+  for (int d = 16; d > 0; d >>= 1) part = Op::merge(part, Op::down(part, d));
+  const int warps = G >> 5;
+  if (warps > 1) {
+    if ((tx & 31) == 0) sm[ty * warps + (tx >> 5)] = part;
+    __syncthreads();
+    if (tx == 0)
+      for (int w = 1; w < warps; ++w) part = Op::merge(part, sm[ty * warps + w]);
+  }
+  if (tx == 0 && o < g.outputs) ds_emit(partial, out, g, o, s, part);
 }
 
 // Innermost dim kept: thread (tx, ty) folds unit column c for rows ty, ty + blockDim.y, ...
@@ -304,19 +338,22 @@ __device__ __forceinline__ void ds_columns(const T* __restrict__ x, P* __restric
     for (int e = 0; e < N; ++e) ds_emit(partial, out, g, outer * inner + c * N + e, s, sm[tx * N + e]);
 }
 
-#define DS_LANES (16 / sizeof(T))
-extern "C" __global__ void __launch_bounds__(256) ds_rows_vec(const T* __restrict__ x, P* __restrict__ partial, O* __restrict__ out, RedArgs g) {
-  ds_rows<DS_LANES, 4>(x, partial, out, g);
-}
-extern "C" __global__ void __launch_bounds__(256) ds_rows_scalar(const T* __restrict__ x, P* __restrict__ partial, O* __restrict__ out, RedArgs g) {
-  ds_rows<1, 8>(x, partial, out, g);
-}
-extern "C" __global__ void __launch_bounds__(256) ds_columns_vec(const T* __restrict__ x, P* __restrict__ partial, O* __restrict__ out, RedArgs g) {
-  ds_columns<DS_LANES, 4>(x, partial, out, g);
-}
-extern "C" __global__ void __launch_bounds__(256) ds_columns_scalar(const T* __restrict__ x, P* __restrict__ partial, O* __restrict__ out, RedArgs g) {
-  ds_columns<1, 8>(x, partial, out, g);
-}
+// One kernel per load width: 16, 8 or 4 bytes (where that is at least two values)
+// and single values.
+#define DS_PER(B) ((B) / sizeof(T) > 1 ? (B) / sizeof(T) : 1)
+#define DS_PASS1(name, shape, n, u)                                                         \
+  extern "C" __global__ void __launch_bounds__(256)                                        \
+      name(const T* __restrict__ x, P* __restrict__ partial, O* __restrict__ out, RedArgs g) { \
+    shape<n, u>(x, partial, out, g);                                                        \
+  }
+DS_PASS1(ds_rows_16, ds_rows, DS_PER(16), 4)
+DS_PASS1(ds_rows_8, ds_rows, DS_PER(8), 4)
+DS_PASS1(ds_rows_4, ds_rows, DS_PER(4), 8)
+DS_PASS1(ds_rows_1, ds_rows, 1, 8)
+DS_PASS1(ds_columns_16, ds_columns, DS_PER(16), 8)
+DS_PASS1(ds_columns_8, ds_columns, DS_PER(8), 8)
+DS_PASS1(ds_columns_4, ds_columns, DS_PER(4), 8)
+DS_PASS1(ds_columns_1, ds_columns, 1, 8)
 
 // Few slices: a thread per output (the partials of a slice are contiguous).
 extern "C" __global__ void ds_finish_thread(const P* __restrict__ partial, O* __restrict__ out, RedArgs g) {
