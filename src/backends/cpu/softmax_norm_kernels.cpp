@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "backends/cpu/vec_exp.h"
 #include "backends/cpu/vec_lanes.h"
 #include "core/thread_pool.h"
 #include "ds/op.h"
@@ -64,35 +65,10 @@ template <typename T> T row_max(const T* x, int64_t n) {
   return m;
 }
 
-// exp for x <= 0 (softmax arguments) on 8 floats at once (GCC/Clang vector
-// extensions: the selects below would otherwise stay branches, since comparisons
-// may trap): Cephes' expf polynomial after reducing x = k ln2 + r, about 1 ulp.
-// Results below float's normal range flush to 0; NaN stays NaN.
-using f32x8 = float __attribute__((vector_size(32)));
-using i32x8 = int32_t __attribute__((vector_size(32)));
+using cpu::exp_nonpositive;
+using cpu::f32x8;
 
 inline f32x8 splat(float v) { return f32x8{v, v, v, v, v, v, v, v}; }
-
-inline f32x8 exp_nonpositive(f32x8 x) {
-  const f32x8 lowest = splat(-87.33654f), round = splat(12582912.0f);  // 1.5 * 2^23
-  const i32x8 underflow = x < lowest;
-  const f32x8 xc = underflow ? lowest : x;
-  const f32x8 t = xc * 1.44269504088896341f + round;  // nearest integer k in t's low bits
-  const f32x8 k = t - round;
-  f32x8 r = xc - k * 0.693359375f;
-  r = r - k * -2.12194440e-4f;
-  f32x8 p = splat(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const i32x8 ki = std::bit_cast<i32x8>(t) - std::bit_cast<i32x8>(round);
-  const i32x8 bits = (ki + 127) << 23;
-  const f32x8 scale = std::bit_cast<f32x8>(bits);
-  return underflow ? splat(0.0f) : p * scale;
-}
 
 // y = exp(x - max) and returns sum(y), accumulated in double.
 double exp_shifted(const float* x, float* y, int64_t n, float m) {
