@@ -158,14 +158,12 @@ __device__ __forceinline__ void ds_store_acc(unsigned short* m, const float (*ac
 }
 )";
 
-// The row loop of the forward, also the backward's first pass: a block owns
-// WARPS * 16 * MI query rows, each warp MI m-tiles of 16 that share every K/V
-// fragment it loads. With LSE_ONLY (the backward) it keeps only the softmax
+// The row loop of the forward, also the backward's first pass: a block of NW
+// warps owns NW * 16 * MI query rows, each warp MI m-tiles of 16 that share
+// every K/V fragment it loads. With LSE_ONLY (the backward) it keeps only the softmax
 // statistics: each row's log-sum-exp (exp2 domain) into lse and
 // delta = rowsum(dO * O) (from o_in and g) into delta; else it writes O to o.
 const char* const kRows = R"(
-constexpr int QROWS = WARPS * 16 * MI;  // query rows per block
-
 __device__ __forceinline__ float ds_to_float(unsigned short h) {
 #if DS_BF16
   return ds_b2f(h);
@@ -175,7 +173,7 @@ __device__ __forceinline__ float ds_to_float(unsigned short h) {
 }
 
 // scale_log2 = scale * log2(e) > 0: the running max and lse live in the exp2 domain.
-template <bool LSE_ONLY>
+template <bool LSE_ONLY, int NW>
 __device__ __forceinline__ void ds_flash_rows(
     const unsigned short* __restrict__ q, const unsigned short* __restrict__ k,
     const unsigned short* __restrict__ v, unsigned short* __restrict__ o,
@@ -196,6 +194,7 @@ __device__ __forceinline__ void ds_flash_rows(
   const int gid = lane >> 2, tig = lane & 3;
   // Causal: the last row blocks see the most keys; they start first.
   const int qb = causal ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x;
+  constexpr int QROWS = NW * 16 * MI;  // query rows per block
   const int q0 = qb * QROWS + warp * 16 * MI;  // m-tile mi holds rows q0 + mi * 16 ..
   unsigned qa[MI][KT][4];
   float acc[MI][DT][4];
@@ -367,16 +366,13 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, 8 / WARPS) ds_flash_fwd
     const unsigned short* __restrict__ q, const unsigned short* __restrict__ k,
     const unsigned short* __restrict__ v, unsigned short* __restrict__ o, int sq, int sk,
     float scale_log2, int causal, int vec) {
-  ds_flash_rows<false>(q, k, v, o, nullptr, nullptr, nullptr, nullptr, sq, sk, scale_log2, causal,
-                       vec);
+  ds_flash_rows<false, WARPS>(q, k, v, o, nullptr, nullptr, nullptr, nullptr, sq, sk, scale_log2,
+                              causal, vec);
 }
 )";
 
-// Warps per block: two 4-warp blocks share an SM (about 230 registers a thread).
-constexpr int kWarps = 4;
-
 std::string source(DType t, int64_t d) {
-  return flash_mma_common(t, d, kWarps) + kForward;
+  return flash_mma_common(t, d, kFlashRowWarps) + kForward;
 }
 
 bool aligned16(const void* p) {
@@ -400,11 +396,11 @@ void forward(const KernelCall& kc) {
   int causal = kc.ctx.b("causal");
   int vec = aligned16(k) && aligned16(v) && d % 8 == 0;
   void* args[] = {&q, &k, &v, &o, &sq, &sk, &scale_log2, &causal, &vec};
-  const int rows = kWarps * 16 * flash_row_tiles(d);  // per block
+  const int rows = kFlashRowWarps * 16 * flash_row_tiles(d);  // per block
   const dim3 grid(static_cast<unsigned>((sq + rows - 1) / rows),
                   static_cast<unsigned>(batch));
   launch(dev, get_kernel(dev, source(qt.dtype(), d), "ds_flash_fwd_mma"), grid,
-         dim3(kWarps * 32), args,
+         dim3(kFlashRowWarps * 32), args,
          0, "scaled_dot_product_attention (tensor cores)");
 }
 

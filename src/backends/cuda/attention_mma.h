@@ -8,8 +8,11 @@
 
 namespace ds::cuda {
 
-// m-tiles (16 query rows each) per warp of the forward's row loop
-// (ds_flash_rows): every K/V fragment a warp loads serves all of them.
+// Warps per block of the forward's row loop (ds_flash_rows, also the backward's
+// lse pass): two 4-warp blocks share an SM (about 230 registers a thread).
+constexpr int kFlashRowWarps = 4;
+// m-tiles (16 query rows each) per warp of that loop: every K/V fragment a warp
+// loads serves all of them.
 int flash_row_tiles(int64_t d);
 // The device code both tensor-core kernels start with: D, WARPS (per block),
 // MI (flash_row_tiles), tile constants, mma, packing, staging, fragment loads

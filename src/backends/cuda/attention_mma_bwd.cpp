@@ -50,12 +50,13 @@ __device__ __forceinline__ void ds_stage_floats(float* row, const float* m, int 
 
 // Each query row's log-sum-exp in the exp2 domain (one pass over the keys) and
 // delta = rowsum(dO * O): the forward's row loop without O.
-extern "C" __global__ void __launch_bounds__(WARPS * 32) ds_flash_bwd_lse_mma(
+extern "C" __global__ void __launch_bounds__(ROW_WARPS * 32, 8 / ROW_WARPS) ds_flash_bwd_lse_mma(
     const unsigned short* __restrict__ q, const unsigned short* __restrict__ k,
     const unsigned short* __restrict__ o, const unsigned short* __restrict__ g,
     float* __restrict__ lse, float* __restrict__ delta, int sq, int sk, float scale_log2,
     int causal, int vec) {
-  ds_flash_rows<true>(q, k, nullptr, nullptr, o, g, lse, delta, sq, sk, scale_log2, causal, vec);
+  ds_flash_rows<true, ROW_WARPS>(q, k, nullptr, nullptr, o, g, lse, delta, sq, sk, scale_log2,
+                                 causal, vec);
 }
 
 // Adds a row's pair of dQ partials to the fp32 accumulator (one vector atomic on sm_90).
@@ -255,8 +256,8 @@ bool aligned16(const void* p) {
 }
 
 std::string source(DType t, int64_t d) {
-  return detail::cat("typedef ", device_type(t), " T;\n", flash_mma_common(t, d, kWarps),
-                     kBackward);
+  return detail::cat("typedef ", device_type(t), " T;\nconstexpr int ROW_WARPS = ", kFlashRowWarps,
+                     ";\n", flash_mma_common(t, d, kWarps), kBackward);
 }
 
 // ds_flash_bwd_mma's dynamic shared memory (its tile constants as in kCommon).
@@ -298,11 +299,11 @@ void backward(const KernelCall& kc) {
   int vec = aligned16(q) && aligned16(k) && aligned16(v) && aligned16(g) && d % 8 == 0;
   const std::string src = source(qt.dtype(), d);
   const unsigned ys = static_cast<unsigned>(batch);
-  const int lse_rows = kRows * flash_row_tiles(d);  // per block of the first kernel
+  const int lse_rows = kFlashRowWarps * 16 * flash_row_tiles(d);  // per block of the first kernel
   void* args_lse[] = {&q, &k, &o, &g, &lse, &delta, &sq, &sk, &scale_log2, &causal, &vec};
   launch(dev, get_kernel(dev, src, "ds_flash_bwd_lse_mma"),
-         dim3(static_cast<unsigned>((sq + lse_rows - 1) / lse_rows), ys), dim3(kWarps * 32),
-         args_lse, 0, "scaled_dot_product_attention_backward (lse, delta, tensor cores)");
+         dim3(static_cast<unsigned>((sq + lse_rows - 1) / lse_rows), ys),
+         dim3(kFlashRowWarps * 32), args_lse, 0, "scaled_dot_product_attention_backward (lse, delta, tensor cores)");
   const float *lse_c = lse, *delta_c = delta;
   void* args[] = {&q, &k, &v, &g, &lse_c, &delta_c, &dq_acc, &dk, &dv, &sq, &sk, &scale_log2,
                   &scale, &causal, &vec};
