@@ -27,7 +27,11 @@ inline std::string softmax_cross_entropy_source(const std::string& type, const s
 typedef ds_io<T> IO;
 typedef IO::acc A;
 #define VEC (16 / sizeof(T))
-struct __align__(16) Pack { T v[VEC]; };
+// 16 bytes of a row, loaded and stored as one uint4.
+union Pack {
+  uint4 bits;
+  T v[VEC];
+};
 
 __device__ __forceinline__ float ds_xexp(float v) { return __expf(v); }
 __device__ __forceinline__ double ds_xexp(double v) { return exp(v); }
@@ -72,11 +76,12 @@ ds_xent_forward(const T* __restrict__ x, const I* __restrict__ target, A* __rest
   if (r >= rows) return;  // whole groups only: TPR = 32 has no block-wide barrier
   const T* row = x + r * len;
   const RowSplit p = ds_split(row, len, 1);
-  const Pack* packs = (const Pack*)(row + p.head);
+  const uint4* packs = (const uint4*)(row + p.head);
   A m = -DS_INF, s = A(0), sx = A(0);
 #pragma unroll 4
   for (long long k = lane; k < p.packs; k += TPR) {
-    const Pack pk = packs[k];
+    Pack pk;
+    pk.bits = packs[k];
     A v[VEC];
     A lm = -DS_INF;
 #pragma unroll
@@ -158,19 +163,19 @@ ds_xent_backward(const T* __restrict__ x, const I* __restrict__ target, const A*
   const A l = lse[r], d = skip ? A(0) : dloss[r];
   const A uniform = A(smoothing / (double)len), hit = A(1.0 - smoothing);
   const RowSplit p = ds_split(row, len, vec_ok);
-  const Pack* in_packs = (const Pack*)(row + p.head);
-  Pack* out_packs = (Pack*)(out + p.head);
+  const uint4* in_packs = (const uint4*)(row + p.head);
+  uint4* out_packs = (uint4*)(out + p.head);
 #pragma unroll 4
   for (long long k = lane; k < p.packs; k += TPR) {
-    const Pack pk = in_packs[k];
-    Pack o;
+    Pack pk, o;
+    pk.bits = in_packs[k];
     const long long col0 = p.head + k * (long long)VEC;
 #pragma unroll
     for (int e = 0; e < (int)VEC; ++e) {
       const A on = col0 + e == t ? hit : A(0);
       o.v[e] = IO::store(skip ? A(0) : (ds_xexp(IO::load(pk.v[e]) - l) - on - uniform) * d);
     }
-    out_packs[k] = o;
+    out_packs[k] = o.bits;
   }
   const long long scalars = p.head + (len - p.tail_start);
   for (long long j = lane; j < scalars; j += TPR) {
