@@ -220,6 +220,21 @@ TEST(SoftmaxCrossEntropy, CrossEntropyMatchesTheCompositionItReplaced) {
   EXPECT_TRUE(std::isnan(ds::nn::cross_entropy(xb.to(DType::Float32), none).item<double>()));
 }
 
+TEST(SoftmaxCrossEntropy, SymbolicBatchCompilesOnceForEveryBatch) {
+  ds::CompiledFunction f = ds::compile(
+      [](const std::vector<Tensor>& a) {
+        return std::vector<Tensor>{ds::nn::cross_entropy(a[0], a[1], 0.1)};
+      },
+      "cpu", {}, /*symbolic_batch=*/true);
+  for (int64_t n : {1, 7, 32}) {
+    const Tensor x = ds::test::random_tensor({n, 6}, static_cast<uint32_t>(n), DType::Float32);
+    const Tensor t = targets(n, 6, DType::Int64);
+    EXPECT_NEAR(f({x, t})[0].item<double>(), ds::nn::cross_entropy(x, t, 0.1).item<double>(), 1e-6)
+        << n;
+  }
+  EXPECT_EQ(f.compilations(), 1);
+}
+
 // ---- the mixed-precision rewrite
 
 std::map<std::string, int> op_counts(const ds::Graph& g) {
