@@ -118,6 +118,15 @@ int main() {
     bench_op("bn_stats_var", "var", {x}, {{"axes", std::vector<int64_t>{0, 2, 3}}}, 10);
     const Tensor f = rnd({n, 2048, 7, 7}, ++seed);
     bench_op("global_avgpool", "global_avg_pool2d", {f}, {}, 20);
+    // Channels-last BatchNorm2d in training: layer1's [256, 56, 56, 256] as
+    // [N*H*W, C, 1, 1] (the column kernels), bf16 with float32 statistics.
+    const Shape cols{n * 56 * 56, 256, 1, 1};
+    const Tensor xb = rnd(cols, ++seed), gb = rnd(cols, ++seed);
+    const Tensor wb = rnd({256}, ++seed, DType::Float32), bb = rnd({256}, ++seed, DType::Float32);
+    const Tensor mb = rnd({256}, ++seed, DType::Float32);
+    const Tensor vb = random_uniform({256}, ++seed, 0.5, 1.5, DType::Float32);
+    bench_op("bn_train_fwd_cl", "batch_norm_train", {xb, wb, bb}, {}, 10);
+    bench_op("bn_train_bwd_cl", "batch_norm_train_backward", {gb, xb, mb, vb, wb}, {}, 10);
   }
   {
     // GPT-2 124M: 16 x 1024 tokens, vocabulary 50257, width 768.

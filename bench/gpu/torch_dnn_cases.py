@@ -62,6 +62,17 @@ def other_cases(n=256):
     yield "maxpool3x3s2_fwd_cl", lambda: F.max_pool2d(x_cl, 3, 2, 1)
     yield "maxpool3x3s2_bwd_cl", (lambda: torch.ops.aten.max_pool2d_with_indices_backward(
         gy_cl, x_cl, [3, 3], [2, 2], [1, 1], [1, 1], False, idx_cl))
+    # Training-mode batch norm on layer1's [256, 256, 56, 56] in channels_last (ds:
+    # the same values as [N*H*W, C, 1, 1]).
+    xb = rnd(n, 256, 56, 56).to(memory_format=torch.channels_last)
+    gb = rnd(n, 256, 56, 56).to(memory_format=torch.channels_last)
+    wb, bb = rnd(256), rnd(256)
+    _, save_mean, save_invstd = torch.ops.aten.native_batch_norm(xb, wb, bb, None, None, True,
+                                                                 0.1, 1e-5)
+    yield "bn_train_fwd_cl", lambda: torch.ops.aten.native_batch_norm(xb, wb, bb, None, None,
+                                                                      True, 0.1, 1e-5)
+    yield "bn_train_bwd_cl", lambda: torch.ops.aten.native_batch_norm_backward(
+        gb, xb, wb, None, None, save_mean, save_invstd, True, 1e-5, [True, True, True])
     yield "bn_stats_mean", lambda: x.mean(dim=(0, 2, 3))
     yield "bn_stats_var", lambda: x.var(dim=(0, 2, 3), unbiased=False)
     f = rnd(n, 2048, 7, 7)
