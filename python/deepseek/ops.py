@@ -265,6 +265,17 @@ def batch_norm_train(x, weight=None, bias=None, eps: float = 1e-5, *, name: str 
     return y, mean, var
 
 
+def softmax_cross_entropy(logits, target, ignore_index: int = -100, label_smoothing: float = 0.0,
+                          *, name: str = ""):
+    """Softmax cross-entropy of each row of ``logits`` [N, C] against its class index in
+    ``target`` [N] (int32/int64) as one op: returns ``(loss, lse)``, the per-row loss
+    (0 where ``target == ignore_index``) and the row logsumexp, float32 (float64 for
+    float64 logits). ``ds.nn.functional.cross_entropy`` reduces the loss."""
+    attrs = {"ignore_index": int(ignore_index), "label_smoothing": float(label_smoothing)}
+    loss, lse = _apply("softmax_cross_entropy", [logits, target], attrs, name)
+    return loss, lse
+
+
 def _normalized_shape(x, weight, normalized_shape) -> list:
     if normalized_shape is not None:
         return _shape(normalized_shape)
@@ -464,6 +475,7 @@ __all__ = sorted(
        "softmax", "log_softmax", "matmul", "linear", "gemm",
        "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
        "global_avg_pool2d", "batch_norm", "batch_norm_train", "layer_norm", "group_norm", "rms_norm",
+       "softmax_cross_entropy",
        "scaled_dot_product_attention", "reshape", "flatten", "squeeze", "unsqueeze", "permute", "transpose", "broadcast_to",
        "concat", "stack", "split", "slice", "take_along_axis", "gather", "index_select",
        "embedding", "pad", "tril", "triu", "arange", "full", "zeros", "ones", "one_hot",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import deepseek as ds
-from conftest import FLOAT_DTYPES, TOL, as_f64, assert_close, make, require_op
+from conftest import FLOAT_DTYPES, TOL, as_f64, assert_close, make, on_dev, require_op
 
 import test_ops_numpy
 
@@ -324,6 +324,28 @@ def test_batch_norm_train(dtype, rng):
                      dtype, scale=8)
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_softmax_cross_entropy(dtype, rng):
+    # Per-row loss lse - (1 - ls) x[t] - ls mean(x) (0 for ignored rows) and the row
+    # logsumexp, float32 (float64 for float64 logits).
+    require_op("softmax_cross_entropy")
+    stats = "float64" if dtype == "float64" else "float32"
+    for n, c in [(6, 1), (7, 10), (3, 1001)]:
+        x, x64 = make(rng.standard_normal((n, c)) * 3, dtype)
+        t64 = (np.arange(n) * 7 + 3) % c
+        t64[2::3] = -100
+        t = on_dev(ds.Tensor(t64.astype(np.int64)))
+        m = x64.max(axis=1, keepdims=True)
+        lse = (m + np.log(np.exp(x64 - m).sum(axis=1, keepdims=True)))[:, 0]
+        keep = t64 != -100
+        picked = x64[np.arange(n), np.where(keep, t64, 0)]
+        for ls in (0.0, 0.1):
+            loss, got_lse = ds.softmax_cross_entropy(x, t, label_smoothing=ls)
+            assert_close(loss, np.where(keep, lse - (1 - ls) * picked - ls * x64.mean(axis=1), 0.0),
+                         stats, scale=8)
+            assert_close(got_lse, lse, stats, scale=8)
+
+
 # ---- random: no numpy twin, so determinism, range and moments
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_random(dtype):
@@ -370,7 +392,7 @@ def test_scaled_dot_product_attention(dtype, causal, rng):
 # ---- coverage of both tables
 NN_TESTED = {"matmul", "linear", "gemm", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d",
              "adaptive_avg_pool2d", "global_avg_pool2d", "batch_norm", "batch_norm_train",
-             "layer_norm", "group_norm",
+             "layer_norm", "group_norm", "softmax_cross_entropy",
              "rms_norm", "random_uniform", "random_normal", "bernoulli",
              "scaled_dot_product_attention"}
 OTHER_TESTED = {"where", "cast", "arange", "full", "zeros", "ones", "one_hot", "embedding",
@@ -384,7 +406,8 @@ INTERNAL = {"placeholder", "constant", "conv2d_backward_input", "conv2d_backward
             "max_pool2d_backward", "avg_pool2d_backward", "adaptive_avg_pool2d_backward",
             "scatter_add_along_axis", "index_add", "fused", "fused_linear", "fused_conv2d",
             "scaled_dot_product_attention_backward", "to_blocked", "from_blocked",
-            "blocked_conv2d", "blocked_max_pool2d", "batch_norm_train_backward"}
+            "blocked_conv2d", "blocked_max_pool2d", "batch_norm_train_backward",
+            "softmax_cross_entropy_backward"}
 
 
 def test_every_op_has_a_numpy_test(rng):
