@@ -100,7 +100,8 @@ TEST(CudaAxisReduce, RandomShapesAndAxisSetsMatchTheReference) {
 }
 
 // The training shapes of the profile, with a smaller batch: NCHW batch-norm
-// statistics over {0, 2, 3} (runs of 196, 49 and 3136: 16-byte and element loads),
+// statistics over {0, 2, 3} (runs of 196, 49 and 3136: 16-, 8-byte and element
+// loads; with a batch of 32 or more, 7x7 and bf16 14x14 reduce the batch as columns),
 // GPT-2 bias gradients over {0, 1} (a column reduction), and long single outputs
 // (many slices merged by the second kernel).
 TEST(CudaAxisReduce, TrainingShapesMatchTheReference) {
@@ -118,7 +119,9 @@ TEST(CudaAxisReduce, TrainingShapesMatchTheReference) {
                                    {{65536, 8}, {0}},
                                    {{3, 1000, 40}, {1}},
                                    {{2, 3, 4, 5, 6, 7}, {0, 2, 4}},
-                                   {{7, 3, 5, 9, 2}, {1, 3}}};
+                                   {{7, 3, 5, 9, 2}, {1, 3}},
+                                   {{40, 96, 7, 7}, {0, 2, 3}},
+                                   {{32, 24, 14, 14}, {0, 2, 3}}};
   uint64_t seed = 21000;
   for (DType t : kFloats)
     for (const Case& c : cases)

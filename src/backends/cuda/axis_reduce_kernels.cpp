@@ -28,7 +28,7 @@ constexpr int kThreads = 256;
 // The layout of one reduction; the same struct in device code.
 struct RedArgs {
   long long ksize[kMaxDims], kstride[kMaxDims], rsize[kMaxDims], rstride[kMaxDims];
-  long long outputs, reduced, units, run_units, chunk;
+  long long outputs, reduced, units, run_units, chunk, parts;
   double divisor;
   int nk, nr, splits, root;
 };
@@ -150,6 +150,79 @@ int64_t values_per_load(const Tensor& x, int64_t len) {
   return 1;
 }
 
+// Pass 1 of one layout: its kernel and launch shape; fills g's units and slices.
+struct Pass1 {
+  cudaKernel_t kernel;
+  dim3 grid, block;
+  size_t smem;
+};
+
+Pass1 plan_pass1(const Tensor& x, RedArgs& g, bool inner_reduced, const std::string& src,
+                 size_t pbytes, int dev, const std::string& where) {
+  // Every stride outside the innermost merged dim is a multiple of its length:
+  // loads that tile it stay aligned everywhere.
+  const int64_t inner = inner_reduced ? g.rsize[g.nr - 1] : g.ksize[g.nk - 1];
+  const int64_t per = values_per_load(x, inner);
+  const std::string bytes = std::to_string(per * static_cast<int64_t>(dtype_size(x.dtype())));
+  Pass1 p{
+      get_kernel(dev, src, (inner_reduced ? "ds_rows_" : "ds_columns_") + (per > 1 ? bytes : "1")),
+      {},
+      {},
+      0};
+  g.run_units = inner / per;
+  // At least this many units a thread: its loads in flight outweigh the block's start and merge.
+  const int64_t min_units = 16;
+  int64_t blocks = 0, units = 0, max_splits = 0;
+  if (inner_reduced) {
+    g.units = units = g.reduced / per;
+    // Threads per output: a block for long reductions, down to a warp for short ones.
+    const int64_t threads = std::clamp<int64_t>(pow2_at_least(ceil_div(units, 4)), 32, kThreads);
+    blocks = ceil_div(g.outputs, kThreads / threads);
+    p.block = dim3(static_cast<unsigned>(threads), static_cast<unsigned>(kThreads / threads));
+    p.smem = kThreads / 32 * pbytes;
+    max_splits = units / (threads * min_units);
+  } else {
+    const int64_t tx = std::min<int64_t>(32, pow2_at_least(g.run_units));
+    const int64_t ty = std::min<int64_t>(kThreads / tx, pow2_at_least(g.reduced));
+    blocks = g.outputs / inner * ceil_div(g.run_units, tx);
+    p.block = dim3(static_cast<unsigned>(tx), static_cast<unsigned>(ty));
+    p.smem = static_cast<size_t>(tx * ty * per) * pbytes;
+    units = g.reduced;
+    max_splits = units / (ty * min_units);
+  }
+  DS_CHECK(blocks <= 0x7fffffff, ShapeError, where, g.outputs, " outputs exceed the CUDA grid");
+  split(g, blocks, units, max_splits, wave(dev, p.kernel, p.block, p.smem));
+  p.grid = dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(g.splits));
+  return p;
+}
+
+// Merges the [splits, outputs, parts] partials of pass 1 into `dst`.
+void finish(int dev, const std::string& src, RedArgs& g, const void* partial, void* dst,
+            size_t pbytes) {
+  void* args[] = {&partial, &dst, &g};
+  if (g.splits * g.parts <= 32) {
+    launch(dev, get_kernel(dev, src, "ds_finish_thread"), grid_for(g.outputs, dev), kThreads, args,
+           0, "axis reduction");
+  } else {
+    const int64_t blocks = ceil_div(g.outputs, kThreads / 32);
+    launch(dev, get_kernel(dev, src, "ds_finish_warp"), dim3(static_cast<unsigned>(blocks)),
+           dim3(32, kThreads / 32), args, kThreads * pbytes, "axis reduction");
+  }
+}
+
+// NCHW over {0, 2, 3} where the spatial runs take no 16-byte loads (7x7, or bf16 at
+// 14x14): pass 1 reduces the batch of the [N, C*HW] view as columns (16-byte loads,
+// no per-value index arithmetic) into [slices, C, HW] partials, and the finish
+// merges each channel's slices and positions. Worth it while the partials stay
+// small next to x (N >= 32).
+bool per_channel_by_columns(const Tensor& x, const Layout& l) {
+  const RedArgs& g = l.a;
+  if (!l.inner_reduced || g.nr != 2 || g.nk != 1 || g.rsize[0] < 32) return false;
+  const int64_t size = static_cast<int64_t>(dtype_size(x.dtype()));
+  return values_per_load(x, g.rsize[1]) * size < 16 &&
+         values_per_load(x, g.ksize[0] * g.rsize[1]) * size == 16;
+}
+
 // sum (mean: divided by n), max, min, var/std (ddof; root: std), logsumexp.
 void reduce_kernel(const KernelCall& kc, Fold fold, bool mean, bool root) {
   const Tensor& x = kc.inputs[0];
@@ -157,8 +230,9 @@ void reduce_kernel(const KernelCall& kc, Fold fold, bool mean, bool root) {
   if (out.numel() == 0) return;
   const int dev = call_device(kc);
   const auto axes = ops::norm_axes(kc.ctx.ints("axes"), x.ndim(), kc.ctx.where());
-  Layout l = layout_of(x.shape(), axes);
-  RedArgs& g = l.a;
+  const Layout l = layout_of(x.shape(), axes);
+  RedArgs g = l.a;  // the result's: outputs, divisor, root
+  g.parts = 1;
   if (x.numel() == 0) g.reduced = 0;  // a zero extent among the reduced dims
   const double n = static_cast<double>(g.reduced);
   g.divisor = mean ? n : 1.0;
@@ -171,66 +245,32 @@ void reduce_kernel(const KernelCall& kc, Fold fold, bool mean, bool root) {
   void* dst = out.raw_data();
   if (g.reduced == 0) {  // nothing to read: every output is the fold's empty result
     g.splits = 0;
-    const void* none = nullptr;
-    void* args[] = {&none, &dst, &g};
-    launch(dev, get_kernel(dev, src, "ds_finish_thread"), grid_for(g.outputs, dev), kThreads, args,
-           0, "axis reduction");
+    finish(dev, src, g, nullptr, dst, pbytes);
     return;
   }
-  // Every stride outside the innermost merged dim is a multiple of its length:
-  // loads that tile it stay aligned everywhere.
-  const int64_t inner = l.inner_reduced ? g.rsize[g.nr - 1] : g.ksize[g.nk - 1];
-  const int64_t per = values_per_load(x, inner);
-  const std::string width = std::to_string(per * static_cast<int64_t>(dtype_size(x.dtype())));
-  const cudaKernel_t kernel = get_kernel(
-      dev, src, (l.inner_reduced ? "ds_rows_" : "ds_columns_") + (per > 1 ? width : "1"));
-  g.run_units = inner / per;
-  dim3 grid, block;
-  size_t smem = 0;
-  // At least this many units a thread: its loads in flight outweigh the block's start and merge.
-  const int64_t min_units = 16;
-  if (l.inner_reduced) {
-    g.units = g.reduced / per;
-    // Threads per output: a block for long reductions, down to a warp for short ones.
-    const int64_t threads = std::clamp<int64_t>(pow2_at_least(ceil_div(g.units, 4)), 32, kThreads);
-    const int64_t outputs_per_block = kThreads / threads;
-    const int64_t blocks = ceil_div(g.outputs, outputs_per_block);
-    DS_CHECK(blocks <= 0x7fffffff, ShapeError, kc.ctx.where(), g.outputs,
-             " outputs exceed the CUDA grid");
-    block = dim3(static_cast<unsigned>(threads), static_cast<unsigned>(outputs_per_block));
-    smem = kThreads / 32 * pbytes;
-    split(g, blocks, g.units, g.units / (threads * min_units), wave(dev, kernel, block, smem));
-    grid = dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(g.splits));
-  } else {
-    const int64_t tx = std::min<int64_t>(32, pow2_at_least(g.run_units));
-    const int64_t ty = std::min<int64_t>(kThreads / tx, pow2_at_least(g.reduced));
-    const int64_t blocks = g.outputs / inner * ceil_div(g.run_units, tx);
-    DS_CHECK(blocks <= 0x7fffffff, ShapeError, kc.ctx.where(), g.outputs,
-             " outputs exceed the CUDA grid");
-    block = dim3(static_cast<unsigned>(tx), static_cast<unsigned>(ty));
-    smem = static_cast<size_t>(tx * ty * per) * pbytes;
-    split(g, blocks, g.reduced, g.reduced / (ty * min_units), wave(dev, kernel, block, smem));
-    grid = dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(g.splits));
+  // Pass 1 reduces x as laid out, or the per-channel case as [N, C*HW] columns.
+  RedArgs g1 = g;
+  bool rows = l.inner_reduced;
+  if (per_channel_by_columns(x, l)) {
+    const int64_t hw = g.rsize[1];
+    g1.nk = 1, g1.ksize[0] = g.ksize[0] * hw, g1.kstride[0] = 1;
+    g1.nr = 1, g1.rsize[0] = g.rsize[0], g1.rstride[0] = g.rstride[0];
+    g1.outputs = g1.ksize[0], g1.reduced = g.rsize[0];
+    g1.parts = hw;  // pass 1 writes partials; the finish merges hw of them a slice
+    rows = false;
   }
+  const Pass1 p = plan_pass1(x, g1, rows, src, pbytes, dev, kc.ctx.where());
+  g.splits = g1.splits;
+  g.parts = g1.parts;
   std::shared_ptr<void> partial;
-  if (g.splits > 1)
+  if (g.splits > 1 || g.parts > 1)
     partial =
-        allocate(static_cast<size_t>(g.outputs) * static_cast<size_t>(g.splits) * pbytes, dev);
+        allocate(static_cast<size_t>(g1.outputs) * static_cast<size_t>(g1.splits) * pbytes, dev);
   const void* xp = x.raw_data();
   void* pp = partial.get();
-  void* args[] = {&xp, &pp, &dst, &g};
-  launch(dev, kernel, grid, block, args, smem, "axis reduction");
-  if (g.splits == 1) return;
-  const void* cp = pp;
-  void* fargs[] = {&cp, &dst, &g};
-  if (g.splits <= 32) {
-    launch(dev, get_kernel(dev, src, "ds_finish_thread"), grid_for(g.outputs, dev), kThreads, fargs,
-           0, "axis reduction");
-  } else {
-    const int64_t blocks = ceil_div(g.outputs, kThreads / 32);
-    launch(dev, get_kernel(dev, src, "ds_finish_warp"), dim3(static_cast<unsigned>(blocks)),
-           dim3(32, kThreads / 32), fargs, kThreads * pbytes, "axis reduction");
-  }
+  void* args[] = {&xp, &pp, &dst, &g1};
+  launch(dev, p.kernel, p.grid, p.block, args, p.smem, "axis reduction");
+  if (partial) finish(dev, src, g, partial.get(), dst, pbytes);
 }
 
 void arg_extremum_kernel(const KernelCall& kc, int is_max) {

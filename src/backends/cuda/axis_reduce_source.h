@@ -12,8 +12,10 @@
 //                 the kept dim read consecutive units (coalesced), blockDim.y rows
 //                 of the slice blockIdx.y interleave and are merged in shared memory.
 // *_16, *_8, *_4 load that many bytes per unit, *_1 one value. With one slice pass 1
-// stores the result; otherwise it writes [splits, outputs] partials that
-// ds_finish_* merge in slice order (a fixed order: results are deterministic).
+// stores the result; otherwise it writes [splits, outputs, parts] partials that
+// ds_finish_* merge in order (a fixed order: results are deterministic). parts > 1
+// where the host reduced NCHW over {0, 2, 3} as [N, C*HW] columns: a channel's
+// partials are then its HW positions.
 //
 // The fold `Op` is typedef'd per module: sums, max/min, var (shifted sums per
 // thread, merged as (count, mean, M2) with Chan's formula: one read of x) and
@@ -40,6 +42,7 @@ struct RedArgs {
   long long units;             // units (16-byte packs or elements) per output, rows only
   long long run_units;         // rows: units per run; columns: units across the innermost dim
   long long chunk;             // units (rows: of the flattened runs; columns: rows) per slice
+  long long parts;             // partials per output and slice (> 1: see ds_finish_*)
   double divisor;              // mean: n; var/std: max(n - ddof, 0); else 1
   int nk, nr, splits, root;    // root: std's square root
 };
@@ -219,7 +222,7 @@ __device__ __forceinline__ void ds_tree(P* sm, int base, int k, int n, int strid
 
 __device__ __forceinline__ void ds_emit(P* partial, O* out, const RedArgs& g, long long o,
                                         long long s, P p) {
-  if (g.splits == 1) out[o] = ds_io<O>::store(Op::result(p, g));
+  if (g.splits == 1 && g.parts == 1) out[o] = ds_io<O>::store(Op::result(p, g));
   else partial[s * g.outputs + o] = p;
 }
 
@@ -355,23 +358,31 @@ DS_PASS1(ds_columns_8, ds_columns, DS_PER(8), 8)
 DS_PASS1(ds_columns_4, ds_columns, DS_PER(4), 8)
 DS_PASS1(ds_columns_1, ds_columns, 1, 8)
 
-// Few slices: a thread per output (the partials of a slice are contiguous).
+// Partials are [splits, outputs, parts]: output o merges its parts j < splits * parts
+// in order. parts > 1 where pass 1 reduced a transposed view (see the host's
+// per-channel plan: the parts of a channel are its spatial positions).
+__device__ __forceinline__ P ds_part(const P* partial, const RedArgs& g, long long o, long long j) {
+  const long long s = ds_div(j, g.parts);
+  return partial[(s * g.outputs + o) * g.parts + (j - s * g.parts)];
+}
+// Few parts: a thread per output.
 extern "C" __global__ void ds_finish_thread(const P* __restrict__ partial, O* __restrict__ out, RedArgs g) {
+  const long long n = g.splits * g.parts;
   for (long long o = blockIdx.x * (long long)blockDim.x + threadIdx.x; o < g.outputs;
        o += (long long)gridDim.x * blockDim.x) {
     P p = Op::empty();
-    for (int s = 0; s < g.splits; ++s) p = Op::merge(p, partial[s * g.outputs + o]);
+    for (long long j = 0; j < n; ++j) p = Op::merge(p, ds_part(partial, g, o, j));
     out[o] = ds_io<O>::store(Op::result(p, g));
   }
 }
-// Many slices: a warp per output (blockDim (32, 8)); lane l merges slices l, l + 32, ...
+// Many parts: a warp per output (blockDim (32, 8)); lane l merges parts l, l + 32, ...
 extern "C" __global__ void __launch_bounds__(256) ds_finish_warp(const P* __restrict__ partial, O* __restrict__ out, RedArgs g) {
   P* sm = reinterpret_cast<P*>(ds_smem);
   const int tx = threadIdx.x, ty = threadIdx.y;
-  const long long o = (long long)blockIdx.x * blockDim.y + ty;
+  const long long o = (long long)blockIdx.x * blockDim.y + ty, n = g.splits * g.parts;
   P p = Op::empty();
   if (o < g.outputs)
-    for (int s = tx; s < g.splits; s += 32) p = Op::merge(p, partial[s * g.outputs + o]);
+    for (long long j = tx; j < n; j += 32) p = Op::merge(p, ds_part(partial, g, o, j));
   sm[ty * 32 + tx] = p;
   ds_tree(sm, ty * 32, tx, 32, 1, 1);
   if (tx == 0 && o < g.outputs) out[o] = ds_io<O>::store(Op::result(sm[ty * 32], g));
