@@ -330,6 +330,10 @@ TEST(CudaCodegen, VectorizesWhereRowsSplitIntoSixteenByteSteps) {
   EXPECT_EQ(short_rows.rows_per_block, 8);
   EXPECT_EQ(short_rows.items, 6);
   EXPECT_EQ(codegen::cuda::emit_cuda_region(row_reduction(3, 2051, "max", true)).rows_per_block, 1);
+  // softmax rows in registers compute each exp once: the sum's pass keeps it for the quotient's.
+  const std::string sm = codegen::cuda::emit_cuda_region(softmax_rows(5, 4099)).source;
+  EXPECT_EQ(sm.find("(exp("), sm.rfind("(exp(")) << sm;
+  EXPECT_NE(sm.find("keep5[e] = r5;"), std::string::npos) << sm;
   // Rows past 32 elements a thread that several passes read: a shared-memory
   // kernel of 1024 threads holding the row (float32, 16-byte aligned: 201040 bytes).
   const auto vocab = codegen::cuda::emit_cuda_region(softmax_rows(3, 50257));

@@ -8,33 +8,55 @@ namespace ds::codegen::cuda::detail {
 namespace {
 
 // The registers computing `r` per element reads (inputs and elementwise
-// instructions), stopping at row registers.
-void element_cone(const KernelIR& ir, const RowPlan& plan, int r, std::vector<bool>& in_cone) {
+// instructions), stopping at row registers and at registers `stop` marks
+// (they are in the cone, their operands are not).
+void element_cone(const KernelIR& ir, const RowPlan& plan, int r, std::vector<bool>& in_cone,
+                  const std::vector<bool>& stop) {
   if (in_cone[r] || plan.row[r]) return;
   in_cone[r] = true;
+  if (stop[r]) return;
   if (r >= static_cast<int>(ir.inputs.size()))
-    for (int a : ir.insts[r - ir.inputs.size()].args) element_cone(ir, plan, a, in_cone);
+    for (int a : ir.insts[r - ir.inputs.size()].args) element_cone(ir, plan, a, in_cone, stop);
 }
 
-// The per-element values pass p computes (a cone per pass, inputs included).
-std::vector<std::vector<bool>> pass_cones(const KernelIR& ir, const RowPlan& plan) {
+// The per-element values each pass computes (inputs included). With `keep`, a
+// register of plan.kept that an earlier pass computed is read back instead of
+// recomputed (the cone stops there).
+struct PassCones {
+  std::vector<std::vector<bool>> cone;       // per pass, per register
+  std::vector<std::vector<bool>> read_back;  // per pass: kept registers read back
+  std::vector<int> first;                    // per register: the pass computing a kept one, or -1
+};
+
+PassCones pass_cones(const KernelIR& ir, const RowPlan& plan, bool keep) {
   const int nin = static_cast<int>(ir.inputs.size());
-  std::vector<std::vector<bool>> cones;
-  for (const RowPass& pass : plan.passes) {
+  PassCones c;
+  c.first.assign(ir.num_registers(), -1);
+  std::vector<bool> computed(ir.num_registers(), false);  // kept, by an earlier pass
+  for (size_t pi = 0; pi < plan.passes.size(); ++pi) {
+    const RowPass& pass = plan.passes[pi];
     std::vector<bool> cone(ir.num_registers(), false);
     for (int red : pass.reductions)
-      element_cone(ir, plan, red < 0 ? ir.reduce->reg : ir.insts[red - nin].args[0], cone);
-    for (int o : pass.outputs) element_cone(ir, plan, ir.outputs[o], cone);
-    cones.push_back(std::move(cone));
+      element_cone(ir, plan, red < 0 ? ir.reduce->reg : ir.insts[red - nin].args[0], cone,
+                   computed);
+    for (int o : pass.outputs) element_cone(ir, plan, ir.outputs[o], cone, computed);
+    std::vector<bool> read_back(ir.num_registers(), false);
+    for (int r = 0; r < ir.num_registers(); ++r) read_back[r] = cone[r] && computed[r];
+    if (keep)
+      for (int r : plan.kept)
+        if (cone[r] && c.first[r] < 0) c.first[r] = static_cast<int>(pi);
+    c.cone.push_back(std::move(cone));
+    c.read_back.push_back(std::move(read_back));
+    for (int r = 0; r < ir.num_registers(); ++r) computed[r] = c.first[r] >= 0;
   }
-  return cones;
+  return c;
 }
 
 }  // namespace
 
 int64_t row_shared_layout(const KernelIR& ir, const LoopLayout& l, std::vector<int64_t>& offset) {
   const RowPlan plan = plan_rows(ir);
-  const auto cones = pass_cones(ir, plan);
+  const auto cones = pass_cones(ir, plan, false).cone;
   const int64_t len = l.dims.back();
   int64_t bytes = 0;
   offset.assign(ir.inputs.size(), -1);
@@ -89,10 +111,10 @@ std::string rows_kernel(const Plan& p, const std::string& name, int rows_per_blo
   auto row_constant = [&](int i) { return l.strides[i][k - 1] == 0; };
   auto shared = [&](int i) { return !shared_offset.empty() && shared_offset[i] >= 0; };
   // Inputs constant along the row are read once per row (and by row instructions).
-  const auto cones = pass_cones(ir, plan);
+  const auto all = pass_cones(ir, plan, false).cone;
   std::vector<bool> used(ir.num_registers(), false);
   for (size_t pi = 0; pi < plan.passes.size(); ++pi) {
-    for (int r = 0; r < ir.num_registers(); ++r) used[r] = used[r] || cones[pi][r];
+    for (int r = 0; r < ir.num_registers(); ++r) used[r] = used[r] || all[pi][r];
     for (int r : plan.passes[pi].row_insts)
       for (int a : ir.insts[r - nin].args) used[a] = used[a] || a < nin;
   }
@@ -107,10 +129,19 @@ std::string rows_kernel(const Plan& p, const std::string& name, int rows_per_blo
   const bool cached =
       per_element_inputs && plan.passes.size() > 1 && per_thread <= 32 && shared_offset.empty();
   const std::string E = std::to_string(per_thread);
+  // Registers keep their elements too: the values of plan.kept (an exp a later
+  // pass reads again) are computed once.
+  const PassCones cones = pass_cones(ir, plan, cached);
+  std::vector<bool> read_later(ir.num_registers(), false);
+  for (const auto& back : cones.read_back)
+    for (int r = 0; r < ir.num_registers(); ++r) read_later[r] = read_later[r] || back[r];
   if (cached) {
     for (int i = 0; i < nin; ++i)
       if (used[i] && !row_constant(i))
         os << "  " << reg_type(ir.inputs[i].dtype) << " cache" << i << "[" << E << "];\n";
+    for (int r = nin; r < ir.num_registers(); ++r)
+      if (read_later[r])
+        os << "  " << reg_type(ir.register_dtype(r)) << " keep" << r << "[" << E << "];\n";
     os << "#pragma unroll\n  for (int e = 0; e < " << E << "; ++e) {\n    const " << it
        << " j = first + e * step;\n";
     for (int i = 0; i < nin; ++i)
@@ -137,7 +168,7 @@ std::string rows_kernel(const Plan& p, const std::string& name, int rows_per_blo
   const std::string combine_sum = "ds_add_op()", combine_max = "ds_max_op()";
   for (size_t pi = 0; pi < plan.passes.size(); ++pi) {
     const RowPass& pass = plan.passes[pi];
-    const std::vector<bool>& cone = cones[pi];
+    const std::vector<bool>& cone = cones.cone[pi];
     struct Acc {
       int reg;            // the row register (-1: the trailing reduce)
       int operand;
@@ -173,8 +204,13 @@ std::string rows_kernel(const Plan& p, const std::string& name, int rows_per_blo
                    : shared(r) ? load(ir.inputs[r].dtype, "s" + std::to_string(r) + "[j]")
                                : input_at(r, true))
                << ";\n";
+        } else if (cones.read_back[pi][r]) {
+          os << "    const " << reg_type(ir.register_dtype(r)) << " r" << r << " = keep" << r
+             << "[e];\n";
         } else {
           os << "  " << inst_code(ir, ir.insts[r - nin], r);
+          if (read_later[r] && cones.first[r] == static_cast<int>(pi))
+            os << "    keep" << r << "[e] = r" << r << ";\n";
         }
       }
       for (size_t a = 0; a < accs.size(); ++a) {
