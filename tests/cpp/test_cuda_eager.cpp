@@ -116,6 +116,9 @@ TEST(CudaLayout, WideWordCopiesMatchTheCpu) {
       // An odd element offset: the source pointer is not 16-byte aligned.
       expect_same(ds::slice(g, 3, 1, d), ds::slice(x, 3, 1, d), 0, "offset slice" + w);
     }
+    // Every extent 1: nothing left to merge (a single element moves).
+    const Tensor one = ds::floor(ds::random_uniform({1, 1, 2}, 14, 0, 99)).to(t);
+    expect_same(ds::slice(one.to(gpu), 2, 1, 2), ds::slice(one, 2, 1, 2), 0, "one element" + at);
   }
 }
 
