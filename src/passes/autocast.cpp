@@ -36,6 +36,18 @@ bool cast_up_from(const Graph& g, const Tensor& t, DType low, Tensor* source) {
   return true;
 }
 
+// The same through reshapes after the cast (channels-last BatchNorm2d views its
+// NHWC input as [N*H*W, C, 1, 1]): the reshapes are redone on the low value.
+bool low_source(Graph& g, const Tensor& t, DType low, Tensor* source) {
+  const Node& n = g.node(t.value().node);
+  if (n.op->name != "reshape") return cast_up_from(g, t, low, source);
+  const AttrMap attrs = n.attrs;  // g.add below may move the node list
+  Tensor inner;
+  if (!low_source(g, g.value(n.inputs[0]), low, &inner)) return false;
+  *source = g.add("reshape", {inner}, attrs)[0];
+  return true;
+}
+
 // batch_norm_train and its backward take a low-precision x and keep float32
 // statistics, weight and bias (as PyTorch's autocast runs batch norm): where x is
 // a cast up from a low-precision value (a convolution's output), they read that
@@ -47,11 +59,11 @@ bool batch_norm_on_low(Rewriter& rw, const Node& n, DType low) {
   std::vector<Tensor> in = rw.mapped_inputs(n);
   const size_t xi = backward ? 1 : 0;
   Tensor x_low;
-  if (!cast_up_from(rw.dst(), in[xi], low, &x_low)) return false;
+  if (!low_source(rw.dst(), in[xi], low, &x_low)) return false;
   in[xi] = x_low;
   if (backward) {
     Tensor dy_low;
-    in[0] = cast_up_from(rw.dst(), in[0], low, &dy_low)
+    in[0] = low_source(rw.dst(), in[0], low, &dy_low)
                 ? dy_low
                 : rw.dst().add("cast", {in[0]}, {{"dtype", low}})[0];
   }
