@@ -389,6 +389,27 @@ TEST(CudaFusedRegions, MatchTheReferenceInterpreter) {
   }
 }
 
+TEST(CudaFusedRegions, GeluIsCloseToTheReferenceOverItsRange) {
+  DS_REQUIRE_GPU();
+  // Every 1/1024 over [-12, 12]: the tails, the fit's end at |x| = 5.54, zero.
+  const int64_t n = 24 * 1024 + 1;
+  codegen::KernelIR ir;
+  ir.shape = {n};
+  ir.inputs = {{F32, {n}}};
+  ir.insts = {inst("gelu", {0}, F32)};
+  ir.outputs = {1};
+  std::vector<double> xs(n);
+  for (int64_t i = 0; i < n; ++i) xs[i] = -12.0 + static_cast<double>(i) / 1024;
+  const Tensor x = Tensor::from_vector(xs, {n}).to(F32);
+  ds::Graph g;
+  g.output(g.add("fused", {g.placeholder("x", {n}, F32)}, {{"region", ir.str()}})[0], "y");
+  const auto got = ds::test::values(ds::compile(g, "cuda", {.opt_level = 0}).run({x})[0]);
+  const auto want = ds::test::values(codegen::interpret(ir, {x})[0]);
+  for (int64_t i = 0; i < n; ++i)
+    ASSERT_LE(std::abs(got[i] - want[i]), 4e-7 * (1 + std::abs(want[i])))
+        << "gelu(" << xs[i] << "): got " << got[i] << ", want " << want[i];
+}
+
 TEST(CudaFusedRegions, DumpKernelsWritesTheGeneratedSource) {
   DS_REQUIRE_GPU();
   const auto dir = std::filesystem::temp_directory_path() /
