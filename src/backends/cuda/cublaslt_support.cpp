@@ -43,49 +43,30 @@ int64_t ld_quantum(DType t) { return 16 / static_cast<int64_t>(dtype_size(t)); }
 
 int64_t round_up(int64_t v, int64_t q) { return (v + q - 1) / q * q; }
 
-// Row r of a (count x lead) matrix copied between leading dimensions src_ld and
-// dst_ld, one of them padded to 16 bytes: each thread moves one 16-byte pack on
-// the padded side and single elements on the other. (The general strided copy
-// spends two 64-bit divisions per 2-byte element here: 100 GB/s on the H200.)
+// dst[r][c] = c < lead ? src[r][c] : 0 for c < width, over `count` rows of
+// pitches src_ld and dst_ld: consecutive threads on consecutive elements, so both
+// sides coalesce whatever their alignment. (16-byte packs on the aligned side left
+// the unaligned side's 2-byte stores scattered: 15 ms for GPT-2's logits.)
 const char* const kPitchedCopy = R"(
 extern "C" __global__ void ds_pitched_copy(const W* __restrict__ src, long long src_ld,
                                            W* __restrict__ dst, long long dst_ld, long long lead,
-                                           long long count, int dst_padded) {
-  constexpr int per = 16 / sizeof(W);
-  for (long long r = blockIdx.y; r < count; r += gridDim.y) {
-    const W* s = src + r * src_ld;
-    W* d = dst + r * dst_ld;
-    for (long long c = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * per; c < lead;
-         c += (long long)gridDim.x * blockDim.x * per) {
-      union { uint4 v; W w[per]; } pack;
-      if (dst_padded) {  // the pack may run into the padding, never past dst_ld
-#pragma unroll
-        for (int k = 0; k < per; ++k) pack.w[k] = c + k < lead ? s[c + k] : W(0);
-        *reinterpret_cast<uint4*>(d + c) = pack.v;
-      } else {
-        pack.v = *reinterpret_cast<const uint4*>(s + c);
-#pragma unroll
-        for (int k = 0; k < per; ++k)
-          if (c + k < lead) d[c + k] = pack.w[k];
-      }
-    }
-  }
+                                           long long width, long long count) {
+  for (long long r = blockIdx.y; r < count; r += gridDim.y)
+    for (long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x; c < width;
+         c += (long long)gridDim.x * blockDim.x)
+      dst[r * dst_ld + c] = c < lead ? src[r * src_ld + c] : W(0);
 }
 )";
 
-// A matrix stored column-major (`lead` x `count`, ld = lead) copied to a buffer
-// whose ld is rounded up to 16 bytes (dst_padded), or back.
 void copy_pitched(void* dst, int64_t dst_ld, const void* src, int64_t src_ld, int64_t lead,
-                  int64_t count, size_t esize, int device, bool dst_padded) {
-  long long sld = src_ld, dld = dst_ld, n = lead, rows = count;
-  int padded = dst_padded ? 1 : 0;
-  void* args[] = {&src, &sld, &dst, &dld, &n, &rows, &padded};
-  const int64_t packs = (lead * static_cast<int64_t>(esize) + 15) / 16;
-  const dim3 grid(static_cast<unsigned>(std::min<int64_t>((packs + 255) / 256, 1024)),
+                  int64_t width, int64_t count, size_t esize, int device) {
+  long long sld = src_ld, dld = dst_ld, n = lead, w = width, rows = count;
+  void* args[] = {&src, &sld, &dst, &dld, &n, &w, &rows};
+  const dim3 grid(static_cast<unsigned>(std::min<int64_t>((width + 255) / 256, 64)),
                   static_cast<unsigned>(std::min<int64_t>(count, 65535)));
   const std::string source = std::string("typedef ") + word_type(esize) + " W;\n" + kPitchedCopy;
   launch(device, get_kernel(device, source, "ds_pitched_copy"), grid, 256, args, 0,
-         "matmul leading-dimension padding");
+         "matmul padding");
 }
 
 }  // namespace
@@ -94,32 +75,41 @@ void lt_matmul(int device, const LtMatmul& m, const char* what) {
   LtDevice& lt_dev = lt_device(device);
   set_device(device);
   const size_t esize = dtype_size(m.dtype);
-  // A leading dimension that is not a multiple of 16 bytes (a 50257-word vocabulary
-  // in bf16) sends cuBLASLt to its slow unaligned kernels: 95 TFLOP/s on the H200
-  // for GPT-2's output layer. A single matrix is then copied to a padded ld and
-  // back, which costs two passes over it at copy bandwidth.
+  // Dimensions that are not a multiple of 16 bytes (a 50257-word vocabulary in bf16)
+  // send cuBLASLt to slow kernels: 72-120 TFLOP/s on the H200 for GPT-2's output
+  // layer against ~790 aligned. A single product then runs on zero-padded copies
+  // (rows, inner and a leading cols rounded up; zeros add nothing to the sums) and
+  // the result's rows are copied back: one pass over each operand at copy speed.
   const int64_t q = ld_quantum(m.dtype);
+  const bool pad = m.batch == 1 && (m.rows % q != 0 || m.inner % q != 0 ||
+                                    (m.trans_b && m.cols % q != 0));
+  const int64_t rows = pad ? round_up(m.rows, q) : m.rows;
+  const int64_t inner = pad ? round_up(m.inner, q) : m.inner;
+  const int64_t cols = pad && m.trans_b ? round_up(m.cols, q) : m.cols;
   std::vector<std::shared_ptr<void>> temps;
-  auto pad = [&](const void*& ptr, int64_t lead, int64_t count) -> int64_t {
-    if (m.batch != 1 || lead % q == 0) return lead;
-    const int64_t ld = round_up(lead, q);
-    temps.push_back(allocate(static_cast<size_t>(ld * count) * esize, device));
-    copy_pitched(temps.back().get(), ld, ptr, lead, lead, count, esize, device, true);
-    ptr = temps.back().get();
-    return ld;
+  // A lead x count column-major operand as a lead_to x count_to zero-padded copy.
+  auto padded = [&](const void* ptr, int64_t lead, int64_t count, int64_t lead_to,
+                    int64_t count_to) -> const void* {
+    if (lead == lead_to && count == count_to) return ptr;
+    temps.push_back(allocate(static_cast<size_t>(lead_to * count_to) * esize, device));
+    char* dst = static_cast<char*>(temps.back().get());
+    copy_pitched(dst, lead_to, ptr, lead, lead, lead_to, count, esize, device);
+    if (count_to > count)
+      DS_CUDA_CHECK(cudaMemsetAsync(dst + static_cast<size_t>(lead_to * count) * esize, 0,
+                                    static_cast<size_t>(lead_to * (count_to - count)) * esize,
+                                    stream_of(device)));
+    return dst;
   };
-  const void* a = m.a;
-  const void* b = m.b;
-  const int64_t a_lead = m.trans_a ? m.inner : m.rows, a_count = m.trans_a ? m.rows : m.inner;
-  const int64_t b_lead = m.trans_b ? m.cols : m.inner, b_count = m.trans_b ? m.inner : m.cols;
-  const int64_t lda = pad(a, a_lead, a_count), ldb = pad(b, b_lead, b_count);
+  const void* a = m.trans_a ? padded(m.a, m.inner, m.rows, inner, rows)
+                            : padded(m.a, m.rows, m.inner, rows, inner);
+  const void* b = m.trans_b ? padded(m.b, m.cols, m.inner, cols, inner)
+                            : padded(m.b, m.inner, m.cols, inner, cols);
+  const void* bias = m.bias ? padded(m.bias, m.rows, 1, rows, 1) : nullptr;
   void* d = m.d;
-  int64_t ldd = m.rows;
-  if (m.batch == 1 && m.rows % q != 0) {
-    ldd = round_up(m.rows, q);
-    temps.push_back(allocate(static_cast<size_t>(ldd * m.cols) * esize, device));
+  if (pad) {
+    temps.push_back(allocate(static_cast<size_t>(rows * cols) * esize, device));
     d = temps.back().get();
-    if (m.beta != 0.0) copy_pitched(d, ldd, m.d, m.rows, m.rows, m.cols, esize, device, true);
+    if (m.beta != 0.0) copy_pitched(d, rows, m.d, m.rows, m.rows, rows, m.cols, esize, device);
   }
 
   const bool f64 = m.dtype == DType::Float64;
@@ -137,13 +127,15 @@ void lt_matmul(int device, const LtMatmul& m, const char* what) {
   if (m.epilogue != CUBLASLT_EPILOGUE_DEFAULT)
     DS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.h, CUBLASLT_MATMUL_DESC_EPILOGUE,
                                                    &m.epilogue, sizeof m.epilogue));
-  if (m.bias)
+  if (bias)
     DS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.h, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                   &m.bias, sizeof m.bias));
+                                                   &bias, sizeof bias));
   const cudaDataType_t t = lt_data_type(m.dtype);
-  const LtLayout la(t, a_lead, a_count, lda, m.batch, m.stride_a);
-  const LtLayout lb(t, b_lead, b_count, ldb, m.batch, m.stride_b);
-  const LtLayout ld(t, m.rows, m.cols, ldd, m.batch, m.stride_d);
+  const LtLayout la = m.trans_a ? LtLayout(t, inner, rows, inner, m.batch, m.stride_a)
+                                : LtLayout(t, rows, inner, rows, m.batch, m.stride_a);
+  const LtLayout lb = m.trans_b ? LtLayout(t, cols, inner, cols, m.batch, m.stride_b)
+                                : LtLayout(t, inner, cols, inner, m.batch, m.stride_b);
+  const LtLayout ld(t, rows, cols, rows, m.batch, m.stride_d);
   LtPreference pref;
   const uint64_t ws = kLtWorkspaceBytes;
   DS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
@@ -161,7 +153,7 @@ void lt_matmul(int device, const LtMatmul& m, const char* what) {
   DS_CUBLAS_CHECK(cublasLtMatmul(lt_dev.handle, desc.h, alpha, a, la.h, b, lb.h, beta, d, ld.h, d,
                                  ld.h, &heur.algo, lt_dev.workspace.get(), kLtWorkspaceBytes,
                                  stream_of(device)));
-  if (d != m.d) copy_pitched(m.d, m.rows, d, ldd, m.rows, m.cols, esize, device, false);
+  if (d != m.d) copy_pitched(m.d, m.rows, d, rows, m.rows, m.rows, m.cols, esize, device);
 }
 
 }  // namespace ds::cuda
