@@ -3,7 +3,7 @@
 // per row (odd lengths whose rows start off 16-byte boundaries, GPT-2's 50257
 // classes), ignored rows, label smoothing, int32/int64 targets, every float type;
 // out-of-range targets; the bf16 gradient equal to the float32 one rounded (what
-// the cross_entropy_low_precision rewrite relies on). The device code is also
+// the cross_entropy_low_precision rewrite relies on), the loss equal up to rounding. The device code is also
 // compiled with NVRTC for sm_90a, which needs no GPU.
 #include <cmath>
 #include <tuple>
@@ -108,9 +108,12 @@ TEST(CudaSoftmaxCrossEntropy, Bf16GradientIsTheFloat32GradientRounded) {
     const Tensor a = g16.to(ds::Device::cpu()), b = ds::cast(g32, DType::BFloat16).to(ds::Device::cpu());
     for (int64_t i = 0; i < a.numel(); ++i)
       ASSERT_EQ(ds::element_as_double(a, i), ds::element_as_double(b, i)) << classes << " at " << i;
+    // The forward's row sums add 8 bf16 or 4 float32 values a pack: the same up to
+    // float32 rounding, not bit for bit.
+    const Tensor ln = narrow.loss.to(ds::Device::cpu()), lw = wide.loss.to(ds::Device::cpu());
     for (int64_t i = 0; i < 6; ++i)
-      ASSERT_EQ(ds::element_as_double(narrow.loss.to(ds::Device::cpu()), i),
-                ds::element_as_double(wide.loss.to(ds::Device::cpu()), i))
+      ASSERT_NEAR(ds::element_as_double(ln, i), ds::element_as_double(lw, i),
+                  1e-6 * (1 + std::abs(ds::element_as_double(lw, i))))
           << classes << " row " << i;
   }
 }
