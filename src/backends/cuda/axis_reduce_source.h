@@ -273,11 +273,18 @@ __device__ __forceinline__ void ds_rows(const T* __restrict__ x, P* __restrict__
 #pragma unroll
           for (int e = 0; e < N; ++e) Op::fold(acc, ds_io<T>::load(r[k].v[e]));
       }
-      for (; u < u1; u += G) {
-        const ds_pack<N> r = ds_load<N>(xo + w.at);
+      if (u < u1) {  // the last, partial batch: its loads issued together too
+        ds_pack<N> r[U];
 #pragma unroll
-        for (int e = 0; e < N; ++e) Op::fold(acc, ds_io<T>::load(r.v[e]));
-        w.next(g);
+        for (int k = 0; k < U; ++k) {
+          if (u + (long long)k * G < u1) r[k] = ds_load<N>(xo + w.at);
+          w.next(g);
+        }
+#pragma unroll
+        for (int k = 0; k < U; ++k)
+          if (u + (long long)k * G < u1)
+#pragma unroll
+            for (int e = 0; e < N; ++e) Op::fold(acc, ds_io<T>::load(r[k].v[e]));
       }
     }
     part = Op::part(acc);
@@ -328,10 +335,16 @@ __device__ __forceinline__ void ds_columns(const T* __restrict__ x, P* __restric
 #pragma unroll
         for (int e = 0; e < N; ++e) Op::fold(acc[e], ds_io<T>::load(v[k].v[e]));
     }
-    for (; r < r1; r += TY) {
-      const ds_pack<N> v = ds_load<N>(x + base + ds_row_offset(g, r));
+    if (r < r1) {  // the last, partial batch: its loads issued together too
+      ds_pack<N> v[U];
 #pragma unroll
-      for (int e = 0; e < N; ++e) Op::fold(acc[e], ds_io<T>::load(v.v[e]));
+      for (int k = 0; k < U; ++k)
+        if (r + (long long)k * TY < r1) v[k] = ds_load<N>(x + base + ds_row_offset(g, r + (long long)k * TY));
+#pragma unroll
+      for (int k = 0; k < U; ++k)
+        if (r + (long long)k * TY < r1)
+#pragma unroll
+          for (int e = 0; e < N; ++e) Op::fold(acc[e], ds_io<T>::load(v[k].v[e]));
     }
   }
 #pragma unroll
