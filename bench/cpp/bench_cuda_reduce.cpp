@@ -68,6 +68,9 @@ int main() {
     bench("sum", make({16, 1024, 768}), tokens);
     bench("sum", make({16, 1024, 3072}), tokens);
     bench("sum", make({50257, 768}), tokens);  // a whole tensor (GPT-2's wte gradient norm)
+    // The batch of [256, 1024, 14, 14] as plain columns: the pass that 7x7 (and
+    // bf16 14x14) channels take, next to the row walk above.
+    bench("sum", make({256, 1024 * 14 * 14}), {0});
   }
   return 0;
 }
