@@ -48,8 +48,13 @@ struct PackWalk {
   }
 };
 
-// Loads in flight per thread before their values are used (memory-level parallelism).
-#define DS_BNT_UNROLL 4
+// Packs loaded per thread before their values are used (memory-level
+// parallelism): the statistics passes keep about 64 bytes per tensor in flight,
+// so narrow packs (odd H*W, 14x14 bf16) move as many bytes as 16-byte ones; in
+// the elementwise passes registers grow with the unroll (ptxas keeps the store
+// addresses) and occupancy falls, so more than 8 narrow packs gains nothing.
+#define DS_BNT_UNROLL (V * sizeof(T) >= 16 ? 4 : 64 / (V * sizeof(T)))
+#define DS_BNT_MAP_UNROLL (V * sizeof(T) >= 8 ? 4 : 8)
 
 // A block's two sums over its packs: sum(a - center) and sum((a - center)^2), or
 // with kGrad (a = dy, b = x) sum(dy) and sum(dy * (x - center)).
@@ -160,21 +165,22 @@ extern "C" __global__ void ds_bnt_normalize(const Pack* __restrict__ x, const A*
   const unsigned end = min(packs, begin + per_block);
   PackWalk walk(begin, blockDim.x, plane_packs);
   while (walk.j < end) {
-    long long at[DS_BNT_UNROLL];
-    Pack p[DS_BNT_UNROLL];
+    PackWalk store = walk;  // the stores walk the loaded packs again (no index array)
+    Pack p[DS_BNT_MAP_UNROLL];
 #pragma unroll
-    for (int u = 0; u < DS_BNT_UNROLL; ++u) {
-      at[u] = walk.j < end ? walk.at(channels, c) : -1;
-      if (at[u] >= 0) p[u] = x[at[u]];
+    for (int u = 0; u < DS_BNT_MAP_UNROLL; ++u) {
+      if (walk.j < end) p[u] = x[walk.at(channels, c)];
       walk.next(blockDim.x);
     }
 #pragma unroll
-    for (int u = 0; u < DS_BNT_UNROLL; ++u) {
-      if (at[u] < 0) continue;
-      Pack o;
+    for (int u = 0; u < DS_BNT_MAP_UNROLL; ++u) {
+      if (store.j < end) {
+        Pack o;
 #pragma unroll
-      for (int e = 0; e < V; ++e) o.v[e] = IO::store((IO::load(p[u].v[e]) - mu) * a_scale + a_shift);
-      y[at[u]] = o;
+        for (int e = 0; e < V; ++e) o.v[e] = IO::store((IO::load(p[u].v[e]) - mu) * a_scale + a_shift);
+        y[store.at(channels, c)] = o;
+      }
+      store.next(blockDim.x);
     }
   }
 }
@@ -213,25 +219,27 @@ extern "C" __global__ void ds_bnt_grad_input(const Pack* __restrict__ dy, const 
   const unsigned end = min(packs, begin + per_block);
   PackWalk walk(begin, blockDim.x, plane_packs);
   while (walk.j < end) {
-    long long at[DS_BNT_UNROLL];
-    Pack g[DS_BNT_UNROLL], p[DS_BNT_UNROLL];
+    PackWalk store = walk;
+    Pack g[DS_BNT_MAP_UNROLL], p[DS_BNT_MAP_UNROLL];
 #pragma unroll
-    for (int u = 0; u < DS_BNT_UNROLL; ++u) {
-      at[u] = walk.j < end ? walk.at(channels, c) : -1;
-      if (at[u] >= 0) {
-        g[u] = dy[at[u]];
-        p[u] = x[at[u]];
+    for (int u = 0; u < DS_BNT_MAP_UNROLL; ++u) {
+      if (walk.j < end) {
+        const long long i = walk.at(channels, c);
+        g[u] = dy[i];
+        p[u] = x[i];
       }
       walk.next(blockDim.x);
     }
 #pragma unroll
-    for (int u = 0; u < DS_BNT_UNROLL; ++u) {
-      if (at[u] < 0) continue;
-      Pack o;
+    for (int u = 0; u < DS_BNT_MAP_UNROLL; ++u) {
+      if (store.j < end) {
+        Pack o;
 #pragma unroll
-      for (int e = 0; e < V; ++e)
-        o.v[e] = IO::store(a_dy * IO::load(g[u].v[e]) + a_xc * (IO::load(p[u].v[e]) - mu) + a_0);
-      dx[at[u]] = o;
+        for (int e = 0; e < V; ++e)
+          o.v[e] = IO::store(a_dy * IO::load(g[u].v[e]) + a_xc * (IO::load(p[u].v[e]) - mu) + a_0);
+        dx[store.at(channels, c)] = o;
+      }
+      store.next(blockDim.x);
     }
   }
 }
