@@ -400,29 +400,31 @@ TEST(CudaChannelsLastConv, ForwardAndBothBackwardsMatchTheReference) {
     }
 }
 
-// 1x1 stride-1 channels-last convolutions are GEMMs over the pixels (cuBLASLt);
-// with a bias, cuDNN's NHWC kernel.
+// 1x1 channels-last convolutions (stride 1 and 2) are GEMMs over the pixels
+// (cuBLASLt); with a bias, cuDNN's NHWC kernel.
 TEST(CudaChannelsLastConv, PointwiseConvolutionsAreGemmsMatchingTheReference) {
   DS_REQUIRE_GPU();
   using namespace cuda_dnn_test;
   uint64_t seed = 350;
-  const AttrMap attrs = {{"channels_last", true}};
-  const Shape xs{2, 5, 7, 16}, ws{24, 16, 1, 1}, ys{2, 5, 7, 24};
-  for (DType t : {DType::Float32, DType::Float16, DType::BFloat16}) {
-    const Tensor x = uniform(xs, seed++, t), w = uniform(ws, seed++, t);
-    const Tensor b = uniform({24}, seed++, t), gy = uniform(ys, seed++, t);
-    const std::string what = at(t, xs);
-    check_op("conv2d", {x, w}, attrs, "cublaslt-1x1-nhwc", sum_tol(t, 16), "conv2d" + what);
-    if (has_cudnn_nhwc())
-      check_op("conv2d", {x, w, b}, attrs, "cudnn-nhwc", sum_tol(t, 16), "conv2d bias" + what);
-    AttrMap in_attrs = attrs, w_attrs = attrs;
-    in_attrs["input_size"] = Pair{5, 7};
-    w_attrs["kernel_size"] = Pair{1, 1};
-    check_op("conv2d_backward_input", {gy, w}, in_attrs, "cublaslt-1x1-nhwc", sum_tol(t, 24),
-             "backward_input" + what);
-    check_op("conv2d_backward_weight", {x, gy}, w_attrs, "cublaslt-1x1-nhwc", sum_tol(t, 70),
-             "backward_weight" + what);
-  }
+  const Shape xs{2, 7, 6, 16}, ws{24, 16, 1, 1};
+  for (int64_t stride : {1, 2})
+    for (DType t : {DType::Float32, DType::Float16, DType::BFloat16}) {
+      const AttrMap attrs = {{"channels_last", true}, {"stride", Pair{stride}}};
+      const Shape ys = out_shape("conv2d", {xs, ws}, t, attrs);
+      const Tensor x = uniform(xs, seed++, t), w = uniform(ws, seed++, t);
+      const Tensor b = uniform({24}, seed++, t), gy = uniform(ys, seed++, t);
+      const std::string what = at(t, xs) + " stride " + std::to_string(stride);
+      check_op("conv2d", {x, w}, attrs, "cublaslt-1x1-nhwc", sum_tol(t, 16), "conv2d" + what);
+      if (has_cudnn_nhwc())
+        check_op("conv2d", {x, w, b}, attrs, "cudnn-nhwc", sum_tol(t, 16), "conv2d bias" + what);
+      AttrMap in_attrs = attrs, w_attrs = attrs;
+      in_attrs["input_size"] = Pair{7, 6};
+      w_attrs["kernel_size"] = Pair{1, 1};
+      check_op("conv2d_backward_input", {gy, w}, in_attrs, "cublaslt-1x1-nhwc", sum_tol(t, 24),
+               "backward_input" + what);
+      check_op("conv2d_backward_weight", {x, gy}, w_attrs, "cublaslt-1x1-nhwc",
+               sum_tol(t, ys[0] * ys[1] * ys[2]), "backward_weight" + what);
+    }
 }
 
 // float64 convolutions have no NHWC cuDNN kernel here: the reference runs, never
