@@ -291,6 +291,22 @@ TEST(BatchNormTrain, CompiledBf16StepTracksFp32) {
   }
 }
 
+// The autocast graph `low` computes what the float32 graph `g` does, to bf16
+// precision (relative RMS error of every output).
+void expect_same_outputs_to_bf16(const ds::Graph& g, const ds::Graph& low,
+                                 const std::map<std::string, Tensor>& feeds) {
+  const auto want = ds::compile(g).run(feeds), got = ds::compile(low).run(feeds);
+  for (const auto& [name, t] : want) {
+    const auto tv = values(t), gv = values(got.at(name));
+    double err = 0, scale = 0;
+    for (size_t i = 0; i < tv.size(); ++i) {
+      err += (gv[i] - tv[i]) * (gv[i] - tv[i]);
+      scale += tv[i] * tv[i];
+    }
+    EXPECT_LT(std::sqrt(err / scale), 3e-2) << name;
+  }
+}
+
 // Under bf16 autocast the convolution's output reaches batch norm as a cast up to
 // float32; the pass hands batch_norm_train (and its backward) the bf16 value.
 TEST(BatchNormTrain, AutocastFeedsTheConvolutionsBf16Output) {
@@ -324,16 +340,7 @@ TEST(BatchNormTrain, AutocastFeedsTheConvolutionsBf16Output) {
       {"w", random_tensor({3, 2, 3, 3}, 91, DType::Float32)},
       {"gamma", random_tensor({3}, 92, DType::Float32) + 1.5},
       {"beta", random_tensor({3}, 93, DType::Float32)}};
-  const auto want = ds::compile(g).run(feeds), got = ds::compile(low).run(feeds);
-  for (const auto& [name, t] : want) {
-    const auto tv = values(t), gv = values(got.at(name));
-    double err = 0, scale = 0;
-    for (size_t i = 0; i < tv.size(); ++i) {
-      err += (gv[i] - tv[i]) * (gv[i] - tv[i]);
-      scale += tv[i] * tv[i];
-    }
-    EXPECT_LT(std::sqrt(err / scale), 3e-2) << name;
-  }
+  expect_same_outputs_to_bf16(g, low, feeds);
 }
 
 // Channels-last BatchNorm2d views the convolution's output as [N*H*W, C, 1, 1]:
@@ -362,16 +369,7 @@ TEST(BatchNormTrain, AutocastSeesThroughAReshapeAfterTheCast) {
       {"w", random_tensor({3, 2, 3, 3}, 95, DType::Float32)},
       {"gamma", random_tensor({3}, 96, DType::Float32) + 1.5},
       {"beta", random_tensor({3}, 97, DType::Float32)}};
-  const auto want = ds::compile(g).run(feeds), got = ds::compile(low).run(feeds);
-  for (const auto& [name, t] : want) {
-    const auto tv = values(t), gv = values(got.at(name));
-    double err = 0, scale = 0;
-    for (size_t i = 0; i < tv.size(); ++i) {
-      err += (gv[i] - tv[i]) * (gv[i] - tv[i]);
-      scale += tv[i] * tv[i];
-    }
-    EXPECT_LT(std::sqrt(err / scale), 3e-2) << name;
-  }
+  expect_same_outputs_to_bf16(g, low, feeds);
 }
 
 }  // namespace
