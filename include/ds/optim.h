@@ -184,6 +184,9 @@ struct TrainStepOptions {
   // gradient accumulation; dropout draws per micro-batch. A batch whose single
   // sample does not fit is refused when the step compiles, naming need and budget.
   int64_t memory_budget = 0;
+  // false: the step returns no model output (StepResult::output undefined), so it
+  // neither casts nor copies one (GPT-2's float32 logits are 3.3 GB a step).
+  bool return_output = true;
 };
 
 struct StepResult {

@@ -254,16 +254,20 @@ void bind_optim(nb::module_& om) {
       .def("__init__",
            [](optim::TrainStep* self, Module& model, optim::Optimizer& opt, optim::LossFn loss,
               double clip, const std::string& target, const std::string& precision,
-              int64_t memory_budget) {
+              int64_t memory_budget, bool return_output) {
              optim::TrainStepOptions o{clip, target, precision};
              o.memory_budget = memory_budget;
+             o.return_output = return_output;
              new (self) optim::TrainStep(model, opt, std::move(loss), o);
            },
            nb::arg("model"), nb::arg("optimizer"), nb::arg("loss_fn"),
            nb::arg("clip_grad_norm") = 0.0, nb::arg("target") = "cpu",
            nb::arg("precision") = "fp32", nb::arg("memory_budget") = 0,
+           nb::arg("return_output") = true,
            "memory_budget (bytes, 0: unlimited): a batch whose step needs more runs as "
-           "micro-batches with gradient accumulation and one update (see micro_batch_size).")
+           "micro-batches with gradient accumulation and one update (see micro_batch_size). "
+           "return_output=False: step() returns (loss, None) and computes no copy of the "
+           "model output.")
       .def("micro_batch_size",
            [](optim::TrainStep& s, nb::handle x, nb::handle y) {
              const Tensor a = to_tensor(x), b = to_tensor(y);
@@ -281,9 +285,10 @@ void bind_optim(nb::module_& om) {
       .def("step",
            [](optim::TrainStep& s, nb::handle x, nb::handle y) {
              optim::StepResult r = s.step(to_tensor(x), to_tensor(y));
-             return std::make_pair(r.loss, r.output);
+             return nb::make_tuple(r.loss, r.output.defined() ? nb::cast(r.output) : nb::none());
            },
-           nb::arg("input"), nb::arg("target"), "Runs one step; returns (loss, output).");
+           nb::arg("input"), nb::arg("target"),
+           "Runs one step; returns (loss, output), output None with return_output=False.");
   nb::class_<optim::EvalStep>(om, "EvalStep", "compiled eval-mode forward of a module")
       .def(nb::init<Module&, std::string>(), nb::arg("model"), nb::arg("target") = "cpu")
       .def("__call__", [](optim::EvalStep& s, nb::handle x) { return s.run(to_tensor(x)); },

@@ -75,10 +75,11 @@ TrainStep::Compiled& TrainStep::compiled(const TensorType& input, const TensorTy
     grads = grad(g, t.loss, t.params);
   }
   g.output(t.loss, "loss");
-  g.output(t.output, "output");
+  if (options_.return_output) g.output(t.output, "output");
   detail::add_updates(g, opt_, params_, t.params, std::move(grads), options_.clip_grad_norm,
                       scaling ? &*scaling : nullptr);
-  std::vector<std::string> out_names = {"loss", "output"};
+  std::vector<std::string> out_names = {"loss"};
+  if (options_.return_output) out_names.push_back("output");
   for (size_t i = 0; i < params_.size(); ++i) {
     out_names.push_back("new_param:" + params_[i].first);
     for (size_t k = 0; k < opt_.state_names().size(); ++k)
@@ -131,7 +132,7 @@ TrainStep::Compiled& TrainStep::compiled(const TensorType& input, const TensorTy
   const auto out_pos = positions(c->exe->outputs(), out_names);
   size_t k = 0;
   c->loss_out = out_pos[k++];
-  c->output_out = out_pos[k++];
+  if (options_.return_output) c->output_out = out_pos[k++];
   const size_t n_state = opt_.state_names().size();
   for (size_t i = 0; i < params_.size(); ++i) {
     c->param_out.push_back(out_pos[k++]);
@@ -200,7 +201,8 @@ StepResult TrainStep::step(const Tensor& input, const Tensor& target) {
   // A skipped step is no update: Adam's bias correction must not advance.
   if (!skipped) opt_.count_step();
   // The loss and the model's output come back where the input was given.
-  return {outs[c.loss_out].to(input.device()), outs[c.output_out].to(input.device()), skipped};
+  return {outs[c.loss_out].to(input.device()),
+          options_.return_output ? outs[c.output_out].to(input.device()) : Tensor(), skipped};
 }
 
 namespace {

@@ -51,7 +51,7 @@ std::shared_ptr<TrainStep::MicroPlan> TrainStep::plan_micro(const TensorType& in
       g.output(acc + grads[i] * weight, "new_acc:" + params_[i].first);
     }
     g.output(t.loss, "loss");
-    g.output(t.output, "output");
+    if (options_.return_output) g.output(t.output, "output");
     plan->new_buffers.clear();
     for (const auto& [b, value] : t.new_buffers) {
       g.output(value, "new_buffer:" + buffers_[b].first);
@@ -118,7 +118,7 @@ StepResult TrainStep::step_micro(const MicroPlan& plan, const Tensor& input, con
     const Tensor& part_loss = outs.at("loss");
     loss_dtype = part_loss.dtype();
     loss += element_as_double(part_loss, 0) * static_cast<double>(plan.micro) / static_cast<double>(plan.batch);
-    outputs.push_back(outs.at("output"));
+    if (options_.return_output) outputs.push_back(outs.at("output"));
   }
 
   std::map<std::string, Tensor> update_feeds = std::move(acc);
@@ -148,7 +148,7 @@ StepResult TrainStep::step_micro(const MicroPlan& plan, const Tensor& input, con
     good_steps_ = outs.at("new_good_steps");
   }
   if (!skipped) opt_.count_step();  // a skipped step must not advance Adam's bias correction
-  return {Tensor::scalar(loss, loss_dtype), concat(outputs, 0), skipped};
+  return {Tensor::scalar(loss, loss_dtype), outputs.empty() ? Tensor() : concat(outputs, 0), skipped};
 }
 
 }  // namespace ds::optim

@@ -174,3 +174,29 @@ TEST(TrainMicroBatch, Fp16LossScalingMatchesTheWholeBatch) {
   EXPECT_EQ(budgeted.loss_scale(), 2048);
   expect_same_state(*full, *split, 2e-3);
 }
+
+// return_output=false: the same training, no model output in the step's graph or
+// its result (whole batch and micro-batches).
+TEST(TrainStepOutput, WithoutTheOutputTheStepTrainsTheSame) {
+  for (int64_t budget : {int64_t{0}, whole_batch_bytes() * 3 / 4}) {
+    auto want = small_cnn(), got = small_cnn();
+    optim::SGD opt_want({.lr = 0.1, .momentum = 0.9}), opt_got({.lr = 0.1, .momentum = 0.9});
+    optim::TrainStepOptions keep, drop;
+    keep.memory_budget = drop.memory_budget = budget;
+    drop.return_output = false;
+    optim::TrainStep a(*want, opt_want, loss_fn, keep), b(*got, opt_got, loss_fn, drop);
+    for (uint64_t s = 0; s < 3; ++s) {
+      const optim::StepResult ra = a.step(images(40 + s), labels(50 + s));
+      const optim::StepResult rb = b.step(images(40 + s), labels(50 + s));
+      EXPECT_EQ(ra.output.shape(), (ds::Shape{kBatch, 3}));
+      EXPECT_FALSE(rb.output.defined());
+      EXPECT_EQ(ds::element_as_double(ra.loss, 0), ds::element_as_double(rb.loss, 0));
+    }
+    expect_same_state(*want, *got, 0);
+    if (budget == 0) {
+      const auto& outs = b.executable({ds::DType::Float32, {kBatch, 2, 8, 8}},
+                                      {ds::DType::Int64, {kBatch}}).outputs();
+      for (const ds::IOSpec& o : outs) EXPECT_NE(o.name, "output");
+    }
+  }
+}

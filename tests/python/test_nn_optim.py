@@ -79,6 +79,21 @@ def test_train_step_reduces_the_loss_and_counts_steps():
     assert acc > 0.95
 
 
+def test_train_step_without_the_output_returns_none_and_trains_the_same():
+    x = np.random.default_rng(5).standard_normal((8, 3)).astype(np.float32)
+    t = np.arange(8, dtype=np.int64) % 2
+    losses = {}
+    for keep in (True, False):
+        ds.nn.manual_seed(6)
+        model = ds.nn.Linear(3, 2)
+        step = ds.optim.TrainStep(model, ds.optim.SGD(lr=0.1), ds.nn.functional.cross_entropy,
+                                  return_output=keep)
+        results = [step.step(x, t) for _ in range(3)]
+        assert (results[-1][1] is None) == (not keep)
+        losses[keep] = [r[0].item() for r in results]
+    assert losses[True] == losses[False]
+
+
 def test_train_step_takes_a_python_loss_and_schedules_set_the_lr():
     ds.nn.manual_seed(4)
     model = ds.nn.Linear(3, 1)
