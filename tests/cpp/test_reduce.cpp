@@ -177,6 +177,8 @@ TEST(ReduceValues, EmptyReductionsFollowNumpy) {
   expect_values(ds::prod(x, {1}), {1, 1});
   expect_values(ds::mean(x, {1}), {kNaN, kNaN});
   expect_values(ds::logsumexp(x, {1}), {-kInf, -kInf});
+  expect_values(ds::sum(Tensor::zeros({0, 3}), {0}), {0, 0, 0});  // over a leading axis too
+  expect_values(ds::mean(Tensor::zeros({0, 3}), {0}), {kNaN, kNaN, kNaN});
   EXPECT_EQ(ds::max(x, {0}).shape(), (Shape{0}));  // nothing reduced over an empty axis
   expect_error<ds::ValueError>([&] { ds::max(x, {1}); }, {"max", "zero-size", "[2, 0]"});
   expect_error<ds::ValueError>([&] { ds::min(x); }, {"min", "zero-size"});
@@ -329,6 +331,8 @@ TEST(ReduceFastKernels, SumMeanMaxMinAgreeWithReferenceOnLargeShapes) {
       {{3, 40, 4100}, {1}},
       {{4, 1, 9}, {1}},         // only an extent-1 axis
       {{2, 0, 5}, {0}},
+      {{0, 3}, {0}},            // an empty strided reduction (the tiled kernel has no rows)
+      {{3, 0, 4}, {1}},
   };
   for (DType dt : {DType::Float32, DType::Float64}) {
     const double tol = dt == DType::Float32 ? 3e-7 : 1e-13;

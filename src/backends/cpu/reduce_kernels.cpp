@@ -205,6 +205,13 @@ template <class Op, typename T> void reduce_any(const KernelCall& k, bool mean) 
   const double scale = mean ? 1.0 / static_cast<double>(count) : 1.0;
   const T* x = k.inputs[0].data<T>();
   T* y = k.outputs[0].data<T>();
+  if (k.inputs[0].numel() == 0) {
+    // Nothing to read: an empty sum is 0 and an empty mean NaN, as in numpy (infer
+    // refuses max/min of nothing). The tiled kernels below assume rows to split.
+    const T empty = mean ? std::numeric_limits<T>::quiet_NaN() : static_cast<T>(Op::init());
+    std::fill(y, y + k.outputs[0].numel(), empty);
+    return;
+  }
   int steps = 0;
   for (const Block& b : blocks) steps += b.reduced;
   if (steps == 0) {  // nothing reduced (or only extent-1 axes): a copy, scaled for mean
