@@ -6,48 +6,17 @@
 #include <cmath>
 #include <functional>
 
-#include "ds/cuda.h"
-#include "ds/ds.h"
+#include "cuda_dnn_check.h"  // DS_REQUIRE_GPU, kFloats, tol, expect_close
 
 using ds::DType;
 using ds::Shape;
 using ds::Tensor;
 
-#define DS_REQUIRE_GPU()                   \
-  if (ds::cuda::device_count() == 0)       \
-  GTEST_SKIP() << "no CUDA device: " << ds::cuda::unavailable_reason()
-
 namespace {
 
-const DType kFloats[] = {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16};
-
-// Relative-and-absolute tolerance of one low-precision rounding, per dtype.
-double tol(DType t) {
-  switch (t) {
-    case DType::Float64: return 1e-12;
-    case DType::Float16: return 2e-3;
-    case DType::BFloat16: return 1.6e-2;
-    default: return 2e-6;
-  }
-}
-
-void expect_close(const Tensor& got, const Tensor& want, double t, const std::string& what) {
-  ASSERT_EQ(got.shape(), want.shape()) << what;
-  ASSERT_EQ(got.dtype(), want.dtype()) << what;
-  for (int64_t i = 0; i < want.numel(); ++i) {
-    const double g = ds::element_as_double(got, i), w = ds::element_as_double(want, i);
-    if (std::isnan(w)) {
-      ASSERT_TRUE(std::isnan(g)) << what << " element " << i << ": got " << g << ", want NaN";
-      continue;
-    }
-    if (std::isinf(w)) {
-      ASSERT_EQ(g, w) << what << " element " << i;
-      continue;
-    }
-    ASSERT_LE(std::abs(g - w), t * (1 + std::abs(w)))
-        << what << " element " << i << ": got " << g << ", want " << w;
-  }
-}
+using cuda_dnn_test::expect_close;
+using cuda_dnn_test::kFloats;
+using cuda_dnn_test::tol;
 
 using Build = std::function<Tensor(const std::vector<Tensor>&)>;
 void check_graph(const std::string& what, const ds::Graph& g, const std::vector<Tensor>& feeds,
