@@ -82,18 +82,40 @@ GradMap<A> grad_map(double sdy, double sdyxc, double var, double m, double eps, 
           static_cast<A>(-scale * sdy / m)};
 }
 
+// The operands of both layouts' kernels: x [, weight [, bias]] -> y, mean, var;
+// dy, x, mean, var [, weight] -> dx, dweight, dbias (statistics and parameters in A).
+template <typename T> struct ForwardOperands {
+  const T* x;
+  const Acc<T> *w, *b;
+  T* y;
+  Acc<T> *mean, *var;
+};
+template <typename T> ForwardOperands<T> forward_operands(const KernelCall& k) {
+  using A = Acc<T>;
+  return {k.inputs[0].data<T>(), k.inputs.size() > 1 ? k.inputs[1].data<A>() : nullptr,
+          k.inputs.size() > 2 ? k.inputs[2].data<A>() : nullptr, k.outputs[0].data<T>(),
+          k.outputs[1].data<A>(), k.outputs[2].data<A>()};
+}
+template <typename T> struct BackwardOperands {
+  const T *dy, *x;
+  const Acc<T> *mean, *var, *w;
+  T* dx;
+  Acc<T> *dw, *db;
+};
+template <typename T> BackwardOperands<T> backward_operands(const KernelCall& k) {
+  using A = Acc<T>;
+  return {k.inputs[0].data<T>(), k.inputs[1].data<T>(), k.inputs[2].data<A>(),
+          k.inputs[3].data<A>(), k.inputs.size() > 4 ? k.inputs[4].data<A>() : nullptr,
+          k.outputs[0].data<T>(), k.outputs[1].data<A>(), k.outputs[2].data<A>()};
+}
+
 // ---- [N, C, H*W]: per channel, N contiguous planes of H*W values.
 // Two-pass statistics (mean, then the centred sum of squares), then one
 // normalize pass.
 template <typename T> void forward_planes(const KernelCall& k) {
   using A = Acc<T>;
   const Geometry g = geometry_of(k.inputs[0]);
-  const T* x = k.inputs[0].data<T>();
-  const A* w = k.inputs.size() > 1 ? k.inputs[1].data<A>() : nullptr;
-  const A* b = k.inputs.size() > 2 ? k.inputs[2].data<A>() : nullptr;
-  T* y = k.outputs[0].data<T>();
-  A* mean_out = k.outputs[1].data<A>();
-  A* var_out = k.outputs[2].data<A>();
+  const auto [x, w, b, y, mean_out, var_out] = forward_operands<T>(k);
   const double eps = k.ctx.f("eps"), m = static_cast<double>(g.n * g.inner);
   parallel_for(g.ch, channel_grain(g), [&](int64_t cb, int64_t ce) {
     for (int64_t c = cb; c < ce; ++c) {
@@ -129,14 +151,7 @@ template <typename T> void forward_planes(const KernelCall& k) {
 template <typename T> void backward_planes(const KernelCall& k) {
   using A = Acc<T>;
   const Geometry g = geometry_of(k.inputs[1]);
-  const T* dy = k.inputs[0].data<T>();
-  const T* x = k.inputs[1].data<T>();
-  const A* mean = k.inputs[2].data<A>();
-  const A* var = k.inputs[3].data<A>();
-  const A* w = k.inputs.size() > 4 ? k.inputs[4].data<A>() : nullptr;
-  T* dx = k.outputs[0].data<T>();
-  A* dw = k.outputs[1].data<A>();
-  A* db = k.outputs[2].data<A>();
+  const auto [dy, x, mean, var, w, dx, dw, db] = backward_operands<T>(k);
   const double eps = k.ctx.f("eps"), m = static_cast<double>(g.n * g.inner);
   parallel_for(g.ch, channel_grain(g), [&](int64_t cb, int64_t ce) {
     for (int64_t c = cb; c < ce; ++c) {
@@ -185,12 +200,7 @@ void column_sums(int64_t rows, int64_t width, F term, std::vector<double>& out) 
 template <typename T> void forward_columns(const KernelCall& k) {
   using A = Acc<T>;
   const int64_t rows = k.inputs[0].shape()[0], ch = k.inputs[0].shape()[1];
-  const T* x = k.inputs[0].data<T>();
-  const A* w = k.inputs.size() > 1 ? k.inputs[1].data<A>() : nullptr;
-  const A* b = k.inputs.size() > 2 ? k.inputs[2].data<A>() : nullptr;
-  T* y = k.outputs[0].data<T>();
-  A* mean_out = k.outputs[1].data<A>();
-  A* var_out = k.outputs[2].data<A>();
+  const auto [x, w, b, y, mean_out, var_out] = forward_operands<T>(k);
   const double eps = k.ctx.f("eps"), m = static_cast<double>(rows);
   parallel_for(ch, kChannelBlock, [&](int64_t cb, int64_t ce) {
     const int64_t width = ce - cb;
@@ -221,14 +231,7 @@ template <typename T> void forward_columns(const KernelCall& k) {
 template <typename T> void backward_columns(const KernelCall& k) {
   using A = Acc<T>;
   const int64_t rows = k.inputs[1].shape()[0], ch = k.inputs[1].shape()[1];
-  const T* dy = k.inputs[0].data<T>();
-  const T* x = k.inputs[1].data<T>();
-  const A* mean = k.inputs[2].data<A>();
-  const A* var = k.inputs[3].data<A>();
-  const A* w = k.inputs.size() > 4 ? k.inputs[4].data<A>() : nullptr;
-  T* dx = k.outputs[0].data<T>();
-  A* dw = k.outputs[1].data<A>();
-  A* db = k.outputs[2].data<A>();
+  const auto [dy, x, mean, var, w, dx, dw, db] = backward_operands<T>(k);
   const double eps = k.ctx.f("eps"), m = static_cast<double>(rows);
   parallel_for(ch, kChannelBlock, [&](int64_t cb, int64_t ce) {
     const int64_t width = ce - cb;
