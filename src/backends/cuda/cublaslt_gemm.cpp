@@ -68,8 +68,7 @@ bool supported(const OpContext& c) {
   const DType t = c.inputs[0].dtype;
   for (const auto& in : c.inputs)
     if (in.dtype != t) return false;
-  if (!(t == DType::Float32 || t == DType::Float16 || t == DType::BFloat16 || t == DType::Float64))
-    return false;
+  if (!lt_dtype(t)) return false;
   const auto d = ops::gemm_dims(c.inputs[0].shape, c.inputs[1].shape, c.b("trans_a"),
                                 c.b("trans_b"), c.where());
   return d.k > 0;

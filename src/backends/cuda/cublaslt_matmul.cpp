@@ -17,10 +17,6 @@ namespace {
 
 std::atomic<bool> tf32_allowed{false};
 
-bool gemm_dtype(DType t) {
-  return t == DType::Float32 || t == DType::Float16 || t == DType::BFloat16 || t == DType::Float64;
-}
-
 // Row-major c[batch][m][n] = a[batch][m][k] · b (b is [k][n], or [n][k] with trans_b),
 // a batch stride of 0 repeats an operand over the batch.
 struct Gemm {
@@ -59,7 +55,7 @@ void run_gemm(const Gemm& g, const std::string& what) {
 bool same_float_inputs(const OpContext& c) {
   for (const auto& t : c.inputs)
     if (t.dtype != c.inputs[0].dtype) return false;
-  return gemm_dtype(c.inputs[0].dtype);
+  return lt_dtype(c.inputs[0].dtype);
 }
 
 // Each operand's batch is the full broadcast batch (contiguous) or a single matrix.
@@ -125,7 +121,7 @@ Tensor fused_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, A
     DS_CHECK(t->device() == x.device() && x.device().kind == DeviceKind::CUDA, ValueError,
              "fused_linear: every tensor must be on one CUDA device, got ", t->device().str(),
              " and ", x.device().str());
-    DS_CHECK(t->dtype() == x.dtype() && gemm_dtype(t->dtype()) && t->is_contiguous(), TypeError,
+    DS_CHECK(t->dtype() == x.dtype() && lt_dtype(t->dtype()) && t->is_contiguous(), TypeError,
              "fused_linear: tensors must be contiguous with one float dtype, got ",
              dtype_name(t->dtype()), " and ", dtype_name(x.dtype()));
   }

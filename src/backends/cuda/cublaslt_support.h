@@ -24,6 +24,8 @@ LtDevice& lt_device(int device);
 
 // float16/bfloat16/float64 to their CUDA types; everything else float32.
 cudaDataType_t lt_data_type(DType t);
+// The dtypes lt_matmul multiplies: float32, float16, bfloat16, float64.
+bool lt_dtype(DType t);
 
 struct LtLayout {
   cublasLtMatrixLayout_t h = nullptr;
