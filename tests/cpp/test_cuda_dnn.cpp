@@ -181,6 +181,9 @@ TEST(CudaDnnLinear, UnalignedLeadingDimensionsMatchTheReference) {
     const Tensor bias = uniform({1001}, ++seed, t), dy = uniform({18, 1001}, ++seed, t);
     check_op("linear", {x, w, bias}, {}, "cublaslt", sum_tol(t, 45) * 2, "linear 45->1001" + at(t, {}));
     check_op("matmul", {dy, w}, {}, "cublaslt", sum_tol(t, 1001) * 2, "dy @ w" + at(t, {}));
+    // A batch of rows times one matrix runs as one padded product.
+    check_op("matmul", {ds::reshape(dy, {2, 9, 1001}), w}, {}, "cublaslt",
+             sum_tol(t, 1001) * 2, "dy[2, 9, 1001] @ w" + at(t, {}));
     const AttrMap ta = {{"alpha", 1.0}, {"beta", 0.0}, {"trans_a", true}, {"trans_b", false}};
     check_op("gemm", {dy, ds::reshape(x, {18, 45})}, ta, "cublaslt", sum_tol(t, 18) * 2,
              "dy^T @ x" + at(t, {}));

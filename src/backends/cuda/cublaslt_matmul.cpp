@@ -76,6 +76,14 @@ void matmul_kernel(const KernelCall& kc) {
   g.batch = numel(d.batch);
   g.stride_a = numel(d.a_batch) == 1 ? 0 : d.m * d.k;
   g.stride_b = numel(d.b_batch) == 1 ? 0 : d.k * d.n;
+  if (g.stride_b == 0 && g.batch > 1) {
+    // A batch of rows times one matrix is one taller product: one launch, and
+    // lt_matmul pads unaligned dimensions only for single products (GPT-2's
+    // [16, 1024, 50257] x [50257, 768] ran at 141 TFLOP/s as a batch of 16).
+    g.m *= g.batch;
+    g.batch = 1;
+    g.stride_a = 0;
+  }
   run_gemm(g, kc.ctx.where());
 }
 

@@ -46,29 +46,53 @@ int64_t ld_quantum(DType t) { return 16 / static_cast<int64_t>(dtype_size(t)); }
 
 int64_t round_up(int64_t v, int64_t q) { return (v + q - 1) / q * q; }
 
-// dst[r][c] = c < lead ? src[r][c] : 0 for c < width, over `count` rows of
-// pitches src_ld and dst_ld: consecutive threads on consecutive elements, so both
-// sides coalesce whatever their alignment. (16-byte packs on the aligned side left
-// the unaligned side's 2-byte stores scattered: 15 ms for GPT-2's logits.)
+// dst[r][c] = c < lead ? src[r][c] : 0 for the whole contiguous dst [count][ld]
+// (src rows of pitch src_ld). Each thread writes 16-byte packs (PK) of dst, read as
+// P words that consecutive threads take from consecutive addresses, so both
+// sides coalesce whatever the unaligned side's alignment; dst is walked flat, so
+// a pack may span two rows (the unpadded side, ld = 50257 words). One division
+// per row a thread crosses, not per pack. The tail (< P words) is word by word.
 const char* const kPitchedCopy = R"(
 extern "C" __global__ void ds_pitched_copy(const W* __restrict__ src, long long src_ld,
-                                           W* __restrict__ dst, long long dst_ld, long long lead,
-                                           long long width, long long count) {
-  for (long long r = blockIdx.y; r < count; r += gridDim.y)
-    for (long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x; c < width;
-         c += (long long)gridDim.x * blockDim.x)
-      dst[r * dst_ld + c] = c < lead ? src[r * src_ld + c] : W(0);
+                                           W* __restrict__ dst, long long ld, long long lead,
+                                           long long total) {
+  const long long packs = total / P, step = (long long)gridDim.x * blockDim.x;
+  long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  long long r = p * P / ld, c = p * P - r * ld;
+  for (; p < packs; p += step) {
+    union { PK v; W w[P]; } u;
+    long long rr = r, cc = c;
+#pragma unroll
+    for (int j = 0; j < P; ++j) {
+      u.w[j] = cc < lead ? src[rr * src_ld + cc] : W(0);
+      if (++cc == ld) cc = 0, ++rr;
+    }
+    reinterpret_cast<PK*>(dst)[p] = u.v;
+    c += step * P;
+    if (c >= ld) r += c / ld, c %= ld;
+  }
+  const long long i = packs * P + (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < total) {
+    const long long ri = i / ld, ci = i - ri * ld;
+    dst[i] = ci < lead ? src[ri * src_ld + ci] : W(0);
+  }
 }
 )";
 
+// dst (contiguous [count][dst_ld]) = src's rows (pitch src_ld) with columns from
+// `lead` on zeroed. 16-byte packs where dst is 16-byte aligned, else word by word.
 void copy_pitched(void* dst, int64_t dst_ld, const void* src, int64_t src_ld, int64_t lead,
-                  int64_t width, int64_t count, size_t esize, int device) {
-  long long sld = src_ld, dld = dst_ld, n = lead, w = width, rows = count;
-  void* args[] = {&src, &sld, &dst, &dld, &n, &w, &rows};
-  const dim3 grid(static_cast<unsigned>(std::min<int64_t>((width + 255) / 256, 64)),
-                  static_cast<unsigned>(std::min<int64_t>(count, 65535)));
-  const std::string source = std::string("typedef ") + word_type(esize) + " W;\n" + kPitchedCopy;
-  launch(device, get_kernel(device, source, "ds_pitched_copy"), grid, 256, args, 0,
+                  int64_t count, size_t esize, int device) {
+  long long sld = src_ld, dld = dst_ld, n = lead, total = dst_ld * count;
+  void* args[] = {&src, &sld, &dst, &dld, &n, &total};
+  const bool packed = reinterpret_cast<uintptr_t>(dst) % 16 == 0 && esize < 16;
+  const int64_t per_pack = packed ? 16 / static_cast<int64_t>(esize) : 1;
+  const unsigned blocks =
+      static_cast<unsigned>(std::clamp<int64_t>((total / per_pack + 255) / 256, 1, 2048));
+  const std::string word = word_type(esize);
+  const std::string source = "typedef " + word + " W;\ntypedef " + (packed ? "uint4" : word) +
+                             " PK;\n#define P " + std::to_string(per_pack) + "\n" + kPitchedCopy;
+  launch(device, get_kernel(device, source, "ds_pitched_copy"), blocks, 256, args, 0,
          "matmul padding");
 }
 
@@ -96,7 +120,7 @@ void lt_matmul(int device, const LtMatmul& m, const char* what) {
     if (lead == lead_to && count == count_to) return ptr;
     temps.push_back(allocate(static_cast<size_t>(lead_to * count_to) * esize, device));
     char* dst = static_cast<char*>(temps.back().get());
-    copy_pitched(dst, lead_to, ptr, lead, lead, lead_to, count, esize, device);
+    copy_pitched(dst, lead_to, ptr, lead, lead, count, esize, device);
     if (count_to > count)
       DS_CUDA_CHECK(cudaMemsetAsync(dst + static_cast<size_t>(lead_to * count) * esize, 0,
                                     static_cast<size_t>(lead_to * (count_to - count)) * esize,
@@ -112,7 +136,7 @@ void lt_matmul(int device, const LtMatmul& m, const char* what) {
   if (pad) {
     temps.push_back(allocate(static_cast<size_t>(rows * cols) * esize, device));
     d = temps.back().get();
-    if (m.beta != 0.0) copy_pitched(d, rows, m.d, m.rows, m.rows, rows, m.cols, esize, device);
+    if (m.beta != 0.0) copy_pitched(d, rows, m.d, m.rows, m.rows, m.cols, esize, device);
   }
 
   const bool f64 = m.dtype == DType::Float64;
@@ -156,7 +180,7 @@ void lt_matmul(int device, const LtMatmul& m, const char* what) {
   DS_CUBLAS_CHECK(cublasLtMatmul(lt_dev.handle, desc.h, alpha, a, la.h, b, lb.h, beta, d, ld.h, d,
                                  ld.h, &heur.algo, lt_dev.workspace.get(), kLtWorkspaceBytes,
                                  stream_of(device)));
-  if (d != m.d) copy_pitched(m.d, m.rows, d, rows, m.rows, m.rows, m.cols, esize, device);
+  if (d != m.d) copy_pitched(m.d, m.rows, d, rows, m.rows, m.cols, esize, device);
 }
 
 }  // namespace ds::cuda
