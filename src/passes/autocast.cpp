@@ -1,10 +1,11 @@
-// Autocast (mixed precision): the matmul and convolution family and attention
-// compute in bfloat16/float16, everything else (reductions, norms, softmax, losses, the
-// optimizer update) stays float32. Each such op's float32 inputs are cast down,
+// Autocast (mixed precision), as PyTorch's: the matmul and convolution family and
+// attention compute in bfloat16/float16; reductions, norms, softmax, losses and the
+// optimizer update stay float32. Each such op's float32 inputs are cast down,
 // the op runs on the low-precision values, and its outputs are cast back to
 // float32, so the graph's interface and every other node keep their types.
 // Batch norm in training mode reads a convolution's low-precision output
-// directly (float32 statistics; see batch_norm_on_low).
+// directly (float32 statistics; see batch_norm_on_low), and the simple ops
+// between layers stay low where all their inputs are (see elementwise_on_low).
 #include <set>
 #include <string>
 
@@ -73,6 +74,56 @@ bool batch_norm_on_low(Rewriter& rw, const Node& n, DType low) {
   return true;
 }
 
+// Ops PyTorch's autocast runs in their inputs' precision, each rounding once:
+// a CNN's residual adds, ReLUs, ReLU-gradient masks, max pooling and the sums of
+// gradient paths. Where every float input is a low value (a cast up from one,
+// maybe reshaped, or a 0-d zero constant: a ReLU mask's), the op runs on the low
+// values and its result is cast up for the float32 graph, so chains of them
+// (batch norm -> add -> relu -> conv) move 2-byte activations, not 4-byte ones. Compares, relu, where, maximum and max pooling give the same values either
+// way; add, sub and mul round to the low type once, as PyTorch's autocast does.
+// Composite formulas that pass through other ops (GELU's erf, norms) stay float32,
+// and so do ops with any other float32 input (a parameter's gradient scaled by
+// a constant before the optimizer: float16 would flush small values).
+const std::set<std::string>& input_precision_ops() {
+  static const std::set<std::string> ops = {
+      "add", "sub", "mul", "neg", "relu", "where", "maximum", "minimum", "eq", "ne",
+      "lt",  "le",  "gt",  "ge",  "max_pool2d", "max_pool2d_backward"};
+  return ops;
+}
+
+bool zero_scalar(const Graph& g, const Tensor& t) {
+  Tensor value;
+  return constant_value(g, t.value(), &value) && value.ndim() == 0 &&
+         value.item<double>() == 0.0;
+}
+
+bool elementwise_on_low(Rewriter& rw, const Node& n, DType low) {
+  if (!input_precision_ops().count(n.op->name)) return false;
+  std::vector<Tensor> in = rw.mapped_inputs(n);
+  bool any_low = false;
+  for (Tensor& x : in) {
+    const DType t = x.dtype();
+    if (!is_floating(t)) continue;  // masks, indices
+    if (t != DType::Float32) return false;
+    Tensor source;
+    if (low_source(rw.dst(), x, low, &source)) {
+      x = source;
+      any_low = true;
+    } else if (zero_scalar(rw.dst(), x)) {
+      x = rw.dst().add("cast", {x}, {{"dtype", low}})[0];
+    } else {
+      return false;
+    }
+  }
+  if (!any_low) return false;
+  const std::vector<Tensor> outs = rw.dst().add(n.op->name, in, n.attrs, n.name);
+  for (size_t i = 0; i < outs.size(); ++i)
+    rw.set({n.id, static_cast<int>(i)},
+           outs[i].dtype() == low ? rw.dst().add("cast", {outs[i]}, {{"dtype", DType::Float32}})[0]
+                                  : outs[i]);
+  return true;
+}
+
 }  // namespace
 
 DType precision_dtype(const std::string& precision) {
@@ -88,7 +139,7 @@ Graph autocast(const Graph& g, DType low) {
            "autocast: the low precision must be bfloat16 or float16, got ", dtype_name(low));
   Rewriter rw(g);
   return rw.run([&](const Node& n) {
-    if (batch_norm_on_low(rw, n, low)) return true;
+    if (batch_norm_on_low(rw, n, low) || elementwise_on_low(rw, n, low)) return true;
     if (!low_precision_ops().count(n.op->name)) return false;
     // Only float32 computations move; float64 (and integer) ones keep their precision.
     for (const ValueRef& v : n.inputs)

@@ -68,19 +68,55 @@ TEST(Autocast, CastsExactlyAroundMatmulAndConvOps) {
   const Graph after = ds::passes::autocast(before, DType::BFloat16);
   after.verify();
   // Before: no casts. After: x, w in; conv out; h, w1 in; linear out. float64 untouched.
+  // The relu on the convolution's bf16 output stays bf16 (cast up after it).
   EXPECT_EQ(count(before, "cast", DType::BFloat16) + count(before, "cast", DType::Float32), 0);
   EXPECT_EQ(count(after, "cast", DType::BFloat16), 4);
-  EXPECT_EQ(count(after, "cast", DType::Float32), 2);
+  EXPECT_EQ(count(after, "cast", DType::Float32), 3);
   EXPECT_EQ(count(after, "conv2d", DType::BFloat16), 1);
   EXPECT_EQ(count(after, "linear", DType::BFloat16), 1);
   EXPECT_EQ(count(after, "matmul", DType::Float64), 1);
   EXPECT_EQ(count(after, "softmax", DType::Float32), 1);
-  EXPECT_EQ(count(after, "relu", DType::Float32), 1);
+  EXPECT_EQ(count(after, "relu", DType::BFloat16), 1);
   for (const auto& node : after.nodes()) {
     if (node.op->name != "conv2d" && node.op->name != "linear") continue;
     for (const auto& v : node.inputs) EXPECT_EQ(after.node(v.node).op->name, "cast");
   }
   EXPECT_EQ(after.type(after.outputs()[0].second).dtype, DType::Float32);
+}
+
+// A residual add and ReLU of two bf16 convolutions run in bf16, rounding once as
+// PyTorch's autocast does; an op with another float32 input, or scaled by a
+// non-zero constant, stays float32.
+TEST(Autocast, SimpleOpsOnLowValuesStayLowAndRoundOnce) {
+  Graph g;
+  Tensor x = g.placeholder("x", {2, 4, 5, 5});
+  Tensor w = g.placeholder("w", {4, 4, 3, 3});
+  Tensor shift = g.placeholder("shift", {4, 1, 1});
+  Tensor a = ds::conv2d(x, w, {}, {1}, {1});
+  Tensor b = ds::conv2d(a, w, {}, {1}, {1});
+  Tensor r = ds::relu(a + b);
+  g.output(a, "a");
+  g.output(b, "b");
+  g.output(r, "r");
+  g.output(r + shift, "shifted");
+  g.output(r * 3.0, "scaled");
+  const Graph after = ds::passes::autocast(g, DType::BFloat16);
+  after.verify();
+  EXPECT_EQ(count(after, "add", DType::BFloat16), 1);
+  EXPECT_EQ(count(after, "relu", DType::BFloat16), 1);
+  EXPECT_EQ(count(after, "add", DType::Float32), 1);
+  EXPECT_EQ(count(after, "mul", DType::Float32), 1);
+
+  ds::CompileOptions o;
+  o.precision = "bf16";
+  const auto out = ds::compile(g, "cpu", o).run(
+      {{"x", randn({2, 4, 5, 5}, 11)}, {"w", randn({4, 4, 3, 3}, 12, 0.3)},
+       {"shift", randn({4, 1, 1}, 13)}});
+  const auto va = values(out.at("a")), vb = values(out.at("b")), vr = values(out.at("r"));
+  for (size_t i = 0; i < vr.size(); ++i) {
+    const float sum = static_cast<float>(va[i]) + static_cast<float>(vb[i]);
+    ASSERT_EQ(vr[i], std::max(0.0f, float(ds::BFloat16(sum)))) << "element " << i;
+  }
 }
 
 TEST(Autocast, UnknownPrecisionNamesTheAllowedValues) {
