@@ -47,6 +47,7 @@ int main() {
     const double flops = 2.0 * tokens * width * vocab;
     bench("logits_fwd_" + v, "linear", {x, w}, {}, flops);
     bench("logits_dx_" + v, "matmul", {dy, w}, {}, flops);
+    bench("logits_dx_batched_" + v, "matmul", {dy.reshape({16, tokens / 16, vocab}), w}, {}, flops);
     bench("logits_dw_" + v, "gemm", {dy, x},
           {{"trans_a", true}, {"trans_b", false}, {"alpha", 1.0}, {"beta", 0.0}}, flops);
   }
