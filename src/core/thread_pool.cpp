@@ -1,5 +1,6 @@
 #include "core/thread_pool.h"
 #include "core/thread_cap.h"
+#include "core/worker_loan.h"
 
 #include <atomic>
 #include <condition_variable>
@@ -17,6 +18,9 @@ namespace {
 thread_local bool t_in_parallel = false;
 thread_local int t_thread_cap = 0;  // ScopedThreadCap's cap on this thread; 0: none
 
+// Polls (yielding) before end_loan sleeps: lent workers return in well under this.
+constexpr int kEndLoanSpins = 2000;
+
 class ThreadPool {
  public:
   explicit ThreadPool(int workers) {
@@ -31,6 +35,34 @@ class ThreadPool {
     for (auto& t : threads_) t.join();
   }
   int workers() const { return static_cast<int>(threads_.size()); }
+
+  // Hands up to `n` idle workers to `job` (each runs it once) and returns at once;
+  // returns how many were lent: 0 while another loan is open. end_loan waits for
+  // them to leave the job (the caller makes the job return) and back to sleep.
+  int lend(int n, std::function<void()> job) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const int idle = workers() - active_ - loan_active_;
+    if (loan_open_ || n <= 0 || idle <= 0) return 0;
+    loan_open_ = true;
+    loan_wanted_ = std::min(n, idle);
+    loan_job_ = std::move(job);
+    cv_.notify_all();
+    return loan_wanted_;
+  }
+  void end_loan() {
+    std::unique_lock<std::mutex> lock(mu_);
+    loan_wanted_ = 0;  // workers not yet woken stay asleep
+    // The lender has told the job to return, so lent workers leave within a few
+    // hundred ns: wait for them spinning, as sleeping on done_cv_ would cost a
+    // wake-up of this thread (15-25 us on this VM) unless one was descheduled.
+    lock.unlock();
+    for (int i = 0; i < kEndLoanSpins && loan_active_.load() > 0; ++i) std::this_thread::yield();
+    lock.lock();
+    done_cv_.wait(lock, [&] { return loan_active_ == 0; });
+    loan_job_ = nullptr;
+    loan_open_ = false;
+  }
+  int lent() const { return loan_active_.load(); }
 
   // Runs task(i) for i in [0, tasks) on the callers + `helpers` workers.
   void run(int tasks, int helpers, const std::function<void(int)>& task) {
@@ -72,8 +104,20 @@ class ThreadPool {
     uint64_t seen = 0;
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
-      cv_.wait(lock, [&] { return stop_ || (generation_ != seen && wanted_ > 0); });
+      cv_.wait(lock,
+               [&] { return stop_ || loan_wanted_ > 0 || (generation_ != seen && wanted_ > 0); });
       if (stop_) return;
+      if (loan_wanted_ > 0) {
+        --loan_wanted_;
+        ++loan_active_;
+        auto job = loan_job_;
+        lock.unlock();
+        job();
+        lock.lock();
+        --loan_active_;
+        done_cv_.notify_all();
+        continue;
+      }
       seen = generation_;
       --wanted_;
       ++active_;
@@ -94,6 +138,12 @@ class ThreadPool {
   int wanted_ = 0;
   int active_ = 0;
   bool stop_ = false;
+  // A loan (lend/end_loan): workers running loan_job_ are not counted in active_,
+  // so parallel_for on other threads never waits for them.
+  std::function<void()> loan_job_;
+  int loan_wanted_ = 0;
+  std::atomic<int> loan_active_{0};  // written under mu_; read without it while waiting
+  bool loan_open_ = false;
 };
 
 int default_threads() {
@@ -128,6 +178,10 @@ ScopedThreadCap::ScopedThreadCap(int cap) : saved_(t_thread_cap) { t_thread_cap 
 ScopedThreadCap::~ScopedThreadCap() { t_thread_cap = saved_; }
 
 void set_num_threads(int n) { g_threads.store(n > 0 ? n : default_threads()); }
+
+int lend_workers(int n, std::function<void()> job) { return pool().lend(n, std::move(job)); }
+void end_worker_loan() { pool().end_loan(); }
+int lent_workers() { return pool().lent(); }
 
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;

@@ -4,9 +4,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <optional>
 #include <set>
 #include <sstream>
 
+#include "core/hot_run.h"
 #include "ds/compile.h"
 #include "ds/cuda.h"
 #include "ds/op.h"
@@ -31,6 +33,7 @@ struct Step {
   bool on_gpu = false;                  // a CUDA executable's step with a CUDA kernel
   std::string label;                    // the node's label, made once (runs name the op)
   bool serial = false;                  // too small to repay waking the thread pool
+  bool hot = false;  // runs inside a HotRunScope: a later step of its serial stretch splits
 };
 
 struct Executable::Impl {
@@ -111,6 +114,23 @@ void plan_arena(Executable::Impl& m, const std::set<int>& keep, const std::map<i
   m.arena_bytes = plan.arena_bytes;
   m.stats.arena_bytes = plan.arena_bytes;
   m.stats.unplanned_bytes = plan.unplanned_bytes;
+}
+
+// Hot runs (core/hot_run.h): the pool's workers spin from the first step of a
+// stretch of serial steps up to its last step whose kernel splits over them, so a
+// worker woken at the stretch's start is awake when the split comes. Any other
+// step (threaded kernels need the cores) and the end of the run put them back to sleep.
+void mark_hot_steps(std::vector<Step>& steps) {
+  bool split_ahead = false;
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+    const bool on_cpu = it->kernel && !it->on_gpu;
+    if (!it->serial || !on_cpu) {
+      split_ahead = false;
+      continue;
+    }
+    split_ahead |= splits_when_hot(it->kernel->impl);
+    it->hot = split_ahead;
+  }
 }
 
 // "auto" runs a graph on the GPU only from this many FLOPs per run: below it,
@@ -329,6 +349,7 @@ Executable compile(const Graph& graph, const std::string& target, const CompileO
   for (const auto& [s, i] : last_use)
     if (!keep.count(s)) impl->steps[i].release.push_back(s);
   impl->stats.kernels = static_cast<int>(impl->steps.size());
+  mark_hot_steps(impl->steps);
   // The arena is CPU memory: CUDA executables allocate from the device's caching allocator.
   if (!impl->dynamic && impl->device.kind == DeviceKind::CPU) plan_arena(*impl, keep, last_use);
   if (options.memory_budget > 0) {
@@ -396,7 +417,10 @@ std::vector<Tensor> Executable::run(const std::vector<Tensor>& feeds) const {
   const auto& nodes = m.graph.nodes();
   std::shared_ptr<Storage> arena;
   if (m.arena_bytes > 0) arena = allocate_storage(static_cast<size_t>(m.arena_bytes));
+  std::optional<HotRunScope> hot;
   for (const Step& st : m.steps) {
+    if (st.hot && !hot) hot.emplace();
+    if (!st.hot && hot) hot.reset();
     const Node& n = nodes[st.node];
     std::vector<Tensor> in;
     in.reserve(st.in_slots.size());

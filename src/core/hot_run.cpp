@@ -1,0 +1,146 @@
+#include "core/hot_run.h"
+
+#include <algorithm>
+#include <atomic>
+#include <exception>
+#include <mutex>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+#include "core/worker_loan.h"
+#include "ds/runtime.h"
+
+namespace ds {
+namespace {
+
+// Lets the sibling hyperthread (and the memory system) breathe while spinning.
+inline void cpu_pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+struct Task {
+  const std::function<void(int64_t, int64_t)>* fn = nullptr;
+  int64_t n = 0, chunk = 0;
+};
+
+// The one team of spinning workers (one HotRunScope holds it at a time). A task is
+// published as one 64-bit word: epoch (32 bits) | chunk count (16) | next chunk
+// (16). A thread claims a chunk by a compare-exchange on the whole word, so a
+// worker still looking at an earlier task can never claim a chunk of a new one
+// with the old task's description, and the owner never waits for a worker that
+// has not claimed anything.
+struct Team {
+  std::atomic<uint64_t> work{0};
+  std::atomic<int> finished{0};  // chunks of the current task done
+  std::atomic<bool> stop{false};
+  Task task;  // written by the owner only while no chunk is claimed
+  uint32_t epoch = 0;
+  std::mutex error_mu;
+  std::exception_ptr error;
+};
+
+constexpr uint64_t kMaxChunks = 0xffff;
+
+Team g_team;
+std::mutex g_owner;  // held by the scope that holds the team
+thread_local bool t_owner = false;
+thread_local int t_helpers = 0;
+
+// Claims and runs chunks of the published task until none is left.
+void drain(Team& t) {
+  uint64_t v = t.work.load(std::memory_order_acquire);
+  for (;;) {
+    const uint64_t next = v & kMaxChunks, count = (v >> 16) & kMaxChunks;
+    if (next >= count) return;
+    if (!t.work.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel,
+                                      std::memory_order_acquire))
+      continue;
+    // The owner rewrites `task` only after every claimed chunk has finished.
+    const Task task = t.task;
+    const int64_t b = static_cast<int64_t>(next) * task.chunk;
+    try {
+      (*task.fn)(b, std::min(task.n, b + task.chunk));
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(t.error_mu);
+      if (!t.error) t.error = std::current_exception();
+    }
+    t.finished.fetch_add(1, std::memory_order_release);
+    v = t.work.load(std::memory_order_acquire);
+  }
+}
+
+// A lent worker's job: take chunks as they are published until the scope ends.
+void spin(Team& t) {
+  while (!t.stop.load(std::memory_order_acquire)) {
+    drain(t);
+    cpu_pause();
+  }
+}
+
+}  // namespace
+
+HotRunScope::HotRunScope() {
+  if (t_owner) return;  // nested: the outer scope's workers serve this one too
+  const int want = num_threads() - 1;
+  if (want <= 0 || !g_owner.try_lock()) return;
+  g_team.stop.store(false, std::memory_order_release);
+  helpers_ = lend_workers(want, [] { spin(g_team); });
+  if (helpers_ == 0) {
+    g_owner.unlock();
+    return;
+  }
+  t_owner = true;
+  t_helpers = helpers_;
+}
+
+HotRunScope::~HotRunScope() {
+  if (helpers_ == 0) return;
+  g_team.stop.store(true, std::memory_order_release);
+  end_worker_loan();  // returns once every lent worker sleeps in the pool again
+  t_owner = false;
+  t_helpers = 0;
+  g_owner.unlock();
+}
+
+int hot_helpers() {
+  return t_helpers;
+}
+
+void hot_split(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  chunk = std::max<int64_t>(chunk, 1);
+  if (!t_owner || n <= chunk) {
+    fn(0, n);
+    return;
+  }
+  chunk = std::max<int64_t>(
+      chunk, (n + static_cast<int64_t>(kMaxChunks) - 1) / static_cast<int64_t>(kMaxChunks));
+  const int64_t count = (n + chunk - 1) / chunk;
+  Team& t = g_team;
+  t.task = {&fn, n, chunk};
+  t.finished.store(0, std::memory_order_relaxed);
+  ++t.epoch;
+  t.work.store((static_cast<uint64_t>(t.epoch) << 32) | (static_cast<uint64_t>(count) << 16),
+               std::memory_order_release);
+  drain(t);
+  while (t.finished.load(std::memory_order_acquire) < count) cpu_pause();
+  if (t.error) {
+    std::exception_ptr e;
+    std::swap(e, t.error);
+    std::rethrow_exception(e);
+  }
+}
+
+bool splits_when_hot(const std::string& impl) {
+  const std::string suffix = kHotSplitSuffix;
+  return impl.size() >= suffix.size() &&
+         impl.compare(impl.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace ds

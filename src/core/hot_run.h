@@ -1,0 +1,50 @@
+// Hot runs: a compiled executable knows its whole schedule, so for a stretch of
+// small steps it can keep the pool's workers awake, spinning (with a pause
+// instruction) for the next piece of work, and split steps of a few microseconds
+// (a batch-1 GEMV over a few MB of weights) across the cores. Waking a sleeping
+// worker per op costs more than such an op (runtime/serial_ops.h); a spinning
+// worker picks a task up in well under a microsecond. Eager ops cannot do this:
+// they do not know whether, or when, another op follows.
+//
+// The workers spin only while a HotRunScope lives; its destructor sends them back
+// to sleep, so no CPU is burnt between runs.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace ds {
+
+// Borrows the idle pool workers (up to num_threads() - 1) for its lifetime. One
+// scope at a time has workers: a scope opened while another (on any thread) has
+// them gets none, and hot_split then runs on its caller alone. Scopes nest on a
+// thread (the inner one is a no-op).
+class HotRunScope {
+ public:
+  HotRunScope();
+  ~HotRunScope();
+  HotRunScope(const HotRunScope&) = delete;
+  HotRunScope& operator=(const HotRunScope&) = delete;
+  int helpers() const { return helpers_; }  // workers spinning for this scope
+
+ private:
+  int helpers_ = 0;
+};
+
+// Runs fn(begin, end) over [0, n) in chunks of `chunk` items: on the calling
+// thread and the spinning workers when this thread holds a HotRunScope with
+// workers (each takes the next chunk until none is left, so a late or
+// descheduled worker costs nothing but its own chunk), else fn(0, n) here.
+// fn must give the same result for any split (each item computed alone).
+void hot_split(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn);
+
+// Spinning workers this thread's HotRunScope holds (0 outside one).
+int hot_helpers();
+
+// Kernels that split over a hot run mark their impl name with this suffix: an
+// executable opens a HotRunScope around stretches of serial steps with such a kernel.
+inline constexpr const char* kHotSplitSuffix = "+hot-split";
+bool splits_when_hot(const std::string& impl);
+
+}  // namespace ds

@@ -1,0 +1,20 @@
+// Worker loans from the parallel_for pool (src/core/thread_pool.cpp), for a caller
+// that keeps workers busy on its own terms for a while (core/hot_run.h). A header
+// of its own so that the many includers of thread_pool.h do not see it.
+#pragma once
+
+#include <functional>
+
+namespace ds {
+
+// Lends up to n idle workers to `job` (each runs it once) and returns at once with
+// how many it lent: 0 while another loan is open or no worker is idle. Lent
+// workers do not serve parallel_for meanwhile; it runs on those left.
+int lend_workers(int n, std::function<void()> job);
+// Waits until the lent workers have left the job (the lender makes it return) and
+// gone back to sleep, and closes the loan.
+void end_worker_loan();
+// Workers inside a loan's job now (0 once end_worker_loan has returned).
+int lent_workers();
+
+}  // namespace ds

@@ -1,0 +1,258 @@
+// Hot runs (core/hot_run.h): splits over spinning pool workers cover every item
+// once and give the serial result bit for bit; the batch-1 GEMV kernel matches the
+// float64 reference for odd sizes; workers sleep again once a run returns; and two
+// executables run concurrently from two threads stay correct without deadlock.
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "backends/cpu/hot_gemv.h"
+#include "core/hot_run.h"
+#include "core/worker_loan.h"
+#include "ds/ds.h"
+#include "op_check.h"
+
+namespace ds {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Two threads for the test's scope (the pool needs a worker to lend).
+class HotRun : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    saved_ = num_threads();
+    set_num_threads(2);
+  }
+  void TearDown() override { set_num_threads(saved_); }
+
+  // A scope whose worker is already spinning, or a skip on a one-core machine.
+  static bool wait_for_helper(const HotRunScope& scope) {
+    if (scope.helpers() == 0) return false;
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    while (lent_workers() == 0 && std::chrono::steady_clock::now() < until)
+      std::this_thread::yield();
+    return lent_workers() > 0;
+  }
+
+ private:
+  int saved_ = 0;
+};
+
+TEST_F(HotRun, SplitCoversEveryItemOnceForAnySizeAndChunk) {
+  HotRunScope scope;
+  if (scope.helpers() == 0) GTEST_SKIP() << "no pool worker to lend on this machine";
+  for (int64_t n : {0, 1, 2, 3, 7, 64, 1001})
+    for (int64_t chunk : {0, 1, 3, 64, 5000}) {
+      std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+      hot_split(n, chunk, [&](int64_t b, int64_t e) {
+        ASSERT_LE(0, b);
+        ASSERT_LT(b, e);
+        ASSERT_LE(e, n);
+        for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+      });
+      for (int64_t i = 0; i < n; ++i)
+        ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1)
+            << "n " << n << " chunk " << chunk << " item " << i;
+    }
+}
+
+TEST_F(HotRun, SpinningWorkerTakesChunks) {
+  HotRunScope scope;
+  if (!wait_for_helper(scope)) GTEST_SKIP() << "no pool worker to lend on this machine";
+  std::mutex mu;
+  std::set<std::thread::id> threads;
+  hot_split(40, 1, [&](int64_t, int64_t) {
+    std::this_thread::sleep_for(1ms);
+    std::lock_guard<std::mutex> lock(mu);
+    threads.insert(std::this_thread::get_id());
+  });
+  EXPECT_EQ(threads.size(), 2u);
+  EXPECT_EQ(hot_helpers(), 1);
+}
+
+TEST_F(HotRun, ExceptionInAChunkReachesTheCallerAndTheTeamKeepsWorking) {
+  HotRunScope scope;
+  if (!wait_for_helper(scope)) GTEST_SKIP() << "no pool worker to lend on this machine";
+  EXPECT_THROW(hot_split(16, 1,
+                         [](int64_t b, int64_t) {
+                           if (b == 11) throw std::runtime_error("chunk 11");
+                         }),
+               std::runtime_error);
+  std::atomic<int64_t> sum{0};
+  hot_split(100, 7, [&](int64_t b, int64_t e) { sum += e - b; });
+  EXPECT_EQ(sum.load(), 100);
+}
+
+TEST_F(HotRun, NestedAndConcurrentScopesGetNoSecondTeam) {
+  HotRunScope outer;
+  if (outer.helpers() == 0) GTEST_SKIP() << "no pool worker to lend on this machine";
+  {
+    HotRunScope inner;
+    EXPECT_EQ(inner.helpers(), 0);
+    EXPECT_EQ(hot_helpers(), outer.helpers());  // the outer team still serves this thread
+  }
+  EXPECT_EQ(hot_helpers(), outer.helpers());
+  std::thread([] {
+    HotRunScope other;  // another thread while the team is held: it runs alone
+    EXPECT_EQ(other.helpers(), 0);
+    EXPECT_EQ(hot_helpers(), 0);
+    int64_t seen = 0;
+    hot_split(10, 1, [&](int64_t b, int64_t e) { seen += e - b; });
+    EXPECT_EQ(seen, 10);
+  }).join();
+}
+
+// The GEMV with every epilogue, rows split in chunks of 1-5 (odd counts, 1 row,
+// 0 rows): the hot split equals the serial result bit for bit, and both are
+// within float rounding of the float64 reference.
+TEST_F(HotRun, GemvSplitMatchesSerialAndReference) {
+  HotRunScope scope;
+  if (!wait_for_helper(scope)) GTEST_SKIP() << "no pool worker to lend on this machine";
+  uint32_t seed = 1;
+  for (int64_t rows : {0, 1, 2, 3, 5, 63, 129})
+    for (int64_t in : {0, 1, 7, 8, 16, 17, 33, 784})
+      for (int variant = 0; variant < 3; ++variant) {
+        const Tensor w = test::random_tensor({rows, in}, seed++, DType::Float32);
+        const Tensor x = test::random_tensor({in}, seed++, DType::Float32);
+        const Tensor bias = test::random_tensor({rows}, seed++, DType::Float32);
+        const Tensor res = test::random_tensor({rows}, seed++, DType::Float32);
+        cpu::GemvEpilogue ep;
+        if (variant >= 1) ep.bias = bias.data<float>(), ep.act = ops::Act::Relu;
+        if (variant == 2)
+          ep.residual = res.data<float>(), ep.act = ops::Act::LeakyRelu, ep.alpha = 0.1f;
+        const auto wv = test::values(w), xv = test::values(x), bv = test::values(bias),
+                   rv = test::values(res);
+        std::vector<float> serial(static_cast<size_t>(rows), -7.0f);
+        {
+          std::thread([&] {  // no scope on this thread: one block, on it alone
+            cpu::gemv_rows(w.data<float>(), x.data<float>(), serial.data(), rows, in, ep, 1);
+          })
+              .join();
+        }
+        for (int64_t chunk : {1, 2, 3, 5}) {
+          SCOPED_TRACE(testing::Message()
+                       << rows << "x" << in << " variant " << variant << " chunk " << chunk);
+          std::vector<float> split(static_cast<size_t>(rows), -7.0f);
+          cpu::gemv_rows(w.data<float>(), x.data<float>(), split.data(), rows, in, ep, chunk);
+          for (int64_t r = 0; r < rows; ++r) {
+            ASSERT_EQ(split[r], serial[r]) << "row " << r;
+            double want = 0;
+            for (int64_t k = 0; k < in; ++k) want += wv[r * in + k] * xv[k];
+            if (ep.bias) want += bv[r];
+            if (ep.residual) want += rv[r];
+            if (ep.act == ops::Act::Relu) want = std::max(want, 0.0);
+            if (ep.act == ops::Act::LeakyRelu && want < 0) want *= 0.1;
+            ASSERT_NEAR(split[r], want, 1e-5 * (1 + std::abs(want)) * std::max<int64_t>(in, 1) / 8)
+                << "row " << r;
+          }
+        }
+      }
+}
+
+// The kernel claims batch-1 float32 layers from 128 KB of weights up to the
+// serial-op limit; larger ones keep the threaded BLAS kernels.
+TEST_F(HotRun, GemvKernelClaimsOnlyBatchOneLayersInItsWindow) {
+  auto impl = [](int64_t batch, int64_t out, int64_t in) {
+    return test::kernel_impl("linear", {Tensor::zeros({batch, in}), Tensor::zeros({out, in})});
+  };
+  EXPECT_TRUE(splits_when_hot(impl(1, 512, 784)));
+  EXPECT_TRUE(splits_when_hot(impl(1, 128, 3136)));
+  EXPECT_FALSE(splits_when_hot(impl(1, 10, 512)));     // 20 KB: one core is done first
+  EXPECT_FALSE(splits_when_hot(impl(2, 512, 784)));    // not a GEMV
+  EXPECT_FALSE(splits_when_hot(impl(1, 1024, 1024)));  // 4 MB: threaded BLAS
+  EXPECT_FALSE(splits_when_hot("onednn"));
+}
+
+// x [1, in] -> relu(linear(W1, b1)) -> linear(W2): the first layer is a hot GEMV.
+struct Mlp {
+  Executable exe;
+  Tensor x, want;  // want: eager float64 result
+};
+
+Mlp make_mlp(int64_t in, int64_t hidden, uint32_t seed) {
+  const Tensor w1 = test::random_tensor({hidden, in}, seed, DType::Float32);
+  const Tensor b1 = test::random_tensor({hidden}, seed + 1, DType::Float32);
+  const Tensor w2 = test::random_tensor({7, hidden}, seed + 2, DType::Float32);
+  Graph g;
+  Tensor x = g.placeholder("x", {1, in});
+  g.output(linear(relu(linear(x, g.constant(w1), g.constant(b1))), g.constant(w2)), "y");
+  Mlp m{compile(g, "cpu"), test::random_tensor({1, in}, seed + 3, DType::Float32), Tensor()};
+  auto f64 = [](const Tensor& t) { return t.to(DType::Float64); };
+  m.want = linear(relu(linear(f64(m.x), f64(w1), f64(b1))), f64(w2));
+  return m;
+}
+
+TEST_F(HotRun, CompiledRunMatchesReferenceAndWorkersSleepAfterward) {
+  Mlp m = make_mlp(301, 333, 11);
+  EXPECT_NE(m.exe.explain().find(std::string("gemv") + kHotSplitSuffix), std::string::npos)
+      << m.exe.explain();
+  const auto want = test::values(m.want);
+  for (int i = 0; i < 50; ++i) {
+    const Tensor y = m.exe.run(std::vector<Tensor>{m.x})[0];
+    ASSERT_LE(test::rel_diff(y, want), 1e-5);
+    ASSERT_EQ(lent_workers(), 0) << "a worker still lent after run " << i;
+  }
+  // Idle after the runs: the process burns (next to) no CPU. A worker left
+  // spinning would burn the whole interval.
+  std::this_thread::sleep_for(50ms);
+  auto cpu_seconds = [] {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+  };
+  const double before = cpu_seconds();
+  std::this_thread::sleep_for(300ms);
+  EXPECT_LT(cpu_seconds() - before, 0.03);
+}
+
+// Two executables from two threads, each run many times: every result equals its
+// single-threaded result (the split is bit-identical to the serial GEMV), and
+// both threads finish (a deadlock fails the test after a minute, not the suite).
+TEST_F(HotRun, ConcurrentRunsOfTwoExecutablesStayCorrect) {
+  struct Shared {
+    std::mutex mu;
+    std::condition_variable cv;
+    int finished = 0;
+    std::atomic<int> mismatches{0};
+    std::vector<Mlp> mlps;
+    std::vector<Tensor> expected;
+  };
+  auto s = std::make_shared<Shared>();
+  s->mlps.push_back(make_mlp(301, 333, 21));
+  s->mlps.push_back(make_mlp(517, 255, 31));
+  for (Mlp& m : s->mlps) {
+    s->expected.push_back(m.exe.run(std::vector<Tensor>{m.x})[0]);
+    EXPECT_LE(test::rel_diff(s->expected.back(), test::values(m.want)), 1e-5);
+  }
+  for (int t = 0; t < 2; ++t)
+    std::thread([s, t] {
+      const Mlp& m = s->mlps[t];
+      const Tensor& want = s->expected[t];
+      for (int i = 0; i < 2000; ++i) {
+        const Tensor y = m.exe.run(std::vector<Tensor>{m.x})[0];
+        for (int64_t k = 0; k < y.numel(); ++k)
+          if (y.data<float>()[k] != want.data<float>()[k]) ++s->mismatches;
+      }
+      std::lock_guard<std::mutex> lock(s->mu);
+      ++s->finished;
+      s->cv.notify_all();
+    }).detach();
+  std::unique_lock<std::mutex> lock(s->mu);
+  const bool done = s->cv.wait_for(lock, 60s, [&] { return s->finished == 2; });
+  ASSERT_TRUE(done) << "concurrent runs did not finish within 60 s: deadlock";
+  EXPECT_EQ(s->mismatches.load(), 0);
+  EXPECT_EQ(lent_workers(), 0);
+}
+
+}  // namespace
+}  // namespace ds
