@@ -12,18 +12,26 @@
 #endif
 
 namespace ds {
+
+#ifdef DS_HAVE_CUDA
+
 namespace {
 
-// The graph's output buffers are written again by the next replay: callers get copies.
+// The graph's output buffers are written again by the next replay: callers get
+// copies, made in one batched copy (a training step returns hundreds of tensors).
 std::vector<Tensor> copies(const std::vector<Tensor>& device_tensors) {
-  std::vector<Tensor> out;
-  for (const Tensor& t : device_tensors) out.push_back(t.clone());
+  std::vector<Tensor> out, from, to;
+  for (const Tensor& t : device_tensors) {
+    out.push_back(t.is_contiguous() ? Tensor::empty(t.shape(), t.dtype(), t.device()) : t.clone());
+    if (!t.is_contiguous()) continue;
+    from.push_back(t);
+    to.push_back(out.back());  // shares out.back()'s storage
+  }
+  cuda::copy_batch(from, to);
   return out;
 }
 
 }  // namespace
-
-#ifdef DS_HAVE_CUDA
 
 struct CudaGraphRunner::Captured {
   cudaGraphExec_t exec = nullptr;
@@ -88,8 +96,9 @@ std::vector<Tensor> CudaGraphRunner::run(std::vector<Tensor>& slots,
     stats_.status = "on: kernels reloaded, capturing again";
   }
   if (captured_ && !profiler_active()) {
-    for (size_t i = 0; i < input_slots.size(); ++i)
-      cuda::copy_tensor(slots[input_slots[i]].contiguous(), captured_->inputs[i]);
+    std::vector<Tensor> feeds;
+    for (int s : input_slots) feeds.push_back(slots[s].contiguous());
+    cuda::copy_batch(feeds, captured_->inputs);
     DS_CUDA_CHECK(cudaGraphLaunch(captured_->exec, cuda::stream_of(device_)));
     ++stats_.replays;
     return copies(captured_->outputs);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include "ds/tensor.h"
 
@@ -12,6 +13,9 @@ std::shared_ptr<Storage> device_storage(size_t nbytes, Device device);
 // Contiguous src -> contiguous dst (same shape and dtype), any direction
 // involving a CUDA device; host <-> device goes through pinned staging buffers.
 void copy_tensor(const Tensor& src, Tensor& dst);
+// copy_tensor(src[i], dst[i]) for every i, the device-to-device ones of one
+// device in one kernel launch per 128 (copy_batch.cpp).
+void copy_batch(const std::vector<Tensor>& src, std::vector<Tensor>& dst);
 // A contiguous copy of a strided device tensor, made on its device (strided_copy.cpp).
 Tensor contiguous_on_device(const Tensor& src);
 
