@@ -4,6 +4,7 @@
 #include <atomic>
 #include <exception>
 #include <mutex>
+#include <thread>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -75,11 +76,29 @@ void drain(Team& t) {
   }
 }
 
+// Spinning waits give the core away now and then: with more runnable threads
+// than cores (another executable running on a second thread, other processes)
+// the thread this one waits for may need this very core to make progress.
+class Backoff {
+ public:
+  void pause() {
+    if (++spins_ % kYieldEvery == 0)
+      std::this_thread::yield();
+    else
+      cpu_pause();
+  }
+
+ private:
+  static constexpr unsigned kYieldEvery = 256;  // pause is ~40-100 cycles on x86
+  unsigned spins_ = 0;
+};
+
 // A lent worker's job: take chunks as they are published until the scope ends.
 void spin(Team& t) {
+  Backoff backoff;
   while (!t.stop.load(std::memory_order_acquire)) {
     drain(t);
-    cpu_pause();
+    backoff.pause();
   }
 }
 
@@ -129,7 +148,8 @@ void hot_split(int64_t n, int64_t chunk, const std::function<void(int64_t, int64
   t.work.store((static_cast<uint64_t>(t.epoch) << 32) | (static_cast<uint64_t>(count) << 16),
                std::memory_order_release);
   drain(t);
-  while (t.finished.load(std::memory_order_acquire) < count) cpu_pause();
+  Backoff backoff;
+  while (t.finished.load(std::memory_order_acquire) < count) backoff.pause();
   if (t.error) {
     std::exception_ptr e;
     std::swap(e, t.error);

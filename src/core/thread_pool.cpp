@@ -44,6 +44,7 @@ class ThreadPool {
     const int idle = workers() - active_ - loan_active_;
     if (loan_open_ || n <= 0 || idle <= 0) return 0;
     loan_open_ = true;
+    ++loans_;
     loan_wanted_ = std::min(n, idle);
     loan_job_ = std::move(job);
     cv_.notify_all();
@@ -63,6 +64,10 @@ class ThreadPool {
     loan_open_ = false;
   }
   int lent() const { return loan_active_.load(); }
+  int64_t loans() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return loans_;
+  }
 
   // Runs task(i) for i in [0, tasks) on the callers + `helpers` workers.
   void run(int tasks, int helpers, const std::function<void(int)>& task) {
@@ -144,6 +149,7 @@ class ThreadPool {
   int loan_wanted_ = 0;
   std::atomic<int> loan_active_{0};  // written under mu_; read without it while waiting
   bool loan_open_ = false;
+  int64_t loans_ = 0;  // loans opened so far
 };
 
 int default_threads() {
@@ -182,6 +188,7 @@ void set_num_threads(int n) { g_threads.store(n > 0 ? n : default_threads()); }
 int lend_workers(int n, std::function<void()> job) { return pool().lend(n, std::move(job)); }
 void end_worker_loan() { pool().end_loan(); }
 int lent_workers() { return pool().lent(); }
+int64_t worker_loans() { return pool().loans(); }
 
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;

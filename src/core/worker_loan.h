@@ -3,6 +3,7 @@
 // of its own so that the many includers of thread_pool.h do not see it.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 
 namespace ds {
@@ -16,5 +17,7 @@ int lend_workers(int n, std::function<void()> job);
 void end_worker_loan();
 // Workers inside a loan's job now (0 once end_worker_loan has returned).
 int lent_workers();
+// Loans opened since the process started (tests: did an executable lend workers).
+int64_t worker_loans();
 
 }  // namespace ds

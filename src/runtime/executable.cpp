@@ -116,20 +116,25 @@ void plan_arena(Executable::Impl& m, const std::set<int>& keep, const std::map<i
   m.stats.unplanned_bytes = plan.unplanned_bytes;
 }
 
-// Hot runs (core/hot_run.h): the pool's workers spin from the first step of a
-// stretch of serial steps up to its last step whose kernel splits over them, so a
-// worker woken at the stretch's start is awake when the split comes. Any other
-// step (threaded kernels need the cores) and the end of the run put them back to sleep.
+// Hot runs (core/hot_run.h): the pool's worker spins from the first step of a
+// stretch of serial CPU steps up to the stretch's last step whose kernel splits
+// over it. A sleeping worker arrives 15-25 us after it is woken (this VM;
+// bench/cpp/hot_gemv_lab.cpp), when a lone batch-1 GEMV is over, so only
+// stretches with two or more split steps are hot: the first hides the wake-up,
+// the later ones split. Other steps (threaded kernels need the cores) and the end
+// of the run put the worker back to sleep.
 void mark_hot_steps(std::vector<Step>& steps) {
-  bool split_ahead = false;
-  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
-    const bool on_cpu = it->kernel && !it->on_gpu;
-    if (!it->serial || !on_cpu) {
-      split_ahead = false;
-      continue;
+  auto serial_cpu = [](const Step& s) { return s.kernel && !s.on_gpu && s.serial; };
+  for (size_t begin = 0, end; begin < steps.size(); begin = std::max(end, begin + 1)) {
+    int splits = 0;
+    size_t last_split = begin;
+    for (end = begin; end < steps.size() && serial_cpu(steps[end]); ++end) {
+      if (!splits_when_hot(steps[end].kernel->impl)) continue;
+      ++splits;
+      last_split = end;
     }
-    split_ahead |= splits_when_hot(it->kernel->impl);
-    it->hot = split_ahead;
+    if (splits >= 2)
+      for (size_t i = begin; i <= last_split; ++i) steps[i].hot = true;
   }
 }
 

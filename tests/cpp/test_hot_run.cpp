@@ -159,7 +159,7 @@ TEST_F(HotRun, GemvSplitMatchesSerialAndReference) {
       }
 }
 
-// The kernel claims batch-1 float32 layers from 128 KB of weights up to the
+// The kernel claims batch-1 float32 layers from 256 KB of weights up to the
 // serial-op limit; larger ones keep the threaded BLAS kernels.
 TEST_F(HotRun, GemvKernelClaimsOnlyBatchOneLayersInItsWindow) {
   auto impl = [](int64_t batch, int64_t out, int64_t in) {
@@ -173,7 +173,8 @@ TEST_F(HotRun, GemvKernelClaimsOnlyBatchOneLayersInItsWindow) {
   EXPECT_FALSE(splits_when_hot("onednn"));
 }
 
-// x [1, in] -> relu(linear(W1, b1)) -> linear(W2): the first layer is a hot GEMV.
+// x [1, in] -> relu(linear(W1, b1)) -> relu(linear(W2)) -> linear(W3): W1 and W2
+// are hot GEMVs (over 256 KB each), W3 is too small to split.
 struct Mlp {
   Executable exe;
   Tensor x, want;  // want: eager float64 result
@@ -182,13 +183,17 @@ struct Mlp {
 Mlp make_mlp(int64_t in, int64_t hidden, uint32_t seed) {
   const Tensor w1 = test::random_tensor({hidden, in}, seed, DType::Float32);
   const Tensor b1 = test::random_tensor({hidden}, seed + 1, DType::Float32);
-  const Tensor w2 = test::random_tensor({7, hidden}, seed + 2, DType::Float32);
+  const Tensor w2 = test::random_tensor({hidden, hidden}, seed + 2, DType::Float32);
+  const Tensor w3 = test::random_tensor({7, hidden}, seed + 3, DType::Float32);
+  auto forward = [&](const Tensor& x, auto weight) {
+    const Tensor h = relu(linear(x, weight(w1), weight(b1)));
+    return linear(relu(linear(h, weight(w2))), weight(w3));
+  };
   Graph g;
-  Tensor x = g.placeholder("x", {1, in});
-  g.output(linear(relu(linear(x, g.constant(w1), g.constant(b1))), g.constant(w2)), "y");
-  Mlp m{compile(g, "cpu"), test::random_tensor({1, in}, seed + 3, DType::Float32), Tensor()};
-  auto f64 = [](const Tensor& t) { return t.to(DType::Float64); };
-  m.want = linear(relu(linear(f64(m.x), f64(w1), f64(b1))), f64(w2));
+  g.output(forward(g.placeholder("x", {1, in}), [&](const Tensor& t) { return g.constant(t); }),
+           "y");
+  Mlp m{compile(g, "cpu"), test::random_tensor({1, in}, seed + 4, DType::Float32), Tensor()};
+  m.want = forward(m.x.to(DType::Float64), [](const Tensor& t) { return t.to(DType::Float64); });
   return m;
 }
 
@@ -197,11 +202,13 @@ TEST_F(HotRun, CompiledRunMatchesReferenceAndWorkersSleepAfterward) {
   EXPECT_NE(m.exe.explain().find(std::string("gemv") + kHotSplitSuffix), std::string::npos)
       << m.exe.explain();
   const auto want = test::values(m.want);
+  const int64_t loans = worker_loans();
   for (int i = 0; i < 50; ++i) {
     const Tensor y = m.exe.run(std::vector<Tensor>{m.x})[0];
     ASSERT_LE(test::rel_diff(y, want), 1e-5);
     ASSERT_EQ(lent_workers(), 0) << "a worker still lent after run " << i;
   }
+  EXPECT_EQ(worker_loans() - loans, 50);  // one hot stretch per run
   // Idle after the runs: the process burns (next to) no CPU. A worker left
   // spinning would burn the whole interval.
   std::this_thread::sleep_for(50ms);
@@ -213,6 +220,21 @@ TEST_F(HotRun, CompiledRunMatchesReferenceAndWorkersSleepAfterward) {
   const double before = cpu_seconds();
   std::this_thread::sleep_for(300ms);
   EXPECT_LT(cpu_seconds() - before, 0.03);
+}
+
+// A stretch with one split step is not hot: the worker would arrive after it.
+TEST_F(HotRun, StretchWithOneSplitStepLendsNoWorker) {
+  const Tensor w = test::random_tensor({333, 301}, 5, DType::Float32);
+  Graph g;
+  g.output(relu(linear(g.placeholder("x", {1, 301}), g.constant(w))), "y");
+  const Executable exe = compile(g, "cpu");
+  ASSERT_NE(exe.explain().find(std::string("gemv") + kHotSplitSuffix), std::string::npos);
+  const Tensor x = test::random_tensor({1, 301}, 6, DType::Float32);
+  const int64_t loans = worker_loans();
+  const Tensor y = exe.run(std::vector<Tensor>{x})[0];
+  EXPECT_EQ(worker_loans(), loans);
+  const auto want = test::values(relu(linear(x.to(DType::Float64), w.to(DType::Float64))));
+  EXPECT_LE(test::rel_diff(y, want), 1e-5);
 }
 
 // Two executables from two threads, each run many times: every result equals its
@@ -229,7 +251,7 @@ TEST_F(HotRun, ConcurrentRunsOfTwoExecutablesStayCorrect) {
   };
   auto s = std::make_shared<Shared>();
   s->mlps.push_back(make_mlp(301, 333, 21));
-  s->mlps.push_back(make_mlp(517, 255, 31));
+  s->mlps.push_back(make_mlp(517, 300, 31));
   for (Mlp& m : s->mlps) {
     s->expected.push_back(m.exe.run(std::vector<Tensor>{m.x})[0]);
     EXPECT_LE(test::rel_diff(s->expected.back(), test::values(m.want)), 1e-5);

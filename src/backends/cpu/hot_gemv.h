@@ -24,7 +24,7 @@ struct GemvEpilogue {
 void gemv_rows(const float* w, const float* x, float* y, int64_t rows, int64_t in,
                const GemvEpilogue& ep, int64_t chunk_rows);
 
-// The kernel's rows per task: about 32 KB of weights, a multiple of 4.
+// The kernel's rows per task: about 64 KB of weights, a multiple of 4.
 int64_t gemv_chunk_rows(int64_t in);
 
 }  // namespace ds::cpu

@@ -21,10 +21,10 @@ namespace ds::cpu {
 namespace {
 
 // Below this many bytes of weights one core finishes before a split pays off.
-constexpr int64_t kMinSplitBytes = 128 * 1024;
+constexpr int64_t kMinSplitBytes = 256 * 1024;
 // A chunk of rows per task: small enough that a worker arriving late still
 // takes a share, large enough that claiming it (one atomic) is noise.
-constexpr int64_t kGemvChunkBytes = 32 * 1024;
+constexpr int64_t kGemvChunkBytes = 64 * 1024;
 
 float finish(float dot, int64_t r, const GemvEpilogue& ep) {
   if (ep.bias) dot += ep.bias[r];
