@@ -11,4 +11,9 @@ namespace ds::passes {
 // kernel. Other nodes are copied.
 Graph decompose_row_ops(const Graph& g);
 
+// softmax(scale * a @ op(b)) over the last axis (float32; op(b) a transpose of the
+// last two axes read in place) -> one matmul_softmax node, before loop fusion
+// would take the softmax apart (matmul_softmax_fusion.cpp).
+Graph matmul_softmax_fusion(const Graph& g);
+
 }  // namespace ds::passes
