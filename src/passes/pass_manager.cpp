@@ -8,6 +8,7 @@
 
 #include "passes/cross_entropy_low_precision.h"
 #include "passes/layout_propagation.h"
+#include "passes/loop_fusion.h"
 #include "passes/low_precision_layout.h"
 #include "passes/pad_classes.h"
 
@@ -49,6 +50,7 @@ const std::vector<Pass>& pipeline() {
       {"low_precision_layout", 1, low_precision_layout},
       {"cross_entropy_low_precision", 1, cross_entropy_low_precision},
       {"pad_classes", 1, pad_classes},
+      {"matmul_softmax_fusion", 2, matmul_softmax_fusion},
       {"epilogue_fusion", 2, epilogue_fusion},
       {"layout_propagation", 2,
        [](const Graph& g) { return layout_propagation(g, conv_channel_block()); }},
