@@ -97,8 +97,8 @@ std::optional<Plan> match(const Graph& g, const Readers& readers, const Node& so
   const Shape& bs = g.type(plan.b).shape;
   const int64_t cols = bs[bs.size() - (plan.trans_b ? 2 : 1)];
   const int64_t depth = bs[bs.size() - (plan.trans_b ? 1 : 2)];
-  if (!is_static(g.type(plan.a).shape) || !is_static(bs) ||
-      cols * depth * static_cast<int64_t>(sizeof(float)) > kMaxPackedBytes)
+  // Batch dims may be symbolic; the packed extent must be known.
+  if (cols == dyn || depth == dyn || cols * depth * static_cast<int64_t>(sizeof(float)) > kMaxPackedBytes)
     return std::nullopt;
   const OpDef& def = get_op("matmul_softmax");
   const AttrMap attrs = {{"trans_b", plan.trans_b}, {"scale", plan.scale}};

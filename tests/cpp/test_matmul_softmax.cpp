@@ -290,3 +290,21 @@ TEST(MatmulSoftmaxFusion, CompiledAttentionScoresRunAsOneKernelAndMatchTheRefere
     EXPECT_LT(test::rel_diff(fused.run(feeds).at("y"), test::values(want)), 2e-6);
   }
 }
+
+TEST(MatmulSoftmaxFusion, SymbolicBatchOverASharedMatrix) {
+  const Tensor w = test::random_tensor({16, 7}, 1, DType::Float32);
+  auto build = [&](int64_t batch) {
+    Graph g;
+    const Tensor x = g.placeholder("x", {batch, 10, 16});
+    g.output(ds::softmax(ds::matmul(x, g.constant(w)) * 0.5, -1), "y");
+    return g;
+  };
+  const auto fused = ds::compile(build(ds::dyn), "cpu", {.opt_level = 2});
+  EXPECT_EQ(count_op(fused.graph(), "matmul_softmax"), 1) << fused.graph().str();
+  for (int64_t batch : {1, 3, 5}) {
+    const std::map<std::string, Tensor> feeds = {
+        {"x", test::random_tensor({batch, 10, 16}, 9 + static_cast<uint32_t>(batch), DType::Float32)}};
+    const Tensor want = ds::reference::reference_run(build(batch), feeds).at("y");
+    EXPECT_LT(test::rel_diff(fused.run(feeds).at("y"), test::values(want)), 2e-6) << batch;
+  }
+}
