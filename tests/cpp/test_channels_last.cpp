@@ -207,6 +207,9 @@ const std::vector<PoolCase> kPoolCases = {
     {{2, 4, 8, 9}, {3, 2}, {1, 2}, {1, 0}, {2, 1}, false},
     {{1, 1, 1, 1}, {1}, {1}, {0}, {1}, false},
     {{0, 2, 4, 4}, {2}, {2}, {0}, {1}, false},
+    // Channels in 16-byte packs on the GPU (8 bf16/fp16, 4 float32, 2 float64).
+    {{2, 16, 9, 8}, {3}, {2}, {1}, {1}, false},
+    {{1, 24, 7, 7}, {2}, {}, {0}, {1}, true},
 };
 
 TEST(ChannelsLastPool, MaxPoolValuesAndGradientsMatchTheNchwOp) {

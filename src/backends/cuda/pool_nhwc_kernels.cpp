@@ -2,6 +2,8 @@
 // the GPU: NVRTC kernels over the NHWC output elements (device code and design:
 // pool_nhwc_source.h). The NCHW kernels are pool_kernels.cpp's.
 #include <climits>
+#include <cstdint>
+#include <initializer_list>
 #include <memory>
 
 #include "backends/cuda/cuda_check.h"
@@ -31,16 +33,30 @@ std::string source_of(const Tensor& t) {
   return max_pool_nhwc_source(device_type(t.dtype()));
 }
 
+bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0; }
+
+// Whether the _vec kernels (16-byte packs of channels) serve these tensors.
+bool packs_channels(const ops::PoolGeom& g, std::initializer_list<const Tensor*> ts) {
+  if (g.c % (16 / static_cast<int64_t>(dtype_size(ts.begin()[0]->dtype()))) != 0) return false;
+  for (const Tensor* t : ts)
+    if (!aligned16(*t)) return false;
+  return true;
+}
+
 void forward(const KernelCall& kc) {
   const int64_t n = kc.outputs[0].numel();
   if (n == 0) return;
   const int dev = call_device(kc);
-  PoolNhwcArgs g = args_of(ops::pool_geom(kc.ctx, kc.inputs[0].shape()));
+  const ops::PoolGeom geom = ops::pool_geom(kc.ctx, kc.inputs[0].shape());
+  PoolNhwcArgs g = args_of(geom);
   const void* x = kc.inputs[0].raw_data();
   void* y = kc.outputs[0].raw_data();
   void* args[] = {&x, &y, &g};
-  launch(dev, get_kernel(dev, source_of(kc.outputs[0]), "ds_max_pool_nhwc"), grid_for(n, dev), 256,
-         args, 0, "max_pool2d");
+  const bool vec = packs_channels(geom, {&kc.inputs[0], &kc.outputs[0]});
+  const int64_t per = vec ? 16 / static_cast<int64_t>(dtype_size(kc.outputs[0].dtype())) : 1;
+  const char* name = vec ? "ds_max_pool_nhwc_vec" : "ds_max_pool_nhwc";
+  launch(dev, get_kernel(dev, source_of(kc.outputs[0]), name), grid_for(n / per, dev), 256, args,
+         0, "max_pool2d");
 }
 
 // Each output's gradient added at its window's argmax: into the zeroed output
@@ -61,23 +77,28 @@ void backward(const KernelCall& kc) {
   }
   set_device(dev);
   DS_CUDA_CHECK(cudaMemsetAsync(acc, 0, acc_bytes, stream_of(dev)));
-  PoolNhwcArgs g = args_of(ops::pool_geom(kc.ctx, kc.inputs[0].shape()));
+  const ops::PoolGeom geom = ops::pool_geom(kc.ctx, kc.inputs[0].shape());
+  PoolNhwcArgs g = args_of(geom);
   const void* x = kc.inputs[0].raw_data();
   const void* gy = kc.inputs[1].raw_data();
   const std::string src = source_of(gx);
   const int64_t outputs = kc.inputs[1].numel();
+  // acc (a fresh allocation or gx) is as aligned as gx.
+  const bool vec = packs_channels(geom, {&kc.inputs[0], &kc.inputs[1], &gx});
+  const int64_t per = vec ? 16 / static_cast<int64_t>(dtype_size(t)) : 1;
+  const std::string suffix = vec ? "_vec" : "";
   if (outputs > 0) {
     void* args[] = {&x, &gy, &acc, &g};
-    launch(dev, get_kernel(dev, src, "ds_max_pool_nhwc_backward"), grid_for(outputs, dev), 256,
-           args, 0, "max_pool2d_backward");
+    launch(dev, get_kernel(dev, src, "ds_max_pool_nhwc_backward" + suffix),
+           grid_for(outputs / per, dev), 256, args, 0, "max_pool2d_backward");
   }
   if (!direct) {
     const void* ap = acc;
     void* op = gx.raw_data();
     int n = static_cast<int>(gx.numel());
     void* args[] = {&ap, &op, &n};
-    launch(dev, get_kernel(dev, src, "ds_max_pool_nhwc_round"), grid_for(n, dev), 256, args, 0,
-           "max_pool2d_backward");
+    launch(dev, get_kernel(dev, src, "ds_max_pool_nhwc_round" + suffix), grid_for(n / per, dev),
+           256, args, 0, "max_pool2d_backward");
   }
 }
 
