@@ -399,15 +399,16 @@ OTHER_TESTED = {"where", "cast", "arange", "full", "zeros", "ones", "one_hot", "
                 "unsqueeze", "transpose", "gather", "var", "std"}
 # Graph-internal ops with no Python function: gradients of other ops, checked against
 # finite differences by the C++ autodiff tests; "fused" (loop fusion) and
-# "fused_linear"/"fused_conv2d" (epilogue fusion), made by compiler passes and checked
-# against the unfused graph by the C++ fusion tests; the blocked-layout ops, made by the
+# "fused_linear"/"fused_conv2d" (epilogue fusion) and "matmul_softmax" (matmul-softmax
+# fusion), made by compiler passes and checked against the unfused graph by the C++
+# fusion tests; the blocked-layout ops, made by the
 # layout propagation pass and checked by its C++ tests; sources are made by Graph methods.
 INTERNAL = {"placeholder", "constant", "conv2d_backward_input", "conv2d_backward_weight",
             "max_pool2d_backward", "avg_pool2d_backward", "adaptive_avg_pool2d_backward",
             "scatter_add_along_axis", "index_add", "fused", "fused_linear", "fused_conv2d",
             "scaled_dot_product_attention_backward", "to_blocked", "from_blocked",
             "blocked_conv2d", "blocked_max_pool2d", "batch_norm_train_backward",
-            "softmax_cross_entropy_backward"}
+            "softmax_cross_entropy_backward", "matmul_softmax"}
 
 
 def test_every_op_has_a_numpy_test(rng):
