@@ -12,6 +12,10 @@
    and residual adds, batch 1, 224x224): a cold process with an empty kernel cache
    (DS_CACHE_DIR), then a second process compiling the same graph.
 
+Batch 1 compiled: the MLP's two large GEMVs split over a pool worker kept
+spinning for the stretch of small steps (hot runs, src/core/hot_run.h);
+DS_HOT_RUNS=0 turns that off for an A/B.
+
 Writes bench/results/compiled_vs_eager.json. OMP_WAIT_POLICY defaults to PASSIVE
 (as bench/train_fashion_mnist.py): with spinning OpenMP workers (oneDNN) on a
 shared 2-core machine the convolutions measured 100x slower and noisy.
@@ -87,7 +91,8 @@ def compare_forward(rounds, budget):
                 compiled_t.append(median_seconds(lambda: compiled(x), budget))
             e, c = sorted(eager_t)[rounds // 2], sorted(compiled_t)[rounds // 2]
             rows.append({"case": f"{name} batch {batch}", "eager_us": e * 1e6,
-                         "compiled_us": c * 1e6, "speedup": e / c, "max_rel_err": err})
+                         "compiled_us": c * 1e6, "speedup": e / c, "max_rel_err": err,
+                         "load_average_1min": os.getloadavg()[0]})
             print(f"{rows[-1]['case']:32s} eager {e * 1e6:9.1f} us  compiled {c * 1e6:9.1f} us  "
                   f"{e / c:5.2f}x  (err {err:.1e})", flush=True)
     return rows
@@ -169,8 +174,9 @@ def main():
         compile_seconds_child()
         return
     result = {
-        "command": "PYTHONPATH=build/python python3 bench/run_compiled_vs_eager.py "
-                   f"--threads {args.threads} --rounds {args.rounds}",
+        "command": f"PYTHONPATH={os.environ.get('PYTHONPATH', 'build/python')} "
+                   + (f"DS_HOT_RUNS={os.environ['DS_HOT_RUNS']} " if "DS_HOT_RUNS" in os.environ else "")
+                   + f"python3 bench/run_compiled_vs_eager.py --threads {args.threads} --rounds {args.rounds}",
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
                     "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
                     "load_average": os.getloadavg(),

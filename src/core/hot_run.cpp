@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -44,7 +46,18 @@ struct Team {
   uint32_t epoch = 0;
   std::mutex error_mu;
   std::exception_ptr error;
+  // Load feedback (see HotRunScope::~HotRunScope), kept by the owner.
+  std::atomic<int> worker_chunks{0};                     // chunks the workers ran in this scope
+  int splits = 0;                                        // hot_split calls in this scope that split
+  std::chrono::steady_clock::duration straggler_wait{};  // the owner waiting for workers
+  int skip_left = 0;                                     // scopes still to run without workers
+  int next_skip = 1;
 };
+
+// A scope judged bad (below) makes the next 1, 2, 4, ... up to kMaxSkip scopes
+// run without workers; a good one resets that.
+constexpr int kMaxSkip = 256;
+constexpr auto kMaxStragglerWait = std::chrono::microseconds(20);
 
 constexpr uint64_t kMaxChunks = 0xffff;
 
@@ -53,12 +66,13 @@ std::mutex g_owner;  // held by the scope that holds the team
 thread_local bool t_owner = false;
 thread_local int t_helpers = 0;
 
-// Claims and runs chunks of the published task until none is left.
-void drain(Team& t) {
+// Claims and runs chunks of the published task until none is left; returns how many.
+int drain(Team& t) {
+  int ran = 0;
   uint64_t v = t.work.load(std::memory_order_acquire);
   for (;;) {
     const uint64_t next = v & kMaxChunks, count = (v >> 16) & kMaxChunks;
-    if (next >= count) return;
+    if (next >= count) return ran;
     if (!t.work.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel,
                                       std::memory_order_acquire))
       continue;
@@ -71,6 +85,7 @@ void drain(Team& t) {
       std::lock_guard<std::mutex> lock(t.error_mu);
       if (!t.error) t.error = std::current_exception();
     }
+    ++ran;
     t.finished.fetch_add(1, std::memory_order_release);
     v = t.work.load(std::memory_order_acquire);
   }
@@ -97,18 +112,37 @@ class Backoff {
 void spin(Team& t) {
   Backoff backoff;
   while (!t.stop.load(std::memory_order_acquire)) {
-    drain(t);
+    if (const int ran = drain(t)) t.worker_chunks.fetch_add(ran, std::memory_order_relaxed);
     backoff.pause();
   }
 }
 
 }  // namespace
 
+// DS_HOT_RUNS=0 turns hot runs off (every split runs on its caller): for A/B
+// measurements, and for machines whose other cores are busy anyway.
+bool hot_runs_enabled() {
+  static const bool enabled = [] {
+    const char* env = std::getenv("DS_HOT_RUNS");
+    return !env || std::string(env) != "0";
+  }();
+  return enabled;
+}
+
 HotRunScope::HotRunScope() {
-  if (t_owner) return;  // nested: the outer scope's workers serve this one too
+  if (t_owner || !hot_runs_enabled()) return;  // nested: the outer scope's workers serve it
   const int want = num_threads() - 1;
   if (want <= 0 || !g_owner.try_lock()) return;
-  g_team.stop.store(false, std::memory_order_release);
+  Team& t = g_team;
+  if (t.skip_left > 0) {
+    --t.skip_left;
+    g_owner.unlock();
+    return;
+  }
+  t.stop.store(false, std::memory_order_release);
+  t.worker_chunks.store(0, std::memory_order_relaxed);
+  t.splits = 0;
+  t.straggler_wait = {};
   helpers_ = lend_workers(want, [] { spin(g_team); });
   if (helpers_ == 0) {
     g_owner.unlock();
@@ -118,10 +152,23 @@ HotRunScope::HotRunScope() {
   t_helpers = helpers_;
 }
 
+// Load feedback: on a busy machine the lent worker shares its CPU with other
+// processes, so it arrives late or is preempted holding a chunk the owner then
+// waits for (MLP batch 1 with another job on the second core: 38 us hot, 33 us
+// without). A scope that split work but whose workers ran none of it, or whose
+// owner waited over kMaxStragglerWait for them, is bad: the next scopes run
+// without workers (backing off while it lasts, retrying now and then).
 HotRunScope::~HotRunScope() {
   if (helpers_ == 0) return;
-  g_team.stop.store(true, std::memory_order_release);
+  Team& t = g_team;
+  t.stop.store(true, std::memory_order_release);
   end_worker_loan();  // returns once every lent worker sleeps in the pool again
+  if (t.splits > 0) {
+    const bool good = t.worker_chunks.load(std::memory_order_relaxed) > 0 &&
+                      t.straggler_wait <= kMaxStragglerWait;
+    t.skip_left = good ? 0 : t.next_skip;
+    t.next_skip = good ? 1 : std::min(2 * t.next_skip, kMaxSkip);
+  }
   t_owner = false;
   t_helpers = 0;
   g_owner.unlock();
@@ -148,13 +195,24 @@ void hot_split(int64_t n, int64_t chunk, const std::function<void(int64_t, int64
   t.work.store((static_cast<uint64_t>(t.epoch) << 32) | (static_cast<uint64_t>(count) << 16),
                std::memory_order_release);
   drain(t);
-  Backoff backoff;
-  while (t.finished.load(std::memory_order_acquire) < count) backoff.pause();
+  ++t.splits;
+  if (t.finished.load(std::memory_order_acquire) < count) {
+    const auto start = std::chrono::steady_clock::now();
+    Backoff backoff;
+    while (t.finished.load(std::memory_order_acquire) < count) backoff.pause();
+    t.straggler_wait += std::chrono::steady_clock::now() - start;
+  }
   if (t.error) {
     std::exception_ptr e;
     std::swap(e, t.error);
     std::rethrow_exception(e);
   }
+}
+
+void reset_hot_run_feedback() {
+  std::lock_guard<std::mutex> lock(g_owner);
+  g_team.skip_left = 0;
+  g_team.next_skip = 1;
 }
 
 bool splits_when_hot(const std::string& impl) {

@@ -7,7 +7,7 @@
 // they do not know whether, or when, another op follows.
 //
 // The workers spin only while a HotRunScope lives; its destructor sends them back
-// to sleep, so no CPU is burnt between runs.
+// to sleep, so no CPU is burnt between runs. DS_HOT_RUNS=0 turns hot runs off.
 #pragma once
 
 #include <cstdint>
@@ -18,8 +18,9 @@ namespace ds {
 
 // Borrows the idle pool workers (up to num_threads() - 1) for its lifetime. One
 // scope at a time has workers: a scope opened while another (on any thread) has
-// them gets none, and hot_split then runs on its caller alone. Scopes nest on a
-// thread (the inner one is a no-op).
+// them gets none, and hot_split then runs on its caller alone. So does a scope
+// opened while recent ones found the machine busy (load feedback, hot_run.cpp).
+// Scopes nest on a thread (the inner one is a no-op).
 class HotRunScope {
  public:
   HotRunScope();
@@ -41,6 +42,13 @@ void hot_split(int64_t n, int64_t chunk, const std::function<void(int64_t, int64
 
 // Spinning workers this thread's HotRunScope holds (0 outside one).
 int hot_helpers();
+
+// False when DS_HOT_RUNS=0: scopes get no workers, every split runs on its caller.
+bool hot_runs_enabled();
+
+// Scopes whose split work the workers did not share (a busy machine) make the
+// next scopes run without workers for a while (hot_run.cpp). Tests start afresh:
+void reset_hot_run_feedback();
 
 // Kernels that split over a hot run mark their impl name with this suffix: an
 // executable opens a HotRunScope around stretches of serial steps with such a kernel.

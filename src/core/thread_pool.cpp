@@ -2,6 +2,11 @@
 #include "core/thread_cap.h"
 #include "core/worker_loan.h"
 
+#ifdef __linux__
+#include <pthread.h>
+#include <sched.h>
+#endif
+
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -18,12 +23,22 @@ namespace {
 thread_local bool t_in_parallel = false;
 thread_local int t_thread_cap = 0;  // ScopedThreadCap's cap on this thread; 0: none
 
-// Polls (yielding) before end_loan sleeps: lent workers return in well under this.
-constexpr int kEndLoanSpins = 2000;
+// Polls before end_loan sleeps: lent workers return in well under this.
+constexpr int kEndLoanPauses = 4000;  // a few microseconds: the worker runs on another CPU
+constexpr int kEndLoanYields = 2000;  // then give this CPU away: it may be descheduled
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
 
 class ThreadPool {
  public:
   explicit ThreadPool(int workers) {
+#ifdef __linux__
+    if (sched_getaffinity(0, sizeof(allowed_), &allowed_) != 0) CPU_ZERO(&allowed_);
+#endif
     for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { loop(); });
   }
   ~ThreadPool() {
@@ -40,15 +55,21 @@ class ThreadPool {
   // returns how many were lent: 0 while another loan is open. end_loan waits for
   // them to leave the job (the caller makes the job return) and back to sleep.
   int lend(int n, std::function<void()> job) {
-    std::lock_guard<std::mutex> lock(mu_);
-    const int idle = workers() - active_ - loan_active_;
-    if (loan_open_ || n <= 0 || idle <= 0) return 0;
-    loan_open_ = true;
-    ++loans_;
-    loan_wanted_ = std::min(n, idle);
-    loan_job_ = std::move(job);
+    int lent = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const int idle = workers() - active_ - loan_active_;
+      if (loan_open_ || n <= 0 || idle <= 0) return 0;
+      loan_open_ = true;
+      ++loans_;
+      lent = loan_wanted_ = std::min(n, idle);
+      loan_job_ = std::move(job);
+      keep_workers_off(sched_getcpu());
+    }
+    // Notified after unlocking: a worker woken while mu_ is held sleeps again on
+    // it, and its second wake-up doubled the time until it arrived.
     cv_.notify_all();
-    return loan_wanted_;
+    return lent;
   }
   void end_loan() {
     std::unique_lock<std::mutex> lock(mu_);
@@ -57,11 +78,13 @@ class ThreadPool {
     // hundred ns: wait for them spinning, as sleeping on done_cv_ would cost a
     // wake-up of this thread (15-25 us on this VM) unless one was descheduled.
     lock.unlock();
-    for (int i = 0; i < kEndLoanSpins && loan_active_.load() > 0; ++i) std::this_thread::yield();
+    for (int i = 0; i < kEndLoanPauses && loan_active_.load() > 0; ++i) cpu_relax();
+    for (int i = 0; i < kEndLoanYields && loan_active_.load() > 0; ++i) std::this_thread::yield();
     lock.lock();
     done_cv_.wait(lock, [&] { return loan_active_ == 0; });
     loan_job_ = nullptr;
     loan_open_ = false;
+    keep_workers_off(-1);
   }
   int lent() const { return loan_active_.load(); }
   int64_t loans() {
@@ -135,7 +158,28 @@ class ThreadPool {
     }
   }
 
+  // Lent workers spin next to their lender, so they must not share its CPU. Linux
+  // wakes a thread on its waker's CPU when it last ran there (wake-affine), and a
+  // worker once time-shared with its lender kept being woken onto the lender's
+  // CPU: in 300 of 300 loans (bench/NOTES.md, issue 3, "Hot runs"). The mask
+  // (one syscall per worker, no wake-up) is set before the wake-up, so the
+  // scheduler places the worker on another CPU, and restored after the loan.
+  // cpu < 0: every CPU the process may use.
+  void keep_workers_off(int cpu) {
+#ifdef __linux__
+    if (CPU_COUNT(&allowed_) < 2 || (cpu >= 0 && !CPU_ISSET(cpu, &allowed_))) return;
+    cpu_set_t mask = allowed_;
+    if (cpu >= 0) CPU_CLR(cpu, &mask);
+    for (auto& t : threads_) pthread_setaffinity_np(t.native_handle(), sizeof(mask), &mask);
+#else
+    (void)cpu;
+#endif
+  }
+
   std::vector<std::thread> threads_;
+#ifdef __linux__
+  cpu_set_t allowed_;  // the process's CPUs when the pool started
+#endif
   std::mutex mu_, run_mu_;
   std::condition_variable cv_, done_cv_;
   std::function<void()> job_;

@@ -26,12 +26,15 @@ namespace {
 
 using namespace std::chrono_literals;
 
+constexpr const char* kNoWorker = "hot runs off (DS_HOT_RUNS=0) or no pool worker to lend";
+
 // Two threads for the test's scope (the pool needs a worker to lend).
 class HotRun : public ::testing::Test {
  protected:
   void SetUp() override {
     saved_ = num_threads();
     set_num_threads(2);
+    reset_hot_run_feedback();
   }
   void TearDown() override { set_num_threads(saved_); }
 
@@ -50,7 +53,7 @@ class HotRun : public ::testing::Test {
 
 TEST_F(HotRun, SplitCoversEveryItemOnceForAnySizeAndChunk) {
   HotRunScope scope;
-  if (scope.helpers() == 0) GTEST_SKIP() << "no pool worker to lend on this machine";
+  if (scope.helpers() == 0) GTEST_SKIP() << kNoWorker;
   for (int64_t n : {0, 1, 2, 3, 7, 64, 1001})
     for (int64_t chunk : {0, 1, 3, 64, 5000}) {
       std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
@@ -68,7 +71,7 @@ TEST_F(HotRun, SplitCoversEveryItemOnceForAnySizeAndChunk) {
 
 TEST_F(HotRun, SpinningWorkerTakesChunks) {
   HotRunScope scope;
-  if (!wait_for_helper(scope)) GTEST_SKIP() << "no pool worker to lend on this machine";
+  if (!wait_for_helper(scope)) GTEST_SKIP() << kNoWorker;
   std::mutex mu;
   std::set<std::thread::id> threads;
   hot_split(40, 1, [&](int64_t, int64_t) {
@@ -82,7 +85,7 @@ TEST_F(HotRun, SpinningWorkerTakesChunks) {
 
 TEST_F(HotRun, ExceptionInAChunkReachesTheCallerAndTheTeamKeepsWorking) {
   HotRunScope scope;
-  if (!wait_for_helper(scope)) GTEST_SKIP() << "no pool worker to lend on this machine";
+  if (!wait_for_helper(scope)) GTEST_SKIP() << kNoWorker;
   EXPECT_THROW(hot_split(16, 1,
                          [](int64_t b, int64_t) {
                            if (b == 11) throw std::runtime_error("chunk 11");
@@ -95,7 +98,7 @@ TEST_F(HotRun, ExceptionInAChunkReachesTheCallerAndTheTeamKeepsWorking) {
 
 TEST_F(HotRun, NestedAndConcurrentScopesGetNoSecondTeam) {
   HotRunScope outer;
-  if (outer.helpers() == 0) GTEST_SKIP() << "no pool worker to lend on this machine";
+  if (outer.helpers() == 0) GTEST_SKIP() << kNoWorker;
   {
     HotRunScope inner;
     EXPECT_EQ(inner.helpers(), 0);
@@ -112,12 +115,32 @@ TEST_F(HotRun, NestedAndConcurrentScopesGetNoSecondTeam) {
   }).join();
 }
 
+// A scope whose split the worker did not share in time (here: it sleeps in any
+// chunk it takes, as if preempted) makes the next scope run alone; the one after
+// has its worker again.
+TEST_F(HotRun, ScopeWhoseWorkerDidNotHelpMakesTheNextOneRunAlone) {
+  const std::thread::id caller = std::this_thread::get_id();
+  {
+    HotRunScope scope;
+    if (!wait_for_helper(scope)) GTEST_SKIP() << kNoWorker;
+    hot_split(2, 1, [&](int64_t, int64_t) {
+      if (std::this_thread::get_id() != caller) std::this_thread::sleep_for(1ms);
+    });
+  }
+  {
+    HotRunScope scope;
+    EXPECT_EQ(scope.helpers(), 0);
+  }
+  HotRunScope scope;
+  EXPECT_GT(scope.helpers(), 0);
+}
+
 // The GEMV with every epilogue, rows split in chunks of 1-5 (odd counts, 1 row,
 // 0 rows): the hot split equals the serial result bit for bit, and both are
 // within float rounding of the float64 reference.
 TEST_F(HotRun, GemvSplitMatchesSerialAndReference) {
   HotRunScope scope;
-  if (!wait_for_helper(scope)) GTEST_SKIP() << "no pool worker to lend on this machine";
+  if (!wait_for_helper(scope)) GTEST_SKIP() << kNoWorker;
   uint32_t seed = 1;
   for (int64_t rows : {0, 1, 2, 3, 5, 63, 129})
     for (int64_t in : {0, 1, 7, 8, 16, 17, 33, 784})
@@ -159,18 +182,57 @@ TEST_F(HotRun, GemvSplitMatchesSerialAndReference) {
       }
 }
 
-// The kernel claims batch-1 float32 layers from 256 KB of weights up to the
-// serial-op limit; larger ones keep the threaded BLAS kernels.
+// Batch-1 float32 layers run the GEMV kernel: split from 256 KB of weights up
+// to the serial-op limit, whole below; larger and batched ones keep the BLAS kernels.
 TEST_F(HotRun, GemvKernelClaimsOnlyBatchOneLayersInItsWindow) {
-  auto impl = [](int64_t batch, int64_t out, int64_t in) {
-    return test::kernel_impl("linear", {Tensor::zeros({batch, in}), Tensor::zeros({out, in})});
+  auto impl = [](const Shape& x, int64_t out, int64_t in) {
+    return test::kernel_impl("linear", {Tensor::zeros(x), Tensor::zeros({out, in})});
   };
-  EXPECT_TRUE(splits_when_hot(impl(1, 512, 784)));
-  EXPECT_TRUE(splits_when_hot(impl(1, 128, 3136)));
-  EXPECT_FALSE(splits_when_hot(impl(1, 10, 512)));     // 20 KB: one core is done first
-  EXPECT_FALSE(splits_when_hot(impl(2, 512, 784)));    // not a GEMV
-  EXPECT_FALSE(splits_when_hot(impl(1, 1024, 1024)));  // 4 MB: threaded BLAS
+  EXPECT_TRUE(splits_when_hot(impl({1, 784}, 512, 784)));
+  EXPECT_TRUE(splits_when_hot(impl({1, 3136}, 128, 3136)));
+  EXPECT_EQ(impl({1, 512}, 10, 512), "gemv");  // 20 KB: one core is done first
+  EXPECT_EQ(impl({512}, 10, 512), "gemv");
+  EXPECT_EQ(impl({1, 1, 512}, 10, 512), "gemv");
+  EXPECT_NE(impl({2, 784}, 512, 784).rfind("gemv", 0), 0u);     // not a GEMV
+  EXPECT_NE(impl({0, 0}, 5, 0).rfind("gemv", 0), 0u);           // no row at all
+  EXPECT_NE(impl({1, 1024}, 1024, 1024).rfind("gemv", 0), 0u);  // 4 MB: threaded BLAS
   EXPECT_FALSE(splits_when_hot("onednn"));
+}
+
+// linear and fused_linear through the kernel (eager, no hot run) against the
+// float64 reference: odd sizes, 1-D and 3-D x, every epilogue it takes.
+TEST_F(HotRun, GemvKernelMatchesReference) {
+  uint32_t seed = 100;
+  for (const auto& [x_shape, out] : std::vector<std::pair<Shape, int64_t>>{
+           {{1, 1}, 1}, {{1, 7}, 3}, {{17}, 10}, {{1, 1, 33}, 129}, {{1, 0}, 4}, {{1, 300}, 301}}) {
+    const int64_t in = x_shape.back();
+    const Tensor x = test::random_tensor(x_shape, seed++, DType::Float32);
+    const Tensor w = test::random_tensor({out, in}, seed++, DType::Float32);
+    const Tensor b = test::random_tensor({out}, seed++, DType::Float32);
+    Shape y_shape = x_shape;
+    y_shape.back() = out;
+    const Tensor r = test::random_tensor(y_shape, seed++, DType::Float32);
+    SCOPED_TRACE(shape_str(x_shape) + " -> " + std::to_string(out));
+    ASSERT_EQ(test::kernel_impl("linear", {x, w, b}).rfind("gemv", 0), 0u);
+    EXPECT_LE(
+        test::rel_diff(linear(x, w, b), test::values(test::run_reference("linear", {x, w, b}))),
+        1e-5);
+    EXPECT_LE(test::rel_diff(linear(x, w), test::values(test::run_reference("linear", {x, w}))),
+              1e-5);
+    for (const char* act : {"none", "relu", "leaky_relu"}) {
+      const AttrMap attrs{{"base", std::string("linear")},
+                          {"activation", std::string(act)},
+                          {"alpha", 0.1},
+                          {"has_bias", true},
+                          {"has_residual", true}};
+      const std::vector<Tensor> in_t{x, w, b, r};
+      ASSERT_EQ(test::kernel_impl("fused_linear", in_t, attrs).rfind("gemv", 0), 0u);
+      EXPECT_LE(test::rel_diff(apply1("fused_linear", in_t, attrs),
+                               test::values(test::run_reference("fused_linear", in_t, attrs))),
+                1e-5)
+          << act;
+    }
+  }
 }
 
 // x [1, in] -> relu(linear(W1, b1)) -> relu(linear(W2)) -> linear(W3): W1 and W2
@@ -208,7 +270,9 @@ TEST_F(HotRun, CompiledRunMatchesReferenceAndWorkersSleepAfterward) {
     ASSERT_LE(test::rel_diff(y, want), 1e-5);
     ASSERT_EQ(lent_workers(), 0) << "a worker still lent after run " << i;
   }
-  EXPECT_EQ(worker_loans() - loans, 50);  // one hot stretch per run
+  // One hot stretch per run, less the runs that load feedback kept alone.
+  EXPECT_LE(worker_loans() - loans, 50);
+  EXPECT_EQ(worker_loans() > loans, hot_runs_enabled());
   // Idle after the runs: the process burns (next to) no CPU. A worker left
   // spinning would burn the whole interval.
   std::this_thread::sleep_for(50ms);

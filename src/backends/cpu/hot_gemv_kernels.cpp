@@ -1,8 +1,9 @@
 // linear and fused_linear (base linear, relu/leaky_relu/no activation) at batch 1
-// in float32: a GEMV whose rows split over a hot run's workers (core/hot_run.h).
-// Registered only for weights from kMinSplitBytes up to the serial-op limit
-// (runtime/serial_ops.h): larger layers keep the threaded BLAS kernels, smaller
-// ones gain nothing from a second core (bench/NOTES.md, issue 3, "Hot runs").
+// in float32: a GEMV whose rows split over a hot run's workers (core/hot_run.h)
+// for weights from kMinSplitBytes up to the serial-op limit
+// (runtime/serial_ops.h); smaller ones gain nothing from a second core and run
+// whole; larger ones keep the threaded BLAS kernels (bench/NOTES.md, issue 3,
+// "Hot runs"; bench/cpp/hot_gemv_lab.cpp).
 // Outside a hot run (eager ops) the kernel runs on the caller alone, as fast as
 // the BLAS GEMV it replaces: both stream the weights at one core's bandwidth.
 #include <algorithm>
@@ -101,23 +102,37 @@ void gemv_block(const float* w, const float* x, float* y, int64_t b, int64_t e, 
   }
 }
 
-// A batch-1 float32 linear layer this kernel runs: rows = 1, weights in the window.
-bool supported(const OpContext& c) {
+// The weight bytes of a batch-1 float32 linear layer this kernel can run (one
+// row of x, an epilogue it applies), or -1.
+double gemv_weight_bytes(const OpContext& c) {
   for (const auto& t : c.inputs)
-    if (t.dtype != DType::Float32) return false;
+    if (t.dtype != DType::Float32) return -1;
   if (c.op.name == "fused_linear") {
-    if (c.s("base") != "linear") return false;
+    if (c.s("base") != "linear") return -1;
     const ops::Act act = ops::parse_activation(c.s("activation"));
-    if (act != ops::Act::None && act != ops::Act::Relu && act != ops::Act::LeakyRelu) return false;
+    if (act != ops::Act::None && act != ops::Act::Relu && act != ops::Act::LeakyRelu) return -1;
   }
-  const Shape& w = c.inputs[1].shape;
-  if (w.size() != 2 || numel(c.inputs[0].shape) != w[1]) return false;
-  const double weights = static_cast<double>(w[0]) * static_cast<double>(w[1]);
-  return weights * sizeof(float) >= kMinSplitBytes && 2.0 * weights < kSerialMaxFlops &&
-         weights * sizeof(float) < kSerialMaxBytes;
+  const Shape &x = c.inputs[0].shape, &w = c.inputs[1].shape;
+  if (w.size() != 2 || x.empty() || x.back() != w[1]) return -1;
+  for (size_t i = 0; i + 1 < x.size(); ++i)
+    if (x[i] != 1) return -1;
+  return static_cast<double>(w[0]) * static_cast<double>(w[1]) * sizeof(float);
 }
 
-void run(const KernelCall& kc) {
+// Small layers: one block on the caller. The BLAS libraries' fixed cost per call
+// dominates there (OpenBLAS sgemm, 1x512 -> 10: ~2 us; this loop: ~0.2 us).
+bool runs_whole(const OpContext& c) {
+  const double bytes = gemv_weight_bytes(c);
+  return bytes >= 0 && bytes < kMinSplitBytes;
+}
+
+// Up to the serial-op limit (larger layers keep the threaded BLAS kernels).
+bool splits(const OpContext& c) {
+  const double bytes = gemv_weight_bytes(c);
+  return bytes >= kMinSplitBytes && bytes / 2 < kSerialMaxFlops && bytes < kSerialMaxBytes;
+}
+
+void run(const KernelCall& kc, bool split) {
   const OpContext& c = kc.ctx;
   const Tensor &x = kc.inputs[0], &w = kc.inputs[1];
   const bool fused = c.op.name == "fused_linear";
@@ -130,14 +145,18 @@ void run(const KernelCall& kc) {
     ep.alpha = static_cast<float>(c.f("alpha"));
   }
   gemv_rows(w.data<float>(), x.data<float>(), kc.outputs[0].data<float>(), w.dim(0), w.dim(1), ep,
-            gemv_chunk_rows(w.dim(1)));
+            split ? gemv_chunk_rows(w.dim(1)) : w.dim(0));
 }
 
 const OpRegistrar reg([] {
   // Above oneDNN (20) and OpenBLAS (10), which keep every other size.
-  const std::string impl = std::string("gemv") + kHotSplitSuffix;
-  register_kernel("linear", DeviceKind::CPU, {run, supported, impl, 30});
-  register_kernel("fused_linear", DeviceKind::CPU, {run, supported, impl, 30});
+  const std::string split_impl = std::string("gemv") + kHotSplitSuffix;
+  auto whole = [](const KernelCall& k) { run(k, false); };
+  auto split = [](const KernelCall& k) { run(k, true); };
+  for (const char* op : {"linear", "fused_linear"}) {
+    register_kernel(op, DeviceKind::CPU, {whole, runs_whole, "gemv", 30});
+    register_kernel(op, DeviceKind::CPU, {split, splits, split_impl, 30});
+  }
 });
 
 }  // namespace
