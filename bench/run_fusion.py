@@ -4,10 +4,11 @@
 For each chain (`gelu(x @ W + b)`, `layer_norm(x + residual)`, `softmax(q @ kT / sqrt(d))`)
 at transformer sizes, times in turn: ds compiled at opt_level 2 (loop fusion, LLVM JIT
 kernels), ds compiled at opt_level 0 (one kernel per op), PyTorch CPU eager and numpy,
-all on the same float32 inputs and the same thread count. The sides alternate for
-several rounds; each keeps its median. Prints `case | ds fused | ds unfused | torch |
-numpy | torch/ds` and writes bench/results/fusion.json. OMP_WAIT_POLICY defaults
-to PASSIVE for every side.
+all on the same float32 inputs and the same thread count (at opt_level 2 the
+softmax chain is one matmul_softmax kernel: passes/matmul_softmax_fusion.cpp). The
+sides alternate for several rounds; each keeps its median. Prints `case | ds fused |
+ds unfused | torch | numpy | torch/ds | load` and writes bench/results/fusion.json.
+OMP_WAIT_POLICY defaults to PASSIVE for every side.
 
   cmake -B build -DDS_BUILD_PYTHON=ON && ninja -C build _core
   PYTHONPATH=build/python /usr/bin/python3 bench/run_fusion.py [--threads 2] [--rounds 5]
@@ -159,13 +160,16 @@ def main():
         med = {k: sorted(v)[len(v) // 2] * 1e3 for k, v in best.items()}
         row = {"case": name, "ms": med, "max_abs_diff_vs_torch": err,
                "kernels_fused": fused.stats()["kernels"], "kernels_unfused": plain.stats()["kernels"],
-               "torch_over_ds_fused": med["torch"] / med["ds_fused"]}
+               "torch_over_ds_fused": med["torch"] / med["ds_fused"],
+               # Other sessions share the 2 cores: the 1-minute load when the case ended.
+               "load_average": os.getloadavg()[0]}
         results.append(row)
         print(f"{name:48s} | ds fused {med['ds_fused']:8.3f} ms ({row['kernels_fused']} kernels) | "
               f"ds unfused {med['ds_unfused']:8.3f} ms ({row['kernels_unfused']}) | "
               f"torch {med['torch']:8.3f} ms | numpy "
               f"{(str(round(med['numpy'], 3)) + ' ms') if 'numpy' in med else 'n/a (no erf)':>9s} | "
-              f"torch/ds {row['torch_over_ds_fused']:.2f}x | max|diff| {err:.2e}", flush=True)
+              f"torch/ds {row['torch_over_ds_fused']:.2f}x | max|diff| {err:.2e} | "
+              f"load {row['load_average']:.2f}", flush=True)
 
     out = {
         "command": "PYTHONPATH=build/python /usr/bin/python3 bench/run_fusion.py "
