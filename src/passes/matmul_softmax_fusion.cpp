@@ -37,7 +37,9 @@ Readers count_readers(const Graph& g) {
   return r;
 }
 
-bool float32(const Graph& g, ValueRef v) { return g.type(v).dtype == DType::Float32; }
+bool float32(const Graph& g, ValueRef v) {
+  return g.type(v).dtype == DType::Float32;
+}
 
 // The scalar constant `v` holds, if it is one.
 std::optional<double> scalar_constant(const Graph& g, ValueRef v) {
@@ -60,7 +62,8 @@ bool swaps_last_two(const Node& p) {
 }
 
 std::optional<Plan> match(const Graph& g, const Readers& readers, const Node& softmax) {
-  if (softmax.op->name != "softmax" || softmax.outputs[0].dtype != DType::Float32) return std::nullopt;
+  if (softmax.op->name != "softmax" || softmax.outputs[0].dtype != DType::Float32)
+    return std::nullopt;
   const int rank = static_cast<int>(softmax.outputs[0].shape.size());
   const int64_t axis = std::get<int64_t>(softmax.attrs.at("axis"));
   if (rank < 2 || (axis != -1 && axis != rank - 1)) return std::nullopt;
@@ -98,7 +101,8 @@ std::optional<Plan> match(const Graph& g, const Readers& readers, const Node& so
   const int64_t cols = bs[bs.size() - (plan.trans_b ? 2 : 1)];
   const int64_t depth = bs[bs.size() - (plan.trans_b ? 1 : 2)];
   // Batch dims may be symbolic; the packed extent must be known.
-  if (cols == dyn || depth == dyn || cols * depth * static_cast<int64_t>(sizeof(float)) > kMaxPackedBytes)
+  if (cols == dyn || depth == dyn ||
+      cols * depth * static_cast<int64_t>(sizeof(float)) > kMaxPackedBytes)
     return std::nullopt;
   const OpDef& def = get_op("matmul_softmax");
   const AttrMap attrs = {{"trans_b", plan.trans_b}, {"scale", plan.scale}};

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <limits>
+#include <random>
 #include <vector>
 
 #include "backends/cpu/matmul_softmax_rows.h"
@@ -37,7 +38,13 @@ const ds::Node& only(const Graph& g, const std::string& op) {
   throw std::runtime_error("no " + op + " node in\n" + g.str());
 }
 
-ds::AttrMap attrs(bool trans_b, double scale) { return {{"trans_b", trans_b}, {"scale", scale}}; }
+bool coin_flip(std::mt19937& rng) {
+  return std::uniform_int_distribution<int>(0, 1)(rng) == 1;
+}
+
+ds::AttrMap attrs(bool trans_b, double scale) {
+  return {{"trans_b", trans_b}, {"scale", scale}};
+}
 
 // The float64 reference on the same (float32) values.
 Tensor reference(const Tensor& a, const Tensor& b, bool trans_b, double scale) {
@@ -68,16 +75,11 @@ struct Case {
 // and more, a shared b, a broadcast a.
 const std::vector<Case>& cases() {
   static const std::vector<Case> c = {
-      {{1, 1}, {1, 1}, false, 1.0},
-      {{1, 5}, {7, 5}, true, 0.5},
-      {{3, 7, 5}, {3, 5, 13}, false, 1.0},
-      {{2, 17, 33}, {2, 45, 33}, true, 0.125},
-      {{1, 9, 16}, {1, 32, 16}, true, -0.7},
-      {{2, 3, 9, 8}, {8, 40}, false, 2.0},
-      {{9, 8}, {4, 40, 8}, true, 1.0},
-      {{2, 1, 6, 4}, {3, 4, 31}, false, 1.5},
-      {{130, 70}, {257, 70}, true, 0.11},
-      {{4, 7, 1}, {4, 1, 17}, false, 3.0},
+      {{1, 1}, {1, 1}, false, 1.0},          {{1, 5}, {7, 5}, true, 0.5},
+      {{3, 7, 5}, {3, 5, 13}, false, 1.0},   {{2, 17, 33}, {2, 45, 33}, true, 0.125},
+      {{1, 9, 16}, {1, 32, 16}, true, -0.7}, {{2, 3, 9, 8}, {8, 40}, false, 2.0},
+      {{9, 8}, {4, 40, 8}, true, 1.0},       {{2, 1, 6, 4}, {3, 4, 31}, false, 1.5},
+      {{130, 70}, {257, 70}, true, 0.11},    {{4, 7, 1}, {4, 1, 17}, false, 3.0},
       {{2, 5, 0}, {2, 0, 9}, false, 1.0},
   };
   return c;
@@ -156,9 +158,9 @@ TEST(MatmulSoftmaxKernel, EachIsaRowKernelsMatchTheReference) {
 }
 
 TEST(MatmulSoftmaxOp, VjpMatchesFiniteDifferences) {
-  test::expect_vjp_matches_fd("matmul_softmax",
-                              {test::random_tensor({2, 3, 4}, 1), test::random_tensor({2, 5, 4}, 2)},
-                              attrs(true, 0.7));
+  test::expect_vjp_matches_fd(
+      "matmul_softmax", {test::random_tensor({2, 3, 4}, 1), test::random_tensor({2, 5, 4}, 2)},
+      attrs(true, 0.7));
   test::expect_vjp_matches_fd("matmul_softmax",
                               {test::random_tensor({2, 3, 4}, 3), test::random_tensor({4, 5}, 4)},
                               attrs(false, 1.3));
@@ -166,13 +168,19 @@ TEST(MatmulSoftmaxOp, VjpMatchesFiniteDifferences) {
 
 TEST(MatmulSoftmaxOp, BadInputsNameTheOpAndTheShapes) {
   test::expect_error<ds::ShapeError>(
-      [] { ds::matmul_softmax(Tensor::zeros({4}), Tensor::zeros({4, 3})); },
+      [] {
+        ds::matmul_softmax(Tensor::zeros({4}), Tensor::zeros({4, 3}));
+      },
       {"matmul_softmax", "rank >= 2", "[4]"});
   test::expect_error<ds::ShapeError>(
-      [] { ds::matmul_softmax(Tensor::zeros({2, 4}), Tensor::zeros({5, 3}), true); },
+      [] {
+        ds::matmul_softmax(Tensor::zeros({2, 4}), Tensor::zeros({5, 3}), true);
+      },
       {"matmul_softmax"});
   test::expect_error<ds::TypeError>(
-      [] { ds::matmul_softmax(Tensor::zeros({2, 4}), Tensor::zeros({4, 3}, DType::Float64)); },
+      [] {
+        ds::matmul_softmax(Tensor::zeros({2, 4}), Tensor::zeros({4, 3}, DType::Float64));
+      },
       {"matmul_softmax", "float32", "float64"});
 }
 
@@ -232,8 +240,9 @@ TEST(MatmulSoftmaxFusion, LeavesWhatItCannotTake) {
   }
   {  // softmax over another axis
     Graph g;
-    g.output(ds::softmax(ds::matmul(g.placeholder("a", {2, 4, 8}), g.placeholder("b", {2, 8, 4})), 1),
-             "y");
+    g.output(
+        ds::softmax(ds::matmul(g.placeholder("a", {2, 4, 8}), g.placeholder("b", {2, 8, 4})), 1),
+        "y");
     unchanged(g);
   }
   {  // a scale that is not a constant, and one that is not a scalar
@@ -256,9 +265,9 @@ TEST(MatmulSoftmaxFusion, LeavesWhatItCannotTake) {
   }
   {  // op(b) past a core's cache: [1024, 512] floats = 2 MiB
     Graph g;
-    g.output(ds::softmax(ds::matmul(g.placeholder("a", {4, 1024}), g.placeholder("b", {1024, 512})),
-                         -1),
-             "y");
+    g.output(
+        ds::softmax(ds::matmul(g.placeholder("a", {4, 1024}), g.placeholder("b", {1024, 512})), -1),
+        "y");
     unchanged(g);
   }
 }
@@ -276,8 +285,8 @@ TEST(MatmulSoftmaxFusion, TransposeReadElsewhereStays) {
 }
 
 TEST(MatmulSoftmaxFusion, CompiledAttentionScoresRunAsOneKernelAndMatchTheReference) {
-  for (const auto& [heads, seq, d] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
-           {1, 1, 1}, {1, 37, 24}, {12, 45, 64}}) {
+  for (const auto& [heads, seq, d] :
+       std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 1, 1}, {1, 37, 24}, {12, 45, 64}}) {
     const Graph g = attention_scores(heads, seq, d);
     const auto fused = ds::compile(g, "cpu", {.opt_level = 2});
     const auto plain = ds::compile(g, "cpu", {.opt_level = 0});
@@ -303,8 +312,42 @@ TEST(MatmulSoftmaxFusion, SymbolicBatchOverASharedMatrix) {
   EXPECT_EQ(count_op(fused.graph(), "matmul_softmax"), 1) << fused.graph().str();
   for (int64_t batch : {1, 3, 5}) {
     const std::map<std::string, Tensor> feeds = {
-        {"x", test::random_tensor({batch, 10, 16}, 9 + static_cast<uint32_t>(batch), DType::Float32)}};
+        {"x",
+         test::random_tensor({batch, 10, 16}, 9 + static_cast<uint32_t>(batch), DType::Float32)}};
     const Tensor want = ds::reference::reference_run(build(batch), feeds).at("y");
     EXPECT_LT(test::rel_diff(fused.run(feeds).at("y"), test::values(want)), 2e-6) << batch;
+  }
+}
+
+// Seeded random softmax(matmul) graphs: rank 2-4 operands (b shared or batched), a
+// transposed or plain b, a chain of scalar scales, compiled at opt_level 2 against
+// the reference interpreter of the unfused graph.
+TEST(MatmulSoftmaxFusion, RandomGraphsMatchTheReferenceInterpreter) {
+  std::mt19937 rng(2024);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  for (int c = 0; c < 40; ++c) {
+    const int64_t m = pick(1, 40), n = pick(1, 70), k = pick(1, 50);
+    Shape batch;
+    for (int r = pick(0, 2); r > 0; --r) batch.push_back(pick(1, 3));
+    const bool shared_b = coin_flip(rng), trans_b = coin_flip(rng);
+    Shape as = batch, bs = shared_b ? Shape{} : batch;
+    as.insert(as.end(), {m, k});
+    bs.insert(bs.end(), trans_b ? std::initializer_list<int64_t>{n, k}
+                                : std::initializer_list<int64_t>{k, n});
+    Graph g;
+    const Tensor a = g.placeholder("a", as), b = g.placeholder("b", bs);
+    Tensor z = ds::matmul(a, trans_b ? ds::transpose(b, -2, -1) : b);
+    for (int s = pick(0, 2); s > 0; --s)
+      z = coin_flip(rng) ? z * (0.25 + pick(0, 8)) : z / (0.5 + pick(0, 4));
+    g.output(ds::softmax(z, -1), "y");
+    const auto fused = ds::compile(g, "cpu", {.opt_level = 2});
+    ASSERT_EQ(count_op(fused.graph(), "matmul_softmax"), 1) << "case " << c << "\n" << g.str();
+    const std::map<std::string, Tensor> feeds = {
+        {"a", test::random_tensor(as, 100 + c, DType::Float32) * 2.0},
+        {"b", test::random_tensor(bs, 200 + c, DType::Float32) * 2.0}};
+    const Tensor want = ds::reference::reference_run(g, feeds).at("y");
+    EXPECT_LT(test::rel_diff(fused.run(feeds).at("y"), test::values(want)), 1e-5)
+        << "case " << c << "\n"
+        << g.str();
   }
 }

@@ -30,7 +30,9 @@ MatmulDims checked_dims(const OpContext& c) {
   return matmul_dims(a.shape, product_rhs_shape(c), c.where());
 }
 
-Tensor product_rhs(const Tensor& b, bool trans_b) { return trans_b ? transpose(b, -2, -1) : b; }
+Tensor product_rhs(const Tensor& b, bool trans_b) {
+  return trans_b ? transpose(b, -2, -1) : b;
+}
 
 void reference(const KernelCall& k) {
   const Tensor a = cast(k.inputs[0], DType::Float64), b = cast(k.inputs[1], DType::Float64);
@@ -66,9 +68,9 @@ const OpRegistrar reg([] {
             const double mn = count(numel(d.batch)) * count(d.m) * count(d.n);
             const double size = static_cast<double>(dtype_size(c.inputs[0].dtype));
             // The product, then about six operations per score for the softmax.
-            return Cost{mn * (2.0 * count(d.k) + 6.0),
-                        size * (count(numel(c.inputs[0].shape)) +
-                                count(numel(c.inputs[1].shape)) + mn)};
+            return Cost{
+                mn * (2.0 * count(d.k) + 6.0),
+                size * (count(numel(c.inputs[0].shape)) + count(numel(c.inputs[1].shape)) + mn)};
           },
       .reference = reference,
       .vjp = vjp,
