@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "passes/batch_norm_epilogue.h"
 #include "passes/cross_entropy_low_precision.h"
 #include "passes/layout_propagation.h"
 #include "passes/loop_fusion.h"
@@ -50,6 +51,7 @@ const std::vector<Pass>& pipeline() {
       {"low_precision_layout", 1, low_precision_layout},
       {"cross_entropy_low_precision", 1, cross_entropy_low_precision},
       {"pad_classes", 1, pad_classes},
+      {"batch_norm_epilogue", 1, batch_norm_epilogue},
       {"matmul_softmax_fusion", 2, matmul_softmax_fusion},
       {"epilogue_fusion", 2, epilogue_fusion},
       {"layout_propagation", 2,

@@ -89,12 +89,25 @@ template <typename T> struct ForwardOperands {
   const Acc<T> *w, *b;
   T* y;
   Acc<T> *mean, *var;
+  const T* residual;  // the epilogue's (or null)
+  bool relu;
 };
 template <typename T> ForwardOperands<T> forward_operands(const KernelCall& k) {
   using A = Acc<T>;
   return {k.inputs[0].data<T>(), k.inputs.size() > 1 ? k.inputs[1].data<A>() : nullptr,
           k.inputs.size() > 2 ? k.inputs[2].data<A>() : nullptr, k.outputs[0].data<T>(),
-          k.outputs[1].data<A>(), k.outputs[2].data<A>()};
+          k.outputs[1].data<A>(), k.outputs[2].data<A>(),
+          k.inputs.size() > 3 ? k.inputs[3].data<T>() : nullptr, k.ctx.b("relu")};
+}
+
+// The epilogue in place over y[begin, end): y + residual (y already rounded to T,
+// as a separate add reads it), then relu (NaN stays NaN, like the relu op).
+template <typename T> void epilogue(const ForwardOperands<T>& o, int64_t begin, int64_t end) {
+  if (o.residual)
+    for (int64_t j = begin; j < end; ++j) o.y[j] = static_cast<T>(load(o.y[j]) + load(o.residual[j]));
+  if (o.relu)
+    for (int64_t j = begin; j < end; ++j)
+      if (load(o.y[j]) <= Acc<T>(0)) o.y[j] = T(0);
 }
 template <typename T> struct BackwardOperands {
   const T *dy, *x;
@@ -115,7 +128,8 @@ template <typename T> BackwardOperands<T> backward_operands(const KernelCall& k)
 template <typename T> void forward_planes(const KernelCall& k) {
   using A = Acc<T>;
   const Geometry g = geometry_of(k.inputs[0]);
-  const auto [x, w, b, y, mean_out, var_out] = forward_operands<T>(k);
+  const ForwardOperands<T> o = forward_operands<T>(k);
+  const auto [x, w, b, y, mean_out, var_out, residual, relu] = o;
   const double eps = k.ctx.f("eps"), m = static_cast<double>(g.n * g.inner);
   parallel_for(g.ch, channel_grain(g), [&](int64_t cb, int64_t ce) {
     for (int64_t c = cb; c < ce; ++c) {
@@ -142,6 +156,7 @@ template <typename T> void forward_planes(const KernelCall& k) {
         T* yp = y + g.plane(b0, c);
         for (int64_t i = 0; i < g.inner; ++i)
           yp[i] = static_cast<T>((load(xp[i]) - mu) * map.scale + map.offset);
+        epilogue(o, g.plane(b0, c), g.plane(b0, c) + g.inner);
       }
     }
   });
@@ -200,7 +215,8 @@ void column_sums(int64_t rows, int64_t width, F term, std::vector<double>& out) 
 template <typename T> void forward_columns(const KernelCall& k) {
   using A = Acc<T>;
   const int64_t rows = k.inputs[0].shape()[0], ch = k.inputs[0].shape()[1];
-  const auto [x, w, b, y, mean_out, var_out] = forward_operands<T>(k);
+  const ForwardOperands<T> o = forward_operands<T>(k);
+  const auto [x, w, b, y, mean_out, var_out, residual, relu] = o;
   const double eps = k.ctx.f("eps"), m = static_cast<double>(rows);
   parallel_for(ch, kChannelBlock, [&](int64_t cb, int64_t ce) {
     const int64_t width = ce - cb;
@@ -222,9 +238,11 @@ template <typename T> void forward_columns(const KernelCall& k) {
       scale[c] = map.scale;
       offset[c] = map.offset;
     }
-    for (int64_t r = 0; r < rows; ++r)
+    for (int64_t r = 0; r < rows; ++r) {
       for (int64_t c = 0; c < width; ++c)
         y[r * ch + cb + c] = static_cast<T>((load(xc[r * ch + c]) - mu[c]) * scale[c] + offset[c]);
+      epilogue(o, r * ch + cb, r * ch + ce);
+    }
   });
 }
 

@@ -86,7 +86,9 @@ void forward(const KernelCall& kc) {
   const int dev = call_device(kc);
   const void* xp = x.raw_data();
   void* yp = kc.outputs[0].raw_data();
-  const Plan p = plan_for(x, pack_width(x.dim(1), dtype_size(x.dtype()), {xp, yp}), dev);
+  const void* rp = optional_input(kc, 3);  // the residual
+  int relu = kc.ctx.b("relu") ? 1 : 0;
+  const Plan p = plan_for(x, pack_width(x.dim(1), dtype_size(x.dtype()), {xp, yp, rp ? rp : xp}), dev);
   Tensor partial = scratch({p.chunks, p.channels, 2}, kc, x),
          coef = scratch({4, p.channels}, kc, x);
   const void* wp = optional_input(kc, 1);
@@ -107,7 +109,7 @@ void forward(const KernelCall& kc) {
          "batch_norm_train statistics");
   if (packs == 0) return;
   const void* ccp = cp;
-  void* norm_args[] = {&xp, &ccp, &yp, &packs, &channels};
+  void* norm_args[] = {&xp, &ccp, &yp, &packs, &channels, &rp, &relu};
   launch(dev, get_kernel(dev, src, "ds_bnc_normalize"), grid_for(packs, dev), kThreads, norm_args,
          0, "batch_norm_train normalize");
 }

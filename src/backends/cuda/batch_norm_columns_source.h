@@ -23,14 +23,16 @@
 
 #include <string>
 
+#include "backends/cuda/batch_norm_train_source.h"
+
 namespace ds::cuda {
 
 // `type`: the device type of x ("float", "double", "ds_half", "ds_bf16"); `vec`:
 // values per pack.
 inline std::string batch_norm_columns_source(const std::string& type, int vec) {
   return "typedef " + type + " T;\ntypedef ds_io<T> IO;\ntypedef IO::acc A;\n#define V " +
-         std::to_string(vec) + R"(
-struct __align__(V * sizeof(T)) Pack { T v[V]; };
+         std::to_string(vec) + "\nstruct __align__(V * sizeof(T)) Pack { T v[V]; };\n" +
+         batch_norm_epilogue_source() + R"(
 struct __align__(V * sizeof(A)) APack { A v[V]; };
 
 // Pack column p (channels p*V ..) of block column blockIdx.x, rows [begin, end) of
@@ -176,7 +178,8 @@ __device__ __forceinline__ long long ds_bnc_first_channel(long long i, long long
 
 extern "C" __global__ void ds_bnc_normalize(const Pack* __restrict__ x,
                                             const A* __restrict__ coef, Pack* __restrict__ y,
-                                            long long packs, long long channels) {
+                                            long long packs, long long channels,
+                                            const Pack* __restrict__ res, int relu) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < packs;
        i += (long long)gridDim.x * blockDim.x) {
     const long long c0 = ds_bnc_first_channel(i, packs, channels);
@@ -186,6 +189,7 @@ extern "C" __global__ void ds_bnc_normalize(const Pack* __restrict__ x,
     Pack o;
 #pragma unroll
     for (int e = 0; e < V; ++e) o.v[e] = IO::store((IO::load(p.v[e]) - mu.v[e]) * sc.v[e] + sh.v[e]);
+    if (res || relu) ds_bn_epilogue(&o, res ? res[i] : p, res != 0, relu);
     y[i] = o;
   }
 }

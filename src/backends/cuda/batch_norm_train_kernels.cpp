@@ -68,8 +68,10 @@ void forward(const KernelCall& kc) {
   const int dev = call_device(kc);
   const void* xp = x.raw_data();
   void* yp = kc.outputs[0].raw_data();
+  const void* rp = kc.inputs.size() > 3 ? kc.inputs[3].raw_data() : nullptr;  // the residual
+  int relu = kc.ctx.b("relu") ? 1 : 0;
   const Plan p = plan_for(x, pack_width(x.numel() / std::max<int64_t>(x.dim(0) * x.dim(1), 1),
-                                        dtype_size(x.dtype()), {xp, yp}), dev);
+                                        dtype_size(x.dtype()), {xp, yp, rp ? rp : xp}), dev);
   const DType acc = kc.outputs[1].dtype();
   Tensor partial = Tensor::empty({p.channels, p.chunks, 2}, acc, x.device());
   void* pp = partial.raw_data();
@@ -85,8 +87,8 @@ void forward(const KernelCall& kc) {
   void* stats_args[] = {&xp, &pp, &channels, &plane, &packs, &per_block};
   launch(dev, get_kernel(dev, src, "ds_bnt_stats"), grid, kThreads, stats_args, 0,
          "batch_norm_train statistics");
-  void* norm_args[] = {&xp, &pp, &wp, &bp, &yp, &mp, &vp, &channels, &plane, &packs, &per_block,
-                       &chunks, &eps};
+  void* norm_args[] = {&xp,    &pp,        &wp,     &bp,  &yp, &mp,   &vp, &channels, &plane,
+                       &packs, &per_block, &chunks, &eps, &rp, &relu};
   launch(dev, get_kernel(dev, src, "ds_bnt_normalize"), grid, kThreads, norm_args, 0,
          "batch_norm_train normalize");
 }

@@ -20,10 +20,27 @@ namespace ds::cuda {
 
 // `type`: the device type of x ("float", "double", "ds_half", "ds_bf16"); `vec`:
 // values per pack (H*W and the pointers' alignment allow it).
+// Device code of both batch-norm sources (after their T, IO, A, V and Pack): the
+// forward's epilogue, y rounded to T, plus the residual, rounded again, then relu
+// (NaN stays NaN, like the relu op).
+inline const char* batch_norm_epilogue_source() {
+  return R"(
+__device__ __forceinline__ void ds_bn_epilogue(Pack* o, const Pack& r, bool residual, int relu) {
+#pragma unroll
+  for (int e = 0; e < V; ++e) {
+    A v = IO::load(o->v[e]);
+    if (residual) v = IO::load(IO::store(v + IO::load(r.v[e])));
+    if (relu && v <= A(0)) v = A(0);
+    o->v[e] = IO::store(v);
+  }
+}
+)";
+}
+
 inline std::string batch_norm_train_source(const std::string& type, int vec) {
   return "typedef " + type + " T;\ntypedef ds_io<T> IO;\ntypedef IO::acc A;\n#define V " +
-         std::to_string(vec) + R"(
-struct __align__(V * sizeof(T)) Pack { T v[V]; };
+         std::to_string(vec) + "\nstruct __align__(V * sizeof(T)) Pack { T v[V]; };\n" +
+         batch_norm_epilogue_source() + R"(
 struct ds_bnt_add { template <typename X> __device__ X operator()(X a, X b) const { return a + b; } };
 
 // Walks a block's packs j = begin + threadIdx.x, += stride through (plane n, offset
@@ -142,7 +159,8 @@ extern "C" __global__ void ds_bnt_normalize(const Pack* __restrict__ x, const A*
                                             Pack* __restrict__ y, A* __restrict__ mean_out,
                                             A* __restrict__ var_out, long long channels,
                                             unsigned plane_packs, unsigned packs, unsigned per_block,
-                                            unsigned stat_chunks, double eps) {
+                                            unsigned stat_chunks, double eps,
+                                            const Pack* __restrict__ res, int relu) {
   const long long c = ds_bnt_rev_channel();
   const unsigned chunk = ds_bnt_rev_chunk();
   double s1, s2;
@@ -166,10 +184,13 @@ extern "C" __global__ void ds_bnt_normalize(const Pack* __restrict__ x, const A*
   PackWalk walk(begin, blockDim.x, plane_packs);
   while (walk.j < end) {
     PackWalk store = walk;  // the stores walk the loaded packs again (no index array)
-    Pack p[DS_BNT_MAP_UNROLL];
+    Pack p[DS_BNT_MAP_UNROLL], r[DS_BNT_MAP_UNROLL];
 #pragma unroll
     for (int u = 0; u < DS_BNT_MAP_UNROLL; ++u) {
-      if (walk.j < end) p[u] = x[walk.at(channels, c)];
+      if (walk.j < end) {
+        p[u] = x[walk.at(channels, c)];
+        if (res) r[u] = res[walk.at(channels, c)];
+      }
       walk.next(blockDim.x);
     }
 #pragma unroll
@@ -178,6 +199,7 @@ extern "C" __global__ void ds_bnt_normalize(const Pack* __restrict__ x, const A*
         Pack o;
 #pragma unroll
         for (int e = 0; e < V; ++e) o.v[e] = IO::store((IO::load(p[u].v[e]) - mu) * a_scale + a_shift);
+        if (res || relu) ds_bn_epilogue(&o, r[u], res != 0, relu);
         y[store.at(channels, c)] = o;
       }
       store.next(blockDim.x);

@@ -6,6 +6,10 @@
 // form over the same statistics:
 //   dx = w / sqrt(var + eps) * (dy - mean(dy) - xhat * mean(dy * xhat))
 //   dweight = sum(dy * xhat), dbias = sum(dy).
+// With the epilogue (the batch_norm_epilogue pass forms it from the graph's
+// add/relu after batch norm): y = relu(y + residual), the residual an optional
+// fourth input (after weight and bias) and relu a bool attribute; y is rounded to
+// x's type before the residual is added, as the separate add would see it.
 // x may be float32/float64/float16/bfloat16; the statistics, weight and bias are
 // float32 (float64 for a float64 x): a low-precision x keeps float32 statistics.
 #include "ir/ops/batch_norm_train.h"
@@ -59,6 +63,12 @@ std::vector<TensorType> infer_forward(const OpContext& c) {
   const DType s = stats_type(c.inputs[0].dtype);
   if (c.inputs.size() > 1) check_per_channel(c, 1, "weight", ch, s);
   if (c.inputs.size() > 2) check_per_channel(c, 2, "bias", ch, s);
+  if (c.inputs.size() > 3) {
+    const TensorType &x = c.inputs[0], &r = c.inputs[3];
+    DS_CHECK(r.dtype == x.dtype && same_extents(r.shape, x.shape), TypeError, c.where(),
+             "residual must have x's type ", dtype_name(x.dtype), " ", shape_str(x.shape),
+             ", got ", dtype_name(r.dtype), " ", shape_str(r.shape));
+  }
   return with_stats(c.inputs[0], ch);
 }
 
@@ -77,10 +87,12 @@ std::vector<TensorType> infer_backward(const OpContext& c) {
 }
 
 // Bytes moved by the fast kernels: the forward reads x twice (statistics, then
-// normalize) and writes y; the backward reads x and dy twice and writes dx.
+// normalize; and a residual once) and writes y; the backward reads x and dy twice
+// and writes dx.
 Cost forward_cost(const OpContext& c) {
   const double n = static_cast<double>(std::max<int64_t>(numel(c.inputs[0].shape), 0));
-  return {7 * n, 3 * n * static_cast<double>(dtype_size(c.inputs[0].dtype))};
+  const double passes = c.inputs.size() > 3 ? 4 : 3;  // a residual is read once more
+  return {7 * n, passes * n * static_cast<double>(dtype_size(c.inputs[0].dtype))};
 }
 Cost backward_cost(const OpContext& c) {
   const double n = static_cast<double>(std::max<int64_t>(numel(c.inputs[1].shape), 0));
@@ -101,6 +113,16 @@ Planes planes_of(const Tensor& x) {
 std::vector<double> optional_or(const KernelCall& k, size_t i, int64_t n, double fill) {
   if (i < k.inputs.size()) return to_f64(k.inputs[i]);
   return std::vector<double>(static_cast<size_t>(n), fill);
+}
+
+// y = relu(y + residual), each part where the call has it.
+void apply_epilogue(const KernelCall& k, std::vector<double>* y) {
+  if (k.inputs.size() > 3) {
+    const auto r = to_f64(k.inputs[3]);
+    for (size_t i = 0; i < y->size(); ++i) (*y)[i] += r[i];
+  }
+  if (k.ctx.b("relu"))
+    for (double& v : *y) v = v > 0 || std::isnan(v) ? v : 0.0;
 }
 
 // Float64 reference: two-pass statistics (0/0 = NaN for a channel without values).
@@ -127,6 +149,7 @@ void forward_reference(const KernelCall& k) {
         v = (v - mu) * scale + b[c];
       }
   }
+  apply_epilogue(k, &x);
   from_f64(x, k.outputs[0]);
   from_f64(mean, k.outputs[1]);
   from_f64(var, k.outputs[2]);
@@ -188,9 +211,13 @@ std::vector<Tensor> forward_vjp(const VjpArgs& a) {
   const Tensor& x = a.inputs[0];
   const int rank = x.ndim();
   const Tensor &mean = a.outputs[1], &var = a.outputs[2];
-  Tensor gx, gw, gb;
-  if (a.grads[0].defined()) {
-    std::vector<Tensor> in = {a.grads[0], x, mean, var};
+  Tensor gx, gw, gb, gy = a.grads[0];
+  // Through the epilogue: relu's mask (y > 0 exactly where its input was), then
+  // the residual's gradient is the normalized output's.
+  if (gy.defined() && a.ctx.b("relu"))
+    gy = where(gt(a.outputs[0], scalar_like(0.0, a.outputs[0])), gy, scalar_like(0.0, gy));
+  if (gy.defined()) {
+    std::vector<Tensor> in = {gy, x, mean, var};
     if (a.inputs.size() > 1) in.push_back(a.inputs[1]);
     const auto g = apply("batch_norm_train_backward", in, {{"eps", a.ctx.f("eps")}});
     gx = g[0];
@@ -210,6 +237,7 @@ std::vector<Tensor> forward_vjp(const VjpArgs& a) {
   std::vector<Tensor> out = {gx};
   if (a.inputs.size() > 1) out.push_back(gw.defined() ? gw : a.inputs[1] * 0.0);
   if (a.inputs.size() > 2) out.push_back(gb.defined() ? gb : a.inputs[2] * 0.0);
+  if (a.inputs.size() > 3) out.push_back(gy.defined() ? gy : a.inputs[3] * 0.0);
   return out;
 }
 
@@ -217,9 +245,9 @@ const OpRegistrar reg([] {
   register_op({
       .name = "batch_norm_train",
       .traits = kReduction,
-      .num_inputs = 3,
+      .num_inputs = 4,
       .min_inputs = 1,
-      .attrs = {{"eps", AttrKind::Float, 1e-5}},
+      .attrs = {{"eps", AttrKind::Float, 1e-5}, {"relu", AttrKind::Bool, false}},
       .infer = infer_forward,
       .cost = forward_cost,
       .reference = forward_reference,
