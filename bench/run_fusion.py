@@ -172,7 +172,8 @@ def main():
               f"load {row['load_average']:.2f}", flush=True)
 
     out = {
-        "command": "PYTHONPATH=build/python /usr/bin/python3 bench/run_fusion.py "
+        "command": f"PYTHONPATH={os.environ.get('PYTHONPATH', 'build/python')} "
+                   "/usr/bin/python3 bench/run_fusion.py "
                    f"--threads {args.threads} --rounds {args.rounds}",
         "threads": args.threads,
         "machine": platform.processor() or platform.machine(),
