@@ -1,11 +1,12 @@
 // Matmul-softmax fusion: softmax over the last axis of a float32 matrix product,
-// possibly scaled by scalar constants (x * c, c * x, x / c) and with a right
-// operand that is a transpose of its last two axes (attention's q @ k^T / sqrt(d)),
-// becomes one matmul_softmax node: the product's rows are normalized while in
-// cache, the transpose is read in place, the scale is applied as the product is
-// stored. Each link's value must have the next link as its one reader (the
-// product itself is not kept). Runs where a fast CPU kernel serves the op, and
-// only while op(b) stays cache-sized (each kernel task packs it).
+// possibly scaled by scalar constants (x * c, c * x, x / c), then plus an additive
+// mask, with a right operand that is a transpose of its last two axes (attention's
+// softmax(q @ k^T / sqrt(d) + mask)), becomes one matmul_softmax node: the
+// product's rows are normalized while in cache, the transpose is read in place, the
+// scale is applied as the product is stored. Each link's value must have the next
+// link as its one reader (the product itself is not kept). Runs where a fast CPU
+// kernel serves the op, and only while op(b) stays cache-sized (each kernel task
+// packs it).
 #include <map>
 #include <optional>
 
@@ -23,6 +24,7 @@ constexpr int64_t kMaxPackedBytes = int64_t{1} << 20;
 
 struct Plan {
   ValueRef a, b;
+  std::optional<ValueRef> mask;
   bool trans_b = false;
   double scale = 1.0;
 };
@@ -61,17 +63,14 @@ bool swaps_last_two(const Node& p) {
   return true;
 }
 
-std::optional<Plan> match(const Graph& g, const Readers& readers, const Node& softmax) {
-  if (softmax.op->name != "softmax" || softmax.outputs[0].dtype != DType::Float32)
-    return std::nullopt;
-  const int rank = static_cast<int>(softmax.outputs[0].shape.size());
-  const int64_t axis = std::get<int64_t>(softmax.attrs.at("axis"));
-  if (rank < 2 || (axis != -1 && axis != rank - 1)) return std::nullopt;
-  Plan plan;
-  ValueRef x = softmax.inputs[0];
+// The matmul at the end of a chain of scalar-constant scales from `x` (x * c,
+// c * x, x / c; each value read by the next link only), their factors multiplied
+// into *scale.
+std::optional<ValueRef> scaled_product(const Graph& g, const Readers& readers, ValueRef x,
+                                       double* scale) {
   const TensorType scores = g.type(x);
-  if (scores.dtype != DType::Float32) return std::nullopt;
-  for (;;) {  // walk back over the scales to the product
+  double factor = 1.0;
+  for (;;) {
     if (readers.at({x.node, x.output}) != 1) return std::nullopt;
     const Node& p = g.node(x.node);
     const std::string& op = p.op->name;
@@ -84,9 +83,38 @@ std::optional<Plan> match(const Graph& g, const Readers& readers, const Node& so
       other = 1;
     }
     if (!c || g.type(p.inputs[other]) != scores) return std::nullopt;
-    plan.scale = op == "mul" ? plan.scale * *c : plan.scale / *c;
+    factor = op == "mul" ? factor * *c : factor / *c;
     x = p.inputs[other];
   }
+  *scale = factor;
+  return x;
+}
+
+std::optional<Plan> match(const Graph& g, const Readers& readers, const Node& softmax) {
+  if (softmax.op->name != "softmax" || softmax.outputs[0].dtype != DType::Float32)
+    return std::nullopt;
+  const int rank = static_cast<int>(softmax.outputs[0].shape.size());
+  const int64_t axis = std::get<int64_t>(softmax.attrs.at("axis"));
+  if (rank < 2 || (axis != -1 && axis != rank - 1)) return std::nullopt;
+  Plan plan;
+  const ValueRef scores = softmax.inputs[0];
+  if (g.type(scores).dtype != DType::Float32) return std::nullopt;
+  std::optional<ValueRef> product = scaled_product(g, readers, scores, &plan.scale);
+  const Node& top = g.node(scores.node);
+  if (!product && top.op->name == "add" && readers.at({scores.node, scores.output}) == 1) {
+    // An additive mask: the other operand of an add whose result has the scores' type.
+    for (int side : {0, 1}) {
+      const ValueRef mask = top.inputs[1 - side];
+      if (g.type(top.inputs[side]) != g.type(scores) || !float32(g, mask)) continue;
+      product = scaled_product(g, readers, top.inputs[side], &plan.scale);
+      if (product) {
+        plan.mask = mask;
+        break;
+      }
+    }
+  }
+  if (!product) return std::nullopt;
+  const ValueRef x = *product;
   const Node& mm = g.node(x.node);
   plan.a = mm.inputs[0];
   plan.b = mm.inputs[1];
@@ -106,7 +134,9 @@ std::optional<Plan> match(const Graph& g, const Readers& readers, const Node& so
     return std::nullopt;
   const OpDef& def = get_op("matmul_softmax");
   const AttrMap attrs = {{"trans_b", plan.trans_b}, {"scale", plan.scale}};
-  const OpContext ctx{def, attrs, {g.type(plan.a), g.type(plan.b)}, softmax.label()};
+  std::vector<TensorType> types = {g.type(plan.a), g.type(plan.b)};
+  if (plan.mask) types.push_back(g.type(*plan.mask));
+  const OpContext ctx{def, attrs, types, softmax.label()};
   if (select_kernel(ctx, DeviceKind::CPU).impl == "reference") return std::nullopt;
   return plan;
 }
@@ -120,7 +150,8 @@ Graph matmul_softmax_fusion(const Graph& g) {
   const Graph out = rw.run([&](const Node& n) {
     const auto plan = match(g, readers, n);
     if (!plan) return false;
-    rw.set({n.id, 0}, matmul_softmax(rw.map(plan->a), rw.map(plan->b), plan->trans_b, plan->scale));
+    rw.set({n.id, 0}, matmul_softmax(rw.map(plan->a), rw.map(plan->b), plan->trans_b, plan->scale,
+                                     plan->mask ? rw.map(*plan->mask) : Tensor()));
     fused = true;
     return true;
   });

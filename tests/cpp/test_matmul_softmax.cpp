@@ -47,9 +47,20 @@ ds::AttrMap attrs(bool trans_b, double scale) {
 }
 
 // The float64 reference on the same (float32) values.
-Tensor reference(const Tensor& a, const Tensor& b, bool trans_b, double scale) {
-  return test::run_reference("matmul_softmax", {a.to(DType::Float64), b.to(DType::Float64)},
-                             attrs(trans_b, scale));
+Tensor reference(const Tensor& a, const Tensor& b, bool trans_b, double scale,
+                 const Tensor& mask = Tensor()) {
+  std::vector<Tensor> in = {a.to(DType::Float64), b.to(DType::Float64)};
+  if (mask.defined()) in.push_back(mask.to(DType::Float64));
+  return test::run_reference("matmul_softmax", in, attrs(trans_b, scale));
+}
+
+// -inf above the diagonal (key j > query i), 0 elsewhere: the causal mask.
+Tensor causal_mask(int64_t rows, int64_t cols) {
+  Tensor m = Tensor::zeros({rows, cols});
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = i + 1; j < cols; ++j)
+      m.data<float>()[i * cols + j] = -std::numeric_limits<float>::infinity();
+  return m;
 }
 
 // Integers in [-lim, lim]: their products and sums of a few are exact in float32,
@@ -130,6 +141,29 @@ TEST(MatmulSoftmaxKernel, NanInARowMakesThatRowNan) {
       EXPECT_EQ(std::isnan(y[r * 19 + c]), r == 2) << "row " << r << " column " << c;
 }
 
+// Masks broadcast to the scores [2, 3, 17, 45] from any trailing shape; the causal
+// mask's -inf entries give exact zeros.
+TEST(MatmulSoftmaxKernel, AdditiveMasksBroadcastLikeAnAdd) {
+  const Tensor a = test::random_tensor({2, 3, 17, 24}, 1, DType::Float32);
+  const Tensor b = test::random_tensor({2, 3, 45, 24}, 2, DType::Float32);
+  uint32_t seed = 3;
+  for (const Shape& ms :
+       std::vector<Shape>{{17, 45}, {2, 1, 1, 45}, {45}, {3, 17, 1}, {}, {2, 3, 17, 45}}) {
+    const Tensor mask = test::random_tensor(ms, seed++, DType::Float32) * 4.0;
+    const Tensor y = ds::matmul_softmax(a, b, true, 0.3, mask);
+    EXPECT_LT(test::rel_diff(y, test::values(reference(a, b, true, 0.3, mask))), 2e-6)
+        << "mask " << ds::shape_str(ms);
+  }
+  const Tensor causal = causal_mask(17, 45);
+  const Tensor y = ds::matmul_softmax(a, b, true, 0.3, causal);
+  const auto v = test::values(y);
+  for (int64_t i = 0; i < 6; ++i)
+    for (int64_t r = 0; r < 17; ++r)
+      for (int64_t c = r + 1; c < 45; ++c)
+        ASSERT_EQ(v[(i * 17 + r) * 45 + c], 0.0) << r << ", " << c;
+  EXPECT_LT(test::rel_diff(y, test::values(reference(a, b, true, 0.3, causal))), 2e-6);
+}
+
 // Each ISA's row kernels directly (the op picks one: the other is checked here).
 TEST(MatmulSoftmaxKernel, EachIsaRowKernelsMatchTheReference) {
   std::vector<const ds::cpu::MatmulSoftmaxRows*> impls = {ds::cpu::matmul_softmax_rows_avx2(),
@@ -146,12 +180,19 @@ TEST(MatmulSoftmaxKernel, EachIsaRowKernelsMatchTheReference) {
       const Tensor b = test::random_tensor(c.b, seed++, DType::Float32);
       std::vector<float> packed(static_cast<size_t>(impl->packed_floats(n, k)));
       std::vector<float> scratch(static_cast<size_t>(impl->scratch_floats(n)));
-      Tensor y = Tensor::empty({m, n});
       impl->pack(b.data<float>(), c.trans_b, n, k, packed.data());
-      impl->rows(a.data<float>(), packed.data(), m, n, k, static_cast<float>(c.scale),
-                 y.data<float>(), scratch.data());
-      EXPECT_LT(test::rel_diff(y, test::values(reference(a, b, c.trans_b, c.scale))), 2e-6)
-          << impl->isa << " " << ds::shape_str(c.a) << " @ " << ds::shape_str(c.b);
+      // No mask, a mask per element (the causal one) and one value per row.
+      const Tensor row_mask = test::random_tensor({m, 1}, seed++, DType::Float32) * 3.0;
+      for (const Tensor& mask : {Tensor(), causal_mask(m, n), row_mask}) {
+        ds::cpu::RowMask rm;
+        if (mask.defined()) rm = {mask.data<float>(), mask.dim(1), mask.dim(1) == 1 ? 0 : 1};
+        Tensor y = Tensor::empty({m, n});
+        impl->rows(a.data<float>(), packed.data(), m, n, k, static_cast<float>(c.scale), rm,
+                   y.data<float>(), scratch.data());
+        EXPECT_LT(test::rel_diff(y, test::values(reference(a, b, c.trans_b, c.scale, mask))), 2e-6)
+            << impl->isa << " " << ds::shape_str(c.a) << " @ " << ds::shape_str(c.b) << " mask "
+            << (mask.defined() ? ds::shape_str(mask.shape()) : "none");
+      }
     }
   }
   EXPECT_GE(tested, 1);
@@ -164,6 +205,11 @@ TEST(MatmulSoftmaxOp, VjpMatchesFiniteDifferences) {
   test::expect_vjp_matches_fd("matmul_softmax",
                               {test::random_tensor({2, 3, 4}, 3), test::random_tensor({4, 5}, 4)},
                               attrs(false, 1.3));
+  // A mask broadcast along the batch and the rows: its gradient sums over them.
+  test::expect_vjp_matches_fd("matmul_softmax",
+                              {test::random_tensor({2, 3, 4}, 5), test::random_tensor({2, 5, 4}, 6),
+                               test::random_tensor({1, 5}, 7)},
+                              attrs(true, 0.9));
 }
 
 TEST(MatmulSoftmaxOp, BadInputsNameTheOpAndTheShapes) {
@@ -182,6 +228,12 @@ TEST(MatmulSoftmaxOp, BadInputsNameTheOpAndTheShapes) {
         ds::matmul_softmax(Tensor::zeros({2, 4}), Tensor::zeros({4, 3}, DType::Float64));
       },
       {"matmul_softmax", "float32", "float64"});
+  test::expect_error<ds::ShapeError>(
+      [] {
+        ds::matmul_softmax(Tensor::zeros({2, 4}), Tensor::zeros({4, 3}), false, 1.0,
+                           Tensor::zeros({5, 2, 3}));
+      },
+      {"matmul_softmax", "mask", "[5, 2, 3]", "[2, 3]"});
 }
 
 // ---- the fusion pass
@@ -272,6 +324,40 @@ TEST(MatmulSoftmaxFusion, LeavesWhatItCannotTake) {
   }
 }
 
+TEST(MatmulSoftmaxFusion, CausalMaskJoinsAsTheThirdInput) {
+  for (bool mask_first : {false, true}) {
+    Graph g;
+    const Tensor q = g.placeholder("q", {2, 9, 8});
+    const Tensor k = g.placeholder("k", {2, 9, 8});
+    const Tensor scores = ds::matmul(q, ds::transpose(k, -2, -1)) * 0.375;
+    const Tensor mask = g.constant(causal_mask(9, 9));
+    g.output(ds::softmax(mask_first ? mask + scores : scores + mask, -1), "y");
+    const Graph out = passes::matmul_softmax_fusion(g);
+    ASSERT_EQ(count_op(out, "matmul_softmax"), 1) << out.str();
+    EXPECT_EQ(count_op(out, "add") + count_op(out, "matmul") + count_op(out, "mul"), 0)
+        << out.str();
+    const ds::Node& n = only(out, "matmul_softmax");
+    ASSERT_EQ(n.inputs.size(), 3u);
+    EXPECT_EQ(out.node(n.inputs[2].node).op->name, "constant");
+    EXPECT_DOUBLE_EQ(std::get<double>(n.attrs.at("scale")), 0.375);
+    const auto fused = ds::compile(g, "cpu", {.opt_level = 2});
+    EXPECT_EQ(fused.stats().kernels, 1);
+    const std::map<std::string, Tensor> feeds = {
+        {"q", test::random_tensor({2, 9, 8}, 1, DType::Float32)},
+        {"k", test::random_tensor({2, 9, 8}, 2, DType::Float32)}};
+    const Tensor want = ds::reference::reference_run(g, feeds).at("y");
+    EXPECT_LT(test::rel_diff(fused.run(feeds).at("y"), test::values(want)), 2e-6);
+  }
+}
+
+TEST(MatmulSoftmaxFusion, AMaskThatWidensTheScoresStays) {
+  Graph g;
+  const Tensor s = ds::matmul(g.placeholder("a", {4, 8}), g.placeholder("b", {8, 4}));
+  g.output(ds::softmax(s + g.placeholder("m", {3, 4, 4}), -1), "y");
+  const Graph out = passes::matmul_softmax_fusion(g);
+  EXPECT_EQ(count_op(out, "matmul_softmax"), 0) << out.str();
+}
+
 TEST(MatmulSoftmaxFusion, TransposeReadElsewhereStays) {
   Graph g;
   const Tensor q = g.placeholder("q", {6, 8});
@@ -320,8 +406,9 @@ TEST(MatmulSoftmaxFusion, SymbolicBatchOverASharedMatrix) {
 }
 
 // Seeded random softmax(matmul) graphs: rank 2-4 operands (b shared or batched), a
-// transposed or plain b, a chain of scalar scales, compiled at opt_level 2 against
-// the reference interpreter of the unfused graph.
+// transposed or plain b, a chain of scalar scales, sometimes a mask of the scores'
+// trailing shape with broadcast dims, compiled at opt_level 2 against the reference
+// interpreter of the unfused graph.
 TEST(MatmulSoftmaxFusion, RandomGraphsMatchTheReferenceInterpreter) {
   std::mt19937 rng(2024);
   auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
@@ -337,16 +424,33 @@ TEST(MatmulSoftmaxFusion, RandomGraphsMatchTheReferenceInterpreter) {
     Graph g;
     const Tensor a = g.placeholder("a", as), b = g.placeholder("b", bs);
     Tensor z = ds::matmul(a, trans_b ? ds::transpose(b, -2, -1) : b);
-    for (int s = pick(0, 2); s > 0; --s)
-      z = coin_flip(rng) ? z * (0.25 + pick(0, 8)) : z / (0.5 + pick(0, 4));
+    double factor = 1;  // the scores' float32 rounding grows with it
+    for (int s = pick(0, 2); s > 0; --s) {
+      if (coin_flip(rng)) {
+        const double c = 0.25 + pick(0, 8);
+        factor *= c;
+        z = z * c;
+      } else {
+        const double d = 0.5 + pick(0, 4);
+        factor /= d;
+        z = z / d;
+      }
+    }
+    Shape ms = z.shape();
+    ms.erase(ms.begin(), ms.begin() + pick(0, static_cast<int>(ms.size())));
+    for (int64_t& d : ms) d = coin_flip(rng) ? d : 1;
+    const bool masked = coin_flip(rng);
+    if (masked) z = z + g.placeholder("m", ms);
     g.output(ds::softmax(z, -1), "y");
     const auto fused = ds::compile(g, "cpu", {.opt_level = 2});
     ASSERT_EQ(count_op(fused.graph(), "matmul_softmax"), 1) << "case " << c << "\n" << g.str();
-    const std::map<std::string, Tensor> feeds = {
+    std::map<std::string, Tensor> feeds = {
         {"a", test::random_tensor(as, 100 + c, DType::Float32) * 2.0},
         {"b", test::random_tensor(bs, 200 + c, DType::Float32) * 2.0}};
+    if (masked) feeds["m"] = test::random_tensor(ms, 300 + c, DType::Float32) * 5.0;
     const Tensor want = ds::reference::reference_run(g, feeds).at("y");
-    EXPECT_LT(test::rel_diff(fused.run(feeds).at("y"), test::values(want)), 1e-5)
+    EXPECT_LT(test::rel_diff(fused.run(feeds).at("y"), test::values(want)),
+              2e-6 * std::max(1.0, factor))
         << "case " << c << "\n"
         << g.str();
   }

@@ -1,9 +1,9 @@
 // The CPU matmul_softmax kernel (float32): each task takes one batch item and a
 // chunk of its rows, packs op(b) once into column panels, then runs the ISA's row
 // kernels (matmul_softmax_rows.h): a block of rows of scale * a @ op(b) computed
-// into a cache-resident scratch buffer and normalized there, each output row
-// written once. The product never goes to memory, and a transposed b is read in
-// place of a separate transpose kernel.
+// into a cache-resident scratch buffer, the mask added and the rows normalized
+// there, each output row written once. The product never goes to memory, and a
+// transposed b is read in place of a separate transpose kernel.
 #include <algorithm>
 #include <vector>
 
@@ -35,6 +35,31 @@ Shape product_rhs_shape(const Shape& b, bool trans_b) {
   return s;
 }
 
+// Where the mask (broadcast to the scores `out` [batch..., M, N]) starts for each
+// batch item, and its row and column strides: 0 along the dims it broadcasts.
+struct MaskLayout {
+  std::vector<int64_t> item_offset;
+  int64_t row_stride = 0, col_stride = 0;
+};
+
+MaskLayout mask_layout(const Shape& mask, const Shape& out) {
+  const size_t rank = out.size(), lead = rank - mask.size();
+  std::vector<int64_t> stride(rank, 0);
+  int64_t step = 1;
+  for (size_t d = rank; d-- > lead;) {
+    stride[d] = mask[d - lead] == 1 ? 0 : step;
+    step *= mask[d - lead];
+  }
+  MaskLayout l{{0}, stride[rank - 2], stride[rank - 1]};
+  for (size_t d = 0; d + 2 < rank; ++d) {  // items run over the batch dims, last fastest
+    std::vector<int64_t> next;
+    for (int64_t base : l.item_offset)
+      for (int64_t i = 0; i < out[d]; ++i) next.push_back(base + i * stride[d]);
+    l.item_offset = std::move(next);
+  }
+  return l;
+}
+
 void run(const MatmulSoftmaxRows& impl, const KernelCall& kc) {
   const Tensor &a = kc.inputs[0], &b = kc.inputs[1];
   Tensor& y = kc.outputs[0];
@@ -53,6 +78,9 @@ void run(const MatmulSoftmaxRows& impl, const KernelCall& kc) {
   const float *pa = a.data<float>(), *pb = b.data<float>();
   float* py = y.data<float>();
   const float scale = static_cast<float>(kc.ctx.f("scale"));
+  const bool masked = kc.inputs.size() > 2;
+  const MaskLayout ml = masked ? mask_layout(kc.inputs[2].shape(), y.shape()) : MaskLayout{};
+  const float* pm = masked ? kc.inputs[2].data<float>() : nullptr;
   parallel_for(items * tasks_per_item, 1, [&](int64_t t0, int64_t t1) {
     thread_local std::vector<float> packed, scratch;
     packed.resize(static_cast<size_t>(impl.packed_floats(n, k)));
@@ -64,8 +92,11 @@ void run(const MatmulSoftmaxRows& impl, const KernelCall& kc) {
         impl.pack(pb + ib[i] * n * k, trans_b, n, k, packed.data());
         packed_item = ib[i];
       }
+      const RowMask mask = masked ? RowMask{pm + ml.item_offset[i] + r0 * ml.row_stride,
+                                            ml.row_stride, ml.col_stride}
+                                  : RowMask{};
       impl.rows(pa + ia[i] * m * k + r0 * k, packed.data(), std::min(chunk_rows, m - r0), n, k,
-                scale, py + i * m * n + r0 * n, scratch.data());
+                scale, mask, py + i * m * n + r0 * n, scratch.data());
     }
     if (packed.capacity() > kKeepFloats) std::vector<float>().swap(packed);
   });
@@ -78,8 +109,9 @@ const OpRegistrar reg([] {
                   {.fn = [impl](const KernelCall& kc) { run(*impl, kc); },
                    .supports =
                        [](const OpContext& c) {
-                         return c.inputs[0].dtype == DType::Float32 &&
-                                c.inputs[1].dtype == DType::Float32;
+                         for (const TensorType& t : c.inputs)
+                           if (t.dtype != DType::Float32) return false;
+                         return true;
                        },
                    .impl = impl->isa,
                    .priority = 10});

@@ -9,6 +9,13 @@
 
 namespace ds::cpu {
 
+// An additive mask over the rows of one `rows` call: row r at data + r * row_stride,
+// its columns col_stride apart (1, or 0 for one value per row); data null: none.
+struct RowMask {
+  const float* data = nullptr;
+  int64_t row_stride = 0, col_stride = 0;
+};
+
 struct MatmulSoftmaxRows {
   const char* isa;
   int64_t panel_cols;  // columns of one packed panel of op(b)
@@ -17,10 +24,10 @@ struct MatmulSoftmaxRows {
   // panel_cols columns, each [k, panel_cols] row-major, the last one zero-padded:
   // packed_floats(n, k) floats.
   void (*pack)(const float* b, bool trans_b, int64_t n, int64_t k, float* packed);
-  // y[r, :] = softmax(scale * a[r, :] @ op(b)) for the rows r < m of a [m, k]; y is
-  // [m, n]; scratch holds scratch_floats(n) floats.
+  // y[r, :] = softmax(scale * a[r, :] @ op(b) + mask row r) for the rows r < m of a
+  // [m, k]; y is [m, n]; scratch holds scratch_floats(n) floats.
   void (*rows)(const float* a, const float* packed, int64_t m, int64_t n, int64_t k, float scale,
-               float* y, float* scratch);
+               RowMask mask, float* y, float* scratch);
 
   int64_t padded_cols(int64_t n) const { return (n + panel_cols - 1) / panel_cols * panel_cols; }
   int64_t packed_floats(int64_t n, int64_t k) const { return padded_cols(n) * k; }
