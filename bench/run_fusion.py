@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Issue 3's fused-chain figures, side by side in one process.
 
-For each chain (`gelu(x @ W + b)`, `layer_norm(x + residual)`, `softmax(q @ kT / sqrt(d))`)
-at transformer sizes, times in turn: ds compiled at opt_level 2 (loop fusion, LLVM JIT
-kernels), ds compiled at opt_level 0 (one kernel per op), PyTorch CPU eager and numpy,
-all on the same float32 inputs and the same thread count (at opt_level 2 the
-softmax chain is one matmul_softmax kernel: passes/matmul_softmax_fusion.cpp). The
-sides alternate for several rounds; each keeps its median. Prints `case | ds fused |
-ds unfused | torch | numpy | torch/ds | load` and writes bench/results/fusion.json.
-OMP_WAIT_POLICY defaults to PASSIVE for every side.
+For each chain (`gelu(x @ W + b)`, `layer_norm(x + residual)`, `softmax(q @ kT / sqrt(d))`,
+the last with a causal mask too) at transformer sizes, times in turn: ds compiled at
+opt_level 2 (loop fusion, LLVM JIT kernels), ds compiled at opt_level 0 (one kernel per
+op), PyTorch CPU eager and numpy, all on the same float32 inputs and the same thread
+count (at opt_level 2 the softmax chains are one matmul_softmax kernel each:
+passes/matmul_softmax_fusion.cpp). The sides alternate for several rounds; each keeps
+its median. Prints `case | ds fused | ds unfused | torch | numpy | torch/ds | load`
+and writes bench/results/fusion.json. OMP_WAIT_POLICY defaults to PASSIVE for every
+side.
 
   cmake -B build -DDS_BUILD_PYTHON=ON && ninja -C build _core
   PYTHONPATH=build/python /usr/bin/python3 bench/run_fusion.py [--threads 2] [--rounds 5]
@@ -119,6 +120,22 @@ def cases(ds, np, torch, rng):
            lambda: torch.softmax(tq @ tk.transpose(-2, -1) * scale, -1),
            lambda: numpy_softmax(np, q @ k.transpose(0, 2, 1) * scale))
 
+    # Decoder attention: -inf above the diagonal, added before the softmax.
+    causal = np.triu(np.full((seq, seq), -np.inf, dtype=np.float32), 1)
+
+    def causal_graph():
+        g = ds.Graph()
+        qp = g.placeholder("q", shape=[heads, seq, dh], dtype="float32")
+        kp = g.placeholder("k", shape=[heads, seq, dh], dtype="float32")
+        scores = ds.matmul(qp, ds.transpose(kp, -2, -1)) / math.sqrt(dh)
+        g.output(ds.softmax(scores + g.constant(ds.Tensor(causal)), -1), "y")
+        return g, {"q": q, "k": k}
+
+    tc = torch.from_numpy(causal)
+    yield (f"softmax(q @ kT / sqrt(d) + causal) [{heads}x{seq}x{dh}]", causal_graph,
+           lambda: torch.softmax(tq @ tk.transpose(-2, -1) * scale + tc, -1),
+           lambda: numpy_softmax(np, q @ k.transpose(0, 2, 1) * scale + causal))
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -164,7 +181,7 @@ def main():
                # Other sessions share the 2 cores: the 1-minute load when the case ended.
                "load_average": os.getloadavg()[0]}
         results.append(row)
-        print(f"{name:48s} | ds fused {med['ds_fused']:8.3f} ms ({row['kernels_fused']} kernels) | "
+        print(f"{name:52s} | ds fused {med['ds_fused']:8.3f} ms ({row['kernels_fused']} kernels) | "
               f"ds unfused {med['ds_unfused']:8.3f} ms ({row['kernels_unfused']}) | "
               f"torch {med['torch']:8.3f} ms | numpy "
               f"{(str(round(med['numpy'], 3)) + ' ms') if 'numpy' in med else 'n/a (no erf)':>9s} | "
