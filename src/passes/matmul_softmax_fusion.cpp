@@ -19,7 +19,8 @@
 namespace ds::passes {
 namespace {
 
-// Packed op(b) above this no longer fits a core's L2 next to the scratch rows.
+// Each kernel task packs op(b) and reads it once per block of rows: beyond this it
+// would not stay in a core's L2 (1-2 MiB) next to the scratch rows.
 constexpr int64_t kMaxPackedBytes = int64_t{1} << 20;
 
 struct Plan {

@@ -20,7 +20,7 @@ namespace {
 // A task packs op(b) (n * k floats): give it enough rows that this stays small
 // next to its rows * n * k multiply-adds.
 constexpr int64_t kMinTaskRows = 64;
-// Per-thread buffers above this are released after the call instead of kept.
+// A thread's packed op(b) above this (8 MiB) is released after the call, not kept.
 constexpr size_t kKeepFloats = size_t{1} << 21;
 
 const MatmulSoftmaxRows* best_rows() {
