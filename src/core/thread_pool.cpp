@@ -2,11 +2,6 @@
 #include "core/thread_cap.h"
 #include "core/worker_loan.h"
 
-#ifdef __linux__
-#include <pthread.h>
-#include <sched.h>
-#endif
-
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -24,7 +19,7 @@ thread_local bool t_in_parallel = false;
 thread_local int t_thread_cap = 0;  // ScopedThreadCap's cap on this thread; 0: none
 
 // Polls before end_loan sleeps: lent workers return in well under this.
-constexpr int kEndLoanPauses = 4000;  // a few microseconds: the worker runs on another CPU
+constexpr int kEndLoanPauses = 4000;  // a few microseconds: workers run on other CPUs
 constexpr int kEndLoanYields = 2000;  // then give this CPU away: it may be descheduled
 
 inline void cpu_relax() {
@@ -36,9 +31,6 @@ inline void cpu_relax() {
 class ThreadPool {
  public:
   explicit ThreadPool(int workers) {
-#ifdef __linux__
-    if (sched_getaffinity(0, sizeof(allowed_), &allowed_) != 0) CPU_ZERO(&allowed_);
-#endif
     for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { loop(); });
   }
   ~ThreadPool() {
@@ -64,10 +56,8 @@ class ThreadPool {
       ++loans_;
       lent = loan_wanted_ = std::min(n, idle);
       loan_job_ = std::move(job);
-      keep_workers_off(sched_getcpu());
     }
-    // Notified after unlocking: a worker woken while mu_ is held sleeps again on
-    // it, and its second wake-up doubled the time until it arrived.
+    // Notified after unlocking, so that a woken worker does not block on mu_ at once.
     cv_.notify_all();
     return lent;
   }
@@ -84,7 +74,6 @@ class ThreadPool {
     done_cv_.wait(lock, [&] { return loan_active_ == 0; });
     loan_job_ = nullptr;
     loan_open_ = false;
-    keep_workers_off(-1);
   }
   int lent() const { return loan_active_.load(); }
   int64_t loans() {
@@ -158,28 +147,7 @@ class ThreadPool {
     }
   }
 
-  // Lent workers spin next to their lender, so they must not share its CPU. Linux
-  // wakes a thread on its waker's CPU when it last ran there (wake-affine), and a
-  // worker once time-shared with its lender kept being woken onto the lender's
-  // CPU: in 300 of 300 loans (bench/NOTES.md, issue 3, "Hot runs"). The mask
-  // (one syscall per worker, no wake-up) is set before the wake-up, so the
-  // scheduler places the worker on another CPU, and restored after the loan.
-  // cpu < 0: every CPU the process may use.
-  void keep_workers_off(int cpu) {
-#ifdef __linux__
-    if (CPU_COUNT(&allowed_) < 2 || (cpu >= 0 && !CPU_ISSET(cpu, &allowed_))) return;
-    cpu_set_t mask = allowed_;
-    if (cpu >= 0) CPU_CLR(cpu, &mask);
-    for (auto& t : threads_) pthread_setaffinity_np(t.native_handle(), sizeof(mask), &mask);
-#else
-    (void)cpu;
-#endif
-  }
-
   std::vector<std::thread> threads_;
-#ifdef __linux__
-  cpu_set_t allowed_;  // the process's CPUs when the pool started
-#endif
   std::mutex mu_, run_mu_;
   std::condition_variable cv_, done_cv_;
   std::function<void()> job_;
