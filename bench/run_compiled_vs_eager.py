@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -96,6 +97,18 @@ def compare_forward(rounds, budget):
             print(f"{rows[-1]['case']:32s} eager {e * 1e6:9.1f} us  compiled {c * 1e6:9.1f} us  "
                   f"{e / c:5.2f}x  (err {err:.1e})", flush=True)
     return rows
+
+
+def idle_cpu_after_runs(seconds=0.5):
+    """CPU time the process burns while idle right after the runs: hot runs must
+    leave no worker spinning once a run has returned."""
+    time.sleep(0.05)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    time.sleep(seconds)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    print(f"idle after the runs: {cpu * 1e3:.2f} ms CPU in {seconds * 1e3:.0f} ms", flush=True)
+    return {"idle_s": seconds, "cpu_s": cpu}
 
 
 def planned_memory():
@@ -184,6 +197,7 @@ def main():
                     "scheduler": {os.SCHED_FIFO: "SCHED_FIFO", os.SCHED_RR: "SCHED_RR"}.get(
                         os.sched_getscheduler(0), "SCHED_OTHER")},
         "forward": compare_forward(args.rounds, args.budget),
+        "idle_cpu_after_runs": idle_cpu_after_runs(),
         "planned_memory": planned_memory(),
         "compile_resnet18": compile_times(),
     }
