@@ -73,6 +73,7 @@ int main() {
     std::printf("%4ld x %-5ld %4ld %7.2f |", static_cast<long>(rows), static_cast<long>(in),
                 static_cast<long>(rows * in * 4 / 1024), median_micros(reps, [&] { gemv(rows); }));
     {
+      reset_hot_run_feedback();  // the lab measures splits the feedback would skip
       HotRunScope scope;
       std::this_thread::sleep_for(std::chrono::milliseconds(2));  // the worker is spinning
       for (int64_t chunk : {4, 8, 16, 32, 64, 128})
@@ -80,6 +81,7 @@ int main() {
       std::printf(" | %5.2f", median_micros(reps, [&] { gemv(cpu::gemv_chunk_rows(in)); }));
     }
     std::printf(" | %5.2f\n", median_micros(reps / 4, [&] {
+                  reset_hot_run_feedback();
                   HotRunScope scope;
                   gemv(cpu::gemv_chunk_rows(in));
                 }));
@@ -88,6 +90,7 @@ int main() {
     std::vector<double> t;
     for (int i = 0; i < 300; ++i) {
       std::this_thread::sleep_for(std::chrono::microseconds(idle_us));
+      reset_hot_run_feedback();
       const auto start = Clock::now();
       HotRunScope scope;
       while (scope.helpers() > 0 && lent_workers() == 0) {
