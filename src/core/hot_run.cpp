@@ -114,10 +114,11 @@ class Backoff {
 
 // Linux wakes a thread on its waker's CPU when it last ran there (wake-affine),
 // and a worker once woken onto its owner's CPU kept being woken there, spinning
-// on the owner's time instead of beside it (MLP batch 1 runs stayed at the serial
-// 33 us in about half the processes). Such a worker moves itself off that CPU
-// once (two changes of its own CPU mask, paid by the worker); later wake-ups
-// find it where it went.
+// on the owner's time instead of beside it (compiled MLP batch 1 stayed at the
+// serial 31-33 us in 6 of 6 processes; bench/NOTES.md, issue 3, "Hot runs").
+// Such a worker moves itself off that CPU once (two changes of its own CPU mask,
+// paid by the worker); later wake-ups find it where it went. Pinning the workers
+// from the owner's side on every loan cost more than it saved.
 void move_off_cpu(int cpu) {
 #ifdef __linux__
   cpu_set_t all;

@@ -118,7 +118,7 @@ void plan_arena(Executable::Impl& m, const std::set<int>& keep, const std::map<i
 
 // Hot runs (core/hot_run.h): the pool's worker spins from the first step of a
 // stretch of serial CPU steps up to the stretch's last step whose kernel splits
-// over it. A sleeping worker arrives 15-25 us after it is woken (this VM;
+// over it. A sleeping worker arrives 13-28 us after it is woken (this VM;
 // bench/cpp/hot_gemv_lab.cpp), when a lone batch-1 GEMV is over, so only
 // stretches with two or more split steps are hot: the first hides the wake-up,
 // the later ones split. Other steps (threaded kernels need the cores) and the end
