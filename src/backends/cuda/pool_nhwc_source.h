@@ -106,30 +106,43 @@ __device__ __forceinline__ void ds_nhwc_pack(const PoolNhwcArgs& g, int i, int* 
   *c0 *= V;
 }
 
+// Pack i's window: per channel its first maximum m[e] and the element index
+// best[e]; false without taps.
+__device__ __forceinline__ bool ds_nhwc_pack_argmax(const T* x, const PoolNhwcArgs& g, int i,
+                                                    A* m, int* best) {
+  int n, oy, ox, c0;
+  ds_nhwc_pack(g, i, &n, &oy, &ox, &c0);
+  const int y0 = oy * g.sh - g.ph, x0 = ox * g.sw - g.pw, base = n * g.h * g.w;
+  bool any = false;
+  for (int ky = 0; ky < g.kh; ++ky) {
+    const int yy = y0 + ky * g.dh;
+    if (yy < 0 || yy >= g.h) continue;
+    for (int kx = 0; kx < g.kw; ++kx) {
+      const int xx = x0 + kx * g.dw;
+      if (xx < 0 || xx >= g.w) continue;
+      const int at = (base + yy * g.w + xx) * g.c + c0;
+      PoolPack p;
+      p.bits = *(const uint4*)(x + at);
+#pragma unroll
+      for (int e = 0; e < V; ++e) {
+        const A v = IO::load(p.v[e]);
+        if (!any || v > m[e] || (v != v && m[e] == m[e])) {
+          m[e] = v;
+          best[e] = at + e;
+        }
+      }
+      any = true;
+    }
+  }
+  return any;
+}
+
 extern "C" __global__ void ds_max_pool_nhwc_vec(const T* __restrict__ x, T* __restrict__ y,
                                                 PoolNhwcArgs g) {
   DS_FOR(i, g.n * g.oh * g.ow * (g.c / V)) {
-    int n, oy, ox, c0;
-    ds_nhwc_pack(g, i, &n, &oy, &ox, &c0);
-    const int y0 = oy * g.sh - g.ph, x0 = ox * g.sw - g.pw, base = n * g.h * g.w;
     A m[V];
-    bool any = false;
-    for (int ky = 0; ky < g.kh; ++ky) {
-      const int yy = y0 + ky * g.dh;
-      if (yy < 0 || yy >= g.h) continue;
-      for (int kx = 0; kx < g.kw; ++kx) {
-        const int xx = x0 + kx * g.dw;
-        if (xx < 0 || xx >= g.w) continue;
-        PoolPack p;
-        p.bits = *(const uint4*)(x + (base + yy * g.w + xx) * g.c + c0);
-#pragma unroll
-        for (int e = 0; e < V; ++e) {
-          const A v = IO::load(p.v[e]);
-          if (!any || v > m[e] || (v != v && m[e] == m[e])) m[e] = v;
-        }
-        any = true;
-      }
-    }
+    int best[V];  // unused here: the compiler drops it
+    const bool any = ds_nhwc_pack_argmax(x, g, i, m, best);
     PoolPack o;
 #pragma unroll
     for (int e = 0; e < V; ++e) o.v[e] = IO::store(any ? m[e] : A(-DS_INF));
@@ -141,33 +154,9 @@ extern "C" __global__ void ds_max_pool_nhwc_backward_vec(const T* __restrict__ x
                                                          const T* __restrict__ gy,
                                                          S* __restrict__ acc, PoolNhwcArgs g) {
   DS_FOR(i, g.n * g.oh * g.ow * (g.c / V)) {
-    int n, oy, ox, c0;
-    ds_nhwc_pack(g, i, &n, &oy, &ox, &c0);
-    const int y0 = oy * g.sh - g.ph, x0 = ox * g.sw - g.pw, base = n * g.h * g.w;
     A m[V];
     int best[V];
-    bool any = false;
-    for (int ky = 0; ky < g.kh; ++ky) {
-      const int yy = y0 + ky * g.dh;
-      if (yy < 0 || yy >= g.h) continue;
-      for (int kx = 0; kx < g.kw; ++kx) {
-        const int xx = x0 + kx * g.dw;
-        if (xx < 0 || xx >= g.w) continue;
-        const int at = (base + yy * g.w + xx) * g.c + c0;
-        PoolPack p;
-        p.bits = *(const uint4*)(x + at);
-#pragma unroll
-        for (int e = 0; e < V; ++e) {
-          const A v = IO::load(p.v[e]);
-          if (!any || v > m[e] || (v != v && m[e] == m[e])) {
-            m[e] = v;
-            best[e] = at + e;
-          }
-        }
-        any = true;
-      }
-    }
-    if (!any) continue;
+    if (!ds_nhwc_pack_argmax(x, g, i, m, best)) continue;
     PoolPack d;
     d.bits = *(const uint4*)(gy + (long long)i * V);
 #pragma unroll
