@@ -273,8 +273,9 @@ TEST_F(HotRun, CompiledRunMatchesReferenceAndWorkersSleepAfterward) {
   // One hot stretch per run, less the runs that load feedback kept alone.
   EXPECT_LE(worker_loans() - loans, 50);
   EXPECT_EQ(worker_loans() > loans, hot_runs_enabled());
-  // Idle after the runs: the process burns (next to) no CPU. A worker left
-  // spinning would burn the whole interval.
+  // Idle after the runs: a worker left spinning would burn the whole 300 ms;
+  // the bound leaves room for other threads' wind-down on a loaded machine (an
+  // OpenMP team's spin-wait, page faults): 48 ms was seen under CI load.
   std::this_thread::sleep_for(50ms);
   auto cpu_seconds = [] {
     rusage u{};
@@ -283,7 +284,7 @@ TEST_F(HotRun, CompiledRunMatchesReferenceAndWorkersSleepAfterward) {
   };
   const double before = cpu_seconds();
   std::this_thread::sleep_for(300ms);
-  EXPECT_LT(cpu_seconds() - before, 0.03);
+  EXPECT_LT(cpu_seconds() - before, 0.15);
 }
 
 // A stretch with one split step is not hot: the worker would arrive after it.
