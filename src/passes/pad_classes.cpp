@@ -29,6 +29,15 @@ bool keeps_last_axis(const Graph& g, const Node& n) {
   return !in.empty() && !out.empty() && in.back() == out.back();
 }
 
+// A sum whose axes (none: all of them) include the last one.
+bool reduces_last_axis(const Node& n, int rank) {
+  const auto& axes = std::get<std::vector<int64_t>>(n.attrs.at("axes"));
+  if (axes.empty()) return true;
+  for (int64_t a : axes)
+    if (a == rank - 1 || a == -1) return true;
+  return false;
+}
+
 // Linear heads whose logits reach a softmax cross-entropy through reshapes.
 std::set<int> classifier_heads(const Graph& g) {
   std::map<Ref, std::vector<const Node*>> readers;
@@ -120,6 +129,12 @@ Graph pad_classes(const Graph& g) {
         !std::get<bool>(n.attrs.at("trans_b"))) {
       const Tensor full = dst.add(op, {x->value, in[1]}, n.attrs, n.name)[0];
       rw.set({n.id, 0}, slice(full, 0, 0, x->classes));
+      return true;
+    }
+    // d(b) = sum of dlogits over the leading axes: the first `classes` of the padded sum.
+    if (op == "sum" && !reduces_last_axis(n, x->value.ndim())) {
+      const Tensor full = dst.add(op, {x->value}, n.attrs, n.name)[0];
+      rw.set({n.id, 0}, slice(full, full.ndim() - 1, 0, x->classes));
       return true;
     }
     return false;  // reads the unpadded slice

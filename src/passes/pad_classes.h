@@ -25,6 +25,7 @@ constexpr int64_t kClassAlignment = 64;
 //   reshapes, softmax_cross_entropy(_backward) -> the same on the padded values;
 //   matmul(dlogits, W)       -> matmul(padded dlogits, Wp) (adds 0 * 0 terms);
 //   gemm(dlogits^T, x)       -> its first C rows of the padded product;
+//   sum(dlogits) over leading axes (the bias gradient) -> the first C of the padded sum;
 //   any other reader         -> the first C classes (a slice).
 Graph pad_classes(const Graph& g);
 

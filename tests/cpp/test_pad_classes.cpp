@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -105,6 +106,28 @@ TEST(PadClasses, PadsTheHeadAndItsGradientProducts) {
       EXPECT_EQ(after.type(n.inputs[1]).shape[0], 1088);
     }
   }
+}
+
+// With a bias, its gradient (a sum over the rows) is taken of the padded gradient:
+// the only slices read are of the padded dW [1088, 16] and db [1088], never of a
+// logits-sized value (the pass's unread fallback slices are left to DCE).
+TEST(PadClasses, BiasGradientIsASliceOfThePaddedSum) {
+  const Graph after = ds::passes::pad_classes(head(1030, true).g);
+  std::set<int> read;
+  for (const auto& n : after.nodes())
+    for (const auto& v : n.inputs) read.insert(v.node);
+  for (const auto& [_, v] : after.outputs()) read.insert(v.node);
+  int sums = 0;
+  for (const auto& n : after.nodes()) {
+    if (n.inputs.empty()) continue;
+    const ds::Shape& in = after.type(n.inputs[0]).shape;
+    if (n.op->name == "sum" && in.back() == 1088) ++sums;
+    if (n.op->name == "slice" && read.count(n.id)) {
+      EXPECT_TRUE(in == ds::Shape({1088, 16}) || in == ds::Shape({1088}))
+          << "a slice of " << ds::shape_str(in) << " is read";
+    }
+  }
+  EXPECT_EQ(sums, 1);
 }
 
 TEST(PadClasses, LossAndGradientsMatchTheUnpaddedGraph) {
