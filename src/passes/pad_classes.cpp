@@ -69,11 +69,11 @@ Graph pad_classes(const Graph& g) {
   Rewriter rw(g);
   Graph& dst = rw.dst();
   struct Padded {
-    Tensor value;     // the padded value (classes on its last axis, or axis 0 for weights)
+    Tensor value;     // padded on its last axis
     int64_t classes;  // the unpadded count
   };
-  std::map<Ref, Padded> logits;   // logits and their gradients, padded on the last axis
-  std::map<Ref, Padded> weights;  // head weights [classes, in], padded on axis 0
+  std::map<Ref, Padded> logits;   // logits and their gradients
+  std::map<Ref, Tensor> weights;  // head weights [classes, in] -> padded on axis 0
   // Records a padded value; other readers get its first `classes` entries.
   auto keep = [&](ValueRef old, const Tensor& padded, int64_t classes) {
     logits[ref(old)] = {padded, classes};
@@ -88,18 +88,16 @@ Graph pad_classes(const Graph& g) {
       const std::vector<int64_t> pad_rows = {0, padded - classes};
       const double minus_inf = -std::numeric_limits<double>::infinity();
       const Tensor w = dst.add("pad", {in[1]}, {{"pads", pad_rows}})[0];
-      const Tensor bias = in.size() > 2 ? in[2] : dst.constant(Tensor::zeros({classes}, in[1].dtype()));
+      const Tensor bias =
+          in.size() > 2 ? in[2] : dst.constant(Tensor::zeros({classes}, in[1].dtype()));
       const Tensor b = dst.add("pad", {bias}, {{"pads", pad_rows}, {"value", minus_inf}})[0];
-      weights[ref(n.inputs[1])] = {w, classes};
+      weights[ref(n.inputs[1])] = w;
       keep({n.id, 0}, dst.add("linear", {in[0], w, b}, n.attrs, n.name)[0], classes);
       return true;
     }
-    const auto padded_input = [&](size_t i) -> const Padded* {
-      const auto it = logits.find(ref(n.inputs[i]));
-      return it == logits.end() ? nullptr : &it->second;
-    };
-    const Padded* x = n.inputs.empty() ? nullptr : padded_input(0);
-    if (!x) return false;
+    const auto found = n.inputs.empty() ? logits.end() : logits.find(ref(n.inputs[0]));
+    if (found == logits.end()) return false;
+    const Padded* x = &found->second;
     if (keeps_last_axis(g, n)) {
       std::vector<int64_t> shape = std::get<std::vector<int64_t>>(n.attrs.at("shape"));
       if (shape.back() != -1) shape.back() = x->value.shape().back();
@@ -120,8 +118,7 @@ Graph pad_classes(const Graph& g) {
     }
     // d(input) = dlogits . W: the padding adds 0 * 0 terms.
     if (op == "matmul" && weights.count(ref(n.inputs[1]))) {
-      rw.set({n.id, 0}, dst.add(op, {x->value, weights.at(ref(n.inputs[1])).value}, n.attrs,
-                                n.name)[0]);
+      rw.set({n.id, 0}, dst.add(op, {x->value, weights.at(ref(n.inputs[1]))}, n.attrs, n.name)[0]);
       return true;
     }
     // d(W) = dlogits^T . input: its first `classes` rows.
