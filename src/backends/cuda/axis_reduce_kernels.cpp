@@ -90,10 +90,6 @@ Layout layout_of(const Shape& shape, const std::vector<int>& axes) {
   return l;
 }
 
-int sm_count(int device) {
-  static const int n = device_info(device).sm_count;  // one GPU model per process
-  return n;
-}
 
 int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;

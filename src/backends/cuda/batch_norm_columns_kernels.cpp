@@ -7,10 +7,8 @@
 // at a time.
 #include <algorithm>
 #include <cstdint>
-#include <initializer_list>
 
 #include "backends/cuda/batch_norm_columns_source.h"
-#include "backends/cuda/cuda_check.h"
 #include "backends/cuda/kernel_support.h"
 #include "backends/cuda/nvrtc_module.h"
 #include "ds/cuda.h"
@@ -19,24 +17,6 @@ namespace ds::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-
-// Values per pack: the widest of 16/8/4/2 bytes that divides the channel count
-// and every pointer's alignment.
-int pack_width(int64_t channels, size_t elem, std::initializer_list<const void*> ptrs) {
-  for (int v = static_cast<int>(16 / elem); v > 1; v /= 2) {
-    bool ok = channels % v == 0;
-    for (const void* p : ptrs) ok = ok && reinterpret_cast<uintptr_t>(p) % (v * elem) == 0;
-    if (ok) return v;
-  }
-  return 1;
-}
-
-// (device_info() reads every property: slow per call.)
-int sm_count(int device) {
-  int sms = 0;
-  DS_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  return sms;
-}
 
 // The column-sum launch: blocks of `pack_columns` pack columns x 256 / pack_columns
 // rows (a whole row of fewer than 32 packs when 32 is a multiple of it), about 8

@@ -4,8 +4,6 @@
 // pass that combines them and writes y (or dx).
 #include <algorithm>
 #include <cstdint>
-#include <map>
-#include <mutex>
 
 #include "backends/cuda/batch_norm_train_source.h"
 #include "backends/cuda/kernel_support.h"
@@ -17,31 +15,12 @@ namespace {
 
 constexpr unsigned kThreads = 256;
 
-int sm_count(int device) {
-  static std::mutex mu;
-  static std::map<int, int> sms;
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = sms.find(device);
-  if (it == sms.end()) it = sms.emplace(device, device_info(device).sm_count).first;
-  return it->second;
-}
-
 // The launch shape shared by a statistics pass and its elementwise pass.
 struct Plan {
   long long channels = 0;
   unsigned plane_packs = 1, packs = 0, per_block = 1, chunks = 1;
   int vec = 1;
 };
-
-// Values per pack: the widest of 16/8/4/2 bytes that divides H*W and every pointer.
-int pack_width(int64_t inner, size_t elem, std::initializer_list<const void*> ptrs) {
-  for (int v = static_cast<int>(16 / elem); v > 1; v /= 2) {
-    bool ok = inner % v == 0;
-    for (const void* p : ptrs) ok = ok && reinterpret_cast<uintptr_t>(p) % (v * elem) == 0;
-    if (ok) return v;
-  }
-  return 1;
-}
 
 Plan plan_for(const Tensor& x, int vec, int device) {
   Plan p;

@@ -1,6 +1,7 @@
 #include "backends/cuda/kernel_support.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <map>
 #include <mutex>
 
@@ -46,19 +47,28 @@ Shape broadcast_strides(const Shape& in, const Shape& out) {
   return r;
 }
 
-unsigned grid_for(int64_t n, int device) {
+int sm_count(int device) {
   static std::mutex mu;
   static std::map<int, int> sms;
-  int sm = 0;
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = sms.find(device);
-    if (it == sms.end()) it = sms.emplace(device, device_info(device).sm_count).first;
-    sm = it->second;
-  }
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = sms.find(device);
+  if (it == sms.end()) it = sms.emplace(device, device_info(device).sm_count).first;
+  return it->second;
+}
+
+unsigned grid_for(int64_t n, int device) {
   // Enough blocks to fill every SM several times; the loops stride over the rest.
   const int64_t want = (n + 255) / 256;
-  return static_cast<unsigned>(std::clamp<int64_t>(want, 1, int64_t{sm} * 16));
+  return static_cast<unsigned>(std::clamp<int64_t>(want, 1, int64_t{sm_count(device)} * 16));
+}
+
+int pack_width(int64_t extent, size_t elem, std::initializer_list<const void*> ptrs) {
+  for (int v = static_cast<int>(16 / elem); v > 1; v /= 2) {
+    bool ok = extent % v == 0;
+    for (const void* p : ptrs) ok = ok && reinterpret_cast<uintptr_t>(p) % (v * elem) == 0;
+    if (ok) return v;
+  }
+  return 1;
 }
 
 }  // namespace ds::cuda

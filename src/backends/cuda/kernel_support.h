@@ -2,6 +2,7 @@
 // launch geometry and the checks kernels make on their tensors.
 #pragma once
 
+#include <initializer_list>
 #include <string>
 
 #include "ds/op.h"
@@ -19,5 +20,10 @@ int call_device(const KernelCall& kc);
 Shape broadcast_strides(const Shape& in, const Shape& out);
 // Blocks for a grid-stride loop over n items with 256-thread blocks.
 unsigned grid_for(int64_t n, int device);
+// The device's multiprocessor count (cached: device_info() reads every property).
+int sm_count(int device);
+// Elements per pack for 16-byte vector access: the widest of 16/8/4/2 bytes that
+// divides `extent` (elements) and every pointer's alignment; 1 if none does.
+int pack_width(int64_t extent, size_t elem, std::initializer_list<const void*> ptrs);
 
 }  // namespace ds::cuda
