@@ -13,19 +13,12 @@ namespace {
 using Ref = std::pair<int, int>;
 Ref ref(ValueRef v) { return {v.node, v.output}; }
 
-struct Readers {
-  std::map<Ref, std::vector<int>> of;  // node ids; -1 for a graph output
-  explicit Readers(const Graph& g) {
-    for (const Node& n : g.nodes())
-      for (const ValueRef& v : n.inputs) of[ref(v)].push_back(n.id);
-    for (const auto& [_, v] : g.outputs()) of[ref(v)].push_back(-1);
-  }
-  const std::vector<int>& at(Ref v) const {
-    static const std::vector<int> none;
-    const auto it = of.find(v);
-    return it == of.end() ? none : it->second;
-  }
-};
+// `v`'s readers (value_readers' ids), empty when none.
+const std::vector<int>& readers_of(const ValueReaders& r, Ref v) {
+  static const std::vector<int> none;
+  const auto it = r.find(v);
+  return it == r.end() ? none : it->second;
+}
 
 bool is_static(const Shape& s) {
   for (int64_t e : s)
@@ -39,9 +32,9 @@ bool is_zero_constant(const Graph& g, ValueRef v) {
 }
 
 // `v`'s readers are one relu and masks gt(v, 0) (relu's gradient): returns the relu.
-int relu_with_masks(const Graph& g, const Readers& r, Ref v) {
+int relu_with_masks(const Graph& g, const ValueReaders& r, Ref v) {
   int relu = -1;
-  for (int id : r.at(v)) {
+  for (int id : readers_of(r, v)) {
     if (id < 0) return -1;
     const Node& n = g.node(id);
     if (n.op->name == "relu" && relu < 0) {
@@ -63,18 +56,22 @@ struct Plan {
 // What batch norm `bn` takes over: y, through reshapes each read once, feeds
 // relu (+ masks), or an add whose other operand is already computed (it becomes
 // the fused op's input) and whose sum feeds relu (+ masks).
-bool plan_for(const Graph& g, const Readers& r, const Node& bn, Plan* p) {
+bool plan_for(const Graph& g, const ValueReaders& r, const Node& bn, Plan* p) {
   if (bn.op->name != "batch_norm_train" || std::get<bool>(bn.attrs.at("relu")) ||
       bn.inputs.size() > 3 || !is_static(bn.outputs[0].shape))
     return false;
   Ref v = {bn.id, 0};
-  while (r.at(v).size() == 1 && r.at(v)[0] >= 0 && g.node(r.at(v)[0]).op->name == "reshape")
-    v = {r.at(v)[0], 0};
+  auto only_reader = [&](Ref value) {
+    const std::vector<int>& rs = readers_of(r, value);
+    return rs.size() == 1 ? rs[0] : -1;
+  };
+  while (only_reader(v) >= 0 && g.node(only_reader(v)).op->name == "reshape")
+    v = {only_reader(v), 0};
   p->normalized = v;
   p->relu = relu_with_masks(g, r, v);
   if (p->relu >= 0) return true;
-  if (r.at(v).size() != 1 || r.at(v)[0] < 0 || bn.inputs.size() != 3) return false;
-  const Node& add = g.node(r.at(v)[0]);
+  if (only_reader(v) < 0 || bn.inputs.size() != 3) return false;
+  const Node& add = g.node(only_reader(v));
   if (add.op->name != "add") return false;
   const ValueRef other = ref(add.inputs[0]) == v ? add.inputs[1] : add.inputs[0];
   const TensorType &t = g.type({v.first, v.second}), &o = g.type(other);
@@ -95,7 +92,7 @@ bool plan_for(const Graph& g, const Readers& r, const Node& bn, Plan* p) {
 }  // namespace
 
 Graph batch_norm_epilogue(const Graph& g) {
-  const Readers readers(g);
+  const ValueReaders readers = value_readers(g);
   std::map<int, Plan> plans;  // by batch-norm node
   std::map<int, Ref> takes;   // add and relu nodes taken over -> the value standing for them
   for (const Node& n : g.nodes()) {

@@ -39,15 +39,6 @@ class NarrowSource {
   std::map<int, Tensor> found_;
 };
 
-// Nodes reading each value of `g`; graph outputs count as a reader (-1).
-std::map<std::pair<int, int>, std::vector<int>> readers(const Graph& g) {
-  std::map<std::pair<int, int>, std::vector<int>> r;
-  for (const Node& n : g.nodes())
-    for (const ValueRef& v : n.inputs) r[{v.node, v.output}].push_back(n.id);
-  for (const auto& [name, v] : g.outputs()) r[{v.node, v.output}].push_back(-1);
-  return r;
-}
-
 // Every reader of the gradient is a cast to `low`.
 bool only_cast_to(const Graph& g, const std::vector<int>& rs, DType low) {
   if (rs.empty()) return false;
@@ -64,7 +55,7 @@ bool only_cast_to(const Graph& g, const std::vector<int>& rs, DType low) {
 Graph cross_entropy_low_precision(const Graph& g) {
   Rewriter rw(g);
   NarrowSource narrow(rw.dst());
-  const auto read_by = readers(g);
+  const ValueReaders read_by = value_readers(g);
   std::set<int> narrowed_backward;  // source ids of backward nodes now writing the low type
   return rw.run([&](const Node& n) {
     const std::string& op = n.op->name;

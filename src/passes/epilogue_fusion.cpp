@@ -15,16 +15,6 @@
 namespace ds::passes {
 namespace {
 
-using Uses = std::map<std::pair<int, int>, std::vector<int>>;  // value -> reading node ids
-
-Uses readers(const Graph& g) {
-  Uses uses;
-  for (const Node& n : g.nodes())
-    for (const ValueRef& v : n.inputs) uses[{v.node, v.output}].push_back(n.id);
-  for (const auto& [_, v] : g.outputs()) uses[{v.node, v.output}].push_back(-1);
-  return uses;
-}
-
 // A planned fusion: the anchor (library op), the nodes it absorbs, the extra inputs.
 struct Chain {
   int anchor = -1, last = -1;
@@ -48,7 +38,7 @@ std::string activation_of(const Node& n, double* alpha) {
 
 class Planner {
  public:
-  explicit Planner(const Graph& g) : g_(g), uses_(readers(g)) {}
+  explicit Planner(const Graph& g) : g_(g), uses_(value_readers(g)) {}
 
   // The chain starting at library node `a`, or nullopt when nothing fuses.
   std::optional<Chain> plan(const Node& a) {
@@ -112,7 +102,7 @@ class Planner {
   }
 
   const Graph& g_;
-  Uses uses_;
+  ValueReaders uses_;
 };
 
 }  // namespace

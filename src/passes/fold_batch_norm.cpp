@@ -12,24 +12,15 @@
 namespace ds::passes {
 namespace {
 
-// Number of readers of each value in `g`.
-std::map<std::pair<int, int>, int> use_counts(const Graph& g) {
-  std::map<std::pair<int, int>, int> uses;
-  for (const Node& n : g.nodes())
-    for (const ValueRef& v : n.inputs) ++uses[{v.node, v.output}];
-  for (const auto& [_, v] : g.outputs()) ++uses[{v.node, v.output}];
-  return uses;
-}
-
 }  // namespace
 
 Graph fold_batch_norm(const Graph& g) {
-  const auto uses = use_counts(g);
+  const ValueReaders uses = value_readers(g);
   Rewriter rw(g);
   return rw.run([&](const Node& n) {
     if (n.op->name != "batch_norm") return false;
     const Node& prod = g.node(n.inputs[0].node);
-    if ((prod.op->name != "conv2d" && prod.op->name != "linear") || uses.at({prod.id, 0}) != 1)
+    if ((prod.op->name != "conv2d" && prod.op->name != "linear") || uses.at({prod.id, 0}).size() != 1)
       return false;
     // batch_norm scales axis 1: a channels-last conv's output channels are axis 3.
     if (prod.op->name == "conv2d" && std::get<bool>(prod.attrs.at("channels_last"))) return false;

@@ -30,16 +30,6 @@ struct Plan {
   double scale = 1.0;
 };
 
-using Readers = std::map<std::pair<int, int>, int>;
-
-Readers count_readers(const Graph& g) {
-  Readers r;
-  for (const Node& n : g.nodes())
-    for (const ValueRef& v : n.inputs) ++r[{v.node, v.output}];
-  for (const auto& [_, v] : g.outputs()) ++r[{v.node, v.output}];
-  return r;
-}
-
 bool float32(const Graph& g, ValueRef v) {
   return g.type(v).dtype == DType::Float32;
 }
@@ -67,12 +57,12 @@ bool swaps_last_two(const Node& p) {
 // The matmul at the end of a chain of scalar-constant scales from `x` (x * c,
 // c * x, x / c; each value read by the next link only), their factors multiplied
 // into *scale.
-std::optional<ValueRef> scaled_product(const Graph& g, const Readers& readers, ValueRef x,
+std::optional<ValueRef> scaled_product(const Graph& g, const ValueReaders& readers, ValueRef x,
                                        double* scale) {
   const TensorType scores = g.type(x);
   double factor = 1.0;
   for (;;) {
-    if (readers.at({x.node, x.output}) != 1) return std::nullopt;
+    if (readers.at({x.node, x.output}).size() != 1) return std::nullopt;
     const Node& p = g.node(x.node);
     const std::string& op = p.op->name;
     if (op == "matmul") break;
@@ -91,7 +81,7 @@ std::optional<ValueRef> scaled_product(const Graph& g, const Readers& readers, V
   return x;
 }
 
-std::optional<Plan> match(const Graph& g, const Readers& readers, const Node& softmax) {
+std::optional<Plan> match(const Graph& g, const ValueReaders& readers, const Node& softmax) {
   if (softmax.op->name != "softmax" || softmax.outputs[0].dtype != DType::Float32)
     return std::nullopt;
   const int rank = static_cast<int>(softmax.outputs[0].shape.size());
@@ -102,7 +92,7 @@ std::optional<Plan> match(const Graph& g, const Readers& readers, const Node& so
   if (g.type(scores).dtype != DType::Float32) return std::nullopt;
   std::optional<ValueRef> product = scaled_product(g, readers, scores, &plan.scale);
   const Node& top = g.node(scores.node);
-  if (!product && top.op->name == "add" && readers.at({scores.node, scores.output}) == 1) {
+  if (!product && top.op->name == "add" && readers.at({scores.node, scores.output}).size() == 1) {
     // An additive mask: the other operand of an add whose result has the scores' type.
     for (int side : {0, 1}) {
       const ValueRef mask = top.inputs[1 - side];
@@ -145,7 +135,7 @@ std::optional<Plan> match(const Graph& g, const Readers& readers, const Node& so
 }  // namespace
 
 Graph matmul_softmax_fusion(const Graph& g) {
-  const Readers readers = count_readers(g);
+  const ValueReaders readers = value_readers(g);
   Rewriter rw(g);
   bool fused = false;
   const Graph out = rw.run([&](const Node& n) {

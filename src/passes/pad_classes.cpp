@@ -40,13 +40,15 @@ bool reduces_last_axis(const Node& n, int rank) {
 
 // Linear heads whose logits reach a softmax cross-entropy through reshapes.
 std::set<int> classifier_heads(const Graph& g) {
-  std::map<Ref, std::vector<const Node*>> readers;
-  for (const Node& n : g.nodes())
-    for (const ValueRef& v : n.inputs) readers[ref(v)].push_back(&n);
+  const ValueReaders readers = value_readers(g);
   auto reaches_loss = [&](const auto& self, Ref v) -> bool {
-    for (const Node* r : readers[v]) {
-      if (is_cross_entropy(*r) && ref(r->inputs[0]) == v) return true;
-      if (keeps_last_axis(g, *r) && self(self, {r->id, 0})) return true;
+    const auto it = readers.find(v);
+    if (it == readers.end()) return false;
+    for (int id : it->second) {
+      if (id < 0) continue;  // a graph output
+      const Node& r = g.node(id);
+      if (is_cross_entropy(r) && ref(r.inputs[0]) == v) return true;
+      if (keeps_last_axis(g, r) && self(self, {r.id, 0})) return true;
     }
     return false;
   };

@@ -36,6 +36,14 @@ Graph Rewriter::finish() {
   return dst_;
 }
 
+ValueReaders value_readers(const Graph& g) {
+  ValueReaders r;
+  for (const Node& n : g.nodes())
+    for (const ValueRef& v : n.inputs) r[{v.node, v.output}].push_back(n.id);
+  for (const auto& [_, v] : g.outputs()) r[{v.node, v.output}].push_back(-1);
+  return r;
+}
+
 bool constant_value(const Graph& g, ValueRef v, Tensor* value) {
   const Node& n = g.node(v.node);
   if (n.op->name != "constant") return false;

@@ -36,6 +36,11 @@ class Rewriter {
   std::map<std::pair<int, int>, Tensor> map_;
 };
 
+// The nodes reading each value of `g`, by (node, output): ids in graph order, -1
+// for each graph output it is. Values nobody reads have no entry.
+using ValueReaders = std::map<std::pair<int, int>, std::vector<int>>;
+ValueReaders value_readers(const Graph& g);
+
 // Is `t` a constant node of its graph? Then returns its value in `value`.
 bool constant_value(const Graph& g, ValueRef v, Tensor* value);
 
