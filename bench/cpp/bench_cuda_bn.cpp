@@ -43,10 +43,7 @@ void bench(const std::string& label, const std::string& op, const std::vector<Te
 }  // namespace
 
 int main() {
-  if (cuda::device_count() == 0) {
-    std::printf("no CUDA device: %s\n", cuda::unavailable_reason().c_str());
-    return 1;
-  }
+  if (!ds_bench::has_device()) return 1;
   std::printf("# %s\n", cuda::device_info(0).str().c_str());
   std::printf("%-22s %12s %12s %10s %10s %10s\n", "case", "bytes", "moved", "median_ms", "GB/s",
               "moved_GB/s");

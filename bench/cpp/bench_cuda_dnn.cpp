@@ -61,10 +61,7 @@ struct Conv {
 }  // namespace
 
 int main() {
-  if (cuda::device_count() == 0) {
-    std::printf("no CUDA device: %s\n", cuda::unavailable_reason().c_str());
-    return 1;
-  }
+  if (!ds_bench::has_device()) return 1;
   std::printf("# %s\n", cuda::device_info(0).str().c_str());
   std::printf("%-28s %12s %12s %10s %10s %10s\n", "case", "flops", "bytes", "median_ms", "TFLOP/s",
               "GB/s");

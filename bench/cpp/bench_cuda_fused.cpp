@@ -64,10 +64,7 @@ codegen::KernelIR gelu_bias_scale_bf16(int64_t rows, int64_t cols) {
 
 int main() {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines survive a failure later in the run
-  if (cuda::device_count() == 0) {
-    std::printf("no CUDA device: %s\n", cuda::unavailable_reason().c_str());
-    return 1;
-  }
+  if (!ds_bench::has_device()) return 1;
   std::printf("# %s\n", cuda::device_info(0).str().c_str());
   std::printf("%-32s %12s %12s %10s %10s %10s\n", "case", "flops", "bytes", "median_ms", "TFLOP/s",
               "GB/s");

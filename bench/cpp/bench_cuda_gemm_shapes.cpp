@@ -32,10 +32,7 @@ void bench(const std::string& label, const std::string& op, const std::vector<Te
 }  // namespace
 
 int main() {
-  if (cuda::device_count() == 0) {
-    std::printf("no CUDA device: %s\n", cuda::unavailable_reason().c_str());
-    return 0;
-  }
+  if (!ds_bench::has_device()) return 0;
   std::printf("# %-26s %10s %10s %10s\n", "name", "median_ms", "TFLOP/s", "GB/s");
   const DType bf = DType::BFloat16;
   const int64_t tokens = 16384, width = 768;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "ds/compile.h"
+#include "cuda_bench.h"
 #include "ds/cuda.h"
 #include "ds/ops.h"
 #include "ds/profile.h"
@@ -39,10 +40,7 @@ double ns_since(Clock::time_point t0) {
 }  // namespace
 
 int main() {
-  if (cuda::device_count() == 0) {
-    std::printf("no CUDA device: %s\n", cuda::unavailable_reason().c_str());
-    return 0;
-  }
+  if (!ds_bench::has_device()) return 0;
   constexpr int kOps = 64, kIters = 50, kRounds = 15;
   Graph g;
   Tensor x = g.placeholder("x", {4096});

@@ -42,10 +42,7 @@ void bench(const std::string& op, const Tensor& x, const std::vector<int64_t>& a
 }  // namespace
 
 int main() {
-  if (cuda::device_count() == 0) {
-    std::printf("no CUDA device: %s\n", cuda::unavailable_reason().c_str());
-    return 0;
-  }
+  if (!ds_bench::has_device()) return 0;
   std::printf("# %s\n# %-34s %10s %10s\n", cuda::device_info(0).str().c_str(), "name", "ms",
               "GB/s");
   const std::vector<int64_t> nchw = {0, 2, 3}, tokens = {0, 1};

@@ -69,10 +69,7 @@ void bench_composition(const Tensor& x) {
 }  // namespace
 
 int main() {
-  if (cuda::device_count() == 0) {
-    std::printf("no CUDA device: %s\n", cuda::unavailable_reason().c_str());
-    return 0;
-  }
+  if (!ds_bench::has_device()) return 0;
   std::printf("# %s\n# %-38s %10s %10s\n", cuda::device_info(0).str().c_str(), "name", "ms",
               "GB/s");
   // Drawn once on the host (823M values), widened on the device.

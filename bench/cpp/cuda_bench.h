@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <string>
@@ -14,6 +15,13 @@
 #include "ds/op.h"
 
 namespace ds_bench {
+
+// Whether device 0 is there; if not, prints why ("no CUDA device: <reason>").
+inline bool has_device() {
+  if (ds::cuda::device_count() > 0) return true;
+  std::printf("no CUDA device: %s\n", ds::cuda::unavailable_reason().c_str());
+  return false;
+}
 
 // Median of `runs` timings on device 0's stream, after 3 warm-ups (NVRTC compiles,
 // cuBLASLt heuristics, cuDNN algorithm searches and the allocator stay out).
