@@ -60,15 +60,17 @@ inline void expect_close(const Tensor& got, const Tensor& want, double t, const 
 
 // Runs op `name` through its CUDA kernel (which must be `impl`) and its reference
 // kernel on the same inputs; the GPU outputs start as NaN. An empty `impl`
-// accepts any CUDA kernel.
+// accepts any CUDA kernel. `tols`: one per output.
 inline void check_op(const std::string& name, const std::vector<Tensor>& inputs, const AttrMap& attrs,
-              const std::string& impl, double t, const std::string& what) {
+                     const std::string& impl, const std::vector<double>& tols,
+                     const std::string& what) {
   const ds::OpDef& op = ds::get_op(name);
   const AttrMap full = ds::complete_attrs(op, attrs, name);
   std::vector<ds::TensorType> types;
   for (const Tensor& in : inputs) types.push_back({in.dtype(), in.shape()});
   const ds::OpContext ctx{op, full, types, what};
   const std::vector<ds::TensorType> out_types = op.infer(ctx);
+  ASSERT_EQ(tols.size(), out_types.size()) << what << ": one tolerance per output";
 
   std::vector<Tensor> want;
   for (const auto& o : out_types) want.push_back(Tensor::empty(o.shape, o.dtype));
@@ -85,7 +87,18 @@ inline void check_op(const std::string& name, const std::vector<Tensor>& inputs,
   for (const auto& o : out_types) got.push_back(Tensor::full(o.shape, NAN, o.dtype).to(gpu));
   k.fn(ds::KernelCall{ctx, in_gpu, got});
   for (size_t i = 0; i < got.size(); ++i)
-    expect_close(got[i].to(ds::Device::cpu()), want[i], t, what + " output " + std::to_string(i));
+    expect_close(got[i].to(ds::Device::cpu()), want[i], tols[i], what + " output " + std::to_string(i));
+}
+
+// The same with one tolerance for every output.
+inline void check_op(const std::string& name, const std::vector<Tensor>& inputs, const AttrMap& attrs,
+                     const std::string& impl, double t, const std::string& what) {
+  const ds::OpDef& op = ds::get_op(name);
+  std::vector<ds::TensorType> types;
+  for (const Tensor& in : inputs) types.push_back({in.dtype(), in.shape()});
+  const AttrMap full = ds::complete_attrs(op, attrs, name);
+  const size_t outputs = op.infer(ds::OpContext{op, full, types, what}).size();
+  check_op(name, inputs, attrs, impl, std::vector<double>(outputs, t), what);
 }
 
 inline Tensor uniform(const Shape& s, uint64_t seed, DType t, double lo = -1, double hi = 1) {
