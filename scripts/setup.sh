@@ -27,3 +27,8 @@ done
 if ((${#need_pip[@]})); then
   "$PY" -m pip install -q --disable-pip-version-check "${need_pip[@]}"
 fi
+# cuDNN's header-only graph frontend (the CUDA backend's fused attention); its Python
+# dependencies are not needed for the headers.
+if ! "$PY" -c "import importlib.util as u; assert u.find_spec('cudnn')" 2>/dev/null; then
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps nvidia-cudnn-frontend==1.32.0
+fi

@@ -6,6 +6,7 @@
 // Batch norm in training mode reads a convolution's low-precision output
 // directly (float32 statistics; see batch_norm_on_low), and the simple ops
 // between layers stay low where all their inputs are (see elementwise_on_low).
+#include <algorithm>
 #include <set>
 #include <string>
 
@@ -144,13 +145,17 @@ Graph autocast(const Graph& g, DType low) {
     // Only float32 computations move; float64 (and integer) ones keep their precision.
     for (const ValueRef& v : n.inputs)
       if (g.type(v).dtype != DType::Float32) return false;
-    std::vector<Tensor> inputs;
-    for (const Tensor& x : rw.mapped_inputs(n))
-      inputs.push_back(rw.dst().add("cast", {x}, {{"dtype", low}})[0]);
+    std::vector<Tensor> inputs = rw.mapped_inputs(n);
+    // Attention's backward keeps the forward's float32 log-sum-exp (input 5).
+    const size_t cast_count = n.op->name == "scaled_dot_product_attention_backward" ? 5 : inputs.size();
+    for (size_t i = 0; i < std::min(cast_count, inputs.size()); ++i)
+      inputs[i] = rw.dst().add("cast", {inputs[i]}, {{"dtype", low}})[0];
     const std::vector<Tensor> outs = rw.dst().add(n.op->name, inputs, n.attrs, n.name);
-    for (size_t i = 0; i < outs.size(); ++i)
+    for (size_t i = 0; i < outs.size(); ++i)  // float32 outputs (attention's lse) stay as they are
       rw.set({n.id, static_cast<int>(i)},
-             rw.dst().add("cast", {outs[i]}, {{"dtype", DType::Float32}})[0]);
+             outs[i].dtype() == DType::Float32
+                 ? outs[i]
+                 : rw.dst().add("cast", {outs[i]}, {{"dtype", DType::Float32}})[0]);
     return true;
   });
 }

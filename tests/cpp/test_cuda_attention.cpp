@@ -75,10 +75,13 @@ Tensor inputs_like(const Shape& s, uint32_t seed, DType t) {
   return ds::test::random_tensor(s, seed).to(t);
 }
 
-// Forward and backward of every case through the kernels `device` picks.
-// `mma_impl` serves head sizes that are a multiple of 16, `other_impl` the rest.
+// Forward (out and lse) and backward (with the forward's lse and without) of
+// every case through the kernels `device` picks. `mma_impl` serves head sizes
+// that are a multiple of 16, `other_impl` the rest; `lse_impl`, where given,
+// serves head sizes that are a multiple of 8 in the forward and in the backward
+// that reads lse (cuDNN's fused attention).
 void check_kernels(ds::DeviceKind device, DType t, double tol, const std::string& mma_impl,
-                   const std::string& other_impl) {
+                   const std::string& other_impl, const std::string& lse_impl = "") {
   uint32_t seed = 10;
   for (const Case& c : kCases) {
     Shape o = c.q;
@@ -89,16 +92,24 @@ void check_kernels(ds::DeviceKind device, DType t, double tol, const std::string
     const std::string what = std::string(ds::dtype_name(t)) + " q" + ds::shape_str(c.q) + " k" +
                              ds::shape_str(c.k) + (c.causal ? " causal" : "");
     std::string impl;
+    const std::string& own_impl = c.q.back() % 16 == 0 ? mma_impl : other_impl;
+    const bool lse_served = !lse_impl.empty() && c.q.back() % 8 == 0 && c.q[c.q.size() - 2] > 0;
+    const std::string& fwd_impl = lse_served ? lse_impl : own_impl;
     const auto fwd = run_both("scaled_dot_product_attention", {q, k, v}, attrs, device, &impl);
-    const std::string& want_impl = c.q.back() % 16 == 0 ? mma_impl : other_impl;
-    EXPECT_EQ(impl, want_impl) << what;
+    EXPECT_EQ(impl, fwd_impl) << what;
     EXPECT_LE(max_error(fwd[0].first, fwd[0].second), tol) << "forward " << what;
-    const auto bwd = run_both("scaled_dot_product_attention_backward",
-                              {q, k, v, fwd[0].second, g}, attrs, device, &impl);
-    EXPECT_EQ(impl, want_impl) << what;
-    const char* names[] = {"dq", "dk", "dv"};
-    for (int i = 0; i < 3; ++i)
-      EXPECT_LE(max_error(bwd[i].first, bwd[i].second), tol * 4) << names[i] << " " << what;
+    EXPECT_LE(max_error(fwd[1].first, fwd[1].second), std::max(tol, 1e-5)) << "lse " << what;
+    const Tensor &out = fwd[0].second, &lse = fwd[1].second;
+    for (const bool with_lse : {true, false}) {
+      std::vector<Tensor> in = {q, k, v, out, g};
+      if (with_lse) in.push_back(lse);
+      const auto bwd = run_both("scaled_dot_product_attention_backward", in, attrs, device, &impl);
+      EXPECT_EQ(impl, with_lse ? fwd_impl : own_impl) << what << (with_lse ? " with lse" : "");
+      const char* names[] = {"dq", "dk", "dv"};
+      for (int i = 0; i < 3; ++i)
+        EXPECT_LE(max_error(bwd[i].first, bwd[i].second), tol * 4)
+            << names[i] << " " << what << (with_lse ? " with lse" : "");
+    }
   }
 }
 
@@ -163,9 +174,47 @@ TEST(CudaAttention, FusedKernelsMatchTheFloat64Reference) {
   check_kernels(ds::DeviceKind::CUDA, DType::Float64, 1e-12, "nvrtc-flash", "nvrtc-flash");
   check_kernels(ds::DeviceKind::CUDA, DType::Float32, 2e-5, "nvrtc-flash", "nvrtc-flash");
   // bf16/fp16 on tensor cores: P and dS are rounded to the dtype as mma operands.
-  check_kernels(ds::DeviceKind::CUDA, DType::Float16, 4e-3, "nvrtc-flash-mma", "nvrtc-flash");
-  check_kernels(ds::DeviceKind::CUDA, DType::BFloat16, 3e-2, "nvrtc-flash-mma", "nvrtc-flash");
+#ifdef DS_HAVE_CUDNN_ATTENTION
+  const std::string cudnn = "cudnn-sdpa";
+#else
+  const std::string cudnn;
+#endif
+  check_kernels(ds::DeviceKind::CUDA, DType::Float16, 4e-3, "nvrtc-flash-mma", "nvrtc-flash",
+                cudnn);
+  check_kernels(ds::DeviceKind::CUDA, DType::BFloat16, 3e-2, "nvrtc-flash-mma", "nvrtc-flash",
+                cudnn);
 }
+
+#ifdef DS_HAVE_CUDNN_ATTENTION
+TEST(CudaAttention, Bf16TrainingGraphRunsOnCudnnsFusedAttention) {
+  DS_REQUIRE_GPU();
+  // GPT-2's attention (smaller): with autocast, the forward and the backward op
+  // run on cuDNN, the backward reading the forward's lse; the loss and the
+  // gradients match the float32 CPU graph within bf16's rounding.
+  const Shape s = {2, 12, 128, 64};
+  ds::Graph g;
+  Tensor q = g.placeholder("q", s), k = g.placeholder("k", s), v = g.placeholder("v", s);
+  Tensor w = g.placeholder("w", s);
+  const Tensor loss = ds::sum(ds::scaled_dot_product_attention(q, k, v, true) * w);
+  const auto grads = ds::grad(g, loss, {q, k, v});
+  g.output(loss, "loss");
+  for (size_t i = 0; i < grads.size(); ++i) g.output(grads[i], "g" + std::to_string(i));
+  const ds::Executable gpu = ds::compile(g, "cuda", {.precision = "bf16"});
+  const std::string plan = gpu.explain();
+  int cudnn_steps = 0;
+  for (size_t at = plan.find("cudnn-sdpa"); at != std::string::npos;
+       at = plan.find("cudnn-sdpa", at + 1))
+    ++cudnn_steps;
+  EXPECT_EQ(cudnn_steps, 2) << plan;
+  std::vector<Tensor> feeds;
+  for (uint32_t i = 0; i < 4; ++i)
+    feeds.push_back(ds::test::random_tensor(s, 80 + i).to(DType::Float32));
+  const auto got = gpu.run(feeds);
+  const auto want = ds::compile(g, "cpu", {.opt_level = 0}).run(feeds);
+  EXPECT_LE(max_error(got[0], want[0]), 2e-2);
+  for (size_t i = 1; i < want.size(); ++i) EXPECT_LE(max_error(got[i], want[i]), 5e-2) << i;
+}
+#endif
 
 TEST(CudaAttention, TrainingGraphRunsForwardAndBackwardOnTheGpu) {
   DS_REQUIRE_GPU();
@@ -206,6 +255,10 @@ TEST(AttentionOp, AutocastRunsAttentionAndItsGradientInLowPrecision) {
     if (n.op->name.rfind("scaled_dot_product_attention", 0) != 0) continue;
     ++attention_nodes;
     EXPECT_EQ(low.graph().type(n.inputs[0]).dtype, DType::BFloat16) << n.label();
+    if (n.op->name == "scaled_dot_product_attention_backward") {  // lse stays float32
+      ASSERT_EQ(n.inputs.size(), 6u) << n.label();
+      EXPECT_EQ(low.graph().type(n.inputs[5]).dtype, DType::Float32) << n.label();
+    }
   }
   EXPECT_EQ(attention_nodes, 2);  // the forward and the backward op
   std::vector<Tensor> feeds;

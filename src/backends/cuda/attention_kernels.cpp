@@ -45,11 +45,11 @@ __device__ __forceinline__ void ds_stage(A (*tile)[D], const T* m, int r0, int n
 
 extern "C" __global__ void __launch_bounds__(128) ds_attn_fwd(
     const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, T* __restrict__ o,
-    int sq, int sk, A scale, int causal) {
+    A* __restrict__ lse, int sq, int sk, A scale, int causal) {
   __shared__ A ks[BT][D];
   __shared__ A vs[BT][D];
   const long long bh = blockIdx.y;
-  q += bh * sq * D; k += bh * sk * D; v += bh * sk * D; o += bh * sq * D;
+  q += bh * sq * D; k += bh * sk * D; v += bh * sk * D; o += bh * sq * D; lse += bh * sq;
   const int row = blockIdx.x * ROWS + threadIdx.x / TPR, part = threadIdx.x % TPR;
   const bool active = row < sq;
   A qv[DP], acc[DP];
@@ -85,9 +85,11 @@ extern "C" __global__ void __launch_bounds__(128) ds_attn_fwd(
       for (int e = 0; e < DP; ++e) acc[e] += p * vs[j][part * DP + e];
     }
   }
-  if (active)
+  if (active) {
 #pragma unroll
     for (int e = 0; e < DP; ++e) o[(long long)row * D + part * DP + e] = ds_io<T>::store(acc[e] / l);
+    if (part == 0) lse[row] = m + log(l);
+  }
 }
 
 // Per query row: lse and delta (stored for the second kernel), then dq.
@@ -256,8 +258,8 @@ Geometry geometry(const OpContext& c) {
 bool supported(const OpContext& c) {
   const TensorType& q = c.inputs[0];
   if (q.shape.size() < 2 || !nvrtc_float(q.dtype)) return false;
-  for (const TensorType& t : c.inputs)
-    if (t.dtype != q.dtype) return false;
+  for (size_t i = 0; i < std::min<size_t>(c.inputs.size(), 5); ++i)  // not the backward's lse
+    if (c.inputs[i].dtype != q.dtype) return false;
   const Geometry g = geometry(c);
   const int64_t dv = c.inputs[2].shape.back();
   return dv == g.d && g.d > 0 && g.d <= kMaxHeadDim && g.tpr > 0 && g.sq < (1 << 30) &&
@@ -295,11 +297,11 @@ void forward(const KernelCall& kc) {
   const DType t = kc.inputs[0].dtype();
   const void *q = kc.inputs[0].raw_data(), *k = kc.inputs[1].raw_data(),
              *v = kc.inputs[2].raw_data();
-  void* o = kc.outputs[0].raw_data();
+  void *o = kc.outputs[0].raw_data(), *lse = kc.outputs[1].raw_data();
   int sq = static_cast<int>(g.sq), sk = static_cast<int>(g.sk), causal = kc.ctx.b("causal");
   const double s = scale_of(kc.ctx, g.d);
   Scale scale{static_cast<float>(s), s};
-  void* args[] = {&q, &k, &v, &o, &sq, &sk, scale.arg(t), &causal};
+  void* args[] = {&q, &k, &v, &o, &lse, &sq, &sk, scale.arg(t), &causal};
   launch(dev, get_kernel(dev, source(t, g), "ds_attn_fwd"), grid_of(g.sq, g), dim3(kThreads),
          args, 0, "scaled_dot_product_attention");
 }

@@ -9,6 +9,7 @@
 // row's four threads combine with shuffles). P goes from the S accumulators
 // straight into A fragments. Other dtypes and shapes use the scalar kernels
 // (attention_kernels.cpp).
+#include <algorithm>
 #include <cmath>
 
 #include "backends/cuda/attention_mma.h"
@@ -188,7 +189,7 @@ __device__ __forceinline__ void ds_flash_rows(
   if (LSE_ONLY) {
     o_in += bh * sq * D; g += bh * sq * D; lse += bh * sq; delta += bh * sq;
   } else {
-    v += bh * sk * D; o += bh * sq * D;
+    v += bh * sk * D; o += bh * sq * D; lse += bh * sq;
   }
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gid = lane >> 2, tig = lane & 3;
@@ -356,6 +357,10 @@ __device__ __forceinline__ void ds_flash_rows(
         acc[mi][dn][0] *= i_lo; acc[mi][dn][1] *= i_lo; acc[mi][dn][2] *= i_hi; acc[mi][dn][3] *= i_hi;
       }
       ds_store_acc(o, acc[mi], q0 + mi * 16, sq, 1.f);
+      if (tig == 0) {  // the natural log-sum-exp, the op's second output
+        if (r_lo < sq) lse[r_lo] = (m[mi][0] + log2f(l[mi][0])) * 0.6931471805599453f;
+        if (r_hi < sq) lse[r_hi] = (m[mi][1] + log2f(l[mi][1])) * 0.6931471805599453f;
+      }
     }
   }
 }
@@ -364,9 +369,9 @@ __device__ __forceinline__ void ds_flash_rows(
 const char* const kForward = R"(
 extern "C" __global__ void __launch_bounds__(WARPS * 32, 8 / WARPS) ds_flash_fwd_mma(
     const unsigned short* __restrict__ q, const unsigned short* __restrict__ k,
-    const unsigned short* __restrict__ v, unsigned short* __restrict__ o, int sq, int sk,
-    float scale_log2, int causal, int vec) {
-  ds_flash_rows<false, WARPS>(q, k, v, o, nullptr, nullptr, nullptr, nullptr, sq, sk, scale_log2,
+    const unsigned short* __restrict__ v, unsigned short* __restrict__ o, float* __restrict__ lse,
+    int sq, int sk, float scale_log2, int causal, int vec) {
+  ds_flash_rows<false, WARPS>(q, k, v, o, nullptr, nullptr, lse, nullptr, sq, sk, scale_log2,
                               causal, vec);
 }
 )";
@@ -390,12 +395,12 @@ void forward(const KernelCall& kc) {
   if (batch == 0 || sq == 0) return;
   const int dev = call_device(kc);
   const void *q = qt.raw_data(), *k = kc.inputs[1].raw_data(), *v = kc.inputs[2].raw_data();
-  void* o = kc.outputs[0].raw_data();
+  void *o = kc.outputs[0].raw_data(), *lse = kc.outputs[1].raw_data();
   const double scale = kc.ctx.f("scale") != 0 ? kc.ctx.f("scale") : 1.0 / std::sqrt(double(d));
   float scale_log2 = static_cast<float>(scale * 1.4426950408889634);
   int causal = kc.ctx.b("causal");
   int vec = aligned16(k) && aligned16(v) && d % 8 == 0;
-  void* args[] = {&q, &k, &v, &o, &sq, &sk, &scale_log2, &causal, &vec};
+  void* args[] = {&q, &k, &v, &o, &lse, &sq, &sk, &scale_log2, &causal, &vec};
   const int rows = kFlashRowWarps * 16 * flash_row_tiles(d);  // per block
   const dim3 grid(static_cast<unsigned>((sq + rows - 1) / rows),
                   static_cast<unsigned>(batch));
@@ -424,8 +429,8 @@ std::string flash_mma_common(DType t, int64_t d, int warps) {
 bool flash_mma_supported(const OpContext& c) {
   const TensorType& q = c.inputs[0];
   if (q.shape.size() < 2 || (q.dtype != DType::BFloat16 && q.dtype != DType::Float16)) return false;
-  for (const TensorType& t : c.inputs)
-    if (t.dtype != q.dtype) return false;
+  for (size_t i = 0; i < std::min<size_t>(c.inputs.size(), 5); ++i)  // not the backward's lse
+    if (c.inputs[i].dtype != q.dtype) return false;
   const size_t r = q.shape.size();
   const int64_t d = q.shape[r - 1];
   int64_t batch = 1;

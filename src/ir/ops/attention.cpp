@@ -51,8 +51,11 @@ const std::vector<AttrSpec> kAttrs = {{"causal", AttrKind::Bool, false},
                                       {"scale", AttrKind::Float, 0.0}};
 
 // Softmax rows of q k^T * scale (masked) in float64, for batch b: p[i * sk + j].
+// With `lse`, each row's log-sum-exp of the scaled, masked scores goes to
+// (*lse)[b * sq + i].
 std::vector<double> probabilities(const std::vector<double>& q, const std::vector<double>& k,
-                                  const Dims& d, int64_t b, double scale, bool causal) {
+                                  const Dims& d, int64_t b, double scale, bool causal,
+                                  std::vector<double>* lse = nullptr) {
   std::vector<double> p(static_cast<size_t>(d.sq * d.sk));
   for (int64_t i = 0; i < d.sq; ++i) {
     double* row = &p[i * d.sk];
@@ -71,6 +74,7 @@ std::vector<double> probabilities(const std::vector<double>& q, const std::vecto
     double total = 0;
     for (int64_t j = 0; j < d.sk; ++j) total += row[j] = std::exp(row[j] - m);
     for (int64_t j = 0; j < d.sk; ++j) row[j] /= total;
+    if (lse) (*lse)[b * d.sq + i] = m + std::log(total);
   }
   return p;
 }
@@ -81,14 +85,16 @@ void reference_forward(const KernelCall& kc) {
   const bool causal = kc.ctx.b("causal");
   const auto q = to_f64(kc.inputs[0]), k = to_f64(kc.inputs[1]), v = to_f64(kc.inputs[2]);
   std::vector<double> out(static_cast<size_t>(d.batch * d.sq * d.dv), 0.0);
+  std::vector<double> lse(static_cast<size_t>(d.batch * d.sq));
   for (int64_t b = 0; b < d.batch; ++b) {
-    const auto p = probabilities(q, k, d, b, scale, causal);
+    const auto p = probabilities(q, k, d, b, scale, causal, &lse);
     for (int64_t i = 0; i < d.sq; ++i)
       for (int64_t j = 0; j < d.sk; ++j)
         for (int64_t e = 0; e < d.dv; ++e)
           out[(b * d.sq + i) * d.dv + e] += p[i * d.sk + j] * v[(b * d.sk + j) * d.dv + e];
   }
   from_f64(out, kc.outputs[0]);
+  from_f64(lse, kc.outputs[1]);
 }
 
 // dv = p^T g; dp = g v^T; ds = p (dp - rowsum(dp p)); dq = ds k scale; dk = ds^T q scale.
@@ -134,12 +140,20 @@ Tensor causal_mask(int64_t sq, int64_t sk, DType t) {
   return m.to(t);
 }
 
-// Softmax probabilities with the library's matmul and softmax kernels.
-Tensor composed_probabilities(const KernelCall& kc, const Dims& d) {
+// The scaled, masked scores with the library's matmul kernels.
+Tensor composed_scores(const KernelCall& kc, const Dims& d) {
   const Tensor &q = kc.inputs[0], &k = kc.inputs[1];
   Tensor s = matmul(q, transpose(k, -2, -1)) * attention_scale(kc.ctx, d.d);
   if (kc.ctx.b("causal")) s = s + causal_mask(d.sq, d.sk, s.dtype());
-  return softmax(s, -1);
+  return s;
+}
+
+// The log-sum-exp output's type: float64 for float64 attention, else float32
+// (what the fused kernels accumulate in).
+TensorType lse_type(const OpContext& c) {
+  const TensorType& q = c.inputs[0];
+  return {q.dtype == DType::Float64 ? DType::Float64 : DType::Float32,
+          Shape(q.shape.begin(), q.shape.end() - 1)};
 }
 
 const OpRegistrar reg([] {
@@ -153,7 +167,7 @@ const OpRegistrar reg([] {
             attention_dims(c);
             Shape s = c.inputs[0].shape;
             s.back() = c.inputs[2].shape.back();
-            return one(c.inputs[0].dtype, s);
+            return std::vector<TensorType>{{c.inputs[0].dtype, s}, lse_type(c)};
           },
       .cost =
           [](const OpContext& c) {
@@ -167,15 +181,20 @@ const OpRegistrar reg([] {
       .reference = reference_forward,
       .vjp =
           [](const VjpArgs& a) -> std::vector<Tensor> {
-            return apply("scaled_dot_product_attention_backward",
-                         {a.inputs[0], a.inputs[1], a.inputs[2], a.outputs[0], a.grads[0]},
-                         a.ctx.attrs);
+            DS_CHECK(!a.grads[1].defined(), ValueError, a.ctx.where(),
+                     "the log-sum-exp output (1) is not differentiable");
+            if (!a.grads[0].defined()) return {Tensor(), Tensor(), Tensor()};
+            return apply(
+                "scaled_dot_product_attention_backward",
+                {a.inputs[0], a.inputs[1], a.inputs[2], a.outputs[0], a.grads[0], a.outputs[1]},
+                a.ctx.attrs);
           },
   });
   register_op({
       .name = "scaled_dot_product_attention_backward",
       .traits = kLibrary,
-      .num_inputs = 5,
+      .num_inputs = 6,
+      .min_inputs = 5,  // lse, the forward's log-sum-exp, is optional: kernels recompute it
       .attrs = kAttrs,
       .infer =
           [](const OpContext& c) {
@@ -186,6 +205,9 @@ const OpRegistrar reg([] {
             for (int i : {3, 4})
               DS_CHECK(c.inputs[i] == want, ShapeError, c.where(), i == 3 ? "out" : "grad_out",
                        " must be ", want.str(), ", got ", c.inputs[i].str());
+            if (c.inputs.size() > 5)
+              DS_CHECK(c.inputs[5] == lse_type(c), ShapeError, c.where(), "lse must be ",
+                       lse_type(c).str(), ", got ", c.inputs[5].str());
             return std::vector<TensorType>{c.inputs[0], c.inputs[1], c.inputs[2]};
           },
       .cost =
@@ -202,8 +224,9 @@ const OpRegistrar reg([] {
                   {.fn =
                        [](const KernelCall& kc) {
                          const Dims d = attention_dims(kc.ctx);
-                         copy_into(matmul(composed_probabilities(kc, d), kc.inputs[2]),
-                                   kc.outputs[0]);
+                         const Tensor s = composed_scores(kc, d);
+                         copy_into(matmul(softmax(s, -1), kc.inputs[2]), kc.outputs[0]);
+                         copy_into(logsumexp(s, {-1}).to(kc.outputs[1].dtype()), kc.outputs[1]);
                        },
                    .impl = "matmul-softmax",
                    .priority = 5});
@@ -215,7 +238,7 @@ const OpRegistrar reg([] {
              const double scale = attention_scale(kc.ctx, d.d);
              const Tensor &q = kc.inputs[0], &k = kc.inputs[1], &v = kc.inputs[2];
              const Tensor& g = kc.inputs[4];
-             const Tensor p = composed_probabilities(kc, d);
+             const Tensor p = softmax(composed_scores(kc, d), -1);
              const Tensor dp = matmul(g, transpose(v, -2, -1));
              const Tensor ds = p * (dp - sum(dp * p, {-1}, true)) * scale;
              copy_into(matmul(ds, k), kc.outputs[0]);

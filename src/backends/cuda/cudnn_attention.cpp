@@ -1,0 +1,193 @@
+// scaled_dot_product_attention and its backward through cuDNN's fused flash
+// attention (the SDPA node of cuDNN's graph frontend), for bf16/fp16. On the
+// H100/H200 these are the kernels PyTorch's SDPA picks by default; on GPT-2's
+// attention (16x12x1024x64, causal, H200) they take 85 us forward and 363 us
+// forward + backward, against 158 + 650 us for our mma.sync kernels
+// (attention_mma*.cpp), which stay for what cuDNN declines.
+//
+// The forward writes the op's second output, lse (cuDNN's softmax statistics:
+// the natural log-sum-exp of each row's scaled scores, float32), and the
+// backward reads it, so nothing is recomputed. One cuDNN graph per problem
+// (shapes, dtype, causal, scale) and device, built once; `supports` builds it
+// on device 0, so a problem cuDNN cannot run goes to the next kernel at compile
+// time. DS_CUDNN_ATTENTION=0 turns these kernels off (to compare).
+#define CUDNN_FRONTEND_SKIP_JSON_LIB
+#include <cudnn_frontend.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "backends/cuda/cudnn_support.h"
+#include "backends/cuda/kernel_support.h"
+#include "ds/cuda.h"
+#include "ds/error.h"
+
+namespace ds::cuda {
+namespace {
+
+namespace fe = cudnn_frontend;
+
+enum Uid : int64_t { kQ = 1, kK, kV, kO, kDO, kStats, kDQ, kDK, kDV };
+
+// The problem as cuDNN sees it: [b, h, s, d] tensors (the leading dims of ds's
+// [..., S, D] split into b and h; contiguous).
+struct Problem {
+  bool backward;
+  DType dtype;
+  int64_t b, h, sq, sk, d, dv;
+  bool causal;
+  double scale;
+
+  std::string key() const {
+    return detail::cat(backward, ' ', static_cast<int>(dtype), ' ', b, ' ', h, ' ', sq, ' ', sk,
+                       ' ', d, ' ', dv, ' ', causal, ' ', scale);
+  }
+};
+
+Problem problem_of(const OpContext& c) {
+  const Shape& q = c.inputs[0].shape;
+  const size_t r = q.size();
+  Problem p{c.op.name != "scaled_dot_product_attention", c.inputs[0].dtype, 1, 1, q[r - 2],
+            c.inputs[1].shape[r - 2], q[r - 1], c.inputs[2].shape[r - 1], c.b("causal"),
+            c.f("scale")};
+  if (r >= 3) p.h = q[r - 3];
+  for (size_t i = 0; i + 3 < r; ++i) p.b *= q[i];
+  if (p.scale == 0) p.scale = 1.0 / std::sqrt(static_cast<double>(p.d));
+  return p;
+}
+
+std::shared_ptr<fe::graph::Tensor_attributes> tensor(fe::graph::Graph& g, Uid uid, int64_t b,
+                                                     int64_t h, int64_t s, int64_t d) {
+  return g.tensor(fe::graph::Tensor_attributes()
+                      .set_uid(uid)
+                      .set_dim({b, h, s, d})
+                      .set_stride({h * s * d, s * d, d, 1}));
+}
+
+void output(const std::shared_ptr<fe::graph::Tensor_attributes>& t, Uid uid, int64_t b, int64_t h,
+            int64_t s, int64_t d) {
+  t->set_output(true).set_uid(uid).set_dim({b, h, s, d}).set_stride({h * s * d, s * d, d, 1});
+}
+
+// A built graph and its workspace size; graph null where cuDNN declined (why: reason).
+struct Plan {
+  std::shared_ptr<fe::graph::Graph> graph;
+  int64_t workspace = 0;
+  std::string reason;
+};
+
+Plan build(const Problem& p, int device) {
+  auto g = std::make_shared<fe::graph::Graph>();
+  g->set_io_data_type(p.dtype == DType::BFloat16 ? fe::DataType_t::BFLOAT16
+                                                 : fe::DataType_t::HALF)
+      .set_intermediate_data_type(fe::DataType_t::FLOAT)
+      .set_compute_data_type(fe::DataType_t::FLOAT);
+  auto q = tensor(*g, kQ, p.b, p.h, p.sq, p.d), k = tensor(*g, kK, p.b, p.h, p.sk, p.d),
+       v = tensor(*g, kV, p.b, p.h, p.sk, p.dv);
+  const float scale = static_cast<float>(p.scale);
+  if (!p.backward) {
+    auto opts = fe::graph::SDPA_attributes().set_generate_stats(true).set_attn_scale(scale);
+    if (p.causal) opts.set_causal_mask(true);
+    auto [o, stats] = g->sdpa(q, k, v, opts);
+    output(o, kO, p.b, p.h, p.sq, p.dv);
+    output(stats, kStats, p.b, p.h, p.sq, 1);
+    stats->set_data_type(fe::DataType_t::FLOAT);
+  } else {
+    auto o = tensor(*g, kO, p.b, p.h, p.sq, p.dv), dout = tensor(*g, kDO, p.b, p.h, p.sq, p.dv);
+    auto stats = tensor(*g, kStats, p.b, p.h, p.sq, 1);
+    stats->set_data_type(fe::DataType_t::FLOAT);
+    auto opts = fe::graph::SDPA_backward_attributes().set_attn_scale(scale);
+    if (p.causal) opts.set_causal_mask(true);
+    auto [dq, dk, dv] = g->sdpa_backward(q, k, v, o, dout, stats, opts);
+    output(dq, kDQ, p.b, p.h, p.sq, p.d);
+    output(dk, kDK, p.b, p.h, p.sk, p.d);
+    output(dv, kDV, p.b, p.h, p.sk, p.dv);
+  }
+  Plan plan;
+  auto status = g->build(cudnn_handle(device), {fe::HeurMode_t::A});
+  if (status.is_bad()) {
+    plan.reason = status.get_message();
+    return plan;
+  }
+  if (g->get_workspace_size(plan.workspace).is_bad()) {
+    plan.reason = "no workspace size";
+    return plan;
+  }
+  plan.graph = std::move(g);
+  return plan;
+}
+
+// The plan of `p` on `device`, built on first use.
+const Plan& plan_for(const Problem& p, int device) {
+  static std::mutex mu;
+  static auto* plans = new std::map<std::string, Plan>;
+  std::lock_guard<std::mutex> lock(mu);
+  const std::string key = detail::cat(device, ' ', p.key());
+  auto it = plans->find(key);
+  if (it == plans->end()) it = plans->emplace(key, build(p, device)).first;
+  return it->second;
+}
+
+bool enabled() {
+  static const bool on = [] {
+    const char* env = std::getenv("DS_CUDNN_ATTENTION");
+    return env == nullptr || std::string(env) != "0";
+  }();
+  return on;
+}
+
+// bf16/fp16 q, k, v (and out, grad_out) of one dtype, at least [S, D], the
+// backward with the forward's lse; then whatever cuDNN's graph accepts.
+bool supports(const OpContext& c) {
+  const TensorType& q = c.inputs[0];
+  if (!enabled() || device_count() == 0 || q.shape.size() < 2 ||
+      (q.dtype != DType::BFloat16 && q.dtype != DType::Float16) || c.f("scale") < 0)
+    return false;
+  const bool backward = c.op.name != "scaled_dot_product_attention";
+  if (backward && c.inputs.size() < 6) return false;
+  for (size_t i = 0; i < (backward ? 5u : 3u); ++i)
+    if (c.inputs[i].dtype != q.dtype) return false;
+  const Problem p = problem_of(c);
+  if (p.b * p.h == 0 || p.sq == 0) return false;  // nothing to run: the other kernels fill zeros
+  return plan_for(p, 0).graph != nullptr;
+}
+
+void run(const KernelCall& kc, std::unordered_map<int64_t, void*> pack) {
+  const Problem p = problem_of(kc.ctx);
+  const int dev = call_device(kc);
+  const Plan& plan = plan_for(p, dev);
+  DS_CHECK(plan.graph != nullptr, Error, kc.ctx.where(), "cuDNN cannot run this attention on GPU ",
+           dev, ": ", plan.reason);
+  const std::shared_ptr<void> workspace =
+      plan.workspace > 0 ? allocate(static_cast<size_t>(plan.workspace), dev) : nullptr;
+  auto status = plan.graph->execute(cudnn_handle(dev), pack, workspace.get());
+  DS_CHECK(status.is_good(), Error, kc.ctx.where(), "cuDNN attention failed: ",
+           status.get_message());
+}
+
+void forward(const KernelCall& kc) {
+  auto in = [&](int i) { return const_cast<void*>(kc.inputs[i].raw_data()); };
+  run(kc, {{kQ, in(0)}, {kK, in(1)}, {kV, in(2)}, {kO, kc.outputs[0].raw_data()},
+           {kStats, kc.outputs[1].raw_data()}});
+}
+
+void backward(const KernelCall& kc) {
+  auto in = [&](int i) { return const_cast<void*>(kc.inputs[i].raw_data()); };
+  run(kc, {{kQ, in(0)}, {kK, in(1)}, {kV, in(2)}, {kO, in(3)}, {kDO, in(4)}, {kStats, in(5)},
+           {kDQ, kc.outputs[0].raw_data()}, {kDK, kc.outputs[1].raw_data()},
+           {kDV, kc.outputs[2].raw_data()}});
+}
+
+const OpRegistrar reg([] {
+  register_kernel("scaled_dot_product_attention", DeviceKind::CUDA,
+                  {forward, supports, "cudnn-sdpa", 30});
+  register_kernel("scaled_dot_product_attention_backward", DeviceKind::CUDA,
+                  {backward, supports, "cudnn-sdpa", 30});
+});
+
+}  // namespace
+}  // namespace ds::cuda
