@@ -12,6 +12,7 @@
 #include "passes/loop_fusion.h"
 #include "passes/low_precision_layout.h"
 #include "passes/pad_classes.h"
+#include "passes/sum_low_precision.h"
 
 namespace ds::passes {
 namespace {
@@ -52,6 +53,7 @@ const std::vector<Pass>& pipeline() {
       {"cross_entropy_low_precision", 1, cross_entropy_low_precision},
       {"pad_classes", 1, pad_classes},
       {"batch_norm_epilogue", 1, batch_norm_epilogue},
+      {"sum_low_precision", 1, sum_low_precision},
       {"matmul_softmax_fusion", 2, matmul_softmax_fusion},
       {"epilogue_fusion", 2, epilogue_fusion},
       {"layout_propagation", 2,

@@ -1,8 +1,9 @@
 // The CUDA axis reductions (backends/cuda/axis_reduce_kernels.cpp) against the
 // float64 reference kernel: random shapes and axis sets (rows, columns, the
 // per-channel NCHW pattern, all axes, size-0/1 extents, keepdims), the training
-// shapes in small, special values, and one NVRTC compile check that runs where no
-// GPU is present.
+// shapes in small, special values, sums into a wider type (`dtype`: bfloat16
+// gradients into float32 bias gradients), and one NVRTC compile check that runs
+// where no GPU is present.
 #include <random>
 
 #include "backends/cuda/axis_reduce_source.h"
@@ -58,17 +59,26 @@ std::string describe(const Tensor& x, const Axes& axes, bool keepdims) {
 // Without a GPU the device code must still compile for the H200 (sm_90a).
 TEST(CudaAxisReduce, SourceCompilesWithNvrtcForSm90a) {
   if (!ds::cuda::built_with_cuda()) GTEST_SKIP() << "built without CUDA: no NVRTC";
-  std::vector<std::pair<std::string, std::string>> modules;  // (type, fold)
-  for (const char* op : ds::cuda::kAxisReduceOps) modules.emplace_back("float", op);
+  struct Module {
+    std::string in, out, fold;
+  };
+  std::vector<Module> modules;
+  for (const char* op : ds::cuda::kAxisReduceOps) modules.push_back({"float", "float", op});
   // 16-byte packs of 2 and 8 values, and the float64 accumulators.
-  modules.emplace_back("ds_bf16", "ds_var");
-  modules.emplace_back("double", "ds_lse");
-  for (const auto& [type, op] : modules) {
+  modules.push_back({"ds_bf16", "ds_bf16", "ds_var"});
+  modules.push_back({"double", "double", "ds_lse"});
+  // Sums into a wider type: float accumulators, or double ones for a double result.
+  modules.push_back({"ds_bf16", "float", "ds_sum"});
+  modules.push_back({"ds_half", "float", "ds_sum"});
+  modules.push_back({"ds_bf16", "double", "ds_sum"});
+  modules.push_back({"float", "double", "ds_sum"});
+  for (const Module& m : modules) {
+    const std::string what = m.in + " -> " + m.out + " " + m.fold;
     std::string log;
     ASSERT_NO_THROW(log = ds::codegen::cuda::nvrtc_compile_log(
-                        ds::cuda::axis_reduce_source(type, type, op), "sm_90a"))
-        << type << " " << op;
-    EXPECT_EQ(log, "") << type << " " << op << ": NVRTC warnings";
+                        ds::cuda::axis_reduce_source(m.in, m.out, m.fold), "sm_90a"))
+        << what;
+    EXPECT_EQ(log, "") << what << ": NVRTC warnings";
   }
   ASSERT_NO_THROW(
       ds::codegen::cuda::nvrtc_compile_log(ds::cuda::arg_extremum_source("ds_bf16"), "sm_90a"));
@@ -146,6 +156,61 @@ TEST(CudaAxisReduce, FewLongRowsTakeTheSplitKernel) {
         check_op(op, {x}, {{"axes", axes}}, "nvrtc-axes",
                  std::string(op) == "max" ? 0 : sum_tol(t, r), op + describe(x, axes, false));
     }
+}
+
+// Kernel choice needs no GPU: a sum into a wider type takes the axis kernel on
+// trailing axes too, where a sum of the input's own type keeps the row kernels.
+TEST(CudaAxisReduce, SumIntoAWiderTypeTakesTheAxisKernelOnAnyAxes) {
+  if (!ds::cuda::built_with_cuda()) GTEST_SKIP() << "built without CUDA: no CUDA kernels";
+  const ds::OpDef& op = ds::get_op("sum");
+  for (const Axes& axes : {Axes{2}, Axes{1, 2}, Axes{0, 1}, Axes{}})
+    for (const char* dtype : {"float32", ""}) {
+      const AttrMap full =
+          ds::complete_attrs(op, {{"axes", axes}, {"dtype", std::string(dtype)}}, "sum");
+      const ds::OpContext ctx{op, full, {{DType::BFloat16, {4, 6, 64}}}, ""};
+      const bool rows = std::string(dtype).empty() && (axes.empty() || axes.back() == 2);
+      EXPECT_EQ(ds::select_kernel(ctx, ds::DeviceKind::CUDA).impl, rows ? "nvrtc" : "nvrtc-axes")
+          << "dtype '" << dtype << "' axes " << ds::shape_str(axes);
+    }
+}
+
+// sum(x, dtype=...) into a wider type: every axis set takes this kernel (the row
+// kernels would read such an x one value at a time), with 16-byte loads of x
+// where the runs allow; float32 results accumulate in float, float64 ones in double.
+TEST(CudaAxisReduce, SumIntoAWiderTypeMatchesTheReference) {
+  DS_REQUIRE_GPU();
+  struct Case {
+    Shape x;
+    Axes axes;
+  };
+  const std::vector<Case> cases = {{{2, 64, 768}, {0, 1}},   // GPT-2 bias gradients
+                                   {{3, 5, 2304}, {0, 1}},   // qkv: 16-byte columns
+                                   {{3, 1000, 40}, {2}},     // trailing: rows
+                                   {{5, 7, 4099}, {1, 2}},   // odd rows: single loads
+                                   {{1 << 20}, {}},          // one long row, split
+                                   {{4, 96, 14, 14}, {0, 2, 3}},
+                                   {{7, 3, 5}, {1}},
+                                   {{0, 8}, {0}},
+                                   {{3, 0}, {1}},
+                                   {{1}, {0}}};
+  struct Pair {
+    DType in, out;
+  };
+  const Pair pairs[] = {{DType::BFloat16, DType::Float32},
+                        {DType::Float16, DType::Float32},
+                        {DType::BFloat16, DType::Float64},
+                        {DType::Float32, DType::Float64}};
+  uint64_t seed = 21700;
+  for (const Pair& p : pairs)
+    for (const Case& c : cases)
+      for (bool keepdims : {false, true}) {
+        const Tensor x = uniform(c.x, ++seed, p.in, -2, 2);
+        const AttrMap attrs = {
+            {"axes", c.axes}, {"keepdims", keepdims}, {"dtype", std::string(ds::dtype_name(p.out))}};
+        check_op("sum", {x}, attrs, "nvrtc-axes", sum_tol(p.out, reduced_count(c.x, c.axes)),
+                 "sum into " + std::string(ds::dtype_name(p.out)) + describe(x, c.axes, keepdims));
+        if (HasFatalFailure()) return;
+      }
 }
 
 // Values far from zero: var's per-thread shift keeps float32 sums of squares exact enough.

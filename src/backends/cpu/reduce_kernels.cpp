@@ -1,10 +1,11 @@
-// Fast CPU kernels for sum/mean/max/min over any axes, float32 and float64.
+// Fast CPU kernels for sum/mean/max/min over any axes, float32 and float64; sum
+// also reads bfloat16/float16 into the float32/float64 result its `dtype` asks for.
 //
 // The axes are merged into alternating kept/reduced blocks and reduced one block
 // at a time (innermost first), each step an [outer, n, inner] reduction:
 //   inner == 1: contiguous rows, reduced pairwise with independent lanes;
 //   inner  > 1: a strided reduction vectorized along the inner (kept) axis.
-// Sums accumulate in double (float32 input) or pairwise/blocked double (float64),
+// Sums accumulate in double (narrower inputs) or pairwise/blocked double (float64),
 // so they stay within a few ulps of the float64 reference. Work splits into
 // chunks fixed by the shape alone, so results do not depend on the thread count.
 #include <algorithm>
@@ -50,6 +51,26 @@ template <typename T> struct MinOp {
   template <typename V> static V combine(V a, V v) { return ((v < a) | (v != v)) ? v : a; }
 };
 
+// kLanesOf<Acc> consecutive values of x as Acc. bfloat16 widens by a shift (the
+// upper half of a float32); float16 converts one value at a time.
+template <typename Acc, typename In> cpu::Vec<Acc> acc_lanes(const In* x) {
+  if constexpr (std::is_same_v<In, BFloat16>) {
+    typename cpu::VecOf<uint16_t, cpu::kLanesOf<Acc>>::type h;
+    std::memcpy(&h, x, sizeof h);
+    const auto f = __builtin_convertvector(h, typename cpu::VecOf<uint32_t, cpu::kLanesOf<Acc>>::type)
+                   << 16;
+    typename cpu::VecOf<float, cpu::kLanesOf<Acc>>::type v;
+    std::memcpy(&v, &f, sizeof v);
+    return __builtin_convertvector(v, cpu::Vec<Acc>);
+  } else if constexpr (std::is_same_v<In, Half>) {
+    cpu::Vec<Acc> v;
+    for (int j = 0; j < cpu::kLanesOf<Acc>; ++j) v[j] = static_cast<Acc>(static_cast<float>(x[j]));
+    return v;
+  } else {
+    return cpu::load_lanes<Acc>(x);
+  }
+}
+
 template <class Op, typename In> typename Op::Acc reduce_leaf(const In* x, int64_t n) {
   using Acc = typename Op::Acc;
   constexpr int kWidth = cpu::kLanesOf<Acc>;
@@ -59,7 +80,7 @@ template <class Op, typename In> typename Op::Acc reduce_leaf(const In* x, int64
   int64_t i = 0;
   for (; i + kStep <= n; i += kStep)
     for (int u = 0; u < kUnroll; ++u)
-      lanes[u] = Op::combine(lanes[u], cpu::load_lanes<Acc>(x + i + u * kWidth));
+      lanes[u] = Op::combine(lanes[u], acc_lanes<Acc>(x + i + u * kWidth));
   for (int u = 1; u < kUnroll; ++u) lanes[0] = Op::combine(lanes[0], lanes[u]);
   Acc r = Op::init();
   for (int j = 0; j < kWidth; ++j) r = Op::combine(r, static_cast<Acc>(lanes[0][j]));
@@ -197,25 +218,26 @@ std::vector<Block> merge_blocks(const Shape& shape, const std::vector<int64_t>& 
 }
 
 // Reduces the reduced blocks innermost first; intermediates keep the accumulator type.
-template <class Op, typename T> void reduce_any(const KernelCall& k, bool mean) {
+template <class Op, typename In, typename Out> void reduce_any(const KernelCall& k, bool mean) {
   using Acc = typename Op::Acc;
   std::vector<Block> blocks = merge_blocks(k.inputs[0].shape(), k.ctx.ints("axes"));
   int64_t count = 1;
   for (const Block& b : blocks) count *= b.reduced ? b.extent : 1;
   const double scale = mean ? 1.0 / static_cast<double>(count) : 1.0;
-  const T* x = k.inputs[0].data<T>();
-  T* y = k.outputs[0].data<T>();
+  const In* x = k.inputs[0].data<In>();
+  Out* y = k.outputs[0].data<Out>();
   if (k.inputs[0].numel() == 0) {
     // Nothing to read: an empty sum is 0 and an empty mean NaN, as in numpy (infer
     // refuses max/min of nothing). The tiled kernels below assume rows to split.
-    const T empty = mean ? std::numeric_limits<T>::quiet_NaN() : static_cast<T>(Op::init());
+    const Out empty = mean ? std::numeric_limits<Out>::quiet_NaN() : static_cast<Out>(Op::init());
     std::fill(y, y + k.outputs[0].numel(), empty);
     return;
   }
   int steps = 0;
   for (const Block& b : blocks) steps += b.reduced;
   if (steps == 0) {  // nothing reduced (or only extent-1 axes): a copy, scaled for mean
-    for (int64_t i = 0; i < k.outputs[0].numel(); ++i) y[i] = static_cast<T>(x[i] * scale);
+    for (int64_t i = 0; i < k.outputs[0].numel(); ++i)
+      y[i] = static_cast<Out>(static_cast<Acc>(x[i]) * scale);
     return;
   }
   std::vector<Acc> cur, next;
@@ -253,15 +275,39 @@ bool float_input(const OpContext& c) {
 template <template <typename> class OpOf> KernelFn typed_kernel(bool mean) {
   return [mean](const KernelCall& k) {
     if (k.inputs[0].dtype() == DType::Float32)
-      reduce_any<OpOf<float>, float>(k, mean);
+      reduce_any<OpOf<float>, float, float>(k, mean);
     else
-      reduce_any<OpOf<double>, double>(k, mean);
+      reduce_any<OpOf<double>, double, double>(k, mean);
   };
 }
 template <typename> using SumOf = SumOp;
 
+// sum into a float32/float64 result: of its own type, or of a narrower float input
+// (the `dtype` attribute; infer has checked the pair).
+bool sum_types(const OpContext& c) {
+  const DType in = c.inputs[0].dtype;
+  const DType out = c.has("dtype") && !c.s("dtype").empty() ? dtype_from_name(c.s("dtype")) : in;
+  return is_floating(in) && (out == DType::Float32 || out == DType::Float64);
+}
+
+template <typename In> void sum_into(const KernelCall& k) {
+  if (k.outputs[0].dtype() == DType::Float64)
+    reduce_any<SumOp, In, double>(k, false);
+  else
+    reduce_any<SumOp, In, float>(k, false);
+}
+
+void sum_kernel(const KernelCall& k) {
+  switch (k.inputs[0].dtype()) {
+    case DType::BFloat16: return sum_into<BFloat16>(k);
+    case DType::Float16: return sum_into<Half>(k);
+    case DType::Float32: return sum_into<float>(k);
+    default: return sum_into<double>(k);
+  }
+}
+
 const OpRegistrar reg([] {
-  register_kernel("sum", DeviceKind::CPU, {typed_kernel<SumOf>(false), float_input, "vectorized", 10});
+  register_kernel("sum", DeviceKind::CPU, {sum_kernel, sum_types, "vectorized", 10});
   register_kernel("mean", DeviceKind::CPU, {typed_kernel<SumOf>(true), float_input, "vectorized", 10});
   register_kernel("max", DeviceKind::CPU, {typed_kernel<MaxOp>(false), float_input, "vectorized", 10});
   register_kernel("min", DeviceKind::CPU, {typed_kernel<MinOp>(false), float_input, "vectorized", 10});

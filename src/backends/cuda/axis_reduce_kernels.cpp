@@ -2,7 +2,9 @@
 // sum/mean/max/logsumexp over trailing axes), and argmax/argmin along one axis:
 // batch-norm statistics over {0, 2, 3}, bias gradients over the leading axes, and
 // the sums in the norm and softmax backward rules. The device code and its layout
-// are described in axis_reduce_source.h.
+// are described in axis_reduce_source.h. A sum whose `dtype` asks for a wider
+// result (bfloat16 gradients into float32 bias gradients under autocast) is always
+// served here: it reads x with the same wide loads and writes the wider type.
 //
 // Every reduction reads x once: var/std and logsumexp fold a single pass too.
 // The launch shape is picked from the merged layout: the widest loads the runs
@@ -234,7 +236,8 @@ void reduce_kernel(const KernelCall& kc, Fold fold, bool mean, bool root) {
   g.divisor = mean ? n : 1.0;
   if (fold == Fold::Var) g.divisor = std::max(n - static_cast<double>(kc.ctx.i("ddof")), 0.0);
   g.root = root ? 1 : 0;
-  const DType acc = x.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
+  const DType acc = x.dtype() == DType::Float64 || out.dtype() == DType::Float64 ? DType::Float64
+                                                                                 : DType::Float32;
   const size_t pbytes = partial_bytes(fold, acc);
   const std::string src =
       axis_reduce_source(device_type(x.dtype()), device_type(out.dtype()), fold_name(fold));
@@ -306,6 +309,13 @@ bool few_long_rows(const OpContext& c) {
   return rows < 256 && len >= 16384;
 }
 
+// A sum into a wider type than x's (its `dtype`): the row kernels read such an x one
+// value at a time, so this kernel takes it whatever the axes.
+bool sum_into_wider(const OpContext& c) {
+  return supported(c) && c.has("dtype") && !c.s("dtype").empty() &&
+         dtype_from_name(c.s("dtype")) != c.inputs[0].dtype;
+}
+
 const OpRegistrar reg([] {
   // Below the row kernels (priority 10), which serve trailing axes.
   struct Entry {
@@ -329,6 +339,9 @@ const OpRegistrar reg([] {
     register_kernel(e.name, DeviceKind::CUDA,
                     {[e](const KernelCall& kc) { reduce_kernel(kc, e.fold, e.mean, e.root); },
                      few_long_rows, "nvrtc-axes", 11});
+  register_kernel("sum", DeviceKind::CUDA,
+                  {[](const KernelCall& kc) { reduce_kernel(kc, Fold::Sum, false, false); },
+                   sum_into_wider, "nvrtc-axes", 12});
   for (int is_max : {1, 0})
     register_kernel(is_max ? "argmax" : "argmin", DeviceKind::CUDA,
                     {[is_max](const KernelCall& kc) { arg_extremum_kernel(kc, is_max); },

@@ -30,10 +30,16 @@ namespace ds::cuda {
 inline const char* const kAxisReduceOps[] = {"ds_sum", "ds_max", "ds_min", "ds_var", "ds_lse"};
 
 // `in`, `out`: device types of x and of the result ("float", "double", "ds_half",
-// "ds_bf16"); `op`: one of kAxisReduceOps.
+// "ds_bf16"; a sum's `dtype` may ask for a wider result than x, e.g. bfloat16 x
+// into float); `op`: one of kAxisReduceOps. The fold runs in the wider of the two
+// types' accumulators: float, or double where x or the result is double.
 inline std::string axis_reduce_source(const std::string& in, const std::string& out,
                                       const std::string& op) {
-  return "typedef " + in + " T;\ntypedef " + out + " O;\ntypedef ds_io<T>::acc A;\n" + R"(
+  return "typedef " + in + " T;\ntypedef " + out + " O;\n" + R"(
+template <typename X, typename Y> struct ds_wider { typedef X type; };
+template <> struct ds_wider<float, double> { typedef double type; };
+typedef ds_wider<ds_io<T>::acc, ds_io<O>::acc>::type A;
+
 // The merged layout; the same struct on the host. Kept and reduced dims are
 // listed outermost first.
 struct RedArgs {

@@ -2,6 +2,11 @@
 // logsumexp), argmax/argmin along one axis, softmax/log_softmax. Reference
 // kernels fold each output's group of values in float64; VJPs are written with
 // ds ops, so they run eagerly and build graphs alike.
+//
+// sum takes an optional result type, torch.sum(x, dtype=...)'s: attribute `dtype`,
+// a dtype name ("float32"), empty for numpy's result type. It lets a bfloat16 or
+// float16 value be summed into float32 without a float32 copy of it (the bias
+// gradients under autocast; see passes/sum_low_precision.h).
 #include <cmath>
 #include <limits>
 
@@ -165,10 +170,11 @@ Tensor group_divisor(const VjpArgs& a, int64_t ddof) {
 
 bool differentiable(const Tensor& x) { return is_floating(x.dtype()); }
 
+// With a wider result type the gradient comes back in x's type (cast's rule).
 std::vector<Tensor> vjp_sum(const VjpArgs& a) {
   const Tensor& x = a.inputs[0];
   if (!differentiable(x)) return {Tensor()};
-  return {broadcast_like(keep_reduced(a.grads[0], a), x)};
+  return {cast(broadcast_like(keep_reduced(a.grads[0], a), x), x.dtype())};
 }
 
 std::vector<Tensor> vjp_mean(const VjpArgs& a) {
@@ -234,6 +240,7 @@ struct ReduceDef {
   bool needs_values;  // no identity: reducing zero elements is an error
   bool has_ddof;
   const char* onnx;
+  bool has_dtype = false;  // attribute `dtype`: the result type asked for (sum)
 };
 
 DType widen_integral(DType t) { return is_floating(t) ? t : DType::Int64; }  // numpy's sum/prod
@@ -244,7 +251,7 @@ std::vector<ReduceDef> reduce_defs() {
   using C = const OpContext&;
   return {
       {"sum", widen_integral, [](V v, C) { return fold_sum(v); }, vjp_sum, false, false,
-       "ReduceSum"},
+       "ReduceSum", true},
       {"mean", float_result, [](V v, C) { return fold_mean(v); }, vjp_mean, false, false,
        "ReduceMean"},
       {"prod", widen_integral, [](V v, C) { return fold_prod(v); }, vjp_prod, false, false,
@@ -262,6 +269,25 @@ std::vector<ReduceDef> reduce_defs() {
   };
 }
 
+// The result type `dtype` names for input type `in`: a float type at least as wide
+// as the float input (bfloat16/float16 -> float32, float32 -> float64, or the same),
+// so no value is rounded to a narrower type than the input's.
+DType requested_result(const OpContext& c, DType in) {
+  const std::string& name = c.s("dtype");
+  DType out;
+  try {
+    out = dtype_from_name(name);
+  } catch (const TypeError& e) {
+    throw TypeError(c.where() + "dtype: " + e.what());
+  }
+  DS_CHECK(is_floating(in) && is_floating(out) &&
+               (out == in || dtype_size(out) > dtype_size(in)),
+           TypeError, c.where(), "cannot sum ", dtype_name(in), " values into ", dtype_name(out),
+           ": dtype must be a float type at least as wide as a float input (bfloat16/float16 -> "
+           "float32/float64, float32 -> float64)");
+  return out;
+}
+
 Cost reduction_cost(const OpContext& c, double flops_per_element) {
   const auto& in = c.inputs[0];
   const double n = static_cast<double>(std::max<int64_t>(numel(in.shape), 0));
@@ -272,6 +298,7 @@ void register_reduction(const ReduceDef& d) {
   std::vector<AttrSpec> attrs = {{"axes", AttrKind::Ints, std::vector<int64_t>{}},
                                  {"keepdims", AttrKind::Bool, false}};
   if (d.has_ddof) attrs.push_back({"ddof", AttrKind::Int, int64_t{0}});
+  if (d.has_dtype) attrs.push_back({"dtype", AttrKind::String, std::string()});
   const auto result = d.result;
   const bool needs_values = d.needs_values;
   const Fold fold = d.fold;
@@ -292,7 +319,10 @@ void register_reduction(const ReduceDef& d) {
             if (c.has("ddof"))
               DS_CHECK(c.i("ddof") >= 0, ValueError, c.where(), "ddof must be >= 0, got ",
                        c.i("ddof"));
-            return one(result(in.dtype), reduced_shape(in.shape, axes, c.b("keepdims")));
+            const DType out = c.has("dtype") && !c.s("dtype").empty()
+                                  ? requested_result(c, in.dtype)
+                                  : result(in.dtype);
+            return one(out, reduced_shape(in.shape, axes, c.b("keepdims")));
           },
       .cost = [](const OpContext& c) { return reduction_cost(c, 1); },
       .reference =
