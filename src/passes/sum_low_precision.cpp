@@ -20,7 +20,7 @@ bool widening_cast(const Graph& g, const Node& n) {
   return is_floating(from) && is_floating(to) && dtype_size(to) > dtype_size(from);
 }
 
-// What a sum reads: the widening cast and the reshapes after it (innermost first).
+// What a sum reads: the widening cast and the reshapes after it, in the order they apply.
 struct Chain {
   int cast = -1;
   std::vector<int> reshapes;
@@ -40,23 +40,23 @@ bool chain_of(const Graph& g, const Node& sum, Chain* c) {
   return true;
 }
 
-}  // namespace
+// A sum over the last axis alone: loop fusion may put it in one region with the
+// cast and the cast's other readers, reading x once.
+bool last_axis_only(const Graph& g, const Node& sum) {
+  const auto& axes = std::get<std::vector<int64_t>>(sum.attrs.at("axes"));
+  const int64_t rank = static_cast<int64_t>(g.type(sum.inputs[0]).shape.size());
+  return axes.size() == 1 && rank > 0 && (axes[0] == -1 || axes[0] == rank - 1);
+}
 
-Graph sum_low_precision(const Graph& g) {
-  std::map<int, Chain> sums;  // by sum node
-  for (const Node& n : g.nodes()) {
-    Chain c;
-    if (chain_of(g, n, &c)) sums[n.id] = c;
-  }
-  if (sums.empty()) return g;
-  // The casts and reshapes read only by rewritten sums and by other such nodes are
-  // not copied; graph order puts readers after what they read, so walk it backwards.
+// The casts and reshapes of the chains of `sums` read only by those sums and by
+// other such nodes (and no graph output): they are not copied. Graph order puts
+// readers after what they read, so the walk goes backwards.
+std::set<int> unread_after(const std::map<int, Chain>& sums, const ValueReaders& readers) {
   std::set<int> chained;
   for (const auto& [_, c] : sums) {
     chained.insert(c.cast);
     chained.insert(c.reshapes.begin(), c.reshapes.end());
   }
-  const ValueReaders readers = value_readers(g);
   std::set<int> dropped;
   for (auto it = chained.rbegin(); it != chained.rend(); ++it) {
     const auto r = readers.find(Ref{*it, 0});
@@ -65,6 +65,29 @@ Graph sum_low_precision(const Graph& g) {
       for (int id : r->second) unread = unread && id >= 0 && (sums.count(id) || dropped.count(id));
     if (unread) dropped.insert(*it);
   }
+  return dropped;
+}
+
+}  // namespace
+
+Graph sum_low_precision(const Graph& g) {
+  std::map<int, Chain> sums;  // by sum node
+  for (const Node& n : g.nodes()) {
+    Chain c;
+    if (chain_of(g, n, &c)) sums[n.id] = c;
+  }
+  // A last-axis sum whose cast stays for other readers keeps reading it: loop
+  // fusion (of a GPU target, which fuses bfloat16/float16 casts) may compute it in
+  // the region that computes those readers, which reads x once.
+  const ValueReaders readers = value_readers(g);
+  std::set<int> dropped;
+  for (bool changed = true; changed;) {
+    dropped = unread_after(sums, readers);
+    changed = std::erase_if(sums, [&](const auto& s) {
+                return last_axis_only(g, g.node(s.first)) && !dropped.count(s.second.cast);
+              }) > 0;
+  }
+  if (sums.empty()) return g;
   Rewriter rw(g);
   return rw.run([&](const Node& n) {
     if (dropped.count(n.id)) return true;

@@ -13,7 +13,8 @@ namespace ds::passes {
 // is exact and the sum accumulates in float32 or wider either way, so the result
 // is the same sum; what goes is the cast's float32 copy of x (written once and read
 // once more). The cast and the reshapes stay where other nodes or graph outputs
-// read them.
+// read them; a sum over the last axis alone is then left as it is (loop fusion may
+// put it in one region with the cast's other readers: one read of x).
 Graph sum_low_precision(const Graph& g);
 
 }  // namespace ds::passes

@@ -273,13 +273,42 @@ TEST(SumLowPrecision, CastStaysForItsOtherReaders) {
   const Tensor hx = h.placeholder("x", {5, 4}, DType::Float16);
   const Tensor hup = ds::cast(hx, DType::Float32);
   h.output(hup, "up");
-  h.output(ds::sum(hup, {1}), "s");
+  h.output(ds::sum(hup, {0}), "s");
   const Graph h_after = ds::passes::sum_low_precision(h);
   EXPECT_EQ(count(h_after, "cast"), 1) << h_after.str();
   EXPECT_EQ(h_after.type(only(h_after, "sum").inputs[0]).dtype, DType::Float16);
   std::mt19937 rng(3);
   expect_same_outputs(g, after, random_tensor({5, 4}, DType::BFloat16, rng));
   expect_same_outputs(h, h_after, random_tensor({5, 4}, DType::Float16, rng));
+}
+
+// A last-axis sum is rewritten when its cast goes; where the cast stays, the sum
+// keeps reading it (a GPU's loop fusion may compute both in one region).
+TEST(SumLowPrecision, LastAxisSumsOnlyWhereTheCastGoes) {
+  Graph g;
+  const Tensor x = g.placeholder("x", {5, 4}, DType::BFloat16);
+  g.output(ds::sum(ds::cast(x, DType::Float32), {-1}), "alone");
+  const Graph after = ds::passes::sum_low_precision(g);
+  EXPECT_EQ(count(after, "cast"), 0) << after.str();
+  EXPECT_EQ(after.type(only(after, "sum").inputs[0]).dtype, DType::BFloat16);
+
+  Graph h;
+  const Tensor hx = h.placeholder("x", {5, 4}, DType::BFloat16);
+  const Tensor up = ds::cast(hx, DType::Float32);
+  h.output(ds::sum(up, {1}, true), "rows");
+  h.output(ds::sum(up, {0}), "columns");
+  h.output(ds::mul(up, up), "square");
+  const Graph h_after = ds::passes::sum_low_precision(h);
+  EXPECT_EQ(count(h_after, "cast"), 1) << h_after.str();
+  for (const ds::Node& n : h_after.nodes()) {
+    if (n.op->name != "sum") continue;
+    const bool rows = std::get<std::vector<int64_t>>(n.attrs.at("axes")) == std::vector<int64_t>{1};
+    EXPECT_EQ(h_after.type(n.inputs[0]).dtype, rows ? DType::Float32 : DType::BFloat16)
+        << h_after.str();
+  }
+  std::mt19937 rng(4);
+  expect_same_outputs(g, after, random_tensor({5, 4}, DType::BFloat16, rng));
+  expect_same_outputs(h, h_after, random_tensor({5, 4}, DType::BFloat16, rng));
 }
 
 TEST(SumLowPrecision, LeavesOtherSumsAlone) {
