@@ -294,11 +294,12 @@ def layer_norm(x, weight=None, bias=None, eps: float = 1e-5, *, normalized_shape
 
 
 def scaled_dot_product_attention(q, k, v, *, causal: bool = False, scale: float = 0.0,
-                                 name: str = "") -> Tensor:
+                                 layout: str = "bhsd", name: str = "") -> Tensor:
     """softmax(q @ k^T * scale [+ causal mask]) @ v over the last two dims ([..., L, D]);
-    ``scale`` 0 means 1/sqrt(D). One fused (flash-style) kernel on CUDA."""
+    ``scale`` 0 means 1/sqrt(D). ``layout="bshd"`` takes and gives [..., L, H, D] instead
+    of [..., H, L, D]. One fused (flash-style) kernel on CUDA."""
     return _apply1("scaled_dot_product_attention", [q, k, v],
-                   {"causal": bool(causal), "scale": float(scale)}, name)
+                   {"causal": bool(causal), "scale": float(scale), "layout": str(layout)}, name)
 
 
 def group_norm(x, num_groups: int, weight=None, bias=None, eps: float = 1e-5, *,

@@ -40,15 +40,14 @@ Tensor CausalSelfAttention::forward(const Tensor& x) {
   // -1 for the batch, so a graph traced with a symbolic batch reshapes too.
   const int64_t t = x.shape()[1], d = n_embd / n_head;
   const Tensor qkv = c_attn->forward(x);  // [B, T, 3C]
-  auto head = [&](int64_t part) {         // -> [B, n_head, T, d]
-    Tensor p = slice(qkv, 2, part * n_embd, (part + 1) * n_embd);
-    return permute(reshape(p, {-1, t, n_head, d}), {0, 2, 1, 3});
+  auto head = [&](int64_t part) {         // -> [B, T, n_head, d]
+    return reshape(slice(qkv, 2, part * n_embd, (part + 1) * n_embd), {-1, t, n_head, d});
   };
   const Tensor q = head(0), k = head(1), v = head(2);
-  // One op (a flash-attention kernel on CUDA): softmax(q k^T / sqrt(d) + causal mask) v.
-  Tensor y = scaled_dot_product_attention(q, k, v, /*causal=*/true);  // [B, n_head, T, d]
-  y = reshape(permute(y, {0, 2, 1, 3}), {-1, t, n_embd});
-  return c_proj->forward(y);
+  // One op (a flash-attention kernel on CUDA): softmax(q k^T / sqrt(d) + causal mask) v,
+  // reading and writing [B, T, n_head, d] (layout "bshd"), so no transposes around it.
+  const Tensor y = scaled_dot_product_attention(q, k, v, /*causal=*/true, 0, "bshd");
+  return c_proj->forward(reshape(y, {-1, t, n_embd}));
 }
 
 std::string CausalSelfAttention::name() const {

@@ -23,16 +23,26 @@ using ds::Tensor;
 namespace {
 
 struct Case {
-  Shape q, k;  // [..., S, D]; v has k's shape
+  Shape q, k;  // [..., S, D] ([..., S, H, D] with bshd); v has k's shape
   bool causal;
+  bool bshd = false;
 };
 
-const std::vector<Case> kCases = {
-    {{1, 1, 1, 1}, {1, 1, 1, 1}, false},      {{2, 3, 17, 16}, {2, 3, 17, 16}, false},
-    {{2, 3, 17, 16}, {2, 3, 17, 16}, true},   {{1, 2, 130, 64}, {1, 2, 130, 64}, true},
-    {{2, 1, 33, 64}, {2, 1, 77, 64}, false},  {{2, 1, 77, 64}, {2, 1, 33, 64}, true},
-    {{3, 65, 128}, {3, 65, 128}, true},       {{1, 5, 40}, {1, 9, 40}, false},
-    {{2, 0, 8}, {2, 3, 8}, false}};
+const std::vector<Case> kCases = {{{1, 1, 1, 1}, {1, 1, 1, 1}, false},
+                                  {{2, 3, 17, 16}, {2, 3, 17, 16}, false},
+                                  {{2, 3, 17, 16}, {2, 3, 17, 16}, true},
+                                  {{1, 2, 130, 64}, {1, 2, 130, 64}, true},
+                                  {{2, 1, 33, 64}, {2, 1, 77, 64}, false},
+                                  {{2, 1, 77, 64}, {2, 1, 33, 64}, true},
+                                  {{3, 65, 128}, {3, 65, 128}, true},
+                                  {{1, 5, 40}, {1, 9, 40}, false},
+                                  {{2, 0, 8}, {2, 3, 8}, false},
+                                  // [B, S, H, D]: the sequence before the heads
+                                  {{2, 17, 3, 16}, {2, 17, 3, 16}, true, true},
+                                  {{1, 130, 2, 64}, {1, 130, 2, 64}, true, true},
+                                  {{2, 33, 3, 64}, {2, 77, 3, 64}, false, true},
+                                  {{2, 5, 3, 40}, {2, 9, 3, 40}, false, true},
+                                  {{7, 2, 8}, {5, 2, 8}, true, true}};
 
 // Runs `op` on `inputs` with the kernel `device` picks (inputs moved there) and
 // with the reference kernel; returns (got, want) per output, on the CPU.
@@ -88,12 +98,16 @@ void check_kernels(ds::DeviceKind device, DType t, double tol, const std::string
     o.back() = c.k.back();
     const Tensor q = inputs_like(c.q, ++seed, t), k = inputs_like(c.k, ++seed, t),
                  v = inputs_like(c.k, ++seed, t), g = inputs_like(o, ++seed, t);
-    const ds::AttrMap attrs = {{"causal", c.causal}};
+    const ds::AttrMap attrs = {{"causal", c.causal},
+                               {"layout", std::string(c.bshd ? "bshd" : "bhsd")}};
     const std::string what = std::string(ds::dtype_name(t)) + " q" + ds::shape_str(c.q) + " k" +
-                             ds::shape_str(c.k) + (c.causal ? " causal" : "");
+                             ds::shape_str(c.k) + (c.causal ? " causal" : "") +
+                             (c.bshd ? " bshd" : "");
     std::string impl;
-    const std::string& own_impl = c.q.back() % 16 == 0 ? mma_impl : other_impl;
-    const bool lse_served = !lse_impl.empty() && c.q.back() % 8 == 0 && c.q[c.q.size() - 2] > 0;
+    // The mma kernels take [..., H, S, D] only.
+    const std::string& own_impl = c.q.back() % 16 == 0 && !c.bshd ? mma_impl : other_impl;
+    const int64_t sq = c.q[c.q.size() - (c.bshd ? 3 : 2)];
+    const bool lse_served = !lse_impl.empty() && c.q.back() % 8 == 0 && sq > 0;
     const std::string& fwd_impl = lse_served ? lse_impl : own_impl;
     const auto fwd = run_both("scaled_dot_product_attention", {q, k, v}, attrs, device, &impl);
     EXPECT_EQ(impl, fwd_impl) << what;
@@ -138,17 +152,41 @@ TEST(AttentionOp, CausalMaskHidesLaterKeys) {
   }
 }
 
+TEST(AttentionOp, SeqBeforeHeadsLayoutIsTheTransposedOp) {
+  // layout "bshd" on [B, S, H, D] equals the default layout on the transposed inputs.
+  const Tensor q = ds::test::random_tensor({2, 7, 3, 8}, 1),
+               k = ds::test::random_tensor({2, 9, 3, 8}, 2);
+  const Tensor v = ds::test::random_tensor({2, 9, 3, 8}, 3);
+  const Tensor got = ds::scaled_dot_product_attention(q, k, v, true, 0, "bshd");
+  auto t = [](const Tensor& x) { return ds::transpose(x, 1, 2); };
+  const Tensor want = t(ds::scaled_dot_product_attention(t(q), t(k), t(v), true));
+  EXPECT_LE(max_error(got, want.contiguous()), 1e-14);
+  EXPECT_THROW(ds::scaled_dot_product_attention(q, k, v, true, 0, "bsdh"), ds::ValueError);
+  const Tensor flat = ds::test::random_tensor({7, 8}, 4);
+  EXPECT_THROW(ds::scaled_dot_product_attention(flat, flat, flat, false, 0, "bshd"),
+               ds::ShapeError);
+}
+
 TEST(AttentionOp, GradientsMatchFiniteDifferences) {
   for (bool causal : {false, true}) {
+    const Tensor wb = ds::testing::lcg_tensor({2, 5, 2, 3}, 8);
+    auto bshd = [&](const std::vector<Tensor>& a) {
+      return ds::sum(ds::scaled_dot_product_attention(a[0], a[1], a[2], causal, 0.7, "bshd") * wb);
+    };
+    ds::testing::expect_gradients_match(
+        bshd,
+        {ds::testing::lcg_tensor({2, 5, 2, 4}, 1), ds::testing::lcg_tensor({2, 6, 2, 4}, 2),
+         ds::testing::lcg_tensor({2, 6, 2, 3}, 3)},
+        {0, 1, 2});
     const Tensor w = ds::testing::lcg_tensor({2, 5, 3}, 9);
     auto fn = [&](const std::vector<Tensor>& a) {
       return ds::sum(ds::scaled_dot_product_attention(a[0], a[1], a[2], causal, 0.7) * w);
     };
-    ds::testing::expect_gradients_match(fn,
-                                        {ds::testing::lcg_tensor({2, 5, 4}, 1),
-                                         ds::testing::lcg_tensor({2, 6, 4}, 2),
-                                         ds::testing::lcg_tensor({2, 6, 3}, 3)},
-                                        {0, 1, 2});
+    ds::testing::expect_gradients_match(
+        fn,
+        {ds::testing::lcg_tensor({2, 5, 4}, 1), ds::testing::lcg_tensor({2, 6, 4}, 2),
+         ds::testing::lcg_tensor({2, 6, 3}, 3)},
+        {0, 1, 2});
   }
 }
 
@@ -191,28 +229,31 @@ TEST(CudaAttention, Bf16TrainingGraphRunsOnCudnnsFusedAttention) {
   // GPT-2's attention (smaller): with autocast, the forward and the backward op
   // run on cuDNN, the backward reading the forward's lse; the loss and the
   // gradients match the float32 CPU graph within bf16's rounding.
-  const Shape s = {2, 12, 128, 64};
-  ds::Graph g;
-  Tensor q = g.placeholder("q", s), k = g.placeholder("k", s), v = g.placeholder("v", s);
-  Tensor w = g.placeholder("w", s);
-  const Tensor loss = ds::sum(ds::scaled_dot_product_attention(q, k, v, true) * w);
-  const auto grads = ds::grad(g, loss, {q, k, v});
-  g.output(loss, "loss");
-  for (size_t i = 0; i < grads.size(); ++i) g.output(grads[i], "g" + std::to_string(i));
-  const ds::Executable gpu = ds::compile(g, "cuda", {.precision = "bf16"});
-  const std::string plan = gpu.explain();
-  int cudnn_steps = 0;
-  for (size_t at = plan.find("cudnn-sdpa"); at != std::string::npos;
-       at = plan.find("cudnn-sdpa", at + 1))
-    ++cudnn_steps;
-  EXPECT_EQ(cudnn_steps, 2) << plan;
-  std::vector<Tensor> feeds;
-  for (uint32_t i = 0; i < 4; ++i)
-    feeds.push_back(ds::test::random_tensor(s, 80 + i).to(DType::Float32));
-  const auto got = gpu.run(feeds);
-  const auto want = ds::compile(g, "cpu", {.opt_level = 0}).run(feeds);
-  EXPECT_LE(max_error(got[0], want[0]), 2e-2);
-  for (size_t i = 1; i < want.size(); ++i) EXPECT_LE(max_error(got[i], want[i]), 5e-2) << i;
+  for (const std::string layout : {"bhsd", "bshd"}) {
+    SCOPED_TRACE(layout);
+    const Shape s = layout == "bhsd" ? Shape{2, 12, 128, 64} : Shape{2, 128, 12, 64};
+    ds::Graph g;
+    Tensor q = g.placeholder("q", s), k = g.placeholder("k", s), v = g.placeholder("v", s);
+    Tensor w = g.placeholder("w", s);
+    const Tensor loss = ds::sum(ds::scaled_dot_product_attention(q, k, v, true, 0, layout) * w);
+    const auto grads = ds::grad(g, loss, {q, k, v});
+    g.output(loss, "loss");
+    for (size_t i = 0; i < grads.size(); ++i) g.output(grads[i], "g" + std::to_string(i));
+    const ds::Executable gpu = ds::compile(g, "cuda", {.precision = "bf16"});
+    const std::string plan = gpu.explain();
+    int cudnn_steps = 0;
+    for (size_t at = plan.find("cudnn-sdpa"); at != std::string::npos;
+         at = plan.find("cudnn-sdpa", at + 1))
+      ++cudnn_steps;
+    EXPECT_EQ(cudnn_steps, 2) << plan;
+    std::vector<Tensor> feeds;
+    for (uint32_t i = 0; i < 4; ++i)
+      feeds.push_back(ds::test::random_tensor(s, 80 + i).to(DType::Float32));
+    const auto got = gpu.run(feeds);
+    const auto want = ds::compile(g, "cpu", {.opt_level = 0}).run(feeds);
+    EXPECT_LE(max_error(got[0], want[0]), 2e-2);
+    for (size_t i = 1; i < want.size(); ++i) EXPECT_LE(max_error(got[i], want[i]), 5e-2) << i;
+  }
 }
 #endif
 

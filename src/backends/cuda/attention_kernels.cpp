@@ -35,11 +35,17 @@ __device__ __forceinline__ A ds_row_sum(A v) {
   for (int o = 1; o < TPR; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
+// Rows are RS elements apart: D for [BH, S, D] tensors, H * D for [B, S, H, D]
+// ones (H > 0, layout "bshd"); ds_base is where batch-head bh's rows start.
+constexpr int RS = H > 0 ? H * D : D;
+__device__ __forceinline__ long long ds_base(long long bh, int s) {
+  return H > 0 ? ((bh / H) * s * H + bh % H) * (long long)D : bh * s * (long long)D;
+}
 // rows [r0, r0 + BT) of a [n, D] matrix into tile[BT][D] (zeros past n).
 __device__ __forceinline__ void ds_stage(A (*tile)[D], const T* m, int r0, int n) {
   for (int t = threadIdx.x; t < BT * D; t += blockDim.x) {
     const int r = t / D, d = t % D;
-    tile[r][d] = r0 + r < n ? ds_io<T>::load(m[(long long)(r0 + r) * D + d]) : A(0);
+    tile[r][d] = r0 + r < n ? ds_io<T>::load(m[(long long)(r0 + r) * RS + d]) : A(0);
   }
 }
 
@@ -49,13 +55,14 @@ extern "C" __global__ void __launch_bounds__(128) ds_attn_fwd(
   __shared__ A ks[BT][D];
   __shared__ A vs[BT][D];
   const long long bh = blockIdx.y;
-  q += bh * sq * D; k += bh * sk * D; v += bh * sk * D; o += bh * sq * D; lse += bh * sq;
+  q += ds_base(bh, sq); k += ds_base(bh, sk); v += ds_base(bh, sk); o += ds_base(bh, sq);
+  lse += bh * sq;
   const int row = blockIdx.x * ROWS + threadIdx.x / TPR, part = threadIdx.x % TPR;
   const bool active = row < sq;
   A qv[DP], acc[DP];
 #pragma unroll
   for (int e = 0; e < DP; ++e) {
-    qv[e] = active ? ds_io<T>::load(q[(long long)row * D + part * DP + e]) * scale : A(0);
+    qv[e] = active ? ds_io<T>::load(q[(long long)row * RS + part * DP + e]) * scale : A(0);
     acc[e] = A(0);
   }
   A m = -A(DS_INF), l = A(0);
@@ -87,7 +94,7 @@ extern "C" __global__ void __launch_bounds__(128) ds_attn_fwd(
   }
   if (active) {
 #pragma unroll
-    for (int e = 0; e < DP; ++e) o[(long long)row * D + part * DP + e] = ds_io<T>::store(acc[e] / l);
+    for (int e = 0; e < DP; ++e) o[(long long)row * RS + part * DP + e] = ds_io<T>::store(acc[e] / l);
     if (part == 0) lse[row] = m + log(l);
   }
 }
@@ -100,15 +107,15 @@ extern "C" __global__ void __launch_bounds__(128) ds_attn_bwd_q(
   __shared__ A ks[BT][D];
   __shared__ A vs[BT][D];
   const long long bh = blockIdx.y;
-  q += bh * sq * D; k += bh * sk * D; v += bh * sk * D; o += bh * sq * D; g += bh * sq * D;
-  dq += bh * sq * D; lse += bh * sq; delta += bh * sq;
+  q += ds_base(bh, sq); k += ds_base(bh, sk); v += ds_base(bh, sk); o += ds_base(bh, sq);
+  g += ds_base(bh, sq); dq += ds_base(bh, sq); lse += bh * sq; delta += bh * sq;
   const int row = blockIdx.x * ROWS + threadIdx.x / TPR, part = threadIdx.x % TPR;
   const bool active = row < sq;
   A qv[DP], gv[DP], acc[DP];
   A dl = A(0);
 #pragma unroll
   for (int e = 0; e < DP; ++e) {
-    const long long at = (long long)row * D + part * DP + e;
+    const long long at = (long long)row * RS + part * DP + e;
     qv[e] = active ? ds_io<T>::load(q[at]) * scale : A(0);
     gv[e] = active ? ds_io<T>::load(g[at]) : A(0);
     dl += active ? gv[e] * ds_io<T>::load(o[at]) : A(0);
@@ -157,7 +164,7 @@ extern "C" __global__ void __launch_bounds__(128) ds_attn_bwd_q(
   if (active) {
 #pragma unroll
     for (int e = 0; e < DP; ++e)
-      dq[(long long)row * D + part * DP + e] = ds_io<T>::store(acc[e] * scale);
+      dq[(long long)row * RS + part * DP + e] = ds_io<T>::store(acc[e] * scale);
     if (part == 0) { lse[row] = lrow; delta[row] = dl; }
   }
 }
@@ -171,14 +178,14 @@ extern "C" __global__ void __launch_bounds__(128) ds_attn_bwd_kv(
   __shared__ A gs[BT][D];
   __shared__ A ls[BT], dls[BT];
   const long long bh = blockIdx.y;
-  q += bh * sq * D; k += bh * sk * D; v += bh * sk * D; g += bh * sq * D;
-  lse += bh * sq; delta += bh * sq; dk += bh * sk * D; dv += bh * sk * D;
+  q += ds_base(bh, sq); k += ds_base(bh, sk); v += ds_base(bh, sk); g += ds_base(bh, sq);
+  lse += bh * sq; delta += bh * sq; dk += ds_base(bh, sk); dv += ds_base(bh, sk);
   const int col = blockIdx.x * ROWS + threadIdx.x / TPR, part = threadIdx.x % TPR;
   const bool active = col < sk;
   A kv[DP], vv[DP], dka[DP], dva[DP];
 #pragma unroll
   for (int e = 0; e < DP; ++e) {
-    const long long at = (long long)col * D + part * DP + e;
+    const long long at = (long long)col * RS + part * DP + e;
     kv[e] = active ? ds_io<T>::load(k[at]) * scale : A(0);
     vv[e] = active ? ds_io<T>::load(v[at]) : A(0);
     dka[e] = A(0);
@@ -218,7 +225,7 @@ extern "C" __global__ void __launch_bounds__(128) ds_attn_bwd_kv(
   if (active)
 #pragma unroll
     for (int e = 0; e < DP; ++e) {
-      const long long at = (long long)col * D + part * DP + e;
+      const long long at = (long long)col * RS + part * DP + e;
       dk[at] = ds_io<T>::store(dka[e] * scale);
       dv[at] = ds_io<T>::store(dva[e]);
     }
@@ -227,6 +234,7 @@ extern "C" __global__ void __launch_bounds__(128) ds_attn_bwd_kv(
 
 struct Geometry {
   int64_t batch = 1, sq = 0, sk = 0, d = 0;
+  int64_t heads = 0;  // layout "bshd": [..., S, H, D] with H heads; 0: [..., S, D] per batch-head
   int tpr = 1;  // threads per row
   int tile = 0;
 };
@@ -242,9 +250,11 @@ Geometry geometry(const OpContext& c) {
   const TensorType& q = c.inputs[0];
   const size_t r = q.shape.size();
   Geometry g;
-  for (size_t i = 0; i + 2 < r; ++i) g.batch *= q.shape[i];
-  g.sq = q.shape[r - 2];
-  g.sk = c.inputs[1].shape[r - 2];
+  const size_t seq = c.s("layout") == "bshd" ? r - 3 : r - 2;  // infer checked rank >= 3
+  if (seq == r - 3) g.heads = q.shape[r - 2];
+  for (size_t i = 0; i + 2 < r; ++i) g.batch *= q.shape[i == seq ? r - 2 : i];
+  g.sq = q.shape[seq];
+  g.sk = c.inputs[1].shape[seq];
   g.d = q.shape[r - 1];
   g.tpr = threads_per_row(g.d);
   // Two tiles of [tile, D] accumulators in at most 40 KiB of shared memory.
@@ -268,8 +278,8 @@ bool supported(const OpContext& c) {
 
 std::string source(DType t, const Geometry& g) {
   return detail::cat("typedef ", device_type(t), " T;\nconstexpr int D = ", g.d,
-                     ";\nconstexpr int TPR = ", g.tpr, ";\nconstexpr int BT = ", g.tile, ";\n",
-                     kAttention);
+                     ";\nconstexpr int H = ", g.heads, ";\nconstexpr int TPR = ", g.tpr,
+                     ";\nconstexpr int BT = ", g.tile, ";\n", kAttention);
 }
 
 double scale_of(const OpContext& c, int64_t d) {

@@ -428,7 +428,9 @@ std::string flash_mma_common(DType t, int64_t d, int warps) {
 
 bool flash_mma_supported(const OpContext& c) {
   const TensorType& q = c.inputs[0];
-  if (q.shape.size() < 2 || (q.dtype != DType::BFloat16 && q.dtype != DType::Float16)) return false;
+  if (q.shape.size() < 2 || (q.dtype != DType::BFloat16 && q.dtype != DType::Float16) ||
+      c.s("layout") != "bhsd")  // [..., S, H, D] goes to attention_kernels.cpp or cuDNN
+    return false;
   for (size_t i = 0; i < std::min<size_t>(c.inputs.size(), 5); ++i)  // not the backward's lse
     if (c.inputs[i].dtype != q.dtype) return false;
   const size_t r = q.shape.size();

@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "backends/cuda/cudnn_support.h"
 #include "backends/cuda/kernel_support.h"
@@ -34,43 +35,64 @@ namespace fe = cudnn_frontend;
 enum Uid : int64_t { kQ = 1, kK, kV, kO, kDO, kStats, kDQ, kDK, kDV };
 
 // The problem as cuDNN sees it: [b, h, s, d] tensors (the leading dims of ds's
-// [..., S, D] split into b and h; contiguous).
+// [..., H, S, D] split into b and h), whose memory is [b, h, s, d] (layout
+// "bhsd") or [b, s, h, d] ("bshd"); the statistics are [b, h, s] either way.
 struct Problem {
   bool backward;
   DType dtype;
-  int64_t b, h, sq, sk, d, dv;
+  bool bshd;
+  int64_t b = 1, h = 1, sq, sk, d, dv;
   bool causal;
   double scale;
 
   std::string key() const {
-    return detail::cat(backward, ' ', static_cast<int>(dtype), ' ', b, ' ', h, ' ', sq, ' ', sk,
-                       ' ', d, ' ', dv, ' ', causal, ' ', scale);
+    return detail::cat(backward, ' ', static_cast<int>(dtype), ' ', bshd, ' ', b, ' ', h, ' ', sq,
+                       ' ', sk, ' ', d, ' ', dv, ' ', causal, ' ', scale);
+  }
+  std::vector<int64_t> strides(int64_t s, int64_t e) const {
+    return bshd ? std::vector<int64_t>{s * h * e, e, h * e, 1}
+                : std::vector<int64_t>{h * s * e, s * e, e, 1};
   }
 };
 
 Problem problem_of(const OpContext& c) {
   const Shape& q = c.inputs[0].shape;
   const size_t r = q.size();
-  Problem p{c.op.name != "scaled_dot_product_attention", c.inputs[0].dtype, 1, 1, q[r - 2],
-            c.inputs[1].shape[r - 2], q[r - 1], c.inputs[2].shape[r - 1], c.b("causal"),
-            c.f("scale")};
-  if (r >= 3) p.h = q[r - 3];
+  Problem p;
+  p.backward = c.op.name != "scaled_dot_product_attention";
+  p.dtype = c.inputs[0].dtype;
+  p.bshd = c.s("layout") == "bshd";
+  const size_t seq = p.bshd ? r - 3 : r - 2, heads = p.bshd ? r - 2 : r - 3;
+  p.sq = q[seq];
+  p.sk = c.inputs[1].shape[seq];
+  p.d = q[r - 1];
+  p.dv = c.inputs[2].shape[r - 1];
+  if (r >= 3) p.h = q[heads];
   for (size_t i = 0; i + 3 < r; ++i) p.b *= q[i];
-  if (p.scale == 0) p.scale = 1.0 / std::sqrt(static_cast<double>(p.d));
+  p.causal = c.b("causal");
+  p.scale = c.f("scale") != 0 ? c.f("scale") : 1.0 / std::sqrt(static_cast<double>(p.d));
   return p;
 }
 
-std::shared_ptr<fe::graph::Tensor_attributes> tensor(fe::graph::Graph& g, Uid uid, int64_t b,
-                                                     int64_t h, int64_t s, int64_t d) {
+using TensorPtr = std::shared_ptr<fe::graph::Tensor_attributes>;
+
+TensorPtr tensor(fe::graph::Graph& g, const Problem& p, Uid uid, int64_t s, int64_t e) {
   return g.tensor(fe::graph::Tensor_attributes()
                       .set_uid(uid)
-                      .set_dim({b, h, s, d})
-                      .set_stride({h * s * d, s * d, d, 1}));
+                      .set_dim({p.b, p.h, s, e})
+                      .set_stride(p.strides(s, e)));
 }
 
-void output(const std::shared_ptr<fe::graph::Tensor_attributes>& t, Uid uid, int64_t b, int64_t h,
-            int64_t s, int64_t d) {
-  t->set_output(true).set_uid(uid).set_dim({b, h, s, d}).set_stride({h * s * d, s * d, d, 1});
+void output(const TensorPtr& t, const Problem& p, Uid uid, int64_t s, int64_t e) {
+  t->set_output(true).set_uid(uid).set_dim({p.b, p.h, s, e}).set_stride(p.strides(s, e));
+}
+
+// The statistics (lse): float32 [b, h, sq, 1], packed.
+void as_stats(const TensorPtr& t, const Problem& p) {
+  t->set_uid(kStats)
+      .set_dim({p.b, p.h, p.sq, 1})
+      .set_stride({p.h * p.sq, p.sq, 1, 1})
+      .set_data_type(fe::DataType_t::FLOAT);
 }
 
 // A built graph and its workspace size; graph null where cuDNN declined (why: reason).
@@ -82,30 +104,29 @@ struct Plan {
 
 Plan build(const Problem& p, int device) {
   auto g = std::make_shared<fe::graph::Graph>();
-  g->set_io_data_type(p.dtype == DType::BFloat16 ? fe::DataType_t::BFLOAT16
-                                                 : fe::DataType_t::HALF)
+  g->set_io_data_type(p.dtype == DType::BFloat16 ? fe::DataType_t::BFLOAT16 : fe::DataType_t::HALF)
       .set_intermediate_data_type(fe::DataType_t::FLOAT)
       .set_compute_data_type(fe::DataType_t::FLOAT);
-  auto q = tensor(*g, kQ, p.b, p.h, p.sq, p.d), k = tensor(*g, kK, p.b, p.h, p.sk, p.d),
-       v = tensor(*g, kV, p.b, p.h, p.sk, p.dv);
+  auto q = tensor(*g, p, kQ, p.sq, p.d), k = tensor(*g, p, kK, p.sk, p.d),
+       v = tensor(*g, p, kV, p.sk, p.dv);
   const float scale = static_cast<float>(p.scale);
   if (!p.backward) {
     auto opts = fe::graph::SDPA_attributes().set_generate_stats(true).set_attn_scale(scale);
     if (p.causal) opts.set_causal_mask(true);
     auto [o, stats] = g->sdpa(q, k, v, opts);
-    output(o, kO, p.b, p.h, p.sq, p.dv);
-    output(stats, kStats, p.b, p.h, p.sq, 1);
-    stats->set_data_type(fe::DataType_t::FLOAT);
+    output(o, p, kO, p.sq, p.dv);
+    stats->set_output(true);
+    as_stats(stats, p);
   } else {
-    auto o = tensor(*g, kO, p.b, p.h, p.sq, p.dv), dout = tensor(*g, kDO, p.b, p.h, p.sq, p.dv);
-    auto stats = tensor(*g, kStats, p.b, p.h, p.sq, 1);
-    stats->set_data_type(fe::DataType_t::FLOAT);
+    auto o = tensor(*g, p, kO, p.sq, p.dv), dout = tensor(*g, p, kDO, p.sq, p.dv);
+    auto stats = g->tensor(fe::graph::Tensor_attributes());
+    as_stats(stats, p);
     auto opts = fe::graph::SDPA_backward_attributes().set_attn_scale(scale);
     if (p.causal) opts.set_causal_mask(true);
     auto [dq, dk, dv] = g->sdpa_backward(q, k, v, o, dout, stats, opts);
-    output(dq, kDQ, p.b, p.h, p.sq, p.d);
-    output(dk, kDK, p.b, p.h, p.sk, p.d);
-    output(dv, kDV, p.b, p.h, p.sk, p.dv);
+    output(dq, p, kDQ, p.sq, p.d);
+    output(dk, p, kDK, p.sk, p.d);
+    output(dv, p, kDV, p.sk, p.dv);
   }
   Plan plan;
   auto status = g->build(cudnn_handle(device), {fe::HeurMode_t::A});
@@ -165,20 +186,29 @@ void run(const KernelCall& kc, std::unordered_map<int64_t, void*> pack) {
   const std::shared_ptr<void> workspace =
       plan.workspace > 0 ? allocate(static_cast<size_t>(plan.workspace), dev) : nullptr;
   auto status = plan.graph->execute(cudnn_handle(dev), pack, workspace.get());
-  DS_CHECK(status.is_good(), Error, kc.ctx.where(), "cuDNN attention failed: ",
-           status.get_message());
+  DS_CHECK(status.is_good(), Error, kc.ctx.where(),
+           "cuDNN attention failed: ", status.get_message());
 }
 
 void forward(const KernelCall& kc) {
   auto in = [&](int i) { return const_cast<void*>(kc.inputs[i].raw_data()); };
-  run(kc, {{kQ, in(0)}, {kK, in(1)}, {kV, in(2)}, {kO, kc.outputs[0].raw_data()},
+  run(kc, {{kQ, in(0)},
+           {kK, in(1)},
+           {kV, in(2)},
+           {kO, kc.outputs[0].raw_data()},
            {kStats, kc.outputs[1].raw_data()}});
 }
 
 void backward(const KernelCall& kc) {
   auto in = [&](int i) { return const_cast<void*>(kc.inputs[i].raw_data()); };
-  run(kc, {{kQ, in(0)}, {kK, in(1)}, {kV, in(2)}, {kO, in(3)}, {kDO, in(4)}, {kStats, in(5)},
-           {kDQ, kc.outputs[0].raw_data()}, {kDK, kc.outputs[1].raw_data()},
+  run(kc, {{kQ, in(0)},
+           {kK, in(1)},
+           {kV, in(2)},
+           {kO, in(3)},
+           {kDO, in(4)},
+           {kStats, in(5)},
+           {kDQ, kc.outputs[0].raw_data()},
+           {kDK, kc.outputs[1].raw_data()},
            {kDV, kc.outputs[2].raw_data()}});
 }
 

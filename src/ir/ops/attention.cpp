@@ -14,9 +14,28 @@ struct Dims {
   int64_t batch, sq, sk, d, dv;
 };
 
+bool seq_before_heads(const OpContext& c) {
+  const std::string& layout = c.s("layout");
+  DS_CHECK(layout == "bhsd" || layout == "bshd", ValueError, c.where(),
+           "layout must be 'bhsd' ([..., H, S, D]) or 'bshd' ([..., S, H, D]), got '", layout,
+           "'");
+  return layout == "bshd";
+}
+
+// `t` with the sequence and head axes in "bhsd" order ([..., H, S, D]).
+TensorType as_bhsd(const OpContext& c, const TensorType& t) {
+  if (!seq_before_heads(c)) return t;
+  DS_CHECK(t.shape.size() >= 3, ShapeError, c.where(),
+           "layout 'bshd' needs [..., S, H, D] inputs (rank >= 3), got ", t.str());
+  TensorType r = t;
+  std::swap(r.shape[r.shape.size() - 3], r.shape[r.shape.size() - 2]);
+  return r;
+}
+
 // Checks q, k, v (and, for the backward op, out and grad_out) and returns the sizes.
 Dims attention_dims(const OpContext& c) {
-  const TensorType &q = c.inputs[0], &k = c.inputs[1], &v = c.inputs[2];
+  const TensorType q = as_bhsd(c, c.inputs[0]), k = as_bhsd(c, c.inputs[1]),
+                   v = as_bhsd(c, c.inputs[2]);
   DS_CHECK(q.shape.size() >= 2 && q.shape.size() == k.shape.size() &&
                q.shape.size() == v.shape.size(),
            ShapeError, c.where(), "q, k and v must have the same rank (at least 2), got ",
@@ -48,7 +67,34 @@ double attention_scale(const OpContext& c, int64_t d) {
 }
 
 const std::vector<AttrSpec> kAttrs = {{"causal", AttrKind::Bool, false},
-                                      {"scale", AttrKind::Float, 0.0}};
+                                      {"scale", AttrKind::Float, 0.0},
+                                      {"layout", AttrKind::String, std::string("bhsd")}};
+
+// A kernel written for "bhsd" serving "bshd" too: the inputs (not lse, which is
+// [..., H, S] either way) go through transposed copies, the outputs back.
+KernelFn any_layout(KernelFn bhsd) {
+  return [bhsd](const KernelCall& kc) {
+    if (!seq_before_heads(kc.ctx)) return bhsd(kc);
+    AttrMap attrs = kc.ctx.attrs;
+    attrs["layout"] = std::string("bhsd");
+    std::vector<TensorType> types;
+    std::vector<Tensor> inputs;
+    for (size_t i = 0; i < kc.inputs.size(); ++i) {
+      const bool seq_heads = i < 5;
+      types.push_back(seq_heads ? as_bhsd(kc.ctx, kc.ctx.inputs[i]) : kc.ctx.inputs[i]);
+      inputs.push_back(seq_heads ? transpose(kc.inputs[i], -3, -2).contiguous() : kc.inputs[i]);
+    }
+    const OpContext ctx{kc.ctx.op, attrs, types, kc.ctx.node};
+    std::vector<Tensor> outputs;
+    for (const TensorType& t : kc.ctx.op.infer(ctx))
+      outputs.push_back(Tensor::empty(t.shape, t.dtype, kc.inputs[0].device()));
+    bhsd(KernelCall{ctx, inputs, outputs});
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      const bool is_lse = kc.ctx.op.name == "scaled_dot_product_attention" && i == 1;
+      copy_into(is_lse ? outputs[i] : transpose(outputs[i], -3, -2), kc.outputs[i]);
+    }
+  };
+}
 
 // Softmax rows of q k^T * scale (masked) in float64, for batch b: p[i * sk + j].
 // With `lse`, each row's log-sum-exp of the scaled, masked scores goes to
@@ -151,7 +197,7 @@ Tensor composed_scores(const KernelCall& kc, const Dims& d) {
 // The log-sum-exp output's type: float64 for float64 attention, else float32
 // (what the fused kernels accumulate in).
 TensorType lse_type(const OpContext& c) {
-  const TensorType& q = c.inputs[0];
+  const TensorType q = as_bhsd(c, c.inputs[0]);
   return {q.dtype == DType::Float64 ? DType::Float64 : DType::Float32,
           Shape(q.shape.begin(), q.shape.end() - 1)};
 }
@@ -178,7 +224,7 @@ const OpRegistrar reg([] {
                                  static_cast<double>(d.sq * (d.d + d.dv) + d.sk * (d.d + d.dv));
             return Cost{pairs * static_cast<double>(2 * (d.d + d.dv)), bytes};
           },
-      .reference = reference_forward,
+      .reference = any_layout(reference_forward),
       .vjp =
           [](const VjpArgs& a) -> std::vector<Tensor> {
             DS_CHECK(!a.grads[1].defined(), ValueError, a.ctx.where(),
@@ -218,21 +264,21 @@ const OpRegistrar reg([] {
                         static_cast<double>(dtype_size(c.inputs[0].dtype) * d.batch) *
                             static_cast<double>(2 * d.sq * (d.d + 2 * d.dv) + 4 * d.sk * d.d)};
           },
-      .reference = reference_backward,
+      .reference = any_layout(reference_backward),
   });
   register_kernel("scaled_dot_product_attention", DeviceKind::CPU,
-                  {.fn =
+                  {.fn = any_layout(
                        [](const KernelCall& kc) {
                          const Dims d = attention_dims(kc.ctx);
                          const Tensor s = composed_scores(kc, d);
                          copy_into(matmul(softmax(s, -1), kc.inputs[2]), kc.outputs[0]);
                          copy_into(logsumexp(s, {-1}).to(kc.outputs[1].dtype()), kc.outputs[1]);
-                       },
+                       }),
                    .impl = "matmul-softmax",
                    .priority = 5});
   register_kernel(
       "scaled_dot_product_attention_backward", DeviceKind::CPU,
-      {.fn =
+      {.fn = any_layout(
            [](const KernelCall& kc) {
              const Dims d = attention_dims(kc.ctx);
              const double scale = attention_scale(kc.ctx, d.d);
@@ -244,7 +290,7 @@ const OpRegistrar reg([] {
              copy_into(matmul(ds, k), kc.outputs[0]);
              copy_into(matmul(transpose(ds, -2, -1), q), kc.outputs[1]);
              copy_into(matmul(transpose(p, -2, -1), g), kc.outputs[2]);
-           },
+           }),
        .impl = "matmul-softmax",
        .priority = 5});
 });
@@ -253,8 +299,9 @@ const OpRegistrar reg([] {
 }  // namespace ops
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
-                                    double scale) {
-  return apply1("scaled_dot_product_attention", {q, k, v}, {{"causal", causal}, {"scale", scale}});
+                                    double scale, const std::string& layout) {
+  return apply1("scaled_dot_product_attention", {q, k, v},
+                {{"causal", causal}, {"scale", scale}, {"layout", layout}});
 }
 
 }  // namespace ds
