@@ -5,10 +5,9 @@
 // the _vec kernels), the channel fastest, so a warp reads neighbouring channels of
 // one pixel. Indices are 32-bit (the host checks
 // the element counts): 64-bit divisions per element made these kernels several
-// times slower. The backward over packs gathers: each x pack sums the gradients
-// of the windows whose first maximum it is. Otherwise it adds each output's gradient at
-// its window's first maximum with atomics (like pool_kernels.cpp's NCHW kernel): into
-// the zeroed output (float32/float64) or a zeroed float buffer rounded afterwards. Windows and
+// times slower. The backward adds each output's gradient at its window's first
+// maximum with atomics (like pool_kernels.cpp's NCHW kernel): into the zeroed
+// output (float32/float64) or a zeroed float buffer rounded afterwards. Windows and
 // the first-maximum rule (NaN counts as the maximum) are those of src/ir/ops/pool.cpp.
 #pragma once
 
@@ -87,7 +86,7 @@ extern "C" __global__ void ds_max_pool_nhwc_round(const S* __restrict__ acc, T* 
   DS_FOR(i, n) out[i] = IO::store(acc[i]);
 }
 
-// Over packs of V channels (16 bytes) where C is a multiple
+// The same three kernels over packs of V channels (16 bytes) where C is a multiple
 // of V and the tensors are 16-byte aligned (the host checks): one pack load per
 // tap and the index arithmetic once per pack (the scalar kernels ran at ~480 GB/s
 // on ResNet-50's bf16 stem pooling). Per channel the same first-maximum rule.
@@ -151,45 +150,27 @@ extern "C" __global__ void ds_max_pool_nhwc_vec(const T* __restrict__ x, T* __re
   }
 }
 
-// The backward as a gather, one thread per pack of x: for each window holding
-// the pack's pixel, that window's argmax again; where it is this element, the
-// window's gradient is added (windows in order, in A). gx is written once, in
-// T: no zeroed float buffer, no atomics, no rounding pass (ResNet-50's stem:
-// 1.5 ms with atomics; it reads x, gy and writes gx once, the repeated window
-// reads hitting the cache).
-extern "C" __global__ void ds_max_pool_nhwc_backward_gather_vec(const T* __restrict__ x,
-                                                                const T* __restrict__ gy,
-                                                                T* __restrict__ gx, PoolNhwcArgs g) {
-  const int packs = g.c / V;
-  DS_FOR(i, g.n * g.h * g.w * packs) {
-    const int pixel = i / packs, c0 = (i - pixel * packs) * V;
-    const int n = pixel / (g.h * g.w), r = pixel - n * g.h * g.w;
-    const int y = r / g.w, xx = r - y * g.w;
-    const int at = pixel * g.c + c0;  // this pack's first element
-    A sum[V];
+extern "C" __global__ void ds_max_pool_nhwc_backward_vec(const T* __restrict__ x,
+                                                         const T* __restrict__ gy,
+                                                         S* __restrict__ acc, PoolNhwcArgs g) {
+  DS_FOR(i, g.n * g.oh * g.ow * (g.c / V)) {
+    A m[V];
+    int best[V];
+    if (!ds_nhwc_pack_argmax(x, g, i, m, best)) continue;
+    PoolPack d;
+    d.bits = *(const uint4*)(gy + (long long)i * V);
 #pragma unroll
-    for (int e = 0; e < V; ++e) sum[e] = A(0);
-    for (int ky = 0; ky < g.kh; ++ky) {
-      const int ty = y + g.ph - ky * g.dh;  // = oy * sh for a window holding row y
-      if (ty < 0 || ty % g.sh != 0 || ty / g.sh >= g.oh) continue;
-      for (int kx = 0; kx < g.kw; ++kx) {
-        const int tx = xx + g.pw - kx * g.dw;
-        if (tx < 0 || tx % g.sw != 0 || tx / g.sw >= g.ow) continue;
-        const int window = ((n * g.oh + ty / g.sh) * g.ow + tx / g.sw) * packs + c0 / V;
-        A m[V];
-        int best[V];
-        ds_nhwc_pack_argmax(x, g, window, m, best);  // has a tap: this pixel
-        PoolPack d;
-        d.bits = *(const uint4*)(gy + (long long)window * V);
-#pragma unroll
-        for (int e = 0; e < V; ++e)
-          if (best[e] == at + e) sum[e] += IO::load(d.v[e]);
-      }
-    }
+    for (int e = 0; e < V; ++e) atomicAdd(acc + best[e], (S)IO::load(d.v[e]));
+  }
+}
+
+extern "C" __global__ void ds_max_pool_nhwc_round_vec(const S* __restrict__ acc,
+                                                      T* __restrict__ out, int n) {
+  DS_FOR(i, n / V) {
     PoolPack o;
 #pragma unroll
-    for (int e = 0; e < V; ++e) o.v[e] = IO::store(sum[e]);
-    *(uint4*)(gx + (long long)at) = o.bits;
+    for (int e = 0; e < V; ++e) o.v[e] = IO::store(acc[i * V + e]);
+    *(uint4*)(out + (long long)i * V) = o.bits;
   }
 }
 )";
