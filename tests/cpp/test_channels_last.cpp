@@ -210,6 +210,7 @@ const std::vector<PoolCase> kPoolCases = {
     // Channels in 16-byte packs on the GPU (8 bf16/fp16, 4 float32, 2 float64).
     {{2, 16, 9, 8}, {3}, {2}, {1}, {1}, false},
     {{1, 24, 7, 7}, {2}, {}, {0}, {1}, true},
+    {{1, 8, 6, 6}, {3}, {1}, {1}, {1}, false},  // each pixel in up to 9 windows
 };
 
 TEST(ChannelsLastPool, MaxPoolValuesAndGradientsMatchTheNchwOp) {
