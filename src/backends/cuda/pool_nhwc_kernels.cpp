@@ -33,7 +33,9 @@ std::string source_of(const Tensor& t) {
   return max_pool_nhwc_source(device_type(t.dtype()));
 }
 
-bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0; }
+bool aligned16(const Tensor& t) {
+  return reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0;
+}
 
 // Whether the _vec kernels (16-byte packs of channels) serve these tensors.
 bool packs_channels(const ops::PoolGeom& g, std::initializer_list<const Tensor*> ts) {
@@ -55,17 +57,42 @@ void forward(const KernelCall& kc) {
   const bool vec = packs_channels(geom, {&kc.inputs[0], &kc.outputs[0]});
   const int64_t per = vec ? 16 / static_cast<int64_t>(dtype_size(kc.outputs[0].dtype())) : 1;
   const char* name = vec ? "ds_max_pool_nhwc_vec" : "ds_max_pool_nhwc";
-  launch(dev, get_kernel(dev, source_of(kc.outputs[0]), name), grid_for(n / per, dev), 256, args,
-         0, "max_pool2d");
+  launch(dev, get_kernel(dev, source_of(kc.outputs[0]), name), grid_for(n / per, dev), 256, args, 0,
+         "max_pool2d");
 }
 
-// Each output's gradient added at its window's argmax: into the zeroed output
+// Over channel packs: each window's argmax tap as a byte, then each x pack
+// gathers the gradients of the windows whose tap it is. Otherwise each output's
+// gradient is added at its window's argmax: into the zeroed output
 // (float32/float64) or a zeroed float buffer rounded into it.
 void backward(const KernelCall& kc) {
   Tensor& gx = kc.outputs[0];
   if (gx.numel() == 0) return;
   const int dev = call_device(kc);
   const DType t = gx.dtype();
+  const ops::PoolGeom geom = ops::pool_geom(kc.ctx, kc.inputs[0].shape());
+  PoolNhwcArgs g = args_of(geom);
+  const void* x = kc.inputs[0].raw_data();
+  const void* gy = kc.inputs[1].raw_data();
+  const std::string src = source_of(gx);
+  const int64_t outputs = kc.inputs[1].numel();
+  const int64_t per = 16 / static_cast<int64_t>(dtype_size(t));
+  if (packs_channels(geom, {&kc.inputs[0], &kc.inputs[1], &gx}) && geom.kh * geom.kw < 255) {
+    std::shared_ptr<void> taps_buffer =
+        outputs > 0 ? allocate(static_cast<size_t>(outputs), dev) : nullptr;
+    void* taps = taps_buffer.get();
+    if (outputs > 0) {
+      void* args[] = {&x, &taps, &g};
+      launch(dev, get_kernel(dev, src, "ds_max_pool_nhwc_taps_vec"), grid_for(outputs / per, dev),
+             256, args, 0, "max_pool2d_backward (taps)");
+    }
+    const void* tp = taps;
+    void* out = gx.raw_data();
+    void* args[] = {&tp, &gy, &out, &g};
+    launch(dev, get_kernel(dev, src, "ds_max_pool_nhwc_backward_taps_vec"),
+           grid_for(gx.numel() / per, dev), 256, args, 0, "max_pool2d_backward");
+    return;
+  }
   const bool direct = t == DType::Float32 || t == DType::Float64;
   const size_t acc_bytes =
       static_cast<size_t>(gx.numel()) * (direct ? dtype_size(t) : sizeof(float));
@@ -77,28 +104,18 @@ void backward(const KernelCall& kc) {
   }
   set_device(dev);
   DS_CUDA_CHECK(cudaMemsetAsync(acc, 0, acc_bytes, stream_of(dev)));
-  const ops::PoolGeom geom = ops::pool_geom(kc.ctx, kc.inputs[0].shape());
-  PoolNhwcArgs g = args_of(geom);
-  const void* x = kc.inputs[0].raw_data();
-  const void* gy = kc.inputs[1].raw_data();
-  const std::string src = source_of(gx);
-  const int64_t outputs = kc.inputs[1].numel();
-  // acc (a fresh allocation or gx) is as aligned as gx.
-  const bool vec = packs_channels(geom, {&kc.inputs[0], &kc.inputs[1], &gx});
-  const int64_t per = vec ? 16 / static_cast<int64_t>(dtype_size(t)) : 1;
-  const std::string suffix = vec ? "_vec" : "";
   if (outputs > 0) {
     void* args[] = {&x, &gy, &acc, &g};
-    launch(dev, get_kernel(dev, src, "ds_max_pool_nhwc_backward" + suffix),
-           grid_for(outputs / per, dev), 256, args, 0, "max_pool2d_backward");
+    launch(dev, get_kernel(dev, src, "ds_max_pool_nhwc_backward"), grid_for(outputs, dev), 256,
+           args, 0, "max_pool2d_backward");
   }
   if (!direct) {
     const void* ap = acc;
     void* op = gx.raw_data();
     int n = static_cast<int>(gx.numel());
     void* args[] = {&ap, &op, &n};
-    launch(dev, get_kernel(dev, src, "ds_max_pool_nhwc_round" + suffix), grid_for(n / per, dev),
-           256, args, 0, "max_pool2d_backward");
+    launch(dev, get_kernel(dev, src, "ds_max_pool_nhwc_round"), grid_for(n, dev), 256, args, 0,
+           "max_pool2d_backward");
   }
 }
 

@@ -5,8 +5,9 @@
 // the _vec kernels), the channel fastest, so a warp reads neighbouring channels of
 // one pixel. Indices are 32-bit (the host checks
 // the element counts): 64-bit divisions per element made these kernels several
-// times slower. The backward adds each output's gradient at its window's first
-// maximum with atomics (like pool_kernels.cpp's NCHW kernel): into the zeroed
+// times slower. The backward over channel packs runs in two passes (see
+// ds_max_pool_nhwc_taps_vec); otherwise it adds each output's gradient at its window's
+// first maximum with atomics (like pool_kernels.cpp's NCHW kernel): into the zeroed
 // output (float32/float64) or a zeroed float buffer rounded afterwards. Windows and
 // the first-maximum rule (NaN counts as the maximum) are those of src/ir/ops/pool.cpp.
 #pragma once
@@ -86,7 +87,7 @@ extern "C" __global__ void ds_max_pool_nhwc_round(const S* __restrict__ acc, T* 
   DS_FOR(i, n) out[i] = IO::store(acc[i]);
 }
 
-// The same three kernels over packs of V channels (16 bytes) where C is a multiple
+// Over packs of V channels (16 bytes) where C is a multiple
 // of V and the tensors are 16-byte aligned (the host checks): one pack load per
 // tap and the index arithmetic once per pack (the scalar kernels ran at ~480 GB/s
 // on ResNet-50's bf16 stem pooling). Per channel the same first-maximum rule.
@@ -107,9 +108,9 @@ __device__ __forceinline__ void ds_nhwc_pack(const PoolNhwcArgs& g, int i, int* 
 }
 
 // Pack i's window: per channel its first maximum m[e] and the element index
-// best[e]; false without taps.
+// best[e] (and, with `tap`, its tap ky * kw + kx); false without taps.
 __device__ __forceinline__ bool ds_nhwc_pack_argmax(const T* x, const PoolNhwcArgs& g, int i,
-                                                    A* m, int* best) {
+                                                    A* m, int* best, int* tap = nullptr) {
   int n, oy, ox, c0;
   ds_nhwc_pack(g, i, &n, &oy, &ox, &c0);
   const int y0 = oy * g.sh - g.ph, x0 = ox * g.sw - g.pw, base = n * g.h * g.w;
@@ -129,6 +130,7 @@ __device__ __forceinline__ bool ds_nhwc_pack_argmax(const T* x, const PoolNhwcAr
         if (!any || v > m[e] || (v != v && m[e] == m[e])) {
           m[e] = v;
           best[e] = at + e;
+          if (tap) tap[e] = ky * g.kw + kx;
         }
       }
       any = true;
@@ -150,27 +152,56 @@ extern "C" __global__ void ds_max_pool_nhwc_vec(const T* __restrict__ x, T* __re
   }
 }
 
-extern "C" __global__ void ds_max_pool_nhwc_backward_vec(const T* __restrict__ x,
-                                                         const T* __restrict__ gy,
-                                                         S* __restrict__ acc, PoolNhwcArgs g) {
+// The backward over packs in two passes, without atomics or a float buffer:
+// 1. per output pack, each channel's first-maximum tap (ky * kw + kx; 255
+//    without taps) as a byte;
+// 2. per x pack, the gradients of the windows holding its pixel whose tap is
+//    that pixel, summed in A (windows in order) and written once in T.
+// Pass 2 reads a byte and a gradient per window instead of the window's taps
+// (a gather that recomputed each window's argmax was 3x slower than atomics).
+extern "C" __global__ void ds_max_pool_nhwc_taps_vec(const T* __restrict__ x,
+                                                     unsigned char* __restrict__ taps,
+                                                     PoolNhwcArgs g) {
   DS_FOR(i, g.n * g.oh * g.ow * (g.c / V)) {
     A m[V];
-    int best[V];
-    if (!ds_nhwc_pack_argmax(x, g, i, m, best)) continue;
-    PoolPack d;
-    d.bits = *(const uint4*)(gy + (long long)i * V);
+    int best[V], tap[V];
+    const bool any = ds_nhwc_pack_argmax(x, g, i, m, best, tap);
 #pragma unroll
-    for (int e = 0; e < V; ++e) atomicAdd(acc + best[e], (S)IO::load(d.v[e]));
+    for (int e = 0; e < V; ++e) taps[(long long)i * V + e] = any ? (unsigned char)tap[e] : 255;
   }
 }
 
-extern "C" __global__ void ds_max_pool_nhwc_round_vec(const S* __restrict__ acc,
-                                                      T* __restrict__ out, int n) {
-  DS_FOR(i, n / V) {
+extern "C" __global__ void ds_max_pool_nhwc_backward_taps_vec(
+    const unsigned char* __restrict__ taps, const T* __restrict__ gy, T* __restrict__ gx,
+    PoolNhwcArgs g) {
+  const int packs = g.c / V;
+  DS_FOR(i, g.n * g.h * g.w * packs) {
+    const int pixel = i / packs, pack = i - pixel * packs;
+    const int n = pixel / (g.h * g.w), r = pixel - n * g.h * g.w;
+    const int y = r / g.w, xx = r - y * g.w;
+    A sum[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) sum[e] = A(0);
+    for (int ky = 0; ky < g.kh; ++ky) {
+      const int ty = y + g.ph - ky * g.dh;  // oy * sh for the window whose tap ky is row y
+      if (ty < 0 || ty % g.sh != 0 || ty / g.sh >= g.oh) continue;
+      for (int kx = 0; kx < g.kw; ++kx) {
+        const int tx = xx + g.pw - kx * g.dw;
+        if (tx < 0 || tx % g.sw != 0 || tx / g.sw >= g.ow) continue;
+        const long long window =
+            ((long long)(n * g.oh + ty / g.sh) * g.ow + tx / g.sw) * packs + pack;
+        const unsigned char want = (unsigned char)(ky * g.kw + kx);
+        PoolPack d;
+        d.bits = *(const uint4*)(gy + window * V);
+#pragma unroll
+        for (int e = 0; e < V; ++e)
+          if (taps[window * V + e] == want) sum[e] += IO::load(d.v[e]);
+      }
+    }
     PoolPack o;
 #pragma unroll
-    for (int e = 0; e < V; ++e) o.v[e] = IO::store(acc[i * V + e]);
-    *(uint4*)(out + (long long)i * V) = o.bits;
+    for (int e = 0; e < V; ++e) o.v[e] = IO::store(sum[e]);
+    *(uint4*)(gx + (long long)i * V) = o.bits;
   }
 }
 )";
