@@ -80,22 +80,21 @@ bool batch_norm_on_low(Rewriter& rw, const Node& n, DType low) {
 // gradient paths. Where every float input is a low value (a cast up from one,
 // maybe reshaped, or a 0-d zero constant: a ReLU mask's), the op runs on the low
 // values and its result is cast up for the float32 graph, so chains of them
-// (batch norm -> add -> relu -> conv) move 2-byte activations, not 4-byte ones. Compares, relu, where, maximum and max pooling give the same values either
-// way; add, sub and mul round to the low type once, as PyTorch's autocast does.
-// Composite formulas that pass through other ops (GELU's erf, norms) stay float32,
-// and so do ops with any other float32 input (a parameter's gradient scaled by
-// a constant before the optimizer: float16 would flush small values).
+// (batch norm -> add -> relu -> conv) move 2-byte activations, not 4-byte ones. Compares, relu,
+// where, maximum and max pooling give the same values either way; add, sub and mul round to the low
+// type once, as PyTorch's autocast does. Composite formulas that pass through other ops (GELU's
+// erf, norms) stay float32, and so do ops with any other float32 input (a parameter's gradient
+// scaled by a constant before the optimizer: float16 would flush small values).
 const std::set<std::string>& input_precision_ops() {
   static const std::set<std::string> ops = {
-      "add", "sub", "mul", "neg", "relu", "where", "maximum", "minimum", "eq", "ne",
-      "lt",  "le",  "gt",  "ge",  "max_pool2d", "max_pool2d_backward"};
+      "add", "sub", "mul", "neg", "relu", "where", "maximum",    "minimum",
+      "eq",  "ne",  "lt",  "le",  "gt",   "ge",    "max_pool2d", "max_pool2d_backward"};
   return ops;
 }
 
 bool zero_scalar(const Graph& g, const Tensor& t) {
   Tensor value;
-  return constant_value(g, t.value(), &value) && value.ndim() == 0 &&
-         value.item<double>() == 0.0;
+  return constant_value(g, t.value(), &value) && value.ndim() == 0 && value.item<double>() == 0.0;
 }
 
 bool elementwise_on_low(Rewriter& rw, const Node& n, DType low) {
@@ -147,7 +146,8 @@ Graph autocast(const Graph& g, DType low) {
       if (g.type(v).dtype != DType::Float32) return false;
     std::vector<Tensor> inputs = rw.mapped_inputs(n);
     // Attention's backward keeps the forward's float32 log-sum-exp (input 5).
-    const size_t cast_count = n.op->name == "scaled_dot_product_attention_backward" ? 5 : inputs.size();
+    const size_t cast_count =
+        n.op->name == "scaled_dot_product_attention_backward" ? 5 : inputs.size();
     for (size_t i = 0; i < std::min(cast_count, inputs.size()); ++i)
       inputs[i] = rw.dst().add("cast", {inputs[i]}, {{"dtype", low}})[0];
     const std::vector<Tensor> outs = rw.dst().add(n.op->name, inputs, n.attrs, n.name);

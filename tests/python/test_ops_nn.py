@@ -387,6 +387,11 @@ def test_scaled_dot_product_attention(dtype, causal, rng):
         got = ds.scaled_dot_product_attention(q, k, v, causal=causal)
         assert got.shape == (b, h, lq, d)
         assert_close(got, want, dtype, scale=4 * np.sqrt(lk))
+        # layout "bshd": [B, L, H, D] in and out, the same values
+        t = [ds.transpose(x, 1, 2) for x in (q, k, v)]
+        got = ds.scaled_dot_product_attention(*t, causal=causal, layout="bshd")
+        assert got.shape == (b, lq, h, d)
+        assert_close(got, np.swapaxes(want, 1, 2), dtype, scale=4 * np.sqrt(lk))
 
 
 # ---- coverage of both tables
