@@ -12,6 +12,7 @@
 
 #include "ds/error.h"
 #include "ds/op.h"
+#include "ir/ops/attention.h"
 #include "passes/pass_manager.h"
 #include "passes/rewriter.h"
 
@@ -145,9 +146,9 @@ Graph autocast(const Graph& g, DType low) {
     for (const ValueRef& v : n.inputs)
       if (g.type(v).dtype != DType::Float32) return false;
     std::vector<Tensor> inputs = rw.mapped_inputs(n);
-    // Attention's backward keeps the forward's float32 log-sum-exp (input 5).
+    // Attention's backward keeps the forward's float32 log-sum-exp.
     const size_t cast_count =
-        n.op->name == "scaled_dot_product_attention_backward" ? 5 : inputs.size();
+        n.op->name == "scaled_dot_product_attention_backward" ? ops::kLseInput : inputs.size();
     for (size_t i = 0; i < std::min(cast_count, inputs.size()); ++i)
       inputs[i] = rw.dst().add("cast", {inputs[i]}, {{"dtype", low}})[0];
     const std::vector<Tensor> outs = rw.dst().add(n.op->name, inputs, n.attrs, n.name);

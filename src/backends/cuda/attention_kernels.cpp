@@ -17,6 +17,7 @@
 #include "backends/cuda/kernel_support.h"
 #include "backends/cuda/nvrtc_module.h"
 #include "ds/cuda.h"
+#include "ir/ops/attention.h"
 
 namespace ds::cuda {
 namespace {
@@ -235,7 +236,7 @@ extern "C" __global__ void __launch_bounds__(128) ds_attn_bwd_kv(
 struct Geometry {
   int64_t batch = 1, sq = 0, sk = 0, d = 0;
   int64_t heads = 0;  // layout "bshd": [..., S, H, D] with H heads; 0: [..., S, D] per batch-head
-  int tpr = 1;  // threads per row
+  int tpr = 1;        // threads per row
   int tile = 0;
 };
 
@@ -247,18 +248,16 @@ int threads_per_row(int64_t d) {
 }
 
 Geometry geometry(const OpContext& c) {
-  const TensorType& q = c.inputs[0];
-  const size_t r = q.shape.size();
+  const ops::AttentionDims a = ops::attention_dims(c);
   Geometry g;
-  const size_t seq = c.s("layout") == "bshd" ? r - 3 : r - 2;  // infer checked rank >= 3
-  if (seq == r - 3) g.heads = q.shape[r - 2];
-  for (size_t i = 0; i + 2 < r; ++i) g.batch *= q.shape[i == seq ? r - 2 : i];
-  g.sq = q.shape[seq];
-  g.sk = c.inputs[1].shape[seq];
-  g.d = q.shape[r - 1];
+  g.batch = a.batch();
+  g.heads = a.bshd ? a.h : 0;
+  g.sq = a.sq;
+  g.sk = a.sk;
+  g.d = a.d;
   g.tpr = threads_per_row(g.d);
   // Two tiles of [tile, D] accumulators in at most 40 KiB of shared memory.
-  const int64_t acc = q.dtype == DType::Float64 ? 8 : 4;
+  const int64_t acc = c.inputs[0].dtype == DType::Float64 ? 8 : 4;
   g.tile = static_cast<int>(std::clamp<int64_t>(40960 / (2 * g.d * acc + 16), 8, 64));
   return g;
 }
@@ -268,7 +267,7 @@ Geometry geometry(const OpContext& c) {
 bool supported(const OpContext& c) {
   const TensorType& q = c.inputs[0];
   if (q.shape.size() < 2 || !nvrtc_float(q.dtype)) return false;
-  for (size_t i = 0; i < std::min<size_t>(c.inputs.size(), 5); ++i)  // not the backward's lse
+  for (size_t i = 0; i < std::min(c.inputs.size(), ops::kLseInput); ++i)
     if (c.inputs[i].dtype != q.dtype) return false;
   const Geometry g = geometry(c);
   const int64_t dv = c.inputs[2].shape.back();
@@ -282,16 +281,13 @@ std::string source(DType t, const Geometry& g) {
                      ";\nconstexpr int BT = ", g.tile, ";\n", kAttention);
 }
 
-double scale_of(const OpContext& c, int64_t d) {
-  const double s = c.f("scale");
-  return s != 0 ? s : 1.0 / std::sqrt(static_cast<double>(d));
-}
-
 // The kernels take the scale in the accumulator type.
 struct Scale {
   float f;
   double d;
-  void* arg(DType t) { return t == DType::Float64 ? static_cast<void*>(&d) : static_cast<void*>(&f); }
+  void* arg(DType t) {
+    return t == DType::Float64 ? static_cast<void*>(&d) : static_cast<void*>(&f);
+  }
 };
 
 dim3 grid_of(int64_t rows, const Geometry& g) {
@@ -309,11 +305,11 @@ void forward(const KernelCall& kc) {
              *v = kc.inputs[2].raw_data();
   void *o = kc.outputs[0].raw_data(), *lse = kc.outputs[1].raw_data();
   int sq = static_cast<int>(g.sq), sk = static_cast<int>(g.sk), causal = kc.ctx.b("causal");
-  const double s = scale_of(kc.ctx, g.d);
+  const double s = ops::attention_scale(kc.ctx, g.d);
   Scale scale{static_cast<float>(s), s};
   void* args[] = {&q, &k, &v, &o, &lse, &sq, &sk, scale.arg(t), &causal};
-  launch(dev, get_kernel(dev, source(t, g), "ds_attn_fwd"), grid_of(g.sq, g), dim3(kThreads),
-         args, 0, "scaled_dot_product_attention");
+  launch(dev, get_kernel(dev, source(t, g), "ds_attn_fwd"), grid_of(g.sq, g), dim3(kThreads), args,
+         0, "scaled_dot_product_attention");
 }
 
 void backward(const KernelCall& kc) {
@@ -323,8 +319,8 @@ void backward(const KernelCall& kc) {
   const DType t = kc.inputs[0].dtype();
   if (g.sq == 0) {  // no queries: dk and dv are zero
     for (int i : {1, 2})
-      DS_CUDA_CHECK(cudaMemsetAsync(kc.outputs[i].raw_data(), 0, kc.outputs[i].nbytes(),
-                                    stream_of(dev)));
+      DS_CUDA_CHECK(
+          cudaMemsetAsync(kc.outputs[i].raw_data(), 0, kc.outputs[i].nbytes(), stream_of(dev)));
     return;
   }
   const std::string src = source(t, g);
@@ -338,15 +334,15 @@ void backward(const KernelCall& kc) {
   char* base = static_cast<char*>(attention_scratch(dev, 2 * rows * acc));
   void *lse = base, *delta = base + rows * acc;
   int sq = static_cast<int>(g.sq), sk = static_cast<int>(g.sk), causal = kc.ctx.b("causal");
-  const double s = scale_of(kc.ctx, g.d);
+  const double s = ops::attention_scale(kc.ctx, g.d);
   Scale scale{static_cast<float>(s), s};
   void* args_q[] = {&q, &k, &v, &o, &gr, &dq, &lse, &delta, &sq, &sk, scale.arg(t), &causal};
   launch(dev, get_kernel(dev, src, "ds_attn_bwd_q"), grid_of(g.sq, g), dim3(kThreads), args_q, 0,
          "scaled_dot_product_attention_backward (dq)");
   const void *lse_c = lse, *delta_c = delta;
   void* args_kv[] = {&q, &k, &v, &gr, &lse_c, &delta_c, &dk, &dv, &sq, &sk, scale.arg(t), &causal};
-  launch(dev, get_kernel(dev, src, "ds_attn_bwd_kv"), grid_of(g.sk, g), dim3(kThreads), args_kv,
-         0, "scaled_dot_product_attention_backward (dk, dv)");
+  launch(dev, get_kernel(dev, src, "ds_attn_bwd_kv"), grid_of(g.sk, g), dim3(kThreads), args_kv, 0,
+         "scaled_dot_product_attention_backward (dk, dv)");
 }
 
 const OpRegistrar reg([] {

@@ -9,18 +9,18 @@
 // row's four threads combine with shuffles). P goes from the S accumulators
 // straight into A fragments. Other dtypes and shapes use the scalar kernels
 // (attention_kernels.cpp).
-#include <algorithm>
-#include <cmath>
-
 #include "backends/cuda/attention_mma.h"
+
+#include <algorithm>
+
 #include "backends/cuda/kernel_support.h"
 #include "backends/cuda/nvrtc_module.h"
 #include "ds/cuda.h"
+#include "ir/ops/attention.h"
 
 namespace ds::cuda {
 
 namespace {
-
 
 const char* const kCommon = R"(
 constexpr int BK = D > 64 ? 32 : 64;  // keys (queries) per staged tile
@@ -386,27 +386,21 @@ bool aligned16(const void* p) {
 
 void forward(const KernelCall& kc) {
   const Tensor& qt = kc.inputs[0];
-  const size_t r = static_cast<size_t>(qt.ndim());
-  int64_t batch = 1;
-  for (size_t i = 0; i + 2 < r; ++i) batch *= qt.shape()[i];
-  const int64_t d = qt.shape()[r - 1];
-  int sq = static_cast<int>(qt.shape()[r - 2]);
-  int sk = static_cast<int>(kc.inputs[1].shape()[r - 2]);
+  const ops::AttentionDims a = ops::attention_dims(kc.ctx);
+  const int64_t batch = a.batch(), d = a.d;
+  int sq = static_cast<int>(a.sq), sk = static_cast<int>(a.sk);
   if (batch == 0 || sq == 0) return;
   const int dev = call_device(kc);
   const void *q = qt.raw_data(), *k = kc.inputs[1].raw_data(), *v = kc.inputs[2].raw_data();
   void *o = kc.outputs[0].raw_data(), *lse = kc.outputs[1].raw_data();
-  const double scale = kc.ctx.f("scale") != 0 ? kc.ctx.f("scale") : 1.0 / std::sqrt(double(d));
-  float scale_log2 = static_cast<float>(scale * 1.4426950408889634);
+  float scale_log2 = static_cast<float>(ops::attention_scale(kc.ctx, d) * 1.4426950408889634);
   int causal = kc.ctx.b("causal");
   int vec = aligned16(k) && aligned16(v) && d % 8 == 0;
   void* args[] = {&q, &k, &v, &o, &lse, &sq, &sk, &scale_log2, &causal, &vec};
   const int rows = kFlashRowWarps * 16 * flash_row_tiles(d);  // per block
-  const dim3 grid(static_cast<unsigned>((sq + rows - 1) / rows),
-                  static_cast<unsigned>(batch));
+  const dim3 grid(static_cast<unsigned>((sq + rows - 1) / rows), static_cast<unsigned>(batch));
   launch(dev, get_kernel(dev, source(qt.dtype(), d), "ds_flash_fwd_mma"), grid,
-         dim3(kFlashRowWarps * 32), args,
-         0, "scaled_dot_product_attention (tensor cores)");
+         dim3(kFlashRowWarps * 32), args, 0, "scaled_dot_product_attention (tensor cores)");
 }
 
 const OpRegistrar reg([] {
@@ -422,25 +416,20 @@ int flash_row_tiles(int64_t d) {
 
 std::string flash_mma_common(DType t, int64_t d, int warps) {
   return detail::cat("#define DS_BF16 ", t == DType::BFloat16 ? 1 : 0, "\nconstexpr int D = ", d,
-                     ";\nconstexpr int WARPS = ", warps, ";\nconstexpr int MI = ", flash_row_tiles(d),
-                     ";\n", kCommon, kRows);
+                     ";\nconstexpr int WARPS = ", warps,
+                     ";\nconstexpr int MI = ", flash_row_tiles(d), ";\n", kCommon, kRows);
 }
 
 bool flash_mma_supported(const OpContext& c) {
   const TensorType& q = c.inputs[0];
-  if (q.shape.size() < 2 || (q.dtype != DType::BFloat16 && q.dtype != DType::Float16) ||
-      c.s("layout") != "bhsd")  // [..., S, H, D] goes to attention_kernels.cpp or cuDNN
-    return false;
-  for (size_t i = 0; i < std::min<size_t>(c.inputs.size(), 5); ++i)  // not the backward's lse
+  if (q.shape.size() < 2 || (q.dtype != DType::BFloat16 && q.dtype != DType::Float16)) return false;
+  for (size_t i = 0; i < std::min(c.inputs.size(), ops::kLseInput); ++i)
     if (c.inputs[i].dtype != q.dtype) return false;
-  const size_t r = q.shape.size();
-  const int64_t d = q.shape[r - 1];
-  int64_t batch = 1;
-  for (size_t i = 0; i + 2 < r; ++i) batch *= q.shape[i];
+  const ops::AttentionDims a = ops::attention_dims(c);
   static const bool tensor_cores = device_count() > 0 && device_info(0).major >= 8;
-  return c.inputs[2].shape.back() == d && d % 16 == 0 && d <= 128 && q.shape[r - 2] < (1 << 30) &&
-         c.inputs[1].shape[r - 2] < (1 << 30) && batch < 65536 && c.f("scale") >= 0 &&
-         tensor_cores;
+  // [..., S, H, D] (bshd) goes to attention_kernels.cpp or cuDNN.
+  return !a.bshd && a.dv == a.d && a.d % 16 == 0 && a.d <= 128 && a.sq < (1 << 30) &&
+         a.sk < (1 << 30) && a.batch() < 65536 && c.f("scale") >= 0 && tensor_cores;
 }
 
 }  // namespace ds::cuda

@@ -11,13 +11,13 @@
 // Products run as mma.sync m16n8k16 tiles with fp32 accumulators; P and dS are
 // rounded to the 16-bit dtype as A fragments (as FlashAttention-2 does).
 #include <algorithm>
-#include <cmath>
 
 #include "backends/cuda/attention_mma.h"
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/kernel_support.h"
 #include "backends/cuda/nvrtc_module.h"
 #include "ds/cuda.h"
+#include "ir/ops/attention.h"
 
 namespace ds::cuda {
 namespace {
@@ -268,12 +268,9 @@ size_t shared_bytes(int64_t d) {
 
 void backward(const KernelCall& kc) {
   const Tensor& qt = kc.inputs[0];
-  const size_t r = static_cast<size_t>(qt.ndim());
-  int64_t batch = 1;
-  for (size_t i = 0; i + 2 < r; ++i) batch *= qt.shape()[i];
-  const int64_t d = qt.shape()[r - 1];
-  int sq = static_cast<int>(qt.shape()[r - 2]);
-  int sk = static_cast<int>(kc.inputs[1].shape()[r - 2]);
+  const ops::AttentionDims a = ops::attention_dims(kc.ctx);
+  const int64_t batch = a.batch(), d = a.d;
+  int sq = static_cast<int>(a.sq), sk = static_cast<int>(a.sk);
   if (batch == 0) return;
   const int dev = call_device(kc);
   cudaStream_t stream = stream_of(dev);
@@ -289,11 +286,12 @@ void backward(const KernelCall& kc) {
   // Scratch: dq's fp32 accumulator, then per-row lse and delta.
   const size_t rows = static_cast<size_t>(batch) * static_cast<size_t>(sq);
   const size_t dq_elems = rows * static_cast<size_t>(d);
-  float* dq_acc = static_cast<float*>(attention_scratch(dev, (dq_elems + 2 * rows) * sizeof(float)));
+  float* dq_acc =
+      static_cast<float*>(attention_scratch(dev, (dq_elems + 2 * rows) * sizeof(float)));
   float* lse = dq_acc + dq_elems;
   float* delta = lse + rows;
   DS_CUDA_CHECK(cudaMemsetAsync(dq_acc, 0, dq_elems * sizeof(float), stream));
-  const double s = kc.ctx.f("scale") != 0 ? kc.ctx.f("scale") : 1.0 / std::sqrt(double(d));
+  const double s = ops::attention_scale(kc.ctx, d);
   float scale = static_cast<float>(s), scale_log2 = static_cast<float>(s * 1.4426950408889634);
   int causal = kc.ctx.b("causal");
   int vec = aligned16(q) && aligned16(k) && aligned16(v) && aligned16(g) && d % 8 == 0;
@@ -302,20 +300,19 @@ void backward(const KernelCall& kc) {
   const int lse_rows = kFlashRowWarps * 16 * flash_row_tiles(d);  // per block of the first kernel
   void* args_lse[] = {&q, &k, &o, &g, &lse, &delta, &sq, &sk, &scale_log2, &causal, &vec};
   launch(dev, get_kernel(dev, src, "ds_flash_bwd_lse_mma"),
-         dim3(static_cast<unsigned>((sq + lse_rows - 1) / lse_rows), ys),
-         dim3(kFlashRowWarps * 32), args_lse, 0, "scaled_dot_product_attention_backward (lse, delta, tensor cores)");
+         dim3(static_cast<unsigned>((sq + lse_rows - 1) / lse_rows), ys), dim3(kFlashRowWarps * 32),
+         args_lse, 0, "scaled_dot_product_attention_backward (lse, delta, tensor cores)");
   const float *lse_c = lse, *delta_c = delta;
-  void* args[] = {&q, &k, &v, &g, &lse_c, &delta_c, &dq_acc, &dk, &dv, &sq, &sk, &scale_log2,
-                  &scale, &causal, &vec};
+  void* args[] = {&q,  &k,  &v,  &g,          &lse_c, &delta_c, &dq_acc, &dk,
+                  &dv, &sq, &sk, &scale_log2, &scale, &causal,  &vec};
   const cudaKernel_t main_kernel = get_kernel(dev, src, "ds_flash_bwd_mma");
   const size_t shared = shared_bytes(d);
   // Over the 48 KiB default: set on every call (a reloaded library's kernel
   // may reuse an older handle), a host-side attribute with no stream work.
   DS_CUDA_CHECK(cudaKernelSetAttributeForDevice(
       main_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared), dev));
-  launch(dev, main_kernel,
-         dim3(static_cast<unsigned>((sk + kRows - 1) / kRows), ys), dim3(kWarps * 32),
-         args, shared, "scaled_dot_product_attention_backward (tensor cores)");
+  launch(dev, main_kernel, dim3(static_cast<unsigned>((sk + kRows - 1) / kRows), ys),
+         dim3(kWarps * 32), args, shared, "scaled_dot_product_attention_backward (tensor cores)");
   const float* acc_c = dq_acc;
   long long n = static_cast<long long>(dq_elems);
   void* args_out[] = {&acc_c, &dq, &n, &scale};

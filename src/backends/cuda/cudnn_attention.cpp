@@ -14,7 +14,6 @@
 #define CUDNN_FRONTEND_SKIP_JSON_LIB
 #include <cudnn_frontend.h>
 
-#include <cmath>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -27,6 +26,7 @@
 #include "backends/cuda/kernel_support.h"
 #include "ds/cuda.h"
 #include "ds/error.h"
+#include "ir/ops/attention.h"
 
 namespace ds::cuda {
 namespace {
@@ -38,11 +38,9 @@ enum Uid : int64_t { kQ = 1, kK, kV, kO, kDO, kStats, kDQ, kDK, kDV };
 // The problem as cuDNN sees it: [b, h, s, d] tensors (the leading dims of ds's
 // [..., H, S, D] split into b and h), whose memory is [b, h, s, d] (layout
 // "bhsd") or [b, s, h, d] ("bshd"); the statistics are [b, h, s] either way.
-struct Problem {
+struct Problem : ops::AttentionDims {
   bool backward;
   DType dtype;
-  bool bshd;
-  int64_t b = 1, h = 1, sq, sk, d, dv;
   bool causal;
   double scale;
 
@@ -57,21 +55,12 @@ struct Problem {
 };
 
 Problem problem_of(const OpContext& c) {
-  const Shape& q = c.inputs[0].shape;
-  const size_t r = q.size();
   Problem p;
+  static_cast<ops::AttentionDims&>(p) = ops::attention_dims(c);
   p.backward = c.op.name != "scaled_dot_product_attention";
   p.dtype = c.inputs[0].dtype;
-  p.bshd = c.s("layout") == "bshd";
-  const size_t seq = p.bshd ? r - 3 : r - 2, heads = p.bshd ? r - 2 : r - 3;
-  p.sq = q[seq];
-  p.sk = c.inputs[1].shape[seq];
-  p.d = q[r - 1];
-  p.dv = c.inputs[2].shape[r - 1];
-  if (r >= 3) p.h = q[heads];
-  for (size_t i = 0; i + 3 < r; ++i) p.b *= q[i];
   p.causal = c.b("causal");
-  p.scale = c.f("scale") != 0 ? c.f("scale") : 1.0 / std::sqrt(static_cast<double>(p.d));
+  p.scale = ops::attention_scale(c, p.d);
   return p;
 }
 
@@ -170,11 +159,11 @@ bool supports(const OpContext& c) {
       (q.dtype != DType::BFloat16 && q.dtype != DType::Float16) || c.f("scale") < 0)
     return false;
   const bool backward = c.op.name != "scaled_dot_product_attention";
-  if (backward && c.inputs.size() < 6) return false;
-  for (size_t i = 0; i < (backward ? 5u : 3u); ++i)
+  if (backward && c.inputs.size() <= ops::kLseInput) return false;
+  for (size_t i = 0; i < (backward ? ops::kLseInput : 3); ++i)
     if (c.inputs[i].dtype != q.dtype) return false;
   const Problem p = problem_of(c);
-  if (p.b * p.h == 0 || p.sq == 0) return false;  // nothing to run: the other kernels fill zeros
+  if (p.batch() == 0 || p.sq == 0) return false;  // nothing to run: the other kernels fill zeros
   return plan_for(p, 0).graph != nullptr;
 }
 
@@ -207,7 +196,7 @@ void backward(const KernelCall& kc) {
            {kV, in(2)},
            {kO, in(3)},
            {kDO, in(4)},
-           {kStats, in(5)},
+           {kStats, in(ops::kLseInput)},
            {kDQ, kc.outputs[0].raw_data()},
            {kDK, kc.outputs[1].raw_data()},
            {kDV, kc.outputs[2].raw_data()}});

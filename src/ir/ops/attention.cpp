@@ -10,10 +10,6 @@ namespace ds {
 namespace ops {
 namespace {
 
-struct Dims {
-  int64_t batch, sq, sk, d, dv;
-};
-
 bool seq_before_heads(const OpContext& c) {
   const std::string& layout = c.s("layout");
   DS_CHECK(layout == "bhsd" || layout == "bshd", ValueError, c.where(),
@@ -32,8 +28,9 @@ TensorType as_bhsd(const OpContext& c, const TensorType& t) {
   return r;
 }
 
-// Checks q, k, v (and, for the backward op, out and grad_out) and returns the sizes.
-Dims attention_dims(const OpContext& c) {
+}  // namespace
+
+AttentionDims attention_dims(const OpContext& c) {
   const TensorType q = as_bhsd(c, c.inputs[0]), k = as_bhsd(c, c.inputs[1]),
                    v = as_bhsd(c, c.inputs[2]);
   DS_CHECK(q.shape.size() >= 2 && q.shape.size() == k.shape.size() &&
@@ -56,8 +53,14 @@ Dims attention_dims(const OpContext& c) {
            shape_str(v.shape));
   DS_CHECK(k.shape[r - 2] != 0, ShapeError, c.where(), "attention needs at least one key, got k ",
            shape_str(k.shape));
-  Dims d{1, q.shape[r - 2], k.shape[r - 2], q.shape[r - 1], v.shape[r - 1]};
-  for (size_t i = 0; i + 2 < r; ++i) d.batch *= q.shape[i];
+  AttentionDims d;
+  d.sq = q.shape[r - 2];
+  d.sk = k.shape[r - 2];
+  d.d = q.shape[r - 1];
+  d.dv = v.shape[r - 1];
+  if (r >= 3) d.h = q.shape[r - 3];
+  for (size_t i = 0; i + 3 < r; ++i) d.b *= q.shape[i];
+  d.bshd = seq_before_heads(c);
   return d;
 }
 
@@ -65,6 +68,8 @@ double attention_scale(const OpContext& c, int64_t d) {
   const double s = c.f("scale");
   return s != 0 ? s : 1.0 / std::sqrt(static_cast<double>(std::max<int64_t>(d, 1)));
 }
+
+namespace {
 
 const std::vector<AttrSpec> kAttrs = {{"causal", AttrKind::Bool, false},
                                       {"scale", AttrKind::Float, 0.0},
@@ -80,7 +85,7 @@ KernelFn any_layout(KernelFn bhsd) {
     std::vector<TensorType> types;
     std::vector<Tensor> inputs;
     for (size_t i = 0; i < kc.inputs.size(); ++i) {
-      const bool seq_heads = i < 5;
+      const bool seq_heads = i < kLseInput;
       types.push_back(seq_heads ? as_bhsd(kc.ctx, kc.ctx.inputs[i]) : kc.ctx.inputs[i]);
       inputs.push_back(seq_heads ? transpose(kc.inputs[i], -3, -2).contiguous() : kc.inputs[i]);
     }
@@ -100,8 +105,8 @@ KernelFn any_layout(KernelFn bhsd) {
 // With `lse`, each row's log-sum-exp of the scaled, masked scores goes to
 // (*lse)[b * sq + i].
 std::vector<double> probabilities(const std::vector<double>& q, const std::vector<double>& k,
-                                  const Dims& d, int64_t b, double scale, bool causal,
-                                  std::vector<double>* lse = nullptr) {
+                                  const AttentionDims& d, int64_t b, double scale,
+                                  bool causal, std::vector<double>* lse = nullptr) {
   std::vector<double> p(static_cast<size_t>(d.sq * d.sk));
   for (int64_t i = 0; i < d.sq; ++i) {
     double* row = &p[i * d.sk];
@@ -126,13 +131,13 @@ std::vector<double> probabilities(const std::vector<double>& q, const std::vecto
 }
 
 void reference_forward(const KernelCall& kc) {
-  const Dims d = attention_dims(kc.ctx);
+  const AttentionDims d = attention_dims(kc.ctx);
   const double scale = attention_scale(kc.ctx, d.d);
   const bool causal = kc.ctx.b("causal");
   const auto q = to_f64(kc.inputs[0]), k = to_f64(kc.inputs[1]), v = to_f64(kc.inputs[2]);
-  std::vector<double> out(static_cast<size_t>(d.batch * d.sq * d.dv), 0.0);
-  std::vector<double> lse(static_cast<size_t>(d.batch * d.sq));
-  for (int64_t b = 0; b < d.batch; ++b) {
+  std::vector<double> out(static_cast<size_t>(d.batch() * d.sq * d.dv), 0.0);
+  std::vector<double> lse(static_cast<size_t>(d.batch() * d.sq));
+  for (int64_t b = 0; b < d.batch(); ++b) {
     const auto p = probabilities(q, k, d, b, scale, causal, &lse);
     for (int64_t i = 0; i < d.sq; ++i)
       for (int64_t j = 0; j < d.sk; ++j)
@@ -145,13 +150,13 @@ void reference_forward(const KernelCall& kc) {
 
 // dv = p^T g; dp = g v^T; ds = p (dp - rowsum(dp p)); dq = ds k scale; dk = ds^T q scale.
 void reference_backward(const KernelCall& kc) {
-  const Dims d = attention_dims(kc.ctx);
+  const AttentionDims d = attention_dims(kc.ctx);
   const double scale = attention_scale(kc.ctx, d.d);
   const bool causal = kc.ctx.b("causal");
   const auto q = to_f64(kc.inputs[0]), k = to_f64(kc.inputs[1]), v = to_f64(kc.inputs[2]);
   const auto g = to_f64(kc.inputs[4]);
   std::vector<double> dq(q.size(), 0.0), dk(k.size(), 0.0), dv(v.size(), 0.0);
-  for (int64_t b = 0; b < d.batch; ++b) {
+  for (int64_t b = 0; b < d.batch(); ++b) {
     const auto p = probabilities(q, k, d, b, scale, causal);
     for (int64_t i = 0; i < d.sq; ++i) {
       std::vector<double> dp(static_cast<size_t>(d.sk), 0.0);
@@ -187,7 +192,7 @@ Tensor causal_mask(int64_t sq, int64_t sk, DType t) {
 }
 
 // The scaled, masked scores with the library's matmul kernels.
-Tensor composed_scores(const KernelCall& kc, const Dims& d) {
+Tensor composed_scores(const KernelCall& kc, const AttentionDims& d) {
   const Tensor &q = kc.inputs[0], &k = kc.inputs[1];
   Tensor s = matmul(q, transpose(k, -2, -1)) * attention_scale(kc.ctx, d.d);
   if (kc.ctx.b("causal")) s = s + causal_mask(d.sq, d.sk, s.dtype());
@@ -217,10 +222,10 @@ const OpRegistrar reg([] {
           },
       .cost =
           [](const OpContext& c) {
-            const Dims d = attention_dims(c);
-            const double pairs = static_cast<double>(d.batch * d.sq * d.sk);
+            const AttentionDims d = attention_dims(c);
+            const double pairs = static_cast<double>(d.batch() * d.sq * d.sk);
             const double bytes = static_cast<double>(dtype_size(c.inputs[0].dtype)) *
-                                 static_cast<double>(d.batch) *
+                                 static_cast<double>(d.batch()) *
                                  static_cast<double>(d.sq * (d.d + d.dv) + d.sk * (d.d + d.dv));
             return Cost{pairs * static_cast<double>(2 * (d.d + d.dv)), bytes};
           },
@@ -239,8 +244,8 @@ const OpRegistrar reg([] {
   register_op({
       .name = "scaled_dot_product_attention_backward",
       .traits = kLibrary,
-      .num_inputs = 6,
-      .min_inputs = 5,  // lse, the forward's log-sum-exp, is optional: kernels recompute it
+      .num_inputs = kLseInput + 1,
+      .min_inputs = kLseInput,  // lse, the forward's log-sum-exp, is optional: kernels recompute it
       .attrs = kAttrs,
       .infer =
           [](const OpContext& c) {
@@ -251,17 +256,17 @@ const OpRegistrar reg([] {
             for (int i : {3, 4})
               DS_CHECK(c.inputs[i] == want, ShapeError, c.where(), i == 3 ? "out" : "grad_out",
                        " must be ", want.str(), ", got ", c.inputs[i].str());
-            if (c.inputs.size() > 5)
-              DS_CHECK(c.inputs[5] == lse_type(c), ShapeError, c.where(), "lse must be ",
-                       lse_type(c).str(), ", got ", c.inputs[5].str());
+            if (c.inputs.size() > kLseInput)
+              DS_CHECK(c.inputs[kLseInput] == lse_type(c), ShapeError, c.where(), "lse must be ",
+                       lse_type(c).str(), ", got ", c.inputs[kLseInput].str());
             return std::vector<TensorType>{c.inputs[0], c.inputs[1], c.inputs[2]};
           },
       .cost =
           [](const OpContext& c) {
-            const Dims d = attention_dims(c);
-            const double pairs = static_cast<double>(d.batch * d.sq * d.sk);
+            const AttentionDims d = attention_dims(c);
+            const double pairs = static_cast<double>(d.batch() * d.sq * d.sk);
             return Cost{pairs * static_cast<double>(4 * d.d + 3 * d.dv),
-                        static_cast<double>(dtype_size(c.inputs[0].dtype) * d.batch) *
+                        static_cast<double>(dtype_size(c.inputs[0].dtype) * d.batch()) *
                             static_cast<double>(2 * d.sq * (d.d + 2 * d.dv) + 4 * d.sk * d.d)};
           },
       .reference = any_layout(reference_backward),
@@ -269,7 +274,7 @@ const OpRegistrar reg([] {
   register_kernel("scaled_dot_product_attention", DeviceKind::CPU,
                   {.fn = any_layout(
                        [](const KernelCall& kc) {
-                         const Dims d = attention_dims(kc.ctx);
+                         const AttentionDims d = attention_dims(kc.ctx);
                          const Tensor s = composed_scores(kc, d);
                          copy_into(matmul(softmax(s, -1), kc.inputs[2]), kc.outputs[0]);
                          copy_into(logsumexp(s, {-1}).to(kc.outputs[1].dtype()), kc.outputs[1]);
@@ -280,7 +285,7 @@ const OpRegistrar reg([] {
       "scaled_dot_product_attention_backward", DeviceKind::CPU,
       {.fn = any_layout(
            [](const KernelCall& kc) {
-             const Dims d = attention_dims(kc.ctx);
+             const AttentionDims d = attention_dims(kc.ctx);
              const double scale = attention_scale(kc.ctx, d.d);
              const Tensor &q = kc.inputs[0], &k = kc.inputs[1], &v = kc.inputs[2];
              const Tensor& g = kc.inputs[4];
