@@ -13,8 +13,11 @@
    (DS_CACHE_DIR), then a second process compiling the same graph.
 
 Batch 1 compiled: the MLP's two large GEMVs split over a pool worker kept
-spinning for the stretch of small steps (hot runs, src/core/hot_run.h);
-DS_HOT_RUNS=0 turns that off for an A/B.
+spinning for the stretch of small steps (hot runs, src/core/hot_run.h), and
+lingering 50 us after a run for the next one when runs come back to back;
+DS_HOT_RUNS=0 turns hot runs off, DS_HOT_LINGER_US=0 the lingering, for an A/B.
+Each row also gives the process CPU time per run (all threads): what a spinning
+worker costs.
 
 Writes bench/results/compiled_vs_eager.json. OMP_WAIT_POLICY defaults to PASSIVE
 (as bench/train_fashion_mnist.py): with spinning OpenMP workers (oneDNN) on a
@@ -45,6 +48,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def median_seconds(fn, budget):
     return _sidebyside.median_seconds(fn, budget, warmup=3, min_runs=10, max_runs=2000)
+
+
+def cpu_us_per_run(fn, runs=2000):
+    """Process CPU time (user + system, all threads) per back-to-back run."""
+    fn()
+    t0 = time.process_time()
+    for _ in range(runs):
+        fn()
+    return (time.process_time() - t0) / runs * 1e6
 
 
 def weights(rng, *shape, scale=0.05):
@@ -91,11 +103,16 @@ def compare_forward(rounds, budget):
                 eager_t.append(median_seconds(lambda: forward(x), budget))
                 compiled_t.append(median_seconds(lambda: compiled(x), budget))
             e, c = sorted(eager_t)[rounds // 2], sorted(compiled_t)[rounds // 2]
+            runs = max(20, int(0.2 / e))
+            eager_cpu = cpu_us_per_run(lambda: forward(x), runs)
+            compiled_cpu = cpu_us_per_run(lambda: compiled(x), runs)
             rows.append({"case": f"{name} batch {batch}", "eager_us": e * 1e6,
                          "compiled_us": c * 1e6, "speedup": e / c, "max_rel_err": err,
+                         "eager_cpu_us_per_run": eager_cpu, "compiled_cpu_us_per_run": compiled_cpu,
                          "load_average_1min": os.getloadavg()[0]})
             print(f"{rows[-1]['case']:32s} eager {e * 1e6:9.1f} us  compiled {c * 1e6:9.1f} us  "
-                  f"{e / c:5.2f}x  (err {err:.1e})", flush=True)
+                  f"{e / c:5.2f}x  (err {err:.1e}; CPU per run {eager_cpu:.1f} / "
+                  f"{compiled_cpu:.1f} us)", flush=True)
     return rows
 
 
@@ -188,7 +205,8 @@ def main():
         return
     result = {
         "command": f"PYTHONPATH={os.environ.get('PYTHONPATH', 'build/python')} "
-                   + (f"DS_HOT_RUNS={os.environ['DS_HOT_RUNS']} " if "DS_HOT_RUNS" in os.environ else "")
+                   + "".join(f"{k}={os.environ[k]} " for k in ("DS_HOT_RUNS", "DS_HOT_LINGER_US")
+                             if k in os.environ)
                    + f"python3 bench/run_compiled_vs_eager.py --threads {args.threads} --rounds {args.rounds}",
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
                     "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],

@@ -21,6 +21,8 @@
 namespace ds {
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
 // Lets the sibling hyperthread (and the memory system) breathe while spinning.
 inline void cpu_pause() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -30,31 +32,65 @@ inline void cpu_pause() {
 #endif
 }
 
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
 struct Task {
   const std::function<void(int64_t, int64_t)>* fn = nullptr;
   int64_t n = 0, chunk = 0;
 };
 
-// The one team of spinning workers (one HotRunScope holds it at a time). A task is
-// published as one 64-bit word: epoch (32 bits) | chunk count (16) | next chunk
-// (16). A thread claims a chunk by a compare-exchange on the whole word, so a
-// worker still looking at an earlier task can never claim a chunk of a new one
-// with the old task's description, and the owner never waits for a worker that
-// has not claimed anything.
-struct Team {
+// What the lent workers do: take chunks for a scope, spin without one until a
+// deadline (lingering), or leave the loan.
+enum TeamState : int { kOwned, kLinger, kStop };
+
+constexpr uint64_t kMaxChunks = 0xffff;
+constexpr int kMaxSegments = 16;
+
+// A task's chunks are cut into one segment per thread of the team, each thread's
+// "home": it takes its own segment's chunks first, then the others'. The owner's
+// home is segment 0, so run after run every thread streams the same rows of a
+// GEMV's weights and finds part of them in its own L2 (two cores with 1 MB L2
+// each split a 2.6 MB MLP into 1.3 MB halves: 136 GB/s per core instead of 111
+// from L3; bench/NOTES.md). A segment is one 64-bit word: epoch (32 bits) | end
+// chunk (16) | next chunk (16), claimed by a compare-exchange on the whole word,
+// so a thread still looking at an earlier task can never claim a chunk of a new
+// one with the old task's description.
+struct alignas(64) Segment {
   std::atomic<uint64_t> work{0};
-  std::atomic<int> finished{0};  // chunks of the current task done
-  std::atomic<bool> stop{false};
-  int owner_cpu = -1;  // where the owner ran when it lent the workers
-  Task task;           // written by the owner only while no chunk is claimed
+};
+
+// The one team of lent workers (one HotRunScope holds it at a time). What one
+// side writes while the other reads sits on cache lines of its own: with the
+// chunk counter beside the task description, every chunk bounced that line
+// between the cores (a 512x784 GEMV in 4-row chunks took longer split than alone).
+struct Team {
+  Segment seg[kMaxSegments];
+  // Written by the owner before a loan or a task, then only read.
+  alignas(64) Task task;               // rewritten only while no chunk is claimed
+  int segments = 1;                    // the owner + the workers asked for; fixed per loan
+  int owner_cpu = -1;                  // where the owner ran when it lent the workers
   uint32_t epoch = 0;
+  alignas(64) std::atomic<int> state{kStop};
+  std::atomic<int64_t> linger_until_ns{0};
+  std::atomic<uint32_t> published{0};  // the last task whose segments are all written
+  alignas(64) std::atomic<int> finished{0};  // chunks of the current task done
+  alignas(64) std::atomic<int> next_home{1};  // workers' homes, handed out as they join
+  std::atomic<int> worker_chunks{0};         // chunks the workers ran in this scope
   std::mutex error_mu;
   std::exception_ptr error;
-  // Load feedback (see HotRunScope::~HotRunScope), kept by the owner.
-  std::atomic<int> worker_chunks{0};                     // chunks the workers ran in this scope
-  int splits = 0;                                        // hot_split calls in this scope that split
-  std::chrono::steady_clock::duration straggler_wait{};  // the owner waiting for workers
-  int skip_left = 0;                                     // scopes still to run without workers
+  // Kept by the owner (under g_owner):
+  alignas(64) bool loan_open = false;  // workers lent, maybe lingering or leaving
+  int helpers = 0;                     // workers in the open loan
+  Clock::time_point last_end{};        // when the last scope ended
+  bool back_to_back = false;           // this scope began within a linger of the last one
+  bool woken = false;                  // this scope lent its workers anew (they were asleep)
+  // Load feedback (see HotRunScope::~HotRunScope).
+  int splits = 0;                      // hot_split calls in this scope that split
+  Clock::duration straggler_wait{};    // the owner waiting for workers
+  int skip_left = 0;                   // scopes still to run without workers
   int next_skip = 1;
 };
 
@@ -63,36 +99,53 @@ struct Team {
 constexpr int kMaxSkip = 256;
 constexpr auto kMaxStragglerWait = std::chrono::microseconds(20);
 
-constexpr uint64_t kMaxChunks = 0xffff;
-
 Team g_team;
 std::mutex g_owner;  // held by the scope that holds the team
 thread_local bool t_owner = false;
 thread_local int t_helpers = 0;
 
-// Claims and runs chunks of the published task until none is left; returns how many.
-int drain(Team& t) {
-  int ran = 0;
-  uint64_t v = t.work.load(std::memory_order_acquire);
+// DS_HOT_LINGER_US (default 50): how long lent workers keep spinning after a
+// lingering scope, for the next one. 0 turns lingering off.
+std::atomic<int64_t> g_linger_us{[] {
+  const char* env = std::getenv("DS_HOT_LINGER_US");
+  return env ? std::max<int64_t>(0, std::atoll(env)) : int64_t{50};
+}()};
+
+// The next chunk of task `epoch` in a segment, or -1 when it has none left.
+int64_t claim(Segment& s, uint32_t epoch) {
+  uint64_t v = s.work.load(std::memory_order_acquire);
   for (;;) {
-    const uint64_t next = v & kMaxChunks, count = (v >> 16) & kMaxChunks;
-    if (next >= count) return ran;
-    if (!t.work.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel,
-                                      std::memory_order_acquire))
-      continue;
-    // The owner rewrites `task` only after every claimed chunk has finished.
-    const Task task = t.task;
-    const int64_t b = static_cast<int64_t>(next) * task.chunk;
-    try {
-      (*task.fn)(b, std::min(task.n, b + task.chunk));
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(t.error_mu);
-      if (!t.error) t.error = std::current_exception();
-    }
-    ++ran;
-    t.finished.fetch_add(1, std::memory_order_release);
-    v = t.work.load(std::memory_order_acquire);
+    const uint64_t next = v & kMaxChunks, end = (v >> 16) & kMaxChunks;
+    if (next >= end || (v >> 32) != epoch) return -1;
+    if (s.work.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel,
+                                     std::memory_order_acquire))
+      return static_cast<int64_t>(next);
   }
+}
+
+// Claims and runs chunks of task `epoch`, home segment first, until none is
+// left; returns how many (counted in `finished` once, at the end). Only that
+// task's chunks: a worker draining while the owner writes the next task's
+// segments would otherwise begin on another's segment before its own is out.
+int drain(Team& t, int home, uint32_t epoch) {
+  int ran = 0;
+  for (int k = 0; k < t.segments; ++k) {
+    Segment& s = t.seg[(home + k) % t.segments];
+    for (int64_t c; (c = claim(s, epoch)) >= 0;) {
+      // The owner rewrites `task` only after every claimed chunk has finished.
+      const Task task = t.task;
+      const int64_t b = c * task.chunk;
+      try {
+        (*task.fn)(b, std::min(task.n, b + task.chunk));
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(t.error_mu);
+        if (!t.error) t.error = std::current_exception();
+      }
+      ++ran;
+    }
+  }
+  if (ran > 0) t.finished.fetch_add(ran, std::memory_order_release);
+  return ran;
 }
 
 // Spinning waits give the core away now and then: with more runnable threads
@@ -133,14 +186,43 @@ void move_off_cpu(int cpu) {
 #endif
 }
 
-// A lent worker's job: take chunks as they are published until the scope ends.
+// A lent worker's job: take chunks as they are published, and between scopes
+// linger until the deadline; leave when told to or when the deadline passed.
 void spin(Team& t) {
   move_off_cpu(t.owner_cpu);
+  const int id = t.next_home.fetch_add(1, std::memory_order_relaxed);
+  const int home = t.segments > 1 ? 1 + (id - 1) % (t.segments - 1) : 0;
   Backoff backoff;
-  while (!t.stop.load(std::memory_order_acquire)) {
-    if (const int ran = drain(t)) t.worker_chunks.fetch_add(ran, std::memory_order_relaxed);
+  uint32_t seen = t.published.load(std::memory_order_acquire) - 1;  // join a task out now
+  for (;;) {
+    const int s = t.state.load(std::memory_order_acquire);
+    if (s == kStop) return;
+    if (s == kLinger && now_ns() >= t.linger_until_ns.load(std::memory_order_relaxed)) {
+      int lingering = kLinger;
+      if (t.state.compare_exchange_strong(lingering, kStop, std::memory_order_acq_rel)) return;
+      continue;  // a scope took the team just now
+    }
+    if (const uint32_t epoch = t.published.load(std::memory_order_acquire); epoch != seen) {
+      seen = epoch;
+      if (const int ran = drain(t, home, epoch)) t.worker_chunks.fetch_add(ran, std::memory_order_relaxed);
+    }
     backoff.pause();
   }
+}
+
+// The pool wants its workers back for a parallel_for: lingering ones leave now.
+void stop_lingering() {
+  int lingering = kLinger;
+  g_team.state.compare_exchange_strong(lingering, kStop, std::memory_order_acq_rel);
+}
+
+// Ends the team's loan (under g_owner): workers leave and sleep in the pool again.
+void close_loan(Team& t) {
+  if (!t.loan_open) return;
+  t.state.store(kStop, std::memory_order_release);
+  end_worker_loan();  // returns once every lent worker sleeps in the pool again
+  t.loan_open = false;
+  t.helpers = 0;
 }
 
 }  // namespace
@@ -155,24 +237,43 @@ bool hot_runs_enabled() {
   return enabled;
 }
 
-HotRunScope::HotRunScope() {
+HotRunScope::HotRunScope(bool may_linger) : may_linger_(may_linger) {
   if (t_owner || !hot_runs_enabled()) return;  // nested: the outer scope's workers serve it
   const int want = num_threads() - 1;
   if (want <= 0 || !g_owner.try_lock()) return;
   Team& t = g_team;
+  const Clock::time_point now = Clock::now();
+  t.back_to_back = now - t.last_end < std::chrono::microseconds(g_linger_us.load());
   if (t.skip_left > 0) {
     --t.skip_left;
+    close_loan(t);
     g_owner.unlock();
     return;
   }
-  t.stop.store(false, std::memory_order_release);
-#ifdef __linux__
-  t.owner_cpu = sched_getcpu();
-#endif
   t.worker_chunks.store(0, std::memory_order_relaxed);
   t.splits = 0;
   t.straggler_wait = {};
-  helpers_ = lend_workers(want, [] { spin(g_team); });
+  int lingering = kLinger;
+  if (t.loan_open && t.helpers <= want &&
+      t.state.compare_exchange_strong(lingering, kOwned, std::memory_order_acq_rel)) {
+    helpers_ = t.helpers;  // still spinning since the last scope: no wake-up
+    t.woken = false;
+  } else {
+    close_loan(t);  // its workers stopped lingering
+    t.state.store(kOwned, std::memory_order_relaxed);
+#ifdef __linux__
+    t.owner_cpu = sched_getcpu();
+#endif
+    t.segments = std::min(want + 1, kMaxSegments);
+    t.next_home.store(1, std::memory_order_relaxed);
+    helpers_ = t.helpers = lend_workers(want, [] { spin(g_team); }, stop_lingering);
+    t.loan_open = helpers_ > 0;
+    t.woken = true;
+    // A worker woken onto this CPU (wake-affine) waits behind this thread until
+    // it is preempted, milliseconds away: give it the CPU once, so that it moves
+    // itself off (move_off_cpu). Costs a syscall where it went elsewhere.
+    if (helpers_ > 0) std::this_thread::yield();
+  }
   if (helpers_ == 0) {
     g_owner.unlock();
     return;
@@ -186,17 +287,32 @@ HotRunScope::HotRunScope() {
 // waits for (MLP batch 1 with another job on the second core: 38 us hot, 33 us
 // without). A scope that split work but whose workers ran none of it, or whose
 // owner waited over kMaxStragglerWait for them, is bad: the next scopes run
-// without workers (backing off while it lasts, retrying now and then).
+// without workers (backing off while it lasts, retrying now and then). Workers
+// just woken may well arrive after a small run's splits on an idle machine too
+// (13-28 us), so there only the owner's waiting counts.
+//
+// Lingering: a good scope that may linger and began within a linger of the last
+// one (runs arriving back to back) leaves its workers spinning until the
+// deadline, so that the next scope finds them awake instead of paying a wake-up
+// (13-28 us on this VM) in every run. Runs further apart never linger, and the
+// workers sleep again at most one linger after the last run.
 HotRunScope::~HotRunScope() {
   if (helpers_ == 0) return;
   Team& t = g_team;
-  t.stop.store(true, std::memory_order_release);
-  end_worker_loan();  // returns once every lent worker sleeps in the pool again
+  bool good = true;
   if (t.splits > 0) {
-    const bool good = t.worker_chunks.load(std::memory_order_relaxed) > 0 &&
-                      t.straggler_wait <= kMaxStragglerWait;
+    good = (t.woken || t.worker_chunks.load(std::memory_order_relaxed) > 0) &&
+           t.straggler_wait <= kMaxStragglerWait;
     t.skip_left = good ? 0 : t.next_skip;
     t.next_skip = good ? 1 : std::min(2 * t.next_skip, kMaxSkip);
+  }
+  const int64_t linger_us = g_linger_us.load();
+  t.last_end = Clock::now();
+  if (may_linger_ && good && t.splits > 0 && t.back_to_back && linger_us > 0) {
+    t.linger_until_ns.store(now_ns() + linger_us * 1000, std::memory_order_relaxed);
+    t.state.store(kLinger, std::memory_order_release);
+  } else {
+    close_loan(t);
   }
   t_owner = false;
   t_helpers = 0;
@@ -216,20 +332,24 @@ void hot_split(int64_t n, int64_t chunk, const std::function<void(int64_t, int64
   }
   chunk = std::max<int64_t>(
       chunk, (n + static_cast<int64_t>(kMaxChunks) - 1) / static_cast<int64_t>(kMaxChunks));
-  const int64_t count = (n + chunk - 1) / chunk;
+  const uint64_t count = static_cast<uint64_t>((n + chunk - 1) / chunk);
   Team& t = g_team;
   t.task = {&fn, n, chunk};
   t.finished.store(0, std::memory_order_relaxed);
   ++t.epoch;
-  t.work.store((static_cast<uint64_t>(t.epoch) << 32) | (static_cast<uint64_t>(count) << 16),
-               std::memory_order_release);
-  drain(t);
+  const uint64_t segments = static_cast<uint64_t>(t.segments);
+  for (uint64_t s = 0; s < segments; ++s)
+    t.seg[s].work.store((static_cast<uint64_t>(t.epoch) << 32) |
+                            (count * (s + 1) / segments << 16) | (count * s / segments),
+                        std::memory_order_release);
+  t.published.store(t.epoch, std::memory_order_release);
+  drain(t, 0, t.epoch);
   ++t.splits;
-  if (t.finished.load(std::memory_order_acquire) < count) {
-    const auto start = std::chrono::steady_clock::now();
+  if (t.finished.load(std::memory_order_acquire) < static_cast<int>(count)) {
+    const auto start = Clock::now();
     Backoff backoff;
-    while (t.finished.load(std::memory_order_acquire) < count) backoff.pause();
-    t.straggler_wait += std::chrono::steady_clock::now() - start;
+    while (t.finished.load(std::memory_order_acquire) < static_cast<int>(count)) backoff.pause();
+    t.straggler_wait += Clock::now() - start;
   }
   if (t.error) {
     std::exception_ptr e;
@@ -242,6 +362,14 @@ void reset_hot_run_feedback() {
   std::lock_guard<std::mutex> lock(g_owner);
   g_team.skip_left = 0;
   g_team.next_skip = 1;
+}
+
+void set_hot_run_linger(std::chrono::microseconds linger) {
+  g_linger_us.store(std::max<int64_t>(0, linger.count()));
+}
+
+std::chrono::microseconds hot_run_linger() {
+  return std::chrono::microseconds(g_linger_us.load());
 }
 
 bool splits_when_hot(const std::string& impl) {

@@ -6,10 +6,15 @@
 // worker picks a task up in well under a microsecond. Eager ops cannot do this:
 // they do not know whether, or when, another op follows.
 //
-// The workers spin only while a HotRunScope lives; its destructor sends them back
-// to sleep, so no CPU is burnt between runs. DS_HOT_RUNS=0 turns hot runs off.
+// The workers spin while a HotRunScope lives. Its destructor sends them back to
+// sleep, or, for a scope that may linger and runs arriving back to back, leaves
+// them spinning for DS_HOT_LINGER_US (default 50 us) so that the next run finds
+// them awake, as OpenMP's blocktime does (but 50 us, not 200 ms); runs further
+// apart never linger, so an idle process burns no CPU. DS_HOT_RUNS=0 turns hot
+// runs off.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -20,10 +25,12 @@ namespace ds {
 // scope at a time has workers: a scope opened while another (on any thread) has
 // them gets none, and hot_split then runs on its caller alone. So does a scope
 // opened while recent ones found the machine busy (load feedback, hot_run.cpp).
-// Scopes nest on a thread (the inner one is a no-op).
+// Scopes nest on a thread (the inner one is a no-op). may_linger: nothing
+// threaded follows the scope in its run (an executable whose steps are all serial),
+// so lingering workers take no core from the run's own work.
 class HotRunScope {
  public:
-  HotRunScope();
+  explicit HotRunScope(bool may_linger = false);
   ~HotRunScope();
   HotRunScope(const HotRunScope&) = delete;
   HotRunScope& operator=(const HotRunScope&) = delete;
@@ -31,6 +38,7 @@ class HotRunScope {
 
  private:
   int helpers_ = 0;
+  bool may_linger_ = false;
 };
 
 // Runs fn(begin, end) over [0, n) in chunks of `chunk` items: on the calling
@@ -49,6 +57,10 @@ bool hot_runs_enabled();
 // Scopes whose split work the workers did not share (a busy machine) make the
 // next scopes run without workers for a while (hot_run.cpp). Tests start afresh:
 void reset_hot_run_feedback();
+
+// How long workers linger after a scope (DS_HOT_LINGER_US; 0: never).
+void set_hot_run_linger(std::chrono::microseconds linger);
+std::chrono::microseconds hot_run_linger();
 
 // Kernels that split over a hot run mark their impl name with this suffix: an
 // executable opens a HotRunScope around stretches of serial steps with such a kernel.

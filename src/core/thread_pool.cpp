@@ -46,7 +46,7 @@ class ThreadPool {
   // Hands up to `n` idle workers to `job` (each runs it once) and returns at once;
   // returns how many were lent: 0 while another loan is open. end_loan waits for
   // them to leave the job (the caller makes the job return) and back to sleep.
-  int lend(int n, std::function<void()> job) {
+  int lend(int n, std::function<void()> job, void (*reclaim)()) {
     int lent = 0;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -56,6 +56,7 @@ class ThreadPool {
       ++loans_;
       lent = loan_wanted_ = std::min(n, idle);
       loan_job_ = std::move(job);
+      loan_reclaim_ = reclaim;
     }
     // Notified after unlocking, so that a woken worker does not block on mu_ at once.
     cv_.notify_all();
@@ -73,6 +74,7 @@ class ThreadPool {
     lock.lock();
     done_cv_.wait(lock, [&] { return loan_active_ == 0; });
     loan_job_ = nullptr;
+    loan_reclaim_ = nullptr;
     loan_open_ = false;
   }
   int lent() const { return loan_active_.load(); }
@@ -108,6 +110,9 @@ class ThreadPool {
       ++generation_;
     }
     cv_.notify_all();
+    // Lingering lent workers (core/hot_run.h) leave their job now and, awake,
+    // find this region (set up above) without sleeping first.
+    if (void (*reclaim)() = loan_reclaim_.load(); reclaim && loan_active_.load() > 0) reclaim();
     work();
     std::unique_lock<std::mutex> lock(mu_);
     done_cv_.wait(lock, [&] { return active_ == 0 && done.load() == tasks; });
@@ -158,6 +163,7 @@ class ThreadPool {
   // A loan (lend/end_loan): workers running loan_job_ are not counted in active_,
   // so parallel_for on other threads never waits for them.
   std::function<void()> loan_job_;
+  std::atomic<void (*)()> loan_reclaim_{nullptr};  // asks lent workers back (lend's reclaim)
   int loan_wanted_ = 0;
   std::atomic<int> loan_active_{0};  // written under mu_; read without it while waiting
   bool loan_open_ = false;
@@ -197,7 +203,9 @@ ScopedThreadCap::~ScopedThreadCap() { t_thread_cap = saved_; }
 
 void set_num_threads(int n) { g_threads.store(n > 0 ? n : default_threads()); }
 
-int lend_workers(int n, std::function<void()> job) { return pool().lend(n, std::move(job)); }
+int lend_workers(int n, std::function<void()> job, void (*reclaim)()) {
+  return pool().lend(n, std::move(job), reclaim);
+}
 void end_worker_loan() { pool().end_loan(); }
 int lent_workers() { return pool().lent(); }
 int64_t worker_loans() { return pool().loans(); }

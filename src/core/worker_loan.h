@@ -10,8 +10,10 @@ namespace ds {
 
 // Lends up to n idle workers to `job` (each runs it once) and returns at once with
 // how many it lent: 0 while another loan is open or no worker is idle. Lent
-// workers do not serve parallel_for meanwhile; it runs on those left.
-int lend_workers(int n, std::function<void()> job);
+// workers do not serve parallel_for meanwhile; it runs on those left, after
+// calling `reclaim` (when given), which may make the job return early so that
+// the workers serve it.
+int lend_workers(int n, std::function<void()> job, void (*reclaim)() = nullptr);
 // Waits until the lent workers have left the job (the lender makes it return) and
 // gone back to sleep, and closes the loan.
 void end_worker_loan();

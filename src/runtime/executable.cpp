@@ -30,6 +30,9 @@ struct Step {
   std::vector<int> out_slots;
   std::vector<int> release;  // slots whose last use is this step
   const KernelEntry* kernel = nullptr;  // chosen at compile time for static shapes
+  // Static shapes: the kernel's context (input types, attributes), made once at
+  // compile time instead of on every run; it refers to Impl::graph's node.
+  std::shared_ptr<const OpContext> ctx;
   bool on_gpu = false;                  // a CUDA executable's step with a CUDA kernel
   std::string label;                    // the node's label, made once (runs name the op)
   bool serial = false;                  // too small to repay waking the thread pool
@@ -47,6 +50,7 @@ struct Executable::Impl {
   std::vector<Step> steps;
   int num_slots = 0;
   bool dynamic = false;
+  bool hot_may_linger = false;  // every step is serial: hot workers may linger (mark_hot_steps)
   // Static shapes: intermediates live at planned offsets in one arena per run.
   std::vector<int64_t> arena_offset;  // per slot; -1: allocated on its own
   int64_t arena_bytes = 0;
@@ -122,8 +126,10 @@ void plan_arena(Executable::Impl& m, const std::set<int>& keep, const std::map<i
 // bench/cpp/hot_gemv_lab.cpp), when a lone batch-1 GEMV is over, so only
 // stretches with two or more split steps are hot: the first hides the wake-up,
 // the later ones split. Other steps (threaded kernels need the cores) and the end
-// of the run put the worker back to sleep.
-void mark_hot_steps(std::vector<Step>& steps) {
+// of the run put the worker back to sleep, except in runs whose steps are all
+// serial: there nothing threaded follows, so the worker may linger for the next
+// run (HotRunScope's may_linger). Returns whether the runs may linger.
+bool mark_hot_steps(std::vector<Step>& steps) {
   auto serial_cpu = [](const Step& s) { return s.kernel && !s.on_gpu && s.serial; };
   for (size_t begin = 0, end; begin < steps.size(); begin = std::max(end, begin + 1)) {
     int splits = 0;
@@ -136,6 +142,7 @@ void mark_hot_steps(std::vector<Step>& steps) {
     if (splits >= 2)
       for (size_t i = begin; i <= last_split; ++i) steps[i].hot = true;
   }
+  return std::all_of(steps.begin(), steps.end(), serial_cpu);
 }
 
 // "auto" runs a graph on the GPU only from this many FLOPs per run: below it,
@@ -291,10 +298,11 @@ Executable compile(const Graph& graph, const std::string& target, const CompileO
     for (int i = 0; i < static_cast<int>(n.outputs.size()); ++i) s.out_slots.push_back(slot({n.id, i}));
     std::vector<TensorType> in;
     for (const ValueRef& v : n.inputs) in.push_back(g.type(v));
-    OpContext ctx{*n.op, n.attrs, in, n.label()};
     bool is_static_node = true;
     for (const auto& t : in) is_static_node &= is_static(t.shape);
     if (is_static_node) {
+      s.ctx = std::make_shared<const OpContext>(OpContext{*n.op, n.attrs, std::move(in), n.label()});
+      const OpContext& ctx = *s.ctx;
       s.kernel = &select_kernel(ctx, DeviceKind::CPU);
       if (have_gpu) cuda_choice.push_back(cuda_kernel(ctx));
       Cost c = n.op->estimate(ctx, n.outputs);
@@ -354,7 +362,7 @@ Executable compile(const Graph& graph, const std::string& target, const CompileO
   for (const auto& [s, i] : last_use)
     if (!keep.count(s)) impl->steps[i].release.push_back(s);
   impl->stats.kernels = static_cast<int>(impl->steps.size());
-  mark_hot_steps(impl->steps);
+  impl->hot_may_linger = mark_hot_steps(impl->steps);
   // The arena is CPU memory: CUDA executables allocate from the device's caching allocator.
   if (!impl->dynamic && impl->device.kind == DeviceKind::CPU) plan_arena(*impl, keep, last_use);
   if (options.memory_budget > 0) {
@@ -424,21 +432,27 @@ std::vector<Tensor> Executable::run(const std::vector<Tensor>& feeds) const {
   if (m.arena_bytes > 0) arena = allocate_storage(static_cast<size_t>(m.arena_bytes));
   std::optional<HotRunScope> hot;
   for (const Step& st : m.steps) {
-    if (st.hot && !hot) hot.emplace();
+    if (st.hot && !hot) hot.emplace(m.hot_may_linger);
     if (!st.hot && hot) hot.reset();
     const Node& n = nodes[st.node];
     std::vector<Tensor> in;
     in.reserve(st.in_slots.size());
-    std::vector<TensorType> in_types;
-    for (int s : st.in_slots) {
-      in.push_back(slots[s]);
-      in_types.push_back({slots[s].dtype(), slots[s].shape()});
+    for (int s : st.in_slots) in.push_back(slots[s].contiguous());
+    // Symbolic shapes: the context, the output types and the kernel per run.
+    std::optional<OpContext> dynamic_ctx;
+    std::vector<TensorType> dynamic_types;
+    if (!st.ctx) {
+      std::vector<TensorType> in_types;
+      for (const Tensor& t : in) in_types.push_back({t.dtype(), t.shape()});
+      dynamic_ctx.emplace(OpContext{*n.op, n.attrs, std::move(in_types), st.label});
+      dynamic_types = n.op->infer(*dynamic_ctx);
     }
-    OpContext ctx{*n.op, n.attrs, in_types, st.label};
-    std::vector<TensorType> out_types = st.kernel ? n.outputs : n.op->infer(ctx);
+    const OpContext& ctx = st.ctx ? *st.ctx : *dynamic_ctx;
+    const std::vector<TensorType>& out_types = st.ctx ? n.outputs : dynamic_types;
     const KernelEntry& k = st.kernel ? *st.kernel : select_kernel(ctx, DeviceKind::CPU);
     const SerialOpScope serial(st.serial);
     std::vector<Tensor> outs;
+    outs.reserve(out_types.size());
     for (size_t o = 0; o < out_types.size(); ++o) {
       const TensorType& t = out_types[o];
       const int64_t off = m.arena_offset.empty() ? -1 : m.arena_offset[st.out_slots[o]];
@@ -456,7 +470,7 @@ std::vector<Tensor> Executable::run(const std::vector<Tensor>& feeds) const {
     }
     {
       OpEventScope profile_event(ctx, k, out_types);
-      run_kernel_into(ctx, k, in, outs);
+      k.fn(KernelCall{ctx, in, outs});  // inputs made contiguous above
     }
     for (size_t i = 0; i < outs.size(); ++i) {
       live_bytes += static_cast<int64_t>(outs[i].nbytes());

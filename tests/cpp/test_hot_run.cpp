@@ -1,7 +1,9 @@
 // Hot runs (core/hot_run.h): splits over spinning pool workers cover every item
-// once and give the serial result bit for bit; the batch-1 GEMV kernel matches the
-// float64 reference for odd sizes; workers sleep again once a run returns; and two
-// executables run concurrently from two threads stay correct without deadlock.
+// once, each thread starting on its own segment, and give the serial result bit for
+// bit; the batch-1 GEMV kernel matches the float64 reference for odd sizes; workers
+// linger between back-to-back runs only, leave for a parallel_for, and sleep once
+// the linger is over; and two executables run concurrently from two threads stay
+// correct without deadlock.
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
@@ -17,6 +19,7 @@
 
 #include "backends/cpu/hot_gemv.h"
 #include "core/hot_run.h"
+#include "core/thread_pool.h"
 #include "core/worker_loan.h"
 #include "ds/ds.h"
 #include "op_check.h"
@@ -33,10 +36,14 @@ class HotRun : public ::testing::Test {
  protected:
   void SetUp() override {
     saved_ = num_threads();
+    saved_linger_ = hot_run_linger();
     set_num_threads(2);
     reset_hot_run_feedback();
   }
-  void TearDown() override { set_num_threads(saved_); }
+  void TearDown() override {
+    set_hot_run_linger(saved_linger_);
+    set_num_threads(saved_);
+  }
 
   // A scope whose worker is already spinning, or a skip on a one-core machine.
   static bool wait_for_helper(const HotRunScope& scope) {
@@ -47,8 +54,17 @@ class HotRun : public ::testing::Test {
     return lent_workers() > 0;
   }
 
+  // True once no worker is lent any more (lingering ones leave at their deadline).
+  static bool workers_asleep_within(std::chrono::milliseconds limit) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (lent_workers() > 0 && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(1ms);
+    return lent_workers() == 0;
+  }
+
  private:
   int saved_ = 0;
+  std::chrono::microseconds saved_linger_{};
 };
 
 TEST_F(HotRun, SplitCoversEveryItemOnceForAnySizeAndChunk) {
@@ -83,6 +99,25 @@ TEST_F(HotRun, SpinningWorkerTakesChunks) {
   EXPECT_EQ(hot_helpers(), 1);
 }
 
+// The owner starts on the first half of the chunks and the worker on the second
+// (its home), so run after run each core streams the same rows.
+TEST_F(HotRun, EachThreadStartsOnItsOwnHalf) {
+  HotRunScope scope;
+  if (!wait_for_helper(scope)) GTEST_SKIP() << kNoWorker;
+  const std::thread::id caller = std::this_thread::get_id();
+  std::mutex mu;
+  std::vector<int64_t> owner_order, worker_order;
+  hot_split(40, 1, [&](int64_t b, int64_t) {
+    std::this_thread::sleep_for(1ms);
+    std::lock_guard<std::mutex> lock(mu);
+    (std::this_thread::get_id() == caller ? owner_order : worker_order).push_back(b);
+  });
+  ASSERT_FALSE(owner_order.empty());
+  EXPECT_EQ(owner_order.front(), 0);
+  if (worker_order.empty()) GTEST_SKIP() << "the worker took no chunk (busy machine)";
+  EXPECT_GE(worker_order.front(), 20) << "the worker did not start on its own half";
+}
+
 TEST_F(HotRun, ExceptionInAChunkReachesTheCallerAndTheTeamKeepsWorking) {
   HotRunScope scope;
   if (!wait_for_helper(scope)) GTEST_SKIP() << kNoWorker;
@@ -115,7 +150,7 @@ TEST_F(HotRun, NestedAndConcurrentScopesGetNoSecondTeam) {
   }).join();
 }
 
-// A scope whose split the worker did not share in time (here: it sleeps in any
+// A scope whose split the worker did not share in time (here: it sleeps in the
 // chunk it takes, as if preempted) makes the next scope run alone; the one after
 // has its worker again.
 TEST_F(HotRun, ScopeWhoseWorkerDidNotHelpMakesTheNextOneRunAlone) {
@@ -123,9 +158,16 @@ TEST_F(HotRun, ScopeWhoseWorkerDidNotHelpMakesTheNextOneRunAlone) {
   {
     HotRunScope scope;
     if (!wait_for_helper(scope)) GTEST_SKIP() << kNoWorker;
-    hot_split(2, 1, [&](int64_t, int64_t) {
-      if (std::this_thread::get_id() != caller) std::this_thread::sleep_for(1ms);
+    bool worker_took_its_chunk = false;
+    hot_split(2, 1, [&](int64_t b, int64_t) {
+      if (std::this_thread::get_id() == caller) {
+        std::this_thread::sleep_for(1ms);  // time for the worker to take chunk 1
+      } else {
+        worker_took_its_chunk = b == 1;
+        std::this_thread::sleep_for(5ms);
+      }
     });
+    if (!worker_took_its_chunk) GTEST_SKIP() << "the worker did not take its chunk (busy machine)";
   }
   {
     HotRunScope scope;
@@ -268,11 +310,12 @@ TEST_F(HotRun, CompiledRunMatchesReferenceAndWorkersSleepAfterward) {
   for (int i = 0; i < 50; ++i) {
     const Tensor y = m.exe.run(std::vector<Tensor>{m.x})[0];
     ASSERT_LE(test::rel_diff(y, want), 1e-5);
-    ASSERT_EQ(lent_workers(), 0) << "a worker still lent after run " << i;
   }
-  // One hot stretch per run, less the runs that load feedback kept alone.
+  // At most one loan per run: fewer when workers lingered from run to run, or
+  // load feedback kept runs alone.
   EXPECT_LE(worker_loans() - loans, 50);
   EXPECT_EQ(worker_loans() > loans, hot_runs_enabled());
+  EXPECT_TRUE(workers_asleep_within(1s)) << "a worker still lent a second after the runs";
   // Idle after the runs: a worker left spinning would burn the whole 300 ms;
   // the bound leaves room for other threads' wind-down on a loaded machine (an
   // OpenMP team's spin-wait, page faults): 48 ms was seen under CI load.
@@ -285,6 +328,44 @@ TEST_F(HotRun, CompiledRunMatchesReferenceAndWorkersSleepAfterward) {
   const double before = cpu_seconds();
   std::this_thread::sleep_for(300ms);
   EXPECT_LT(cpu_seconds() - before, 0.15);
+}
+
+// Runs back to back: the worker lingers between them and most runs take it
+// without a new loan (a wake-up); a run long after the last one does not leave it
+// lingering. A parallel_for gets a lingering worker back at once, and with no run
+// it sleeps once the linger is over. (On a busy machine load feedback sends the
+// worker to sleep now and then: a new loan for the run after.)
+TEST_F(HotRun, WorkersLingerBetweenBackToBackRunsOnly) {
+  if (!hot_runs_enabled()) GTEST_SKIP() << kNoWorker;
+  set_hot_run_linger(std::chrono::microseconds(300ms));  // room for a loaded machine
+  Mlp m = make_mlp(301, 333, 12);
+  auto run = [&] { return m.exe.run(std::vector<Tensor>{m.x})[0]; };
+  const Tensor want = run();
+  ASSERT_TRUE(workers_asleep_within(1s)) << "a worker lingers past its deadline";
+  std::this_thread::sleep_for(350ms);
+  run();  // long after the last run: no linger
+  EXPECT_EQ(lent_workers(), 0) << "a run long after the last one left its worker lingering";
+  const int64_t loans = worker_loans();
+  for (int i = 0; i < 20; ++i) {
+    const Tensor y = run();
+    for (int64_t k = 0; k < y.numel(); ++k) ASSERT_EQ(y.data<float>()[k], want.data<float>()[k]);
+  }
+  // Without lingering every run lends anew; load feedback costs at most one loan
+  // per two runs.
+  EXPECT_LE(worker_loans() - loans, 10) << "back-to-back runs did not find the worker lingering";
+  for (int i = 0; i < 10 && lent_workers() == 0; ++i) run();
+  if (lent_workers() == 0) GTEST_SKIP() << "load feedback keeps the worker asleep (busy machine)";
+  std::mutex mu;
+  std::set<std::thread::id> threads;
+  parallel_for(4, 1, [&](int64_t, int64_t) {
+    std::this_thread::sleep_for(50ms);
+    std::lock_guard<std::mutex> lock(mu);
+    threads.insert(std::this_thread::get_id());
+  });
+  EXPECT_EQ(threads.size(), 2u) << "the lingering worker did not serve the parallel_for";
+  EXPECT_EQ(lent_workers(), 0);
+  run();
+  EXPECT_TRUE(workers_asleep_within(2s)) << "a worker lingers past its deadline";
 }
 
 // A stretch with one split step is not hot: the worker would arrive after it.
@@ -338,7 +419,7 @@ TEST_F(HotRun, ConcurrentRunsOfTwoExecutablesStayCorrect) {
   const bool done = s->cv.wait_for(lock, 60s, [&] { return s->finished == 2; });
   ASSERT_TRUE(done) << "concurrent runs did not finish within 60 s: deadlock";
   EXPECT_EQ(s->mismatches.load(), 0);
-  EXPECT_EQ(lent_workers(), 0);
+  EXPECT_TRUE(workers_asleep_within(1s));
 }
 
 }  // namespace
