@@ -207,7 +207,8 @@ void spin(Team& t) {
     }
     if (const uint32_t epoch = t.published.load(std::memory_order_acquire); epoch != seen) {
       seen = epoch;
-      if (const int ran = drain(t, home, epoch)) t.worker_chunks.fetch_add(ran, std::memory_order_relaxed);
+      if (const int ran = drain(t, home, epoch))
+        t.worker_chunks.fetch_add(ran, std::memory_order_relaxed);
     }
     backoff.pause();
   }

@@ -301,7 +301,8 @@ Executable compile(const Graph& graph, const std::string& target, const CompileO
     bool is_static_node = true;
     for (const auto& t : in) is_static_node &= is_static(t.shape);
     if (is_static_node) {
-      s.ctx = std::make_shared<const OpContext>(OpContext{*n.op, n.attrs, std::move(in), n.label()});
+      s.ctx =
+          std::make_shared<const OpContext>(OpContext{*n.op, n.attrs, std::move(in), n.label()});
       const OpContext& ctx = *s.ctx;
       s.kernel = &select_kernel(ctx, DeviceKind::CPU);
       if (have_gpu) cuda_choice.push_back(cuda_kernel(ctx));
