@@ -17,6 +17,7 @@
 #include <cstring>
 #include <vector>
 
+#include "backends/cpu/avx2_lanes.h"
 #include "core/thread_pool.h"
 #include "ir/ops/conv_geometry.h"
 
@@ -77,19 +78,6 @@ ShiftedInput shift_input(const ConvGeom& g, const float* x) {
 }
 
 // Lanes [0, k) set: the last, partial vector of a gradient plane.
-__m256i first_lanes(int64_t k) {
-  alignas(32) int32_t m[8];
-  for (int i = 0; i < 8; ++i) m[i] = i < k ? -1 : 0;
-  return _mm256_load_si256(reinterpret_cast<const __m256i*>(m));
-}
-
-float horizontal_sum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_hadd_ps(s, s);
-  s = _mm_hadd_ps(s, s);
-  return _mm_cvtss_f32(s);
-}
-
 // gw[o, c, ky, kx] = sum over n, y, x of gy[n, o, y, x] * xpad[n, c, y + ky, x + kx]
 // for the (o, c) pairs [first, last), image by image: an image's shifted input
 // stays in L1 while its filters' gradient planes stream through once (looping over

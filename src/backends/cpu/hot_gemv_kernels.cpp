@@ -8,12 +8,8 @@
 // the BLAS GEMV it replaces: both stream the weights at one core's bandwidth.
 #include <algorithm>
 
+#include "backends/cpu/avx2_lanes.h"
 #include "backends/cpu/hot_gemv.h"
-
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#endif
-
 #include "core/hot_run.h"
 #include "ds/op.h"
 #include "runtime/serial_ops.h"
@@ -41,12 +37,6 @@ float finish(float dot, int64_t r, const GemvEpilogue& ep) {
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
-float hsum(__m256 v) {
-  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 h = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)));
-}
-
 // R rows at once (x loaded once for all); every row is summed in the same order
 // for any R: two 8-wide accumulators over 16 columns, then 8, then a masked tail.
 template <int R>
@@ -67,14 +57,12 @@ void dot_rows(const float* w, const float* x, int64_t in, float* dots) {
     k += 8;
   }
   if (k < in) {
-    alignas(32) int32_t lanes[8];
-    for (int i = 0; i < 8; ++i) lanes[i] = k + i < in ? -1 : 0;
-    const __m256i mask = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes));
+    const __m256i mask = first_lanes(in - k);
     const __m256 x0 = _mm256_maskload_ps(x + k, mask);
     for (int r = 0; r < R; ++r)
       a1[r] = _mm256_fmadd_ps(_mm256_maskload_ps(w + r * in + k, mask), x0, a1[r]);
   }
-  for (int r = 0; r < R; ++r) dots[r] = hsum(_mm256_add_ps(a0[r], a1[r]));
+  for (int r = 0; r < R; ++r) dots[r] = horizontal_sum(_mm256_add_ps(a0[r], a1[r]));
 }
 #else
 template <int R>
