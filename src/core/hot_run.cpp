@@ -8,9 +8,6 @@
 #include <mutex>
 #include <thread>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
 #ifdef __linux__
 #include <sched.h>
 #endif
@@ -22,15 +19,6 @@ namespace ds {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// Lets the sibling hyperthread (and the memory system) breathe while spinning.
-inline void cpu_pause() {
-#if defined(__x86_64__) || defined(__i386__)
-  _mm_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
 
 int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
@@ -85,8 +73,6 @@ struct Team {
   alignas(64) bool loan_open = false;  // workers lent, maybe lingering or leaving
   int helpers = 0;                     // workers in the open loan
   Clock::time_point last_end{};        // when the last scope ended
-  bool back_to_back = false;           // this scope began within a linger of the last one
-  bool woken = false;                  // this scope lent its workers anew (they were asleep)
   // Load feedback (see HotRunScope::~HotRunScope).
   int splits = 0;                      // hot_split calls in this scope that split
   Clock::duration straggler_wait{};    // the owner waiting for workers
@@ -247,7 +233,7 @@ HotRunScope::HotRunScope(bool may_linger) : may_linger_(may_linger) {
   if (want <= 0 || !g_owner.try_lock()) return;
   Team& t = g_team;
   const Clock::time_point now = Clock::now();
-  t.back_to_back = now - t.last_end < std::chrono::microseconds(g_linger_us.load());
+  back_to_back_ = now - t.last_end < std::chrono::microseconds(g_linger_us.load());
   if (t.skip_left > 0) {
     --t.skip_left;
     close_loan(t);
@@ -261,7 +247,6 @@ HotRunScope::HotRunScope(bool may_linger) : may_linger_(may_linger) {
   if (t.loan_open && t.helpers <= want &&
       t.state.compare_exchange_strong(lingering, kOwned, std::memory_order_acq_rel)) {
     helpers_ = t.helpers;  // still spinning since the last scope: no wake-up
-    t.woken = false;
   } else {
     close_loan(t);  // its workers stopped lingering
     t.state.store(kOwned, std::memory_order_relaxed);
@@ -272,7 +257,7 @@ HotRunScope::HotRunScope(bool may_linger) : may_linger_(may_linger) {
     t.next_home.store(1, std::memory_order_relaxed);
     helpers_ = t.helpers = lend_workers(want, [] { spin(g_team); }, stop_lingering);
     t.loan_open = helpers_ > 0;
-    t.woken = true;
+    woken_ = true;
     // A worker woken onto this CPU (wake-affine) waits behind this thread until
     // it is preempted, milliseconds away: give it the CPU once, so that it moves
     // itself off (move_off_cpu). Costs a syscall where it went elsewhere.
@@ -305,14 +290,14 @@ HotRunScope::~HotRunScope() {
   Team& t = g_team;
   bool good = true;
   if (t.splits > 0) {
-    good = (t.woken || t.worker_chunks.load(std::memory_order_relaxed) > 0) &&
+    good = (woken_ || t.worker_chunks.load(std::memory_order_relaxed) > 0) &&
            t.straggler_wait <= kMaxStragglerWait;
     t.skip_left = good ? 0 : t.next_skip;
     t.next_skip = good ? 1 : std::min(2 * t.next_skip, kMaxSkip);
   }
   const int64_t linger_us = g_linger_us.load();
   t.last_end = Clock::now();
-  if (may_linger_ && good && t.splits > 0 && t.back_to_back && linger_us > 0) {
+  if (may_linger_ && good && t.splits > 0 && back_to_back_ && linger_us > 0) {
     t.linger_until_ns.store(now_ns() + linger_us * 1000, std::memory_order_relaxed);
     t.state.store(kLinger, std::memory_order_release);
   } else {

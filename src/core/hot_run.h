@@ -39,6 +39,8 @@ class HotRunScope {
  private:
   int helpers_ = 0;
   bool may_linger_ = false;
+  bool back_to_back_ = false;  // began within a linger of the last scope's end
+  bool woken_ = false;         // lent the workers anew (they were asleep)
 };
 
 // Runs fn(begin, end) over [0, n) in chunks of `chunk` items: on the calling

@@ -22,12 +22,6 @@ thread_local int t_thread_cap = 0;  // ScopedThreadCap's cap on this thread; 0: 
 constexpr int kEndLoanPauses = 4000;  // a few microseconds: workers run on other CPUs
 constexpr int kEndLoanYields = 2000;  // then give this CPU away: it may be descheduled
 
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
 class ThreadPool {
  public:
   explicit ThreadPool(int workers) {
@@ -69,7 +63,7 @@ class ThreadPool {
     // hundred ns: wait for them spinning, as sleeping on done_cv_ would cost a
     // wake-up of this thread (15-25 us on this VM) unless one was descheduled.
     lock.unlock();
-    for (int i = 0; i < kEndLoanPauses && loan_active_.load() > 0; ++i) cpu_relax();
+    for (int i = 0; i < kEndLoanPauses && loan_active_.load() > 0; ++i) cpu_pause();
     for (int i = 0; i < kEndLoanYields && loan_active_.load() > 0; ++i) std::this_thread::yield();
     lock.lock();
     done_cv_.wait(lock, [&] { return loan_active_ == 0; });

@@ -8,6 +8,16 @@
 
 namespace ds {
 
+// One step of a spin-wait (lender and lent workers wait for each other by
+// spinning): lets the sibling hyperthread and the memory system breathe.
+inline void cpu_pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 // Lends up to n idle workers to `job` (each runs it once) and returns at once with
 // how many it lent: 0 while another loan is open or no worker is idle. Lent
 // workers do not serve parallel_for meanwhile; it runs on those left, after
